@@ -1,0 +1,275 @@
+"""Studio's result conditions for *Join Agent Session*, and the one place that decides them.
+
+Everything that turns an input or an API answer into a :class:`JoinCondition` lives here:
+
+* :func:`classify_response` — the table of ``README.md#result-conditions`` (HTTP status + error body);
+* :func:`check_session_id`, :func:`check_agent_id`, :func:`parse_security_user` — the checks made
+  before any request, which reject bad input with its documented condition;
+* :class:`JoinOutcome` — what a join ended with, as the JSON mapping operators return to XCom.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+from typing import Any
+
+MAX_SESSION_ID_LENGTH = 256
+# Values a Jinja render produces from a missing or null input; never a real CXone session id.
+_RENDERED_NOTHING = frozenset({"none", "null", "undefined"})
+_WHITESPACE_OR_CONTROL = re.compile(r"[\s\x00-\x1f\x7f]")
+
+
+class JoinCondition(StrEnum):
+    """The result branches of Studio's *Join Agent Session* action; values are Studio's names."""
+
+    DEFAULT = "Default"
+    SUCCESS = "Success"
+    INVALID_SECURITY_USER = "InvalidSecurityUser"
+    INVALID_AGENT_SESSION = "InvalidAgentSession"
+    INVALID_AGENT_ID = "InvalidAgentId"
+    IMPERSONATE_NOT_ENABLED = "ImpersonateNotEnabled"
+
+    @classmethod
+    def parse(cls, value: object) -> JoinCondition:
+        """Return the condition named by ``value`` (a member or its exact Studio name)."""
+        if isinstance(value, cls):
+            return value
+        try:
+            return cls(str(value))
+        except ValueError:
+            names = ", ".join(member.value for member in cls)
+            raise ValueError(f"unknown result condition {value!r}; expected one of: {names}") from None
+
+
+class InputRejected(ValueError):
+    """An input that Studio would route to ``condition`` without calling the API."""
+
+    def __init__(self, condition: JoinCondition, message: str) -> None:
+        super().__init__(message)
+        self.condition = condition
+        self.message = message
+
+
+# --- the status + body → condition table ------------------------------------------------------------
+
+_NAME_KEYS = ("error", "errorCode", "code", "error_code")
+_MESSAGE_KEYS = ("error_description", "message", "errorMessage", "Message", "detail", "description")
+
+
+def error_name_and_message(body: object, text: str = "") -> tuple[str | None, str]:
+    """Pull the error name and human message out of the error shapes CXone uses."""
+    if isinstance(body, Mapping):
+        name = next((str(body[k]) for k in _NAME_KEYS if body.get(k) not in (None, "")), None)
+        message = next((str(body[k]) for k in _MESSAGE_KEYS if body.get(k) not in (None, "")), "")
+        return name, message or (name or "")
+    return None, text.strip()
+
+
+def classify_response(status_code: int | None, body: object = None, text: str = "") -> JoinCondition:
+    """Map one API answer to its Studio result condition.
+
+    ``status_code`` is ``None`` when no answer arrived (timeouts, dropped connections). Retries and
+    the single token renewal on 401 happen before this is called, so a 401 here means the security
+    user could not be authenticated.
+    """
+    if status_code is None:
+        return JoinCondition.DEFAULT
+    if 200 <= status_code < 300:
+        return JoinCondition.SUCCESS
+    name, message = error_name_and_message(body, text)
+    known = _known_condition(name)
+    lowered = f"{name or ''} {message}".lower()
+    if status_code == 401:
+        return JoinCondition.INVALID_SECURITY_USER
+    if status_code == 403:
+        if known is JoinCondition.IMPERSONATE_NOT_ENABLED or "impersonat" in lowered:
+            return JoinCondition.IMPERSONATE_NOT_ENABLED
+        return JoinCondition.INVALID_SECURITY_USER
+    if status_code in (400, 404, 409):
+        if known in (JoinCondition.INVALID_AGENT_ID, JoinCondition.INVALID_AGENT_SESSION):
+            return known
+        # "agent session ..." names both words: the session is the more specific subject.
+        if "session" in lowered:
+            return JoinCondition.INVALID_AGENT_SESSION
+        if status_code != 409 and re.search(r"agent\s*_?id|\bagent\b", lowered):
+            return JoinCondition.INVALID_AGENT_ID
+    return JoinCondition.DEFAULT
+
+
+def _known_condition(name: str | None) -> JoinCondition | None:
+    try:
+        return JoinCondition(name) if name else None
+    except ValueError:
+        return None
+
+
+# --- checks made before any request -----------------------------------------------------------------
+
+
+def check_session_id(value: object) -> str:
+    """Return the session id to send, or raise :class:`InputRejected` (``InvalidAgentSession``)."""
+    if isinstance(value, bool) or value is None:
+        raise _bad_session(value, "is missing")
+    if isinstance(value, int):
+        value = str(value)
+    if not isinstance(value, str):
+        raise _bad_session(value, f"must be a string, not {type(value).__name__}")
+    session_id = value.strip()
+    if not session_id:
+        raise _bad_session(value, "is empty")
+    if session_id.lower() in _RENDERED_NOTHING:
+        raise _bad_session(value, "rendered to nothing (check the template or the upstream task)")
+    if len(session_id) > MAX_SESSION_ID_LENGTH:
+        raise _bad_session(session_id[:40] + "…", f"is {len(session_id)} characters long (max {MAX_SESSION_ID_LENGTH})")
+    if _WHITESPACE_OR_CONTROL.search(session_id):
+        raise _bad_session(value, "contains whitespace or control characters")
+    return session_id
+
+
+def _bad_session(value: object, reason: str) -> InputRejected:
+    return InputRejected(JoinCondition.INVALID_AGENT_SESSION, f"session_id {value!r} {reason}")
+
+
+def check_agent_id(value: object, *, field_name: str = "agent_id") -> int:
+    """Return ``value`` as a positive agent id, or raise :class:`InputRejected` (``InvalidAgentId``)."""
+    agent_id: int | None = None
+    if isinstance(value, int) and not isinstance(value, bool):
+        agent_id = value
+    elif isinstance(value, str) and re.fullmatch(r"[+-]?\d+", value.strip()):
+        agent_id = int(value.strip())
+    elif isinstance(value, float) and value.is_integer():
+        agent_id = int(value)
+    if agent_id is None:
+        raise InputRejected(JoinCondition.INVALID_AGENT_ID, f"{field_name} {value!r} is not an integer")
+    if agent_id <= 0:
+        raise InputRejected(JoinCondition.INVALID_AGENT_ID, f"{field_name} {value!r} is not positive")
+    return agent_id
+
+
+@dataclass(frozen=True)
+class SecurityUser:
+    """Studio's SecurityUser: the agent whose permissions the API calls use.
+
+    Deliberately holds no token and no secret: it travels through XCom, which is stored in plain text.
+    The hook mints the token in the task that needs it, from ``conn_id``'s credentials.
+    """
+
+    agent_id: int
+    conn_id: str | None = None
+    time_zone: str | None = None
+    business_unit: int | None = None
+    name: str | None = None
+
+    def to_xcom(self) -> dict[str, Any]:
+        return {key: value for key, value in asdict(self).items() if value is not None}
+
+
+_AGENT_ID_KEYS = ("agent_id", "agentId", "AgentId")
+
+
+def parse_security_user(value: object) -> SecurityUser:
+    """Accept a SecurityUser as a mapping, its JSON or Python-repr string, or a bare agent id.
+
+    A plain (non-native) Jinja render of a mapping pulled from XCom gives its ``repr``; that is
+    parsed with :func:`ast.literal_eval`, which evaluates literals only, never code.
+    """
+    if isinstance(value, SecurityUser):
+        return value
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("{"):
+            value = _parse_mapping_text(text)
+        elif re.fullmatch(r"[+-]?\d+(\.0+)?", text):
+            return SecurityUser(agent_id=check_agent_id(text.split(".")[0], field_name="security_user"))
+        else:
+            raise InputRejected(
+                JoinCondition.INVALID_SECURITY_USER,
+                f"security_user {value!r} is neither a SecurityUser mapping nor an agent id",
+            )
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return SecurityUser(agent_id=check_agent_id(value, field_name="security_user"))
+    if not isinstance(value, Mapping):
+        raise InputRejected(
+            JoinCondition.INVALID_SECURITY_USER,
+            f"security_user must be a SecurityUser mapping or an agent id, not {type(value).__name__}",
+        )
+    raw_agent_id = next((value[k] for k in _AGENT_ID_KEYS if k in value), None)
+    if raw_agent_id is None or (isinstance(raw_agent_id, str) and not raw_agent_id.strip()):
+        raise InputRejected(
+            JoinCondition.INVALID_SECURITY_USER, f"security_user has no agent_id (keys: {sorted(value)})"
+        )
+    business_unit = value.get("business_unit")
+    return SecurityUser(
+        agent_id=check_agent_id(raw_agent_id, field_name="security_user agent_id"),
+        conn_id=_optional_str(value.get("conn_id")),
+        time_zone=_optional_str(value.get("time_zone")),
+        business_unit=int(business_unit) if isinstance(business_unit, int) else None,
+        name=_optional_str(value.get("name")),
+    )
+
+
+def _parse_mapping_text(text: str) -> object:
+    try:
+        return json.loads(text)
+    except ValueError:
+        pass
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        raise InputRejected(
+            JoinCondition.INVALID_SECURITY_USER,
+            f"security_user {text[:80]!r} is neither JSON nor a Python literal mapping",
+        ) from None
+
+
+def _optional_str(value: object) -> str | None:
+    return str(value) if value not in (None, "") else None
+
+
+# --- the outcome --------------------------------------------------------------------------------------
+
+
+@dataclass
+class JoinOutcome:
+    """What one join ended with; :meth:`to_dict` is the operator's XCom ``return_value``.
+
+    ``message`` is the API's error text or the local cause; it never holds a token or a secret.
+    """
+
+    condition: JoinCondition
+    session_id: str
+    status_code: int | None = None
+    message: str = ""
+    attempts: int = 0
+    elapsed_s: float = 0.0
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        result: dict[str, Any] = {
+            "condition": self.condition.value,
+            "session_id": self.session_id,
+            "status_code": self.status_code,
+            "message": self.message,
+            "attempts": self.attempts,
+            "elapsed_s": round(self.elapsed_s, 4),
+        }
+        if self.details:
+            result["details"] = self.details
+        return result
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> JoinOutcome:
+        return cls(
+            condition=JoinCondition.parse(data["condition"]),
+            session_id=str(data["session_id"]),
+            status_code=data.get("status_code"),
+            message=str(data.get("message", "")),
+            attempts=int(data.get("attempts", 0)),
+            elapsed_s=float(data.get("elapsed_s", 0.0)),
+            details=dict(data.get("details") or {}),
+        )

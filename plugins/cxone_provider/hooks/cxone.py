@@ -1,0 +1,735 @@
+"""CxoneHook: authenticated, retried access to the NICE CXone Agent API.
+
+The API contract lives here and nowhere else: the auth and discovery endpoints, every Agent API path,
+the wire parameter that carries Studio's SessionId, the retry policy and the token life cycle.
+
+.. seealso:: ``README.md`` sections "Connection" and "Result conditions".
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import ipaddress
+import json
+import re
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote, urlsplit
+
+import requests
+from airflow.sdk import BaseHook
+from airflow.sdk.exceptions import AirflowException
+from requests.adapters import HTTPAdapter
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception_type,
+    retry_if_result,
+    stop_after_attempt,
+    wait_exponential,
+    wait_random,
+)
+
+from cxone_provider.conditions import (
+    InputRejected,
+    JoinCondition,
+    JoinOutcome,
+    check_agent_id,
+    check_session_id,
+    classify_response,
+    error_name_and_message,
+)
+
+if TYPE_CHECKING:
+    from airflow.sdk import Connection
+
+DEFAULT_AUTH_HOST = "https://cxone.niceincontact.com"
+DEFAULT_API_VERSION = "v33.0"
+TOKEN_PATH = "/auth/token"  # noqa: S105 - a URL path, not a credential
+DISCOVERY_PATH = "/.well-known/cxone-configuration"
+API_PATH_TEMPLATE = "{endpoint}/inContactAPI/services/{version}/"
+
+JOIN_PATH = "agent-sessions/join"
+# Public specs name only asAgentId; Studio's SessionId input travels as this query parameter.
+JOIN_SESSION_PARAM = "sessionId"
+SUPERVISE_ACTIONS = ("monitor", "coach", "barge", "take-over")
+
+RETRYABLE_STATUS = frozenset({429, 503})
+# Never wait longer than this on one Retry-After, whatever the server asks: a task must stay bounded.
+MAX_RETRY_AFTER_S = 30.0
+# Error bodies are for messages; a proxy's multi-megabyte HTML page is not read past this.
+MAX_BODY_BYTES = 64 * 1024
+MAX_MESSAGE_CHARS = 300
+
+_API_VERSION = re.compile(r"^v\d+\.\d+$")
+
+
+class CxoneConfigError(AirflowException):
+    """The ``cxone`` connection is unusable; the message names the connection and the field."""
+
+
+class CxoneAuthError(AirflowException):
+    """CXone refused to issue a token for the connection's access key."""
+
+    def __init__(self, message: str, *, status_code: int | None = None) -> None:
+        super().__init__(message)
+        self.http_status = status_code
+
+
+class CxoneApiError(AirflowException):
+    """A CXone API call answered with an error (after retries and the single token renewal)."""
+
+    def __init__(self, response: ApiResponse, action: str) -> None:
+        status = response.status_code if response.status_code is not None else "no response"
+        super().__init__(f"CXone {action} failed ({status}, {response.error or 'error'}): {response.message}")
+        self.response = response
+        self.http_status = response.status_code
+        self.condition = classify_response(response.status_code, response.body, response.message)
+
+
+@dataclass
+class ApiResponse:
+    """One API call's final answer, after retries. ``status_code`` is ``None`` when nothing came back."""
+
+    status_code: int | None
+    body: Any = None
+    error: str | None = None
+    message: str = ""
+    attempts: int = 0
+    elapsed_s: float = 0.0
+    retries: list[str] = field(default_factory=list)
+    retry_after_s: float | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status_code is not None and 200 <= self.status_code < 300
+
+
+@dataclass(frozen=True)
+class CxoneSettings:
+    """The connection's fields, checked once."""
+
+    conn_id: str
+    auth_host: str
+    access_key_id: str
+    access_key_secret: str = field(repr=False)
+    client_id: str
+    client_secret: str = field(repr=False)
+    tenant_id: str | None
+    api_version: str
+    api_base_url: str | None
+    connect_timeout: float
+    read_timeout: float
+    verify_ssl: bool
+    allow_insecure_http: bool = False
+
+    @classmethod
+    def from_connection(cls, conn: Connection) -> CxoneSettings:
+        extra = conn.extra_dejson
+        conn_id = conn.conn_id
+
+        def fail(field_name: str, problem: str) -> CxoneConfigError:
+            return CxoneConfigError(f"connection {conn_id!r}: {field_name} {problem}")
+
+        def required(value: object, field_name: str) -> str:
+            if value is None or not str(value).strip():
+                raise fail(field_name, "is empty; it is required to request a CXone token")
+            return str(value).strip()
+
+        def seconds(name: str, default: float) -> float:
+            raw = extra.get(name, default)
+            try:
+                value = float(raw)
+            except (TypeError, ValueError):
+                raise fail(f"extra {name!r}", f"must be a number of seconds, got {raw!r}") from None
+            if not value > 0:
+                raise fail(f"extra {name!r}", f"must be positive, got {raw!r}")
+            return value
+
+        allow_http = _as_bool(extra.get("allow_insecure_http", False), fail, "allow_insecure_http")
+        auth_host = _auth_host(conn) or DEFAULT_AUTH_HOST
+        _check_url("host (auth host)", auth_host, fail, allow_http=allow_http)
+        api_version = str(extra.get("api_version") or DEFAULT_API_VERSION).strip()
+        if not _API_VERSION.match(api_version):
+            raise fail("extra 'api_version'", f"must look like 'v33.0', got {api_version!r}")
+        api_base_url = str(extra.get("api_base_url") or "").strip() or None
+        if api_base_url:
+            _check_url("extra 'api_base_url'", api_base_url, fail, allow_http=allow_http)
+            api_base_url = api_base_url.rstrip("/") + "/"
+        return cls(
+            conn_id=conn_id,
+            auth_host=auth_host.rstrip("/"),
+            access_key_id=required(conn.login, "login (access key id)"),
+            access_key_secret=required(conn.password, "password (access key secret)"),
+            client_id=required(extra.get("client_id"), "extra 'client_id'"),
+            client_secret=required(extra.get("client_secret"), "extra 'client_secret'"),
+            tenant_id=str(extra.get("tenant_id") or "").strip() or None,
+            api_version=api_version,
+            api_base_url=api_base_url,
+            connect_timeout=seconds("connect_timeout", 10.0),
+            read_timeout=seconds("read_timeout", 30.0),
+            verify_ssl=_as_bool(extra.get("verify_ssl", True), fail, "verify_ssl"),
+            allow_insecure_http=allow_http,
+        )
+
+
+def _auth_host(conn: Connection) -> str | None:
+    host = (conn.host or "").strip()
+    if not host:
+        return None
+    if "://" in host:
+        return host
+    scheme = (conn.schema or "https").strip() or "https"
+    return f"{scheme}://{host}:{conn.port}" if conn.port else f"{scheme}://{host}"
+
+
+def _check_url(
+    field_name: str, url: str, fail: Callable[[str, str], CxoneConfigError], *, allow_http: bool = False
+) -> None:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise fail(field_name, f"must be an http(s) URL, got {url!r}")
+    # Tokens and secrets travel in these requests: clear text only where nobody can listen, or where
+    # the connection says so explicitly (the sandbox container of docker/docker-compose.yaml).
+    if parts.scheme == "http" and not (_is_loopback(parts.hostname) or allow_http):
+        raise fail(
+            field_name,
+            f"uses plain http:// to {parts.hostname!r}; only loopback hosts (the sandbox) may use "
+            "http, a CXone tenant needs https:// (extra 'allow_insecure_http' opts in for a lab setup)",
+        )
+
+
+def _is_loopback(hostname: str) -> bool:
+    if hostname == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(hostname).is_loopback
+    except ValueError:
+        return False
+
+
+def _as_bool(value: object, fail: Callable[[str, str], CxoneConfigError], name: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "1", "yes", "on"):
+        return True
+    if text in ("false", "0", "no", "off"):
+        return False
+    raise fail(f"extra {name!r}", f"must be true or false, got {value!r}")
+
+
+@dataclass(frozen=True)
+class _Token:
+    access_token: str
+    expires_at: float  # time.monotonic()
+    renew_at: float
+    claims: Mapping[str, Any]
+
+
+def _jwt_claims(token: str | None) -> dict[str, Any]:
+    """Read a JWT's claims without verifying it: only the tenant id is taken, to find the API host."""
+    if not token or token.count(".") != 2:
+        return {}
+    payload = token.split(".")[1]
+    try:
+        decoded = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    except (ValueError, binascii.Error):
+        return {}
+    return decoded if isinstance(decoded, dict) else {}
+
+
+class CxoneHook(BaseHook):
+    """Talks to NICE CXone's auth service and Agent API for one ``cxone`` connection.
+
+    One instance holds one pooled HTTP session and one token, renewed before it expires and once on a
+    401; it is safe to share between threads (the sweep operator does).
+
+    :param cxone_conn_id: the ``cxone`` connection to use.
+    :param max_attempts: attempts per call on 429, 503 and connection errors before giving up.
+    :param backoff_initial_s: first backoff; it doubles per attempt, with jitter, up to ``backoff_max_s``.
+    :param backoff_max_s: longest single backoff (a ``Retry-After`` is honoured up to 30 s).
+    :param pool_size: HTTP connections kept open; set it to the concurrency you call the hook with.
+    :param retry_listener: called with the reason (``"429"``, ``"503"``, ``"connection"``) before each
+        retry; the sweep uses it to shrink its concurrency when CXone throttles.
+    """
+
+    conn_name_attr = "cxone_conn_id"
+    default_conn_name = "cxone_default"
+    conn_type = "cxone"
+    hook_name = "NICE CXone"
+
+    def __init__(
+        self,
+        cxone_conn_id: str = default_conn_name,
+        *,
+        max_attempts: int = 6,
+        backoff_initial_s: float = 0.25,
+        backoff_max_s: float = 8.0,
+        pool_size: int = 10,
+        retry_listener: Callable[[str], None] | None = None,
+    ) -> None:
+        super().__init__()
+        if max_attempts < 1:
+            raise ValueError(f"max_attempts must be at least 1, got {max_attempts}")
+        self.cxone_conn_id = cxone_conn_id
+        self.max_attempts = max_attempts
+        self.backoff_initial_s = backoff_initial_s
+        self.backoff_max_s = backoff_max_s
+        self.pool_size = pool_size
+        self.retry_listener = retry_listener
+        self.token_requests = 0
+        self._token: _Token | None = None
+        self._token_lock = threading.Lock()
+        self._api_base: str | None = None
+        self._secrets: set[str] = set()
+        # Capped exponential backoff plus jitter, so that throttled workers do not retry in lockstep.
+        self._backoff = wait_exponential(multiplier=backoff_initial_s, max=backoff_max_s) + wait_random(
+            0, backoff_initial_s
+        )
+
+    # --- connection, session, token -------------------------------------------------------------
+
+    @cached_property
+    def settings(self) -> CxoneSettings:
+        settings = CxoneSettings.from_connection(self.get_connection(self.cxone_conn_id))
+        self._remember_secret(settings.access_key_secret)
+        self._remember_secret(settings.client_secret)
+        return settings
+
+    def get_conn(self) -> requests.Session:
+        return self.session
+
+    @cached_property
+    def session(self) -> requests.Session:
+        session = requests.Session()
+        # Retries are ours (tenacity, below): urllib3 must not retry behind our back and skew counts.
+        adapter = HTTPAdapter(pool_connections=2, pool_maxsize=max(self.pool_size, 1), max_retries=0)
+        session.mount("https://", adapter)
+        session.mount("http://", adapter)
+        session.verify = self.settings.verify_ssl
+        session.headers.update({"Accept": "application/json", "User-Agent": "airflow-provider-cxone"})
+        return session
+
+    @property
+    def timeout(self) -> tuple[float, float]:
+        return (self.settings.connect_timeout, self.settings.read_timeout)
+
+    def _remember_secret(self, value: str | None) -> None:
+        """Register a credential with Airflow's log masker and with :meth:`redact`."""
+        if not value or value in self._secrets:
+            return
+        self._secrets.add(value)
+        from airflow.sdk.log import mask_secret
+
+        mask_secret(value)
+
+    def redact(self, text: str) -> str:
+        """``text`` with every credential this hook has seen replaced by ``***``."""
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return text
+
+    def access_token(self) -> str:
+        """A valid access token, requesting a new one when the cached one is close to expiry."""
+        token = self._token
+        if token is None or time.monotonic() >= token.renew_at:
+            token = self._renew_token(stale=token.access_token if token else None)
+        return token.access_token
+
+    def _renew_token(self, stale: str | None) -> _Token:
+        with self._token_lock:
+            current = self._token
+            # Another thread renewed while we waited: one expiry, one renewal.
+            if current is not None and current.access_token != stale and time.monotonic() < current.renew_at:
+                return current
+            self._token = self._request_token()
+            return self._token
+
+    def _request_token(self) -> _Token:
+        settings = self.settings
+        self.token_requests += 1
+        response = self._with_retries(
+            lambda: self.session.post(
+                settings.auth_host + TOKEN_PATH,
+                data={
+                    "grant_type": "password",
+                    "username": settings.access_key_id,
+                    "password": settings.access_key_secret,
+                },
+                auth=(settings.client_id, settings.client_secret),
+                timeout=self.timeout,
+                stream=True,
+            )
+        )
+        body = response.body if isinstance(response.body, Mapping) else {}
+        access_token = body.get("access_token")
+        if not response.ok or not isinstance(access_token, str) or not access_token:
+            status = response.status_code if response.status_code is not None else "no response"
+            detail = response.message or "no access_token in the answer"
+            raise CxoneAuthError(
+                f"CXone gave no token for access key {settings.access_key_id!r} of connection "
+                f"{settings.conn_id!r} ({status}, {response.error or 'error'}): {detail}",
+                status_code=response.status_code,
+            )
+        for credential in (access_token, body.get("refresh_token"), body.get("id_token")):
+            self._remember_secret(credential if isinstance(credential, str) else None)
+        try:
+            lifetime = max(float(body.get("expires_in", 3600)), 1.0)
+        except (TypeError, ValueError):
+            lifetime = 3600.0
+        now = time.monotonic()
+        # Renew a little early: 10% of the lifetime, at most a minute, so no request carries a token
+        # that expires in flight.
+        return _Token(
+            access_token=access_token,
+            expires_at=now + lifetime,
+            renew_at=now + lifetime - min(60.0, lifetime * 0.1),
+            claims=_jwt_claims(body.get("id_token")),
+        )
+
+    # --- base URL -----------------------------------------------------------------------------------
+
+    @property
+    def api_base_url(self) -> str:
+        """The Agent API base: the connection's ``api_base_url`` or the one CXone's discovery gives."""
+        if self._api_base is None:
+            self._api_base = self.settings.api_base_url or self._discover_api_base()
+        return self._api_base
+
+    def _discover_api_base(self) -> str:
+        settings = self.settings
+        tenant_id = settings.tenant_id
+        if not tenant_id:
+            self.access_token()
+            tenant_id = str(self._token.claims.get("tenantId") or "") if self._token else ""
+        if not tenant_id:
+            raise CxoneConfigError(
+                f"connection {settings.conn_id!r}: extra 'tenant_id' is empty and the token's id_token "
+                "carries no tenantId; set tenant_id or api_base_url"
+            )
+        response = self._with_retries(
+            lambda: self.session.get(
+                settings.auth_host + DISCOVERY_PATH,
+                params={"tenantId": tenant_id},
+                timeout=self.timeout,
+                stream=True,
+            )
+        )
+        endpoint = response.body.get("api_endpoint") if isinstance(response.body, Mapping) else None
+        if not response.ok or not isinstance(endpoint, str) or not endpoint:
+            raise CxoneApiError(response, f"API host discovery for tenant {tenant_id!r}")
+
+        def fail(field_name: str, problem: str) -> CxoneConfigError:
+            return CxoneConfigError(f"connection {settings.conn_id!r}: discovered {field_name} {problem}")
+
+        _check_url("api_endpoint", endpoint, fail, allow_http=settings.allow_insecure_http)
+        return API_PATH_TEMPLATE.format(endpoint=endpoint.rstrip("/"), version=settings.api_version)
+
+    # --- the request pipeline -----------------------------------------------------------------------
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        json_body: Any = None,
+        idempotent: bool = True,
+    ) -> ApiResponse:
+        """Call the Agent API at ``path`` (relative to the base), with retries and one 401 renewal.
+
+        Never raises for what CXone answers; transport failures that outlast the retries come back as
+        an :class:`ApiResponse` with ``status_code=None``. Configuration and token problems raise.
+        A call that is not ``idempotent`` is retried only when CXone cannot have acted on it (429, 503,
+        a connection that could not be opened), never after a read timeout or a dropped answer.
+        """
+        url = self.api_base_url + path.lstrip("/")
+        started = time.monotonic()
+        token_sent = ""
+
+        def send() -> requests.Response:
+            nonlocal token_sent
+            token_sent = self.access_token()
+            return self.session.request(
+                method,
+                url,
+                params=params,
+                json=json_body,
+                headers={"Authorization": f"Bearer {token_sent}"},
+                timeout=self.timeout,
+                stream=True,
+            )
+
+        response = self._with_retries(send, idempotent=idempotent)
+        if response.status_code == 401:
+            # One renewal, one more try: the token may have been revoked or expired early.
+            self._renew_token(stale=token_sent)
+            retried = self._with_retries(send, idempotent=idempotent)
+            retried.attempts += response.attempts
+            retried.retries = [*response.retries, "401", *retried.retries]
+            response = retried
+        response.elapsed_s = time.monotonic() - started
+        return response
+
+    def _with_retries(self, send: Callable[[], requests.Response], *, idempotent: bool = True) -> ApiResponse:
+        attempts = 0
+        reasons: list[str] = []
+
+        def one_attempt() -> ApiResponse:
+            nonlocal attempts
+            attempts += 1
+            return self._read(send())
+
+        def before_sleep(state: RetryCallState) -> None:
+            reason = _retry_reason(state)
+            reasons.append(reason)
+            self.log.info(
+                "CXone call not answered (%s); retry %d of %d in %.2fs",
+                reason,
+                state.attempt_number,
+                self.max_attempts - 1,
+                state.upcoming_sleep,
+            )
+            if self.retry_listener is not None:
+                self.retry_listener(reason)
+
+        retrying = Retrying(
+            stop=stop_after_attempt(self.max_attempts),
+            wait=self._wait,
+            retry=(
+                retry_if_result(lambda r: r.status_code in RETRYABLE_STATUS)
+                | retry_if_exception_type(
+                    (requests.ConnectionError, requests.Timeout) if idempotent else requests.ConnectTimeout
+                )
+            ),
+            before_sleep=before_sleep,
+            # Out of attempts: hand back the last answer (a 429 or 503) or re-raise the last error.
+            retry_error_callback=lambda state: state.outcome.result() if state.outcome else None,
+        )
+        try:
+            response: ApiResponse = retrying(one_attempt)
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            response = ApiResponse(
+                status_code=None,
+                error=type(exc).__name__,
+                message=f"no answer from CXone after {attempts} attempt(s): {self._describe(exc)}",
+            )
+        # Exhausted retries on 429/503 come back as the last answer; say so in the message.
+        if response.status_code in RETRYABLE_STATUS and attempts >= self.max_attempts:
+            response.message = f"gave up after {attempts} attempts: {response.message}"
+        response.attempts = attempts
+        response.retries = reasons
+        return response
+
+    def _wait(self, state: RetryCallState) -> float:
+        backoff = self._backoff(state)
+        outcome = state.outcome
+        if outcome is not None and not outcome.failed:
+            retry_after = outcome.result().retry_after_s
+            if retry_after is not None:
+                return min(retry_after, MAX_RETRY_AFTER_S)
+        return float(backoff)
+
+    def _read(self, response: requests.Response) -> ApiResponse:
+        """Turn a streamed response into an :class:`ApiResponse`, reading a bounded amount of body."""
+        raw = b""
+        try:
+            for chunk in response.iter_content(chunk_size=16 * 1024):
+                raw += chunk
+                if len(raw) > MAX_BODY_BYTES:
+                    break
+        finally:
+            # Fully read answers go back to the pool; an oversized one closes its connection.
+            response.close()
+        truncated = len(raw) > MAX_BODY_BYTES
+        text = raw[:MAX_BODY_BYTES].decode(response.encoding or "utf-8", errors="replace")
+        body: Any = None
+        if text and not truncated:
+            try:
+                body = json.loads(text)
+            except ValueError:
+                body = None
+        name, message = error_name_and_message(body, _summarise_text(text, response))
+        return ApiResponse(
+            status_code=response.status_code,
+            body=body,
+            error=name if not (200 <= response.status_code < 300) else None,
+            message=self.redact(message)[:MAX_MESSAGE_CHARS],
+            retry_after_s=_retry_after(response.headers.get("Retry-After")),
+        )
+
+    def _describe(self, exc: BaseException) -> str:
+        return self.redact(f"{type(exc).__name__}: {exc}")[:MAX_MESSAGE_CHARS]
+
+    def _call(
+        self,
+        action: str,
+        method: str,
+        path: str,
+        params: Mapping[str, Any] | None = None,
+        *,
+        idempotent: bool = True,
+    ) -> Any:
+        response = self.request(method, path, params=params, idempotent=idempotent)
+        if not response.ok:
+            raise CxoneApiError(response, action)
+        return response.body
+
+    # --- the Agent API ------------------------------------------------------------------------------
+
+    def get_agent(self, agent_id: int) -> dict[str, Any]:
+        """``GET agents/{agentId}``: the agent's record (``agentId``, ``isActive``, names, team...)."""
+        body = self._call(f"get agent {agent_id}", "GET", f"agents/{int(agent_id)}")
+        agents = body.get("agents") if isinstance(body, Mapping) else None
+        if not agents:
+            raise CxoneApiError(ApiResponse(status_code=200, message="answer holds no agent"), f"get agent {agent_id}")
+        return dict(agents[0])
+
+    def get_agent_states(self) -> list[dict[str, Any]]:
+        """``GET agents/states``: every agent's state, with its ``sessionId`` when it is logged in."""
+        body = self._call("list agent states", "GET", "agents/states")
+        return [dict(state) for state in (body or {}).get("agentStates", [])]
+
+    def start_agent_session(self, *, as_agent_id: int, station_id: str) -> str:
+        """``POST agent-sessions``: log ``as_agent_id`` in at ``station_id``; returns the new session id."""
+        body = self._call(
+            f"start a session for agent {as_agent_id}",
+            "POST",
+            "agent-sessions",
+            {"stationId": station_id, "asAgentId": int(as_agent_id)},
+            idempotent=False,
+        )
+        return str(body["sessionId"])
+
+    def end_agent_session(self, session_id: str, *, force_logoff: bool = False) -> None:
+        """``DELETE agent-sessions/{sessionId}``: end the session."""
+        self._call(
+            f"end session {session_id!r}",
+            "DELETE",
+            f"agent-sessions/{quote(session_id, safe='')}",
+            {"forceLogoff": str(force_logoff).lower()},
+        )
+
+    def supervise(self, session_id: str, action: str, *, target_agent_id: int) -> None:
+        """``POST agent-sessions/{sessionId}/{action}``: monitor, coach, barge or take over an agent."""
+        if action not in SUPERVISE_ACTIONS:
+            raise ValueError(f"action {action!r} is not one of {', '.join(SUPERVISE_ACTIONS)}")
+        self._call(
+            f"{action} agent {target_agent_id} from session {session_id!r}",
+            "POST",
+            f"agent-sessions/{quote(session_id, safe='')}/{action}",
+            {"targetAgentId": int(target_agent_id)},
+        )
+
+    def monitor(self, session_id: str, *, target_agent_id: int) -> None:
+        self.supervise(session_id, "monitor", target_agent_id=target_agent_id)
+
+    def coach(self, session_id: str, *, target_agent_id: int) -> None:
+        self.supervise(session_id, "coach", target_agent_id=target_agent_id)
+
+    def barge(self, session_id: str, *, target_agent_id: int) -> None:
+        self.supervise(session_id, "barge", target_agent_id=target_agent_id)
+
+    def take_over(self, session_id: str, *, target_agent_id: int) -> None:
+        self.supervise(session_id, "take-over", target_agent_id=target_agent_id)
+
+    def join_agent_session(self, session_id: object, agent_id: object) -> JoinOutcome:
+        """Studio's *Join Agent Session*: join ``session_id`` as ``agent_id``, classified, never raising.
+
+        Inputs that cannot be valid (blank or malformed session id, non-positive agent id) get their
+        condition without a request. A token that CXone refuses is ``InvalidSecurityUser``. Only a
+        broken connection configuration raises (:class:`CxoneConfigError`).
+        """
+        started = time.monotonic()
+        display_id = session_id if isinstance(session_id, str) else repr(session_id)
+        try:
+            checked_session = check_session_id(session_id)
+            checked_agent = check_agent_id(agent_id)
+        except InputRejected as rejected:
+            return JoinOutcome(rejected.condition, display_id, message=rejected.message)
+        try:
+            response = self.request(
+                "POST", JOIN_PATH, params={"asAgentId": checked_agent, JOIN_SESSION_PARAM: checked_session}
+            )
+        except CxoneAuthError as refused:
+            condition = (
+                JoinCondition.INVALID_SECURITY_USER if refused.http_status in (400, 401, 403) else JoinCondition.DEFAULT
+            )
+            return JoinOutcome(
+                condition,
+                checked_session,
+                status_code=refused.http_status,
+                message=str(refused),
+                elapsed_s=time.monotonic() - started,
+            )
+        condition = classify_response(response.status_code, response.body, response.message)
+        message = response.message
+        if condition is JoinCondition.SUCCESS:
+            message = "joined"
+        elif response.retries and condition is JoinCondition.DEFAULT:
+            message = f"{message} (retries: {', '.join(response.retries)})"
+        return JoinOutcome(
+            condition,
+            checked_session,
+            status_code=response.status_code,
+            message=message,
+            attempts=response.attempts,
+            elapsed_s=time.monotonic() - started,
+        )
+
+    # --- the Airflow UI's Test button -------------------------------------------------------------
+
+    def test_connection(self) -> tuple[bool, str]:
+        """Request a token, find the API host and list agent states: the three things every task does."""
+        try:
+            self.access_token()
+            base = self.api_base_url
+            states = self.get_agent_states()
+        except Exception as exc:
+            return False, self.redact(str(exc))
+        return True, f"Connected to {base}: token issued, {len(states)} agent state(s) visible"
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Seconds from a ``Retry-After`` header (delta-seconds or an HTTP date)."""
+    if not value:
+        return None
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        pass
+    from email.utils import parsedate_to_datetime
+
+    try:
+        moment = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(moment.timestamp() - time.time(), 0.0)
+
+
+def _retry_reason(state: RetryCallState) -> str:
+    outcome = state.outcome
+    if outcome is None:
+        return "unknown"
+    if outcome.failed:
+        return "timeout" if isinstance(outcome.exception(), requests.Timeout) else "connection"
+    return str(outcome.result().status_code)
+
+
+def _summarise_text(text: str, response: requests.Response) -> str:
+    """A one-line description of a non-JSON body (an HTML error page from a proxy, say)."""
+    stripped = " ".join(text.split())
+    if not stripped:
+        return f"HTTP {response.status_code} {response.reason or ''}".strip()
+    content_type = response.headers.get("Content-Type", "unknown type")
+    if "json" not in content_type and stripped.startswith("<"):
+        title = re.search(r"<title>(.*?)</title>", stripped, re.IGNORECASE)
+        label = title.group(1).strip() if title else "no title"
+        return f"non-JSON answer ({content_type}): {label}"
+    return stripped[:MAX_MESSAGE_CHARS]

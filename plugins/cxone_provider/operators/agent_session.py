@@ -1,0 +1,214 @@
+"""JoinAgentSessionOperator: Studio's *Join Agent Session*, routed by its result condition."""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, TypeAlias
+
+from airflow.sdk import BaseBranchOperator
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
+
+from cxone_provider.conditions import InputRejected, JoinCondition, JoinOutcome, parse_security_user
+from cxone_provider.hooks.cxone import CxoneHook
+from cxone_provider.operators.security_user import SetSecurityUserOperator
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+    from airflow.sdk.definitions._internal.abstractoperator import AbstractOperator
+
+BranchTargets: TypeAlias = str | Sequence[str]
+# Studio's SetSecurityUser writes to a variable named SecurityUser by default; naming it here means
+# "the default", exactly as leaving the field out does.
+DEFAULT_SECURITY_USER = "SecurityUser"
+
+
+class BranchConfigError(AirflowException):
+    """``branches`` names an unknown condition or a task that is not directly downstream."""
+
+
+def normalise_branches(
+    branches: Mapping[str | JoinCondition, BranchTargets] | None,
+) -> dict[JoinCondition, list[str]]:
+    """Check ``branches`` keys and value types; raise naming every unknown condition at once."""
+    result: dict[JoinCondition, list[str]] = {}
+    unknown: list[str] = []
+    for key, targets in (branches or {}).items():
+        try:
+            condition = JoinCondition.parse(key)
+        except ValueError:
+            unknown.append(repr(key))
+            continue
+        ids = [targets] if isinstance(targets, str) else list(targets)
+        if not ids or not all(isinstance(task_id, str) and task_id for task_id in ids):
+            raise BranchConfigError(
+                f"branches[{condition.value!r}] must be a task id, a task group id or a list of them, got {targets!r}"
+            )
+        result[condition] = ids
+    if unknown:
+        names = ", ".join(c.value for c in JoinCondition)
+        raise BranchConfigError(f"branches has unknown condition(s) {', '.join(unknown)}; expected: {names}")
+    return result
+
+
+def route(
+    branches: Mapping[JoinCondition, list[str]], condition: JoinCondition, downstream_ids: Iterable[str]
+) -> list[str] | None:
+    """The task (group) ids to follow for ``condition``, or ``None`` when the task must fail.
+
+    1. the condition's own entry; 2. else the ``Default`` entry (Studio: Default is also taken when
+    the branch for the condition that occurred is not defined); 3. else Success follows every direct
+    downstream task that no other condition claims, and any other condition has nowhere to go.
+    """
+    if condition in branches:
+        return branches[condition]
+    if JoinCondition.DEFAULT in branches:
+        return branches[JoinCondition.DEFAULT]
+    if condition is JoinCondition.SUCCESS:
+        claimed = {task_id for targets in branches.values() for task_id in targets}
+        return [task_id for task_id in sorted(downstream_ids) if task_id not in claimed]
+    return None
+
+
+class JoinAgentSessionOperator(BaseBranchOperator):
+    """Join an agent's live session as the SecurityUser and follow the branch for the result condition.
+
+    Result conditions (``JoinCondition``): ``Default``, ``Success``, ``InvalidSecurityUser``,
+    ``InvalidAgentSession``, ``InvalidAgentId``, ``ImpersonateNotEnabled``. Routing by ``branches``:
+
+    1. the condition that occurred has an entry: follow it;
+    2. otherwise a ``Default`` entry exists: follow it;
+    3. otherwise ``Success`` follows every direct downstream task not claimed by another condition,
+       and any other condition fails the task with a message naming the condition, the session id
+       and the API's message. ``Default`` failures may be retried by Airflow (they are usually
+       transient); the others fail without retry.
+
+    Direct downstream tasks not followed are skipped. The XCom ``return_value`` is the outcome:
+    ``{"condition", "session_id", "status_code", "message", "attempts", "elapsed_s"}``.
+
+    .. seealso:: ``README.md``, sections "JoinAgentSessionOperator" and "Routing".
+
+    :param session_id: the CXone agent session to join (Studio's SessionId). (templated)
+    :param security_user: the SecurityUser mapping (or its JSON / repr string, or a bare agent id).
+        Default: the return value of the nearest upstream :class:`SetSecurityUserOperator`, like
+        Studio's default ``SecurityUser``. (templated)
+    :param branches: condition name (or ``JoinCondition``) to a task id, task group id or list of them.
+    :param cxone_conn_id: overrides the connection named by the SecurityUser (else ``cxone_default``).
+        (templated)
+    :param hook_params: extra keyword arguments for :class:`~cxone_provider.hooks.cxone.CxoneHook`.
+    """
+
+    template_fields: Sequence[str] = ("session_id", "security_user", "cxone_conn_id")
+    ui_color = "#d5f5e3"
+
+    def __init__(
+        self,
+        *,
+        session_id: Any,
+        security_user: Any = None,
+        branches: Mapping[str | JoinCondition, BranchTargets] | None = None,
+        cxone_conn_id: str | None = None,
+        hook_params: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.session_id = session_id
+        self.security_user = security_user
+        self.branches = normalise_branches(branches)
+        self.cxone_conn_id = cxone_conn_id
+        self.hook_params = hook_params or {}
+
+    # --- parse-time checks --------------------------------------------------------------------------
+
+    def validate_branches(self) -> None:
+        """Raise :class:`BranchConfigError` naming every target that is not directly downstream.
+
+        Airflow calls this while parsing the DAG (through this package's cluster policy); it also
+        runs before each join, for DAGs loaded from a plugins folder without the policy.
+        """
+        downstream = set(self.downstream_task_ids)
+        groups = self.dag.task_group_dict if self.has_dag() else {}
+        bad: list[str] = []
+        for condition, targets in self.branches.items():
+            for target in targets:
+                if target in downstream:
+                    continue
+                group = groups.get(target)
+                if group is not None and {root.task_id for root in group.roots} <= downstream:
+                    continue
+                bad.append(f"{condition.value} -> {target!r}")
+        if bad:
+            raise BranchConfigError(
+                f"{self.task_id}: branches target(s) not directly downstream: {', '.join(bad)}; "
+                f"direct downstream tasks are {sorted(downstream)}"
+            )
+
+    # --- run time -----------------------------------------------------------------------------------
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        self.validate_branches()
+        outcome = self.join(context)
+        context["ti"].xcom_push(key="outcome", value=outcome.to_dict())
+        self.log.info(
+            "Join Agent Session %r: %s (HTTP %s, %d attempt(s), %.3fs) %s",
+            outcome.session_id,
+            outcome.condition.value,
+            outcome.status_code,
+            outcome.attempts,
+            outcome.elapsed_s,
+            outcome.message,
+        )
+        targets = route(self.branches, outcome.condition, self.downstream_task_ids)
+        if targets is None:
+            message = (
+                f"Join Agent Session ended in {outcome.condition.value} for session_id "
+                f"{outcome.session_id!r} and no branch handles it (add "
+                f"branches[{outcome.condition.value!r}] or branches['Default']): {outcome.message}"
+            )
+            if outcome.condition is JoinCondition.DEFAULT:
+                raise AirflowException(message)
+            raise AirflowFailException(message)
+        self.do_branch(context, targets)
+        return outcome.to_dict()
+
+    def join(self, context: Context) -> JoinOutcome:
+        """Resolve the SecurityUser, then join through the hook; bad input is answered without a call."""
+        display_id = self.session_id if isinstance(self.session_id, str) else repr(self.session_id)
+        try:
+            user = parse_security_user(self._security_user_value(context))
+        except InputRejected as rejected:
+            return JoinOutcome(rejected.condition, display_id, message=rejected.message)
+        conn_id = self.cxone_conn_id or user.conn_id or CxoneHook.default_conn_name
+        hook = CxoneHook(conn_id, **self.hook_params)
+        return hook.join_agent_session(self.session_id, user.agent_id)
+
+    def _security_user_value(self, context: Context) -> Any:
+        value = self.security_user
+        if value is None or (isinstance(value, str) and value.strip() == DEFAULT_SECURITY_USER):
+            provider = self._nearest_set_security_user()
+            if provider is None:
+                raise InputRejected(
+                    JoinCondition.INVALID_SECURITY_USER,
+                    f"security_user is not set and no SetSecurityUserOperator is upstream of {self.task_id!r}",
+                )
+            value = context["ti"].xcom_pull(task_ids=provider.task_id)
+            if value is None:
+                raise InputRejected(
+                    JoinCondition.INVALID_SECURITY_USER,
+                    f"SetSecurityUserOperator {provider.task_id!r} returned no SecurityUser",
+                )
+        return value
+
+    def _nearest_set_security_user(self) -> AbstractOperator | None:
+        """Breadth-first up the graph: the closest SetSecurityUserOperator wins, as in a Studio script."""
+        seen: set[str] = set()
+        queue: deque[AbstractOperator] = deque(self.upstream_list)
+        while queue:
+            task = queue.popleft()
+            if task.task_id in seen:
+                continue
+            seen.add(task.task_id)
+            if isinstance(task, SetSecurityUserOperator):
+                return task
+            queue.extend(task.upstream_list)
+        return None

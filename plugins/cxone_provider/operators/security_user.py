@@ -1,0 +1,82 @@
+"""SetSecurityUserOperator: Studio's *SetSecurityUser* — choose and check the agent the API acts as."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import pendulum
+from airflow.sdk import BaseOperator
+from airflow.sdk.exceptions import AirflowFailException
+
+from cxone_provider.conditions import InputRejected, SecurityUser, check_agent_id
+from cxone_provider.hooks.cxone import CxoneApiError, CxoneHook
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from airflow.sdk import Context
+
+
+class SetSecurityUserOperator(BaseOperator):
+    """Check that an agent exists and is active, and return it as the SecurityUser for later joins.
+
+    The XCom ``return_value`` is the SecurityUser mapping, e.g.
+    ``{"agent_id": 1001, "conn_id": "cxone_default", "time_zone": "UTC", "name": "Quinn Supervisor"}``.
+    It never holds a token or a secret: XCom is stored in plain text, so each task that calls CXone
+    requests its own token from the connection.
+
+    An unknown or inactive agent fails the task with a message naming the agent id and the reason.
+
+    .. seealso:: ``README.md``, section "SetSecurityUserOperator".
+
+    :param agent_id: the agent (employee profile) whose security profile the API calls use. (templated)
+    :param time_zone: IANA time zone for the SecurityUser; defaults to the agent's own. (templated)
+    :param cxone_conn_id: the ``cxone`` connection whose access key impersonates the agent. (templated)
+    :param hook_params: extra keyword arguments for :class:`~cxone_provider.hooks.cxone.CxoneHook`.
+    """
+
+    template_fields: Sequence[str] = ("agent_id", "time_zone", "cxone_conn_id")
+    ui_color = "#d6eaf8"
+
+    def __init__(
+        self,
+        *,
+        agent_id: int | str,
+        time_zone: str | None = None,
+        cxone_conn_id: str = CxoneHook.default_conn_name,
+        hook_params: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.agent_id = agent_id
+        self.time_zone = time_zone
+        self.cxone_conn_id = cxone_conn_id
+        self.hook_params = hook_params or {}
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        try:
+            agent_id = check_agent_id(self.agent_id)
+        except InputRejected as rejected:
+            raise AirflowFailException(f"SetSecurityUser: {rejected.message}") from None
+        hook = CxoneHook(self.cxone_conn_id, **self.hook_params)
+        try:
+            agent = hook.get_agent(agent_id)
+        except CxoneApiError as error:
+            if error.http_status in (400, 404):
+                raise AirflowFailException(
+                    f"SetSecurityUser: agent_id {agent_id} is not a CXone agent ({error.response.message})"
+                ) from None
+            raise
+        name = " ".join(str(agent[k]) for k in ("firstName", "lastName") if agent.get(k)) or None
+        if not agent.get("isActive", False):
+            raise AirflowFailException(
+                f"SetSecurityUser: agent_id {agent_id} ({name or 'no name'}) is not an active CXone agent"
+            )
+        time_zone = str(self.time_zone or agent.get("timeZone") or "UTC")
+        try:
+            pendulum.timezone(time_zone)
+        except Exception:
+            raise AirflowFailException(f"SetSecurityUser: time_zone {time_zone!r} is not a known time zone") from None
+        user = SecurityUser(agent_id=agent_id, conn_id=self.cxone_conn_id, time_zone=time_zone, name=name)
+        self.log.info("SecurityUser is agent %s (%s), time zone %s", agent_id, name, time_zone)
+        return user.to_xcom()

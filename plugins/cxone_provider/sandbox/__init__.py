@@ -1,0 +1,44 @@
+"""An embedded NICE CXone for demos, tests and users' own DAG tests (the moto of this provider).
+
+A real HTTP server (FastAPI on uvicorn, both shipped with Airflow 3) that serves CXone's token
+endpoint, API discovery and the Agent API calls this provider makes, with CXone's paths, bodies and
+failure shapes, fault knobs (latency, 429, 503, dropped connections, token lifetime) and inspectable
+state and request journal under ``/_sandbox/``. Start it with ``cxone-sandbox --port 8765`` (or
+``python -m cxone_provider.sandbox``), or from a test with :class:`cxone_provider.testing.SandboxServer`.
+
+The shipped seed (``default_seed.json``) covers every result condition of *Join Agent Session*:
+
+- tenant ``11ee0000-0000-4000-8000-00000000cx01``; application ``sandbox-client`` /
+  ``sandbox-client-secret`` (HTTP Basic on ``/auth/token``).
+- access keys (``username`` / ``password`` of the token request) and the agents they log in as:
+
+  - ``SANDBOX-QA-KEY`` / ``sandbox-qa-secret``: agent 1001 Quinn Supervisor, may impersonate (the
+    default SecurityUser);
+  - ``SANDBOX-NOIMP-KEY`` / ``sandbox-noimp-secret``: agent 1002 Nico Lead, active, may not impersonate;
+  - ``SANDBOX-INACTIVE-KEY`` / ``sandbox-inactive-secret``: agent 1003 Ivy Former, inactive (its token
+    request fails with ``invalid_grant``).
+
+- agents 2001-2004 (team 20) and 2005-2008 (team 30) work the floor; 2009 (team 20) is not logged in.
+- sessions ``sess-2001`` … ``sess-2006`` are active (agents 2001-2006, in states Available,
+  InboundContact, Unavailable); ``sess-2007`` and ``sess-2008`` have ended.
+
+So ``POST agent-sessions/join?asAgentId=…&sessionId=…`` answers:
+
+- ``1001`` / ``sess-2001``: 202, ``Success`` (again: the same 202, the join is idempotent);
+- ``1003`` / any: 403 ``InvalidSecurityUser`` (agent inactive);
+- ``1002`` / any: 403 ``ImpersonateNotEnabled``;
+- ``9999`` / any: 404 ``InvalidAgentId``;
+- ``1001`` / ``sess-2007``: 409 ``InvalidAgentSession`` (session ended);
+- ``1001`` / ``no-such``: 404 ``InvalidAgentSession`` (unknown session).
+
+``--live-sessions N`` (or :func:`generate_seed`) adds N logged-in agents 5001… with sessions
+``sess-5001``…, for sweeps of a thousand sessions.
+"""
+
+from __future__ import annotations
+
+from cxone_provider.sandbox.app import create_app
+from cxone_provider.sandbox.faults import Faults
+from cxone_provider.sandbox.state import default_seed, generate_seed, load_seed
+
+__all__ = ["Faults", "create_app", "default_seed", "generate_seed", "load_seed"]

@@ -1,0 +1,176 @@
+"""``cxone-sandbox`` / ``python -m cxone_provider.sandbox``: run the CXone sandbox server.
+
+When it accepts connections it prints exactly one line to stdout,
+``CXone sandbox listening on http://HOST:PORT``, which is how callers learn the port of
+``--port 0``. SIGTERM and SIGINT stop it gracefully with exit code 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import signal
+import socket
+import sys
+from typing import TYPE_CHECKING, Any
+
+import uvicorn
+
+from cxone_provider.sandbox.app import create_app
+from cxone_provider.sandbox.faults import Faults
+from cxone_provider.sandbox.state import generate_seed, load_seed
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from types import FrameType
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line; every fault knob defaults to off."""
+    p = argparse.ArgumentParser(
+        prog="cxone-sandbox",
+        description="A local imitation of NICE CXone's auth and Agent API, for demos and tests.",
+    )
+    p.add_argument("--host", default="127.0.0.1", help="interface to bind (default: %(default)s)")
+    p.add_argument("--port", type=int, default=8765, help="port; 0 picks a free one (default: %(default)s)")
+    p.add_argument("--seed", metavar="FILE.json", help="seed file (default: the shipped default seed)")
+    p.add_argument(
+        "--live-sessions", type=int, default=0, metavar="N", help="add N logged-in agents 5001… with sessions"
+    )
+    f = p.add_argument_group("faults (all off by default)")
+    f.add_argument("--latency-ms", metavar="MS", type=float, default=0.0, help="added to every auth/API request")
+    f.add_argument(
+        "--slow-rate",
+        metavar="RATE",
+        type=float,
+        default=0.0,
+        help="fraction of requests slowed by --slow-ms",
+    )
+    f.add_argument("--slow-ms", metavar="MS", type=float, default=200.0, help="extra delay of a slow request")
+    f.add_argument(
+        "--rate-429",
+        dest="rate_429_retry_after",
+        metavar="RATE",
+        type=float,
+        default=0.0,
+        help="fraction of 429 with Retry-After",
+    )
+    f.add_argument("--retry-after-s", metavar="S", type=int, default=1, help="the Retry-After value")
+    f.add_argument(
+        "--rate-429-no-retry-after",
+        metavar="RATE",
+        type=float,
+        default=0.0,
+        help="fraction of 429 without it",
+    )
+    f.add_argument("--rate-503", metavar="RATE", type=float, default=0.0, help="fraction of 503")
+    f.add_argument("--rate-drop", metavar="RATE", type=float, default=0.0, help="fraction of dropped connections")
+    f.add_argument("--token-lifetime-s", metavar="S", type=int, default=3600, help="expires_in of issued tokens")
+    f.add_argument(
+        "--random-seed", metavar="N", type=int, default=None, help="seed the fault dice for reproducible runs"
+    )
+    f.add_argument("--apply-to-auth", action="store_true", help="let random faults hit /auth/token too")
+    p.add_argument(
+        "--log-level",
+        default="warning",
+        choices=["critical", "error", "warning", "info", "debug", "trace"],
+        help="uvicorn's log level (default: %(default)s)",
+    )
+    p.add_argument("--access-log", action="store_true", help="log every request (off: it is noise)")
+    return p
+
+
+def faults_from_args(args: argparse.Namespace) -> Faults:
+    """The :class:`Faults` the command line asks for.
+
+    :raises ValueError: when a knob is out of range.
+    """
+    knobs: dict[str, Any] = {
+        "latency_ms": args.latency_ms,
+        "slow_rate": args.slow_rate,
+        "slow_ms": args.slow_ms,
+        "rate_429_retry_after": args.rate_429_retry_after,
+        "retry_after_s": args.retry_after_s,
+        "rate_429_no_retry_after": args.rate_429_no_retry_after,
+        "rate_503": args.rate_503,
+        "rate_drop": args.rate_drop,
+        "token_lifetime_s": args.token_lifetime_s,
+        "random_seed": args.random_seed,
+        "apply_to_auth": args.apply_to_auth,
+    }
+    return Faults.from_mapping(knobs)
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, announcing the real address once it accepts connections."""
+
+    def __init__(self, config: uvicorn.Config, url: str) -> None:
+        super().__init__(config)
+        self.url = url
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if _early_signals:
+            self.should_exit = True
+        if not self.should_exit:
+            print(f"CXone sandbox listening on {self.url}", flush=True)
+
+
+_early_signals: list[int] = []
+
+
+def _note_signal(signum: int, frame: FrameType | None) -> None:
+    """Handler outside uvicorn's run: before it, the signal stops the start; after it, uvicorn
+    re-raises the signal that stopped it, which must then not kill the process (exit code 0)."""
+    _early_signals.append(signum)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the sandbox until SIGTERM or SIGINT.
+
+    :param argv: command-line arguments (default: ``sys.argv[1:]``).
+    :return: the exit code, 0 after a graceful stop.
+    """
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        faults = faults_from_args(args)
+        seed = load_seed(args.seed)
+        if args.live_sessions:
+            seed = generate_seed(args.live_sessions, base=seed)
+    except (ValueError, OSError) as exc:
+        parser.error(str(exc))
+    app = create_app(seed, faults)
+
+    # Bind here rather than in uvicorn, so --port 0 yields a port we can announce.
+    family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((args.host, args.port))
+    except OSError as exc:
+        sock.close()
+        parser.error(f"cannot bind {args.host}:{args.port}: {exc}")
+    sock.set_inheritable(True)
+    host, port = sock.getsockname()[:2]
+    shown_host = f"[{host}]" if family == socket.AF_INET6 else host
+
+    config = uvicorn.Config(
+        app,
+        log_level=args.log_level,
+        access_log=args.access_log,
+        lifespan="off",
+        # Both are optional speed-ups (several times the request rate); fall back quietly.
+        http="httptools" if importlib.util.find_spec("httptools") else "h11",
+        loop="uvloop" if importlib.util.find_spec("uvloop") else "asyncio",
+        timeout_graceful_shutdown=5,
+    )
+    server = _Server(config, f"http://{shown_host}:{port}")
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, _note_signal)
+    server.run(sockets=[sock])
+    return 0 if server.started else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,345 @@
+"""Test helpers: run the CXone sandbox next to your tests and point a ``cxone`` connection at it.
+
+.. code-block:: python
+
+    from cxone_provider.testing import SandboxServer
+
+    with SandboxServer() as sandbox:
+        name, value = sandbox.connection_env()  # ("AIRFLOW_CONN_CXONE_DEFAULT", '{"conn_type": …}')
+        sandbox.set_faults(rate_429_retry_after=0.1, random_seed=7)
+        ...  # run the DAG or the hook under test
+        assert sandbox.state()["join_calls"] == 1
+
+With pytest, the fixtures ``cxone_sandbox_server`` (one server per test session) and
+``cxone_sandbox`` (per test: the server reset to its seed, ``AIRFLOW_CONN_CXONE_DEFAULT`` set) are
+available after ``pytest_plugins = ["cxone_provider.testing"]`` in your root ``conftest.py``.
+Override ``cxone_sandbox_server`` there to start it with your own seed or faults.
+
+The server runs in its own process, so it never competes with the code under test for the GIL.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import requests
+
+from cxone_provider.sandbox.faults import Faults
+from cxone_provider.sandbox.state import generate_seed, load_seed, validate_seed
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator, Mapping, Sequence
+    from types import TracebackType
+
+#: The Agent API version the helpers put in ``api_base_url`` (the hook's default).
+API_VERSION = "v33.0"
+_READY_PREFIX = "CXone sandbox listening on "
+# The folder holding the cxone_provider package: the child must import the same code as the parent,
+# also when the package is not installed (dropped into an Airflow plugins/ folder).
+_PACKAGE_PARENT = str(Path(__file__).resolve().parent.parent)
+
+
+class SandboxError(RuntimeError):
+    """The sandbox could not start, or an admin call failed."""
+
+
+class SandboxServer:
+    """The CXone sandbox as a subprocess on 127.0.0.1 with a free port; a context manager.
+
+    :param seed: a seed file, a seed mapping, or ``None`` for the shipped default seed.
+    :param live_sessions: add that many logged-in agents 5001… with sessions ``sess-5001``….
+    :param faults: the faults the server starts with (and returns to on :meth:`reset`).
+    :param host: the interface to bind.
+    :param startup_timeout: seconds to wait for the server to listen.
+    :param extra_args: further ``cxone-sandbox`` command-line arguments.
+    """
+
+    def __init__(
+        self,
+        seed: str | os.PathLike[str] | Mapping[str, Any] | None = None,
+        *,
+        live_sessions: int = 0,
+        faults: Mapping[str, Any] | None = None,
+        host: str = "127.0.0.1",
+        startup_timeout: float = 20.0,
+        extra_args: Sequence[str] = (),
+    ) -> None:
+        self._seed_path: str | None = None
+        self._seed_mapping: dict[str, Any] | None = None
+        #: The tenant the server serves (secrets included: the helpers build connections from it).
+        self.seed: dict[str, Any]
+        if seed is None or isinstance(seed, str | os.PathLike):
+            self._seed_path = None if seed is None else os.fspath(seed)
+            self.seed = load_seed(self._seed_path)
+        else:
+            validate_seed(seed)
+            self._seed_mapping = json.loads(json.dumps(seed))  # a deep, JSON-clean copy
+            self.seed = dict(self._seed_mapping)
+        if live_sessions:
+            self.seed = generate_seed(live_sessions, base=self.seed)
+        self.live_sessions = live_sessions
+        self.initial_faults = Faults.from_mapping(faults)  # validated here, not in the child
+        self.host = host
+        self.startup_timeout = startup_timeout
+        self.extra_args = tuple(extra_args)
+        self._url: str | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._tmpdir: tempfile.TemporaryDirectory[str] | None = None
+
+    # ------------------------------------------------------------------------------------ lifecycle
+
+    def command(self, seed_file: str | None = None) -> list[str]:
+        """The command line the server runs with (the port is always 0: the OS picks a free one).
+
+        :param seed_file: where a mapping seed was written (default: the seed file given, if any).
+        """
+        cmd = [sys.executable, "-m", "cxone_provider.sandbox", "--host", self.host, "--port", "0"]
+        seed_path = seed_file or self._seed_path
+        if seed_path is not None:
+            cmd += ["--seed", seed_path]
+        if self.live_sessions:
+            cmd += ["--live-sessions", str(self.live_sessions)]
+        defaults = Faults().to_dict()
+        for name, value in self.initial_faults.to_dict().items():
+            if value == defaults[name]:
+                continue
+            if name == "apply_to_auth":
+                cmd.append("--apply-to-auth")
+            elif name == "rate_429_retry_after":
+                cmd += ["--rate-429", str(value)]
+            else:
+                cmd += ["--" + name.replace("_", "-"), str(value)]
+        return [*cmd, *self.extra_args]
+
+    def start(self) -> SandboxServer:
+        """Start the server and wait until it listens.
+
+        :raises SandboxError: when it exits or stays silent for ``startup_timeout`` seconds; the
+            message carries its stderr.
+        """
+        if self._proc is not None:
+            return self
+        self._tmpdir = tempfile.TemporaryDirectory(prefix="cxone-sandbox-")
+        tmp = Path(self._tmpdir.name)
+        seed_file: str | None = None
+        if self._seed_mapping is not None:
+            # A mapping seed travels as a file.
+            seed_file = str(tmp / "seed.json")
+            Path(seed_file).write_text(json.dumps(self._seed_mapping), encoding="utf-8")
+        cmd = self.command(seed_file)
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (_PACKAGE_PARENT, env.get("PYTHONPATH")) if p)
+        # Files, not pipes: nobody has to keep reading them for the server to keep running.
+        self._stdout_path = tmp / "stdout.log"
+        self._stderr_path = tmp / "stderr.log"
+        with self._stdout_path.open("wb") as out, self._stderr_path.open("wb") as err:
+            self._proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+                cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=err, env=env
+            )
+        deadline = time.monotonic() + self.startup_timeout
+        while time.monotonic() < deadline:
+            url = self._announced_url()
+            if url:
+                self._url = url
+                return self
+            if self._proc.poll() is not None:
+                break
+            time.sleep(0.02)
+        code = self._proc.poll()
+        stderr = self._stderr_text()  # before stop(), which removes the file
+        self.stop()
+        if code is None:
+            why = f"did not listen within {self.startup_timeout:g}s"
+        else:
+            why = f"exited with code {code}"
+        raise SandboxError(f"the CXone sandbox {why}: {' '.join(cmd)}\n{stderr}")
+
+    def _announced_url(self) -> str | None:
+        for line in self._stdout_path.read_text(encoding="utf-8", errors="replace").splitlines():
+            if line.startswith(_READY_PREFIX):
+                return line[len(_READY_PREFIX) :].strip()
+        return None
+
+    def _stderr_text(self) -> str:
+        try:
+            return self._stderr_path.read_text(encoding="utf-8", errors="replace")[-4000:]
+        except OSError:
+            return ""
+
+    def stop(self, timeout: float = 10.0) -> int | None:
+        """Stop the server: SIGTERM, then SIGKILL after ``timeout`` seconds.
+
+        :return: its exit code (0 after a graceful stop), or ``None`` if it was not running.
+        """
+        proc, self._proc = self._proc, None
+        code: int | None = None
+        if proc is not None:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(timeout)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+            code = proc.returncode
+        self._url = None
+        if self._tmpdir is not None:
+            self._tmpdir.cleanup()
+            self._tmpdir = None
+        return code
+
+    @property
+    def running(self) -> bool:
+        """Whether the server process is alive."""
+        return self._proc is not None and self._proc.poll() is None
+
+    @property
+    def pid(self) -> int | None:
+        """The server's process id, while it runs."""
+        return self._proc.pid if self._proc is not None else None
+
+    def __enter__(self) -> SandboxServer:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        return f"SandboxServer(url={self._url!r}, running={self.running})"
+
+    # ------------------------------------------------------------------------------------ facts
+
+    @property
+    def url(self) -> str:
+        """The base URL, ``http://127.0.0.1:PORT`` (the auth host, and the API host via discovery)."""
+        if self._url is None:
+            raise SandboxError("the sandbox is not running; use it as a context manager or call start()")
+        return self._url
+
+    @property
+    def tenant_id(self) -> str:
+        """The seed's tenant id."""
+        return str(self.seed["tenant_id"])
+
+    @property
+    def api_base_url(self) -> str:
+        """The Agent API base, as discovery would give it."""
+        return f"{self.url}/inContactAPI/services/{API_VERSION}/"
+
+    def secret_of(self, key: str) -> str:
+        """The access key secret of ``key`` in the seed.
+
+        :raises KeyError: when the seed has no such access key.
+        """
+        for user in self.seed.get("users", []):
+            if user["access_key_id"] == key:
+                return str(user["access_key_secret"])
+        known = ", ".join(u["access_key_id"] for u in self.seed.get("users", []))
+        raise KeyError(f"no access key {key!r} in the sandbox seed (known: {known})")
+
+    def connection(
+        self,
+        conn_id: str = "cxone_default",
+        *,
+        key: str = "SANDBOX-QA-KEY",
+        discovery: bool = True,
+        **extra: Any,
+    ) -> dict[str, Any]:
+        """The Airflow ``cxone`` connection for this sandbox, as a JSON-able mapping.
+
+        :param conn_id: the connection id; not part of the mapping (Airflow's JSON form takes the id
+            from where the connection is stored), accepted so calls read like :meth:`connection_env`.
+        :param key: the access key (``login``) whose secret becomes the ``password``.
+        :param discovery: find the API host by discovery (``tenant_id``), or pin it with
+            ``api_base_url``.
+        :param extra: further connection extras (``read_timeout``, ``api_version``…), set last.
+        """
+        app = self.seed["applications"][0]
+        extras: dict[str, Any] = {
+            "client_id": app["client_id"],
+            "client_secret": app["client_secret"],
+            "tenant_id": self.tenant_id,
+        }
+        if not discovery:
+            extras["api_base_url"] = self.api_base_url
+        extras.update(extra)
+        return {
+            "conn_type": "cxone",
+            "host": self.url,
+            "login": key,
+            "password": self.secret_of(key),
+            "extra": extras,
+        }
+
+    def connection_env(self, conn_id: str = "cxone_default", **kwargs: Any) -> tuple[str, str]:
+        """The environment variable that defines the connection: ``(AIRFLOW_CONN_<ID>, json)``.
+
+        :param conn_id: the connection id.
+        :param kwargs: as for :meth:`connection`.
+        """
+        return f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps(self.connection(conn_id, **kwargs))
+
+    # ------------------------------------------------------------------------------------ admin
+
+    def _admin(self, method: str, path: str, body: Any = None) -> Any:
+        response = requests.request(method, f"{self.url}/_sandbox/{path}", json=body, timeout=30)
+        if not response.ok:
+            raise SandboxError(f"{method} /_sandbox/{path}: {response.status_code} {response.text}")
+        return response.json()
+
+    def set_faults(self, **knobs: Any) -> dict[str, Any]:
+        """Replace the faults: the knobs given, every other knob back to its default (off).
+
+        :return: the faults now in effect.
+        """
+        return dict(self._admin("PUT", "faults", knobs))
+
+    def faults(self) -> dict[str, Any]:
+        """The faults in effect."""
+        return dict(self._admin("GET", "faults"))
+
+    def journal(self) -> list[dict[str, Any]]:
+        """Every request received since the last clear or reset (admin calls excluded)."""
+        return list(self._admin("GET", "journal")["entries"])
+
+    def clear_journal(self) -> None:
+        """Empty the journal."""
+        self._admin("DELETE", "journal")
+
+    def state(self) -> dict[str, Any]:
+        """Agents, sessions with their joins, supervise actions and counters (no secrets)."""
+        return dict(self._admin("GET", "state"))
+
+    def reset(self) -> None:
+        """Back to the seed state and the starting faults, with an empty journal; tokens are revoked."""
+        self._admin("POST", "reset")
+
+
+# The fixtures exist only where pytest does: SandboxServer works without it.
+if importlib.util.find_spec("pytest") is not None:
+    import pytest
+
+    @pytest.fixture(scope="session")
+    def cxone_sandbox_server() -> Iterator[SandboxServer]:
+        """One CXone sandbox for the whole test session."""
+        with SandboxServer() as server:
+            yield server
+
+    @pytest.fixture
+    def cxone_sandbox(cxone_sandbox_server: SandboxServer, monkeypatch: pytest.MonkeyPatch) -> SandboxServer:
+        """The session's sandbox, reset to its seed, with ``AIRFLOW_CONN_CXONE_DEFAULT`` pointing at it."""
+        cxone_sandbox_server.reset()
+        name, value = cxone_sandbox_server.connection_env()
+        monkeypatch.setenv(name, value)  # undone by monkeypatch after the test
+        return cxone_sandbox_server

@@ -1,0 +1,50 @@
+"""Test set-up: a private AIRFLOW_HOME and DAGs folder, the sandbox fixtures, an Airflow DB on demand.
+
+Airflow reads its configuration when first imported, so the environment is set here, before any
+test module imports it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="cxone-tests-airflow-"))
+DAGS_FOLDER = AIRFLOW_HOME / "dags"
+
+os.environ["AIRFLOW_HOME"] = str(AIRFLOW_HOME)
+os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
+os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(DAGS_FOLDER)
+os.environ.pop("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", None)
+# dag.test() serialises the DAG it runs from the DAGs folder: the example DAGs and the test DAGs
+# both live there for the whole session.
+DAGS_FOLDER.mkdir()
+for source in [*REPO.joinpath("dags").glob("*.py"), *REPO.joinpath("tests", "dags").glob("*.py")]:
+    shutil.copy(source, DAGS_FOLDER / source.name)
+sys.path.insert(0, str(DAGS_FOLDER))
+
+pytest_plugins = ["cxone_provider.testing"]
+
+
+@pytest.fixture(scope="session")
+def airflow_db() -> Path:
+    """A migrated SQLite metadata DB in the session's AIRFLOW_HOME (about 4 s, once)."""
+    subprocess.run(
+        [sys.executable, "-m", "airflow", "db", "migrate"],
+        check=True,
+        capture_output=True,
+        env=os.environ.copy(),
+        timeout=300,
+    )
+    return AIRFLOW_HOME
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    shutil.rmtree(AIRFLOW_HOME, ignore_errors=True)

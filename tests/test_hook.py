@@ -1,0 +1,366 @@
+"""CxoneHook over real HTTP against the sandbox: auth, discovery, every call, retries, secrets."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import pytest
+
+from cxone_provider.conditions import JoinCondition
+from cxone_provider.hooks.cxone import CxoneApiError, CxoneAuthError, CxoneConfigError, CxoneHook
+
+C = JoinCondition
+
+
+@pytest.fixture
+def make_hook(cxone_sandbox, monkeypatch):
+    """Build a hook on a fresh connection to the sandbox; fast backoff so retry tests stay quick."""
+
+    def make(conn_id="cxone_test", *, key="SANDBOX-QA-KEY", discovery=True, hook_kwargs=None, **extra):
+        name, value = cxone_sandbox.connection_env(conn_id, key=key, discovery=discovery, **extra)
+        monkeypatch.setenv(name, value)
+        kwargs = {"backoff_initial_s": 0.01, "backoff_max_s": 0.05, **(hook_kwargs or {})}
+        return CxoneHook(conn_id, **kwargs)
+
+    return make
+
+
+def _calls(sandbox, path_part):
+    return [e for e in sandbox.journal() if path_part in e["path"]]
+
+
+# --- auth and discovery ---------------------------------------------------------------------------
+
+
+def test_token_is_requested_once_and_cached(cxone_sandbox, make_hook):
+    hook = make_hook()
+    first = hook.access_token()
+    assert hook.access_token() == first
+    hook.get_agent(1001)
+    hook.get_agent_states()
+    assert len(_calls(cxone_sandbox, "/auth/token")) == 1
+    assert hook.token_requests == 1
+
+
+def test_discovery_with_tenant_id(cxone_sandbox, make_hook):
+    hook = make_hook()
+    assert hook.api_base_url == f"{cxone_sandbox.url}/inContactAPI/services/v33.0/"
+    (call,) = _calls(cxone_sandbox, "cxone-configuration")
+    assert call["params"] == {"tenantId": cxone_sandbox.tenant_id}
+
+
+def test_discovery_reads_the_tenant_from_the_id_token(cxone_sandbox, make_hook):
+    hook = make_hook(tenant_id="")
+    assert hook.api_base_url.endswith("/inContactAPI/services/v33.0/")
+    (call,) = _calls(cxone_sandbox, "cxone-configuration")
+    assert call["params"] == {"tenantId": cxone_sandbox.tenant_id}
+
+
+def test_api_base_url_skips_discovery(cxone_sandbox, make_hook):
+    hook = make_hook(discovery=False)
+    assert hook.get_agent(1001)["agentId"] == 1001
+    assert _calls(cxone_sandbox, "cxone-configuration") == []
+
+
+def test_api_version_comes_from_the_connection(cxone_sandbox, make_hook):
+    hook = make_hook(api_version="v23.0")
+    hook.get_agent(1001)
+    assert any("/services/v23.0/agents/1001" in e["path"] for e in cxone_sandbox.journal())
+
+
+def test_refused_access_key_raises_auth_error_without_the_secret(cxone_sandbox, make_hook, monkeypatch):
+    hook = make_hook()
+    name, value = cxone_sandbox.connection_env("cxone_test")
+    monkeypatch.setenv(name, value.replace("sandbox-qa-secret", "Wrong-Secret-7f3a9"))
+    hook = CxoneHook("cxone_test")
+    with pytest.raises(CxoneAuthError, match="invalid_grant") as refused:
+        hook.access_token()
+    assert "SANDBOX-QA-KEY" in str(refused.value)
+    assert "Wrong-Secret-7f3a9" not in str(refused.value)
+    assert refused.value.http_status == 400
+
+
+def test_test_connection_reports_success_and_failure(cxone_sandbox, make_hook, monkeypatch):
+    ok, message = make_hook().test_connection()
+    assert ok, message
+    assert "token issued" in message
+    name, value = cxone_sandbox.connection_env("cxone_bad")
+    monkeypatch.setenv(name, value.replace("sandbox-client-secret", "Not-The-Client-Secret-42"))
+    ok, message = CxoneHook("cxone_bad").test_connection()
+    assert not ok
+    assert "invalid_client" in message
+    assert "Not-The-Client-Secret-42" not in message
+
+
+# --- the Agent API ----------------------------------------------------------------------------------
+
+
+def test_get_agent_and_unknown_agent(make_hook):
+    hook = make_hook()
+    agent = hook.get_agent(1001)
+    assert agent["isActive"] is True
+    assert agent["firstName"] == "Quinn"
+    with pytest.raises(CxoneApiError, match="9999") as unknown:
+        hook.get_agent(9999)
+    assert unknown.value.http_status == 404
+    assert unknown.value.condition is C.INVALID_AGENT_ID
+
+
+def test_agent_states_list_live_sessions(make_hook):
+    states = {s["agentId"]: s for s in make_hook().get_agent_states()}
+    assert states[2001]["sessionId"] == "sess-2001"
+    assert states[2009]["sessionId"] is None
+    assert states[2009]["agentStateName"] == "LoggedOut"
+
+
+def test_start_and_end_a_session(cxone_sandbox, make_hook):
+    hook = make_hook()
+    session_id = hook.start_agent_session(as_agent_id=2009, station_id="station-9")
+    states = {s["agentId"]: s for s in hook.get_agent_states()}
+    assert states[2009]["sessionId"] == session_id
+    assert hook.join_agent_session(session_id, 1001).condition is C.SUCCESS
+    hook.end_agent_session(session_id, force_logoff=True)
+    (end_call,) = [e for e in cxone_sandbox.journal() if e["method"] == "DELETE"]
+    assert end_call["params"] == {"forceLogoff": "true"}
+    assert hook.join_agent_session(session_id, 1001).condition is C.INVALID_AGENT_SESSION
+
+
+@pytest.mark.parametrize("action", ["monitor", "coach", "barge", "take_over"])
+def test_supervise_actions(cxone_sandbox, make_hook, action):
+    hook = make_hook()
+    getattr(hook, action)("sess-2001", target_agent_id=2001)
+    wire_action = action.replace("_", "-")
+    (call,) = _calls(cxone_sandbox, f"/agent-sessions/sess-2001/{wire_action}")
+    assert call["params"] == {"targetAgentId": "2001"}
+    assert call["status"] == 202
+
+
+def test_supervise_an_ended_session_raises(make_hook):
+    with pytest.raises(CxoneApiError) as ended:
+        make_hook().monitor("sess-2007", target_agent_id=2007)
+    assert ended.value.http_status == 409
+    assert ended.value.condition is C.INVALID_AGENT_SESSION
+
+
+# --- join: one test per row of the table the sandbox serves ----------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("agent_id", "session_id", "condition", "status"),
+    [
+        pytest.param(1001, "sess-2001", C.SUCCESS, 202, id="Success"),
+        pytest.param(1003, "sess-2001", C.INVALID_SECURITY_USER, 403, id="InvalidSecurityUser-inactive"),
+        pytest.param(1002, "sess-2001", C.IMPERSONATE_NOT_ENABLED, 403, id="ImpersonateNotEnabled"),
+        pytest.param(9999, "sess-2001", C.INVALID_AGENT_ID, 404, id="InvalidAgentId-unknown"),
+        pytest.param(1001, "sess-2007", C.INVALID_AGENT_SESSION, 409, id="InvalidAgentSession-ended"),
+        pytest.param(1001, "no-such-session", C.INVALID_AGENT_SESSION, 404, id="InvalidAgentSession-unknown"),
+    ],
+)
+def test_join_rows(cxone_sandbox, make_hook, agent_id, session_id, condition, status):
+    outcome = make_hook().join_agent_session(session_id, agent_id)
+    assert outcome.condition is condition
+    assert outcome.status_code == status
+    assert outcome.attempts == 1
+    (call,) = _calls(cxone_sandbox, "agent-sessions/join")
+    assert call["method"] == "POST"
+    assert call["params"] == {"asAgentId": str(agent_id), "sessionId": session_id}
+
+
+def test_join_is_idempotent(cxone_sandbox, make_hook):
+    hook = make_hook()
+    assert hook.join_agent_session("sess-2002", 1001).condition is C.SUCCESS
+    assert hook.join_agent_session("sess-2002", 1001).condition is C.SUCCESS
+    joins = [tuple(pair) for pair in cxone_sandbox.state()["joins"]]
+    assert joins.count(("sess-2002", 1001)) == 1
+
+
+def test_session_id_is_url_encoded(cxone_sandbox, make_hook):
+    outcome = make_hook().join_agent_session("a/b?c=d&e", 1001)
+    assert outcome.condition is C.INVALID_AGENT_SESSION
+    (call,) = _calls(cxone_sandbox, "agent-sessions/join")
+    assert call["params"]["sessionId"] == "a/b?c=d&e"
+
+
+@pytest.mark.parametrize(
+    ("session_id", "agent_id", "condition"),
+    [
+        ("", 1001, C.INVALID_AGENT_SESSION),
+        ("   ", 1001, C.INVALID_AGENT_SESSION),
+        ("None", 1001, C.INVALID_AGENT_SESSION),
+        ("sess 2001", 1001, C.INVALID_AGENT_SESSION),
+        ("sess-2001", 0, C.INVALID_AGENT_ID),
+        ("sess-2001", -1, C.INVALID_AGENT_ID),
+        ("sess-2001", "abc", C.INVALID_AGENT_ID),
+    ],
+)
+def test_bad_input_sends_nothing(cxone_sandbox, make_hook, session_id, agent_id, condition):
+    outcome = make_hook().join_agent_session(session_id, agent_id)
+    assert outcome.condition is condition
+    assert outcome.status_code is None
+    assert cxone_sandbox.journal() == []
+
+
+def test_refused_token_makes_the_join_invalid_security_user(cxone_sandbox, make_hook):
+    outcome = make_hook(key="SANDBOX-INACTIVE-KEY").join_agent_session("sess-2001", 1001)
+    assert outcome.condition is C.INVALID_SECURITY_USER
+    assert "invalid_grant" in outcome.message
+    assert _calls(cxone_sandbox, "agent-sessions/join") == []
+
+
+# --- retries ------------------------------------------------------------------------------------------
+
+
+def test_429_with_retry_after_is_honoured(cxone_sandbox, make_hook):
+    hook = make_hook(hook_kwargs={"max_attempts": 2})
+    hook.access_token()
+    cxone_sandbox.set_faults(rate_429_retry_after=1.0, retry_after_s=1)
+    started = time.monotonic()
+    outcome = hook.join_agent_session("sess-2001", 1001)
+    waited = time.monotonic() - started
+    assert outcome.condition is C.DEFAULT
+    assert outcome.status_code == 429
+    assert outcome.attempts == 2
+    assert "gave up after 2 attempts" in outcome.message
+    # The backoff alone would be 0.01-0.05 s: only the server's Retry-After explains a 1 s pause.
+    assert waited >= 1.0
+
+
+@pytest.mark.parametrize("fault", ["rate_429_retry_after", "rate_429_no_retry_after", "rate_503", "rate_drop"])
+def test_transient_faults_are_retried_until_success(cxone_sandbox, make_hook, fault):
+    hook = make_hook(hook_kwargs={"max_attempts": 10})
+    hook.access_token()
+    cxone_sandbox.set_faults(**{fault: 0.5}, retry_after_s=0, random_seed=11)
+    outcomes = [hook.join_agent_session(f"sess-200{n}", 1001) for n in range(1, 7)]
+    assert [o.condition for o in outcomes] == [C.SUCCESS] * 6
+    joins = _calls(cxone_sandbox, "agent-sessions/join")
+    faulted = [e for e in joins if e["fault"]]
+    assert faulted, "the seeded dice must have injected some faults"
+    # Every attempt the journal shows is counted; nothing was sent that the outcome does not explain.
+    assert sum(o.attempts for o in outcomes) == len(joins)
+    assert len(joins) - len(faulted) == 6
+    assert sorted(session for session, _agent in cxone_sandbox.state()["joins"]) == [
+        f"sess-200{n}" for n in range(1, 7)
+    ]
+    assert {e["fault"] for e in faulted} <= {"429_retry_after", "429", "503", "drop"}
+
+
+@pytest.mark.parametrize(("fault", "status"), [("rate_503", 503), ("rate_drop", None)])
+def test_gives_up_after_the_bound(cxone_sandbox, make_hook, fault, status):
+    hook = make_hook(hook_kwargs={"max_attempts": 3})
+    hook.access_token()
+    cxone_sandbox.set_faults(**{fault: 1.0})
+    outcome = hook.join_agent_session("sess-2001", 1001)
+    assert outcome.condition is C.DEFAULT
+    assert outcome.status_code == status
+    assert outcome.attempts == 3
+    assert len(_calls(cxone_sandbox, "agent-sessions/join")) == 3
+    assert cxone_sandbox.state()["joins"] == []
+
+
+def test_retry_listener_hears_every_retry(cxone_sandbox, make_hook):
+    heard: list[str] = []
+    hook = make_hook(hook_kwargs={"max_attempts": 3, "retry_listener": heard.append})
+    hook.access_token()
+    cxone_sandbox.set_faults(rate_503=1.0)
+    hook.join_agent_session("sess-2001", 1001)
+    assert heard == ["503", "503"]
+
+
+# --- token life cycle -----------------------------------------------------------------------------------
+
+
+def test_token_is_renewed_before_it_expires(cxone_sandbox, make_hook):
+    cxone_sandbox.set_faults(token_lifetime_s=1)
+    hook = make_hook()
+    first = hook.access_token()
+    time.sleep(1.0)
+    assert hook.join_agent_session("sess-2001", 1001).condition is C.SUCCESS
+    assert hook.access_token() != first
+    assert len(_calls(cxone_sandbox, "/auth/token")) == 2
+    # renewed ahead of expiry, so the API never saw the stale token
+    assert not [e for e in cxone_sandbox.journal() if e["status"] == 401]
+
+
+def test_a_401_renews_once_and_retries_once(cxone_sandbox, make_hook):
+    hook = make_hook()
+    hook.get_agent(1001)
+    cxone_sandbox.reset()  # revokes every token the sandbox issued
+    assert hook.join_agent_session("sess-2001", 1001).condition is C.SUCCESS
+    statuses = [(e["path"].rsplit("/", 1)[-1], e["status"]) for e in cxone_sandbox.journal()]
+    assert statuses == [("join", 401), ("token", 200), ("join", 202)]
+
+
+# --- bad connection settings -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        pytest.param({"login": ""}, "login (access key id)", id="missing-access-key"),
+        pytest.param({"password": None}, "password (access key secret)", id="missing-secret"),
+        pytest.param({"extra": {"client_secret": ""}}, "extra 'client_secret'", id="missing-client-secret"),
+        pytest.param({"host": "http://cxone.example.com"}, "plain http:// to 'cxone.example.com'", id="http-remote"),
+        pytest.param({"extra": {"api_base_url": "http://10.1.2.3/x/"}}, "extra 'api_base_url'", id="http-base"),
+        pytest.param({"extra": {"api_version": "33"}}, "extra 'api_version' must look like 'v33.0'", id="version"),
+        pytest.param({"extra": {"read_timeout": "soon"}}, "extra 'read_timeout'", id="timeout"),
+        pytest.param({"extra": {"verify_ssl": "maybe"}}, "extra 'verify_ssl'", id="verify"),
+    ],
+)
+def test_bad_connection_settings_name_the_field(cxone_sandbox, monkeypatch, change, named):
+    import json
+
+    conn = cxone_sandbox.connection("cxone_broken")
+    for key, value in change.items():
+        if key == "extra":
+            conn["extra"].update(value)
+        else:
+            conn[key] = value
+    monkeypatch.setenv("AIRFLOW_CONN_CXONE_BROKEN", json.dumps(conn))
+    with pytest.raises(CxoneConfigError, match="connection 'cxone_broken'") as bad:
+        CxoneHook("cxone_broken").access_token()
+    assert named in str(bad.value)
+    assert "sandbox-qa-secret" not in str(bad.value)
+    assert cxone_sandbox.journal() == []
+
+
+def test_tls_verification_is_on_unless_switched_off(make_hook):
+    assert make_hook().session.verify is True
+    assert make_hook("cxone_lab", verify_ssl=False).session.verify is False
+
+
+def test_http_to_a_named_host_needs_the_explicit_opt_in(cxone_sandbox, monkeypatch):
+    import json
+
+    conn = cxone_sandbox.connection()
+    conn["host"] = "http://cxone-sandbox:8765"
+    monkeypatch.setenv("AIRFLOW_CONN_CXONE_LAB", json.dumps(conn))
+    with pytest.raises(CxoneConfigError, match="allow_insecure_http"):
+        _ = CxoneHook("cxone_lab").settings
+    conn["extra"]["allow_insecure_http"] = True
+    monkeypatch.setenv("AIRFLOW_CONN_CXONE_LAB", json.dumps(conn))
+    assert CxoneHook("cxone_lab").settings.auth_host == "http://cxone-sandbox:8765"
+
+
+# --- secrets ----------------------------------------------------------------------------------------
+
+
+def test_secrets_and_tokens_never_reach_logs_or_messages(cxone_sandbox, make_hook, caplog, capfd):
+    caplog.set_level(logging.DEBUG)
+    hook = make_hook(hook_kwargs={"max_attempts": 2})
+    token = hook.access_token()
+    cxone_sandbox.set_faults(rate_503=0.5, rate_drop=0.3, random_seed=5)
+    texts = [repr(hook.settings)]
+    texts += [str(hook.join_agent_session(f"sess-200{n}", 1001).to_dict()) for n in range(1, 7)]
+    cxone_sandbox.set_faults()
+    for call in (lambda: hook.get_agent(9999), lambda: hook.monitor("sess-2007", target_agent_id=1)):
+        with pytest.raises(CxoneApiError) as error:
+            call()
+        texts.append(str(error.value))
+    _ok, message = hook.test_connection()
+    texts.append(message)
+    captured = capfd.readouterr()
+    everything = "\n".join([*texts, caplog.text, captured.out, captured.err, str(cxone_sandbox.journal())])
+    assert "retry" in caplog.text.lower() or "retry" in captured.out.lower() + captured.err.lower()
+    for secret in (token, "sandbox-qa-secret", "sandbox-client-secret"):
+        assert secret not in everything
