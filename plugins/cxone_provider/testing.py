@@ -116,6 +116,8 @@ class SandboxServer:
                 cmd.append("--apply-to-auth")
             elif name == "rate_429_retry_after":
                 cmd += ["--rate-429", str(value)]
+            elif name == "path_filter":
+                cmd.append(f"--path-filter={value}")  # one token: a filter may start with "-"
             else:
                 cmd += ["--" + name.replace("_", "-"), str(value)]
         return [*cmd, *self.extra_args]
@@ -157,10 +159,7 @@ class SandboxServer:
         code = self._proc.poll()
         stderr = self._stderr_text()  # before stop(), which removes the file
         self.stop()
-        if code is None:
-            why = f"did not listen within {self.startup_timeout:g}s"
-        else:
-            why = f"exited with code {code}"
+        why = f"did not listen within {self.startup_timeout:g}s" if code is None else f"exited with code {code}"
         raise SandboxError(f"the CXone sandbox {why}: {' '.join(cmd)}\n{stderr}")
 
     def _announced_url(self) -> str | None:
@@ -172,6 +171,15 @@ class SandboxServer:
     def _stderr_text(self) -> str:
         try:
             return self._stderr_path.read_text(encoding="utf-8", errors="replace")[-4000:]
+        except OSError:
+            return ""
+
+    def log(self) -> str:
+        """Everything the server wrote to stderr so far (uvicorn's warnings, errors and tracebacks)."""
+        if self._tmpdir is None:
+            return ""
+        try:
+            return self._stderr_path.read_text(encoding="utf-8", errors="replace")
         except OSError:
             return ""
 

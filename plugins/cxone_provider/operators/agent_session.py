@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
     from airflow.sdk.definitions._internal.abstractoperator import AbstractOperator
 
+XCOM_RETURN_KEY = "return_value"
 BranchTargets: TypeAlias = str | Sequence[str]
 # Studio's SetSecurityUser writes to a variable named SecurityUser by default; naming it here means
 # "the default", exactly as leaving the field out does.
@@ -148,7 +149,9 @@ class JoinAgentSessionOperator(BaseBranchOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         self.validate_branches()
         outcome = self.join(context)
-        context["ti"].xcom_push(key="outcome", value=outcome.to_dict())
+        # Pushed now, not returned: branching ends execute() by raising DownstreamTasksSkipped, and a
+        # failed route should still leave the outcome for reports.
+        context["ti"].xcom_push(key=XCOM_RETURN_KEY, value=outcome.to_dict())
         self.log.info(
             "Join Agent Session %r: %s (HTTP %s, %d attempt(s), %.3fs) %s",
             outcome.session_id,

@@ -65,11 +65,41 @@ def build_parser() -> argparse.ArgumentParser:
     )
     f.add_argument("--rate-503", metavar="RATE", type=float, default=0.0, help="fraction of 503")
     f.add_argument("--rate-drop", metavar="RATE", type=float, default=0.0, help="fraction of dropped connections")
+    f.add_argument(
+        "--rate-html", metavar="RATE", type=float, default=0.0, help="fraction of 502 text/html (a proxy's page)"
+    )
+    f.add_argument("--rate-non-json", metavar="RATE", type=float, default=0.0, help="fraction of 200 text/plain 'OK'")
+    f.add_argument(
+        "--rate-truncated-json", metavar="RATE", type=float, default=0.0, help="fraction of JSON cut mid-object"
+    )
+    f.add_argument("--rate-no-session-id", metavar="RATE", type=float, default=0.0, help="fraction answered '{}'")
+    f.add_argument(
+        "--rate-huge-body", metavar="RATE", type=float, default=0.0, help="fraction of --huge-body-bytes bodies"
+    )
+    f.add_argument(
+        "--huge-body-bytes", metavar="N", type=int, default=5_000_000, help="size of a huge body (default: %(default)s)"
+    )
+    f.add_argument(
+        "--rate-slow-drip",
+        metavar="RATE",
+        type=float,
+        default=0.0,
+        help="fraction whose body trickles one byte per --drip-interval-s",
+    )
+    f.add_argument(
+        "--drip-interval-s", metavar="S", type=float, default=1.0, help="seconds between dripped bytes (default: 1)"
+    )
     f.add_argument("--token-lifetime-s", metavar="S", type=int, default=3600, help="expires_in of issued tokens")
     f.add_argument(
         "--random-seed", metavar="N", type=int, default=None, help="seed the fault dice for reproducible runs"
     )
     f.add_argument("--apply-to-auth", action="store_true", help="let random faults hit /auth/token too")
+    f.add_argument(
+        "--path-filter",
+        metavar="TEXT",
+        default=None,
+        help="random faults hit only paths containing TEXT (e.g. agent-sessions/join); latency hits all",
+    )
     p.add_argument(
         "--log-level",
         default="warning",
@@ -94,9 +124,18 @@ def faults_from_args(args: argparse.Namespace) -> Faults:
         "rate_429_no_retry_after": args.rate_429_no_retry_after,
         "rate_503": args.rate_503,
         "rate_drop": args.rate_drop,
+        "rate_html": args.rate_html,
+        "rate_non_json": args.rate_non_json,
+        "rate_truncated_json": args.rate_truncated_json,
+        "rate_no_session_id": args.rate_no_session_id,
+        "rate_huge_body": args.rate_huge_body,
+        "huge_body_bytes": args.huge_body_bytes,
+        "rate_slow_drip": args.rate_slow_drip,
+        "drip_interval_s": args.drip_interval_s,
         "token_lifetime_s": args.token_lifetime_s,
         "random_seed": args.random_seed,
         "apply_to_auth": args.apply_to_auth,
+        "path_filter": args.path_filter,
     }
     return Faults.from_mapping(knobs)
 

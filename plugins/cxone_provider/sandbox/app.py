@@ -3,7 +3,9 @@
 Faults and the journal live in a raw ASGI layer in front of the whole FastAPI stack (see
 :meth:`SandboxApp.__call__`): a faulted request never reaches a route, so it cannot change state,
 and only the outermost layer holds uvicorn's own ``send``, which is how a connection is dropped.
-Admin routes (``/_sandbox/…``) are neither faulted, journaled nor authenticated.
+Admin routes (``/_sandbox/…``) are neither faulted, journaled nor authenticated. The malformed
+answers (HTML, plain text, truncated, empty, huge and dripped bodies) are written here too, as raw
+ASGI messages: FastAPI's responses would not let a body be cut short, streamed or trickled.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import binascii
 import json
 import re
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import parse_qsl
 
 from fastapi import FastAPI, Request
@@ -25,9 +27,12 @@ from cxone_provider.sandbox.faults import FaultInjector, Faults
 from cxone_provider.sandbox.state import SUPERVISE_ACTIONS, ApiError, SandboxState, load_seed
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Awaitable, Callable, Mapping
 
     from starlette.types import Message, Receive, Scope, Send
+
+    # Writes one malformed answer: (send, receive, path, query params, faults) -> the status sent.
+    _Malformed = Callable[[Send, Receive, str, Mapping[str, str], Faults], Awaitable[int]]
 
 API_PREFIX = "/inContactAPI/"
 ADMIN_PREFIX = "/_sandbox/"
@@ -39,6 +44,16 @@ _FAULT_RESPONSES: dict[str, tuple[int, str, str]] = {
     "429": (429, "TooManyRequests", "Rate limit exceeded"),
     "503": (503, "ServiceUnavailable", "The service is temporarily unavailable"),
 }
+
+
+_JOIN_SUFFIX = "/agent-sessions/join"
+# nginx's own page, byte for byte: what a client meets when the proxy in front of the API fails.
+_NGINX_502: Final = (
+    b"<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
+    b"<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n"
+)
+_DRIP_BODY: Final = b'{"sessionId":"drip"}'  # 20 bytes: enough to outlast any per-read timeout
+_CHUNK_BYTES: Final = 64 * 1024
 
 
 def _error(status: int, error: str, description: str, headers: Mapping[str, str] | None = None) -> JSONResponse:
@@ -101,12 +116,13 @@ class SandboxApp(FastAPI):
             "inflight": sb.inflight,
         }
         try:
+            faults = sb.injector.faults
             in_api = path.startswith(API_PREFIX)
             in_auth = path in _AUTH_PATHS
-            decision = sb.injector.decide(
-                random_faults=in_api or (in_auth and sb.injector.faults.apply_to_auth),
-                latency=in_api or in_auth,
-            )
+            in_scope = in_api or (in_auth and faults.apply_to_auth)
+            if faults.path_filter is not None:
+                in_scope = in_scope and faults.path_filter in path
+            decision = sb.injector.decide(random_faults=in_scope, latency=in_api or in_auth)
             entry["fault"] = decision.kind
             if decision.delay_s > 0:
                 # asyncio.sleep, not time.sleep: concurrent requests must overlap, as on a real network.
@@ -116,6 +132,10 @@ class SandboxApp(FastAPI):
                 return
             if decision.kind in _FAULT_RESPONSES:
                 entry["status"] = await self._send_fault(decision.kind, send)
+                return
+            if decision.kind in _MALFORMED:
+                malformed = _MALFORMED[decision.kind]
+                entry["status"] = await malformed(send, receive, path, entry["params"], faults)
                 return
 
             async def send_recording(message: Message) -> None:
@@ -157,6 +177,94 @@ async def _drop_connection(send: Send) -> None:
         if getattr(cycle, "disconnected", True):
             break
         await asyncio.sleep(0)
+
+
+# ------------------------------------------------------------------------------------ malformed answers
+
+
+def _headers(content_type: bytes, length: int) -> list[tuple[bytes, bytes]]:
+    return [(b"content-type", content_type), (b"content-length", str(length).encode())]
+
+
+async def _send_whole(send: Send, status: int, content_type: bytes, body: bytes) -> int:
+    await send({"type": "http.response.start", "status": status, "headers": _headers(content_type, len(body))})
+    await send({"type": "http.response.body", "body": body})
+    return status
+
+
+async def _html(send: Send, receive: Receive, path: str, params: Mapping[str, str], faults: Faults) -> int:
+    return await _send_whole(send, 502, b"text/html", _NGINX_502)
+
+
+async def _non_json(send: Send, receive: Receive, path: str, params: Mapping[str, str], faults: Faults) -> int:
+    return await _send_whole(send, 200, b"text/plain", b"OK")
+
+
+async def _truncated_json(send: Send, receive: Receive, path: str, params: Mapping[str, str], faults: Faults) -> int:
+    session_id = params.get("sessionId") or "sess-2001"
+    whole = json.dumps({"sessionId": session_id})
+    # Cut inside the value: never valid JSON, yet it starts like the real answer.
+    cut = whole[: len(whole) - max(3, len(session_id) // 2)]
+    return await _send_whole(send, 200, b"application/json", cut.encode())
+
+
+async def _no_session_id(send: Send, receive: Receive, path: str, params: Mapping[str, str], faults: Faults) -> int:
+    return await _send_whole(send, 202 if path.endswith(_JOIN_SUFFIX) else 200, b"application/json", b"{}")
+
+
+async def _huge_body(send: Send, receive: Receive, path: str, params: Mapping[str, str], faults: Faults) -> int:
+    # Well-formed (the join's carries its sessionId), only too big: a client that reads it all
+    # succeeds, so only a cap on the body size tells the two apart.
+    head = '{"padding": "'
+    if path.endswith(_JOIN_SUFFIX) and params.get("sessionId"):
+        head = '{"sessionId": ' + json.dumps(params["sessionId"]) + ', "padding": "'
+    tail = '"}'
+    padding = max(0, faults.huge_body_bytes - len(head) - len(tail))
+    total = len(head) + padding + len(tail)
+    await send({"type": "http.response.start", "status": 200, "headers": _headers(b"application/json", total)})
+    await send({"type": "http.response.body", "body": head.encode(), "more_body": True})
+    # In chunks: uvicorn's send waits for the socket to drain, so the server holds one chunk at a time.
+    chunk = b"x" * min(padding, _CHUNK_BYTES)
+    while padding > 0:
+        size = min(padding, _CHUNK_BYTES)
+        await send({"type": "http.response.body", "body": chunk[:size], "more_body": True})
+        padding -= size
+    await send({"type": "http.response.body", "body": tail.encode()})
+    return 200
+
+
+async def _slow_drip(send: Send, receive: Receive, path: str, params: Mapping[str, str], faults: Faults) -> int:
+    headers = _headers(b"application/json", len(_DRIP_BODY))
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    # Watch for the client leaving, so an abandoned drip stops at once rather than trickling into a
+    # dead socket for the rest of its course (uvicorn accepts an unfinished body after a disconnect).
+    gone = asyncio.ensure_future(_disconnected(receive))
+    try:
+        for i in range(len(_DRIP_BODY)):
+            done, _ = await asyncio.wait({gone}, timeout=faults.drip_interval_s)
+            if done:
+                break
+            more = i + 1 < len(_DRIP_BODY)
+            await send({"type": "http.response.body", "body": _DRIP_BODY[i : i + 1], "more_body": more})
+    finally:
+        gone.cancel()
+    return 200
+
+
+async def _disconnected(receive: Receive) -> None:
+    """Return once the client has gone (a request body still arriving is read and ignored)."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+_MALFORMED: dict[str, _Malformed] = {
+    "html": _html,
+    "non_json": _non_json,
+    "truncated_json": _truncated_json,
+    "no_session_id": _no_session_id,
+    "huge_body": _huge_body,
+    "slow_drip": _slow_drip,
+}
 
 
 def _base_url(request: Request) -> str:

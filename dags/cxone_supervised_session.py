@@ -1,0 +1,146 @@
+"""
+### CXone supervised session
+
+A supervisor joins one live agent session, the way a Studio script runs *SetSecurityUser* then
+*Join Agent Session* and follows the result branch.
+
+1. **set_security_user** checks that the supervisor (`supervisor_agent_id`) is an active CXone agent
+   and returns the SecurityUser (no token, no secret: XCom is plain text).
+2. **join_agent_session** joins `session_id` as that SecurityUser and follows one branch per result
+   condition:
+
+| condition | task | what it does |
+|---|---|---|
+| Success | `start_monitoring` | finds the session's agent and starts monitoring them (supervise call) |
+| InvalidAgentSession | `report_invalid_session` | records that the session is unknown or has ended |
+| InvalidSecurityUser | `alert_security_user` | alerts: the SecurityUser cannot act (inactive, not authenticated) |
+| ImpersonateNotEnabled | `alert_impersonation_disabled` | alerts: the supervisor's profile lacks impersonation |
+| InvalidAgentId | `alert_invalid_agent_id` | alerts: the SecurityUser's agent id is not valid |
+| Default | `retry_later` | anything else (CXone throttled or unreachable after retries): records it for a later run |
+
+3. **finish** runs after whichever branch ran (`none_failed_min_one_success`) and logs the outcome.
+
+Records go to the JSON-lines file named by the `audit_log` param (default:
+`$AIRFLOW_HOME/cxone_audit.jsonl`); swap `record_outcome` for your alerting (a Slack or email notifier).
+
+Params: `supervisor_agent_id`, `session_id`, `cxone_conn_id`, and `join_as` — an optional stored
+SecurityUser (a mapping or an agent id) to join as instead of the one set by `set_security_user`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pendulum
+from airflow.sdk import DAG, Param, get_current_context, task
+
+from cxone_provider.conditions import JoinCondition
+from cxone_provider.hooks.cxone import CxoneHook
+from cxone_provider.operators.agent_session import JoinAgentSessionOperator
+from cxone_provider.operators.security_user import SetSecurityUserOperator
+
+
+def _audit_log_path(configured: str | None) -> Path:
+    return Path(configured or os.path.join(os.environ.get("AIRFLOW_HOME", "."), "cxone_audit.jsonl"))
+
+
+@task
+def start_monitoring(outcome: dict[str, Any], cxone_conn_id: str) -> dict[str, Any]:
+    """Success: monitor the agent whose session was joined (``agent-sessions/{id}/monitor``)."""
+    hook = CxoneHook(cxone_conn_id)
+    session_id = outcome["session_id"]
+    agent = next((s for s in hook.get_agent_states() if s.get("sessionId") == session_id), None)
+    if agent is None:
+        raise ValueError(f"session_id {session_id!r} was joined but no agent holds it any more")
+    hook.monitor(session_id, target_agent_id=agent["agentId"])
+    return {"monitoring_agent_id": agent["agentId"], "session_id": session_id}
+
+
+@task
+def record_outcome(outcome: dict[str, Any], action: str, audit_log: str | None = None) -> dict[str, Any]:
+    """Append the outcome to the audit log (JSON lines) and log it as a warning."""
+    context = get_current_context()
+    record = {
+        "action": action,
+        "dag_run": context["run_id"],
+        "recorded_at": pendulum.now("UTC").to_iso8601_string(),
+        **outcome,
+    }
+    path = _audit_log_path(audit_log)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a", encoding="utf-8") as log_file:
+        log_file.write(json.dumps(record) + "\n")
+    print(f"{action}: {outcome['condition']} for session {outcome['session_id']!r}: {outcome['message']}")
+    return record
+
+
+@task(trigger_rule="none_failed_min_one_success")
+def finish() -> str:
+    """Runs after whichever branch ran; the one place to hang follow-up work on."""
+    # Pulled rather than passed: an argument would make finish a direct downstream of the join,
+    # and the join skips every direct downstream task it does not follow.
+    outcome = get_current_context()["ti"].xcom_pull(task_ids="join_agent_session")
+    summary = f"session {outcome['session_id']!r}: {outcome['condition']} after {outcome['attempts']} attempt(s)"
+    print(summary)
+    return summary
+
+
+with DAG(
+    dag_id="cxone_supervised_session",
+    description="Join one CXone agent session as a supervisor and act on the result condition",
+    schedule=None,
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    doc_md=__doc__,
+    tags=["cxone", "example"],
+    params={
+        "supervisor_agent_id": Param(1001, type="integer", minimum=1, description="the SecurityUser's agent"),
+        "session_id": Param("sess-2001", type="string", description="the agent session to join"),
+        "cxone_conn_id": Param("cxone_default", type="string"),
+        "join_as": Param(
+            None, type=["null", "integer", "string", "object"], description="optional stored SecurityUser"
+        ),
+        "audit_log": Param(None, type=["null", "string"], description="JSON-lines file for the records"),
+    },
+) as dag:
+    set_security_user = SetSecurityUserOperator(
+        task_id="set_security_user",
+        agent_id="{{ params.supervisor_agent_id }}",
+        cxone_conn_id="{{ params.cxone_conn_id }}",
+    )
+
+    join_agent_session = JoinAgentSessionOperator(
+        task_id="join_agent_session",
+        session_id="{{ params.session_id }}",
+        # "SecurityUser" is Studio's default: the nearest upstream SetSecurityUser's return value.
+        security_user="{{ params.join_as if params.join_as is not none else 'SecurityUser' }}",
+        branches={
+            JoinCondition.SUCCESS: "start_monitoring",
+            JoinCondition.INVALID_AGENT_SESSION: "report_invalid_session",
+            JoinCondition.INVALID_SECURITY_USER: "alert_security_user",
+            JoinCondition.IMPERSONATE_NOT_ENABLED: "alert_impersonation_disabled",
+            JoinCondition.INVALID_AGENT_ID: "alert_invalid_agent_id",
+            JoinCondition.DEFAULT: "retry_later",
+        },
+    )
+    # The join's outcome mapping, resolved from XCom when each branch task runs.
+    outcome: Any = join_agent_session.output
+    audit_log = "{{ params.audit_log or '' }}"
+
+    branch_tasks = [
+        start_monitoring(outcome, cxone_conn_id="{{ params.cxone_conn_id }}"),
+        *[
+            record_outcome.override(task_id=task_id)(outcome, action=task_id, audit_log=audit_log)
+            for task_id in (
+                "report_invalid_session",
+                "alert_security_user",
+                "alert_impersonation_disabled",
+                "alert_invalid_agent_id",
+                "retry_later",
+            )
+        ],
+    ]
+    set_security_user >> join_agent_session >> branch_tasks >> finish()

