@@ -24,3 +24,6 @@ test: lint
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .airflow
+
+demo: install
+	$(PY) scripts/demo.py

@@ -6,12 +6,14 @@ test module imports it.
 
 from __future__ import annotations
 
+import importlib
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -30,7 +32,20 @@ for source in [*REPO.joinpath("dags").glob("*.py"), *REPO.joinpath("tests", "dag
     shutil.copy(source, DAGS_FOLDER / source.name)
 sys.path.insert(0, str(DAGS_FOLDER))
 
+from airflow.sdk import DAG  # noqa: E402 - Airflow must see the environment above first
+
 pytest_plugins = ["cxone_provider.testing"]
+
+
+def fresh_dag(module_name: str, dag_id: str) -> Any:
+    """The DAG ``dag_id`` from a newly executed ``module_name`` of the DAGs folder.
+
+    ``dag.test(run_conf=...)`` writes the run's conf into the DAG's Param objects, so a DAG object
+    must not be reused across runs (Airflow re-parses the file for every real task anyway).
+    """
+    module = importlib.reload(importlib.import_module(module_name))
+    dags = getattr(module, "DAGS", None) or {v.dag_id: v for v in vars(module).values() if isinstance(v, DAG)}
+    return dags[dag_id]
 
 
 @pytest.fixture(scope="session")

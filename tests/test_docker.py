@@ -18,6 +18,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -38,16 +39,16 @@ AIRFLOW_UID = "50000"  # the `airflow` user of the apache/airflow images
 
 # Credentials allowed to appear in docker/: the sandbox's documented seed, and the local-only
 # `airflow` defaults of the compose file's PostgreSQL and web login (both overridable).
-SANDBOX_SEED = json.loads(
-    importlib.resources.files("cxone_provider.sandbox").joinpath("default_seed.json").read_text()
-)
+SANDBOX_SEED = json.loads(importlib.resources.files("cxone_provider.sandbox").joinpath("default_seed.json").read_text())
 ALLOWED_CREDENTIALS = {
     SANDBOX_SEED["tenant_id"],
     *(v for app in SANDBOX_SEED["applications"] for v in app.values()),
     *(v for user in SANDBOX_SEED["users"] for k, v in user.items() if k.startswith("access_key")),
     "airflow",
 }
-SECRET_NAME = re.compile(r"PASSWORD|SECRET|TOKEN|PASSWD|CREDENTIAL|(?<!_ID)KEY(?!_ID)|^password$|_secret$", re.I)
+# Names that hold a credential: *_PASSWORD, *_SECRET, FERNET_KEY, password, client_secret, … (not
+# *_FILE/*_PATH, which name where one is kept).
+SECRET_NAME = re.compile(r"(PASSWORD|PASSWD|SECRET|TOKEN|CREDENTIAL|KEY)S?$", re.I)
 
 
 # --------------------------------------------------------------------------------------- helpers
@@ -102,8 +103,7 @@ def dockerignore_excludes(path: str) -> bool:
         parts = path.strip("/").split("/")
         prefixes = ["/".join(parts[: i + 1]) for i in range(len(parts))]
         if any(
-            fnmatch.fnmatchcase(p, pattern) or fnmatch.fnmatchcase(p, pattern.removeprefix("**/"))
-            for p in prefixes
+            fnmatch.fnmatchcase(p, pattern) or fnmatch.fnmatchcase(p, pattern.removeprefix("**/")) for p in prefixes
         ):
             excluded = not negate
     return excluded
@@ -273,7 +273,9 @@ def test_compose_schema_check_catches_a_mistake() -> None:
     model = compose()
     model["services"]["airflow-worker"]["comand"] = "celery worker"
     model["services"]["airflow-scheduler"]["depends_on"]["postgres"]["condition"] = "healthy"
-    assert len(list(jsonschema.Draft202012Validator(compose_schema()).iter_errors(model))) >= 2
+    schema = compose_schema()
+    errors = list(jsonschema.validators.validator_for(schema)(schema).iter_errors(model))
+    assert len(errors) >= 2, errors
 
 
 def test_compose_needs_no_variables_set() -> None:
@@ -411,7 +413,8 @@ def test_a_real_tenant_is_only_environment_variables() -> None:
     assert settings.auth_host == "https://cxone.example.test"
     assert settings.allow_insecure_http is False
     # Nothing of the sandbox's seed is left once the variables are set.
-    assert not ALLOWED_CREDENTIALS - {"airflow"} & set(json.dumps(conn).replace('"', " ").split())
+    leftovers = (ALLOWED_CREDENTIALS - {"airflow"}) & {conn["login"], conn["password"], *conn["extra"].values()}
+    assert not leftovers
 
 
 def test_no_secret_other_than_documented_defaults() -> None:
@@ -422,7 +425,7 @@ def test_no_secret_other_than_documented_defaults() -> None:
             if SECRET_NAME.search(key) and value not in ALLOWED_CREDENTIALS | {""}:
                 found.append(f"{name}: {key}={value}")
             for user_password in re.findall(r"://([^:/@]*):([^@/]*)@", value):
-                found += [f"{name}: {key} embeds {p!r}" for p in user_password if p not in ALLOWED_CREDENTIALS]
+                found += [f"{name}: {key} embeds {p!r}" for p in user_password if p not in ALLOWED_CREDENTIALS | {""}]
     conn = connection_json(model)
     for key, value in [("password", conn["password"]), *conn["extra"].items()]:
         if SECRET_NAME.search(key) and value not in ALLOWED_CREDENTIALS:
@@ -443,3 +446,50 @@ def test_no_secret_other_than_documented_defaults() -> None:
             if match.group(0) not in ALLOWED_CREDENTIALS:
                 found.append(f"{path.name}: {match.group(0)!r}")
     assert not found, "secret-looking values:\n" + "\n".join(found)
+
+
+def test_readme_matches_the_files() -> None:
+    """docker/README.md's "Run with Docker": its commands name this compose file, its table every service."""
+    readme = (DOCKER / "README.md").read_text()
+    files = re.findall(r"docker compose -f (\S+)", readme)
+    assert files, "the README must show the docker compose commands"
+    assert {(ROOT / f).resolve() for f in files} == {COMPOSE}
+    listed = set(re.findall(r"^\| `([\w-]+)` \|", readme, re.M))
+    assert listed == set(compose()["services"]), "the README's service table and the compose file differ"
+    variables = set(re.findall(r"\$\{([A-Z_]+):?-", COMPOSE.read_text()))
+    for var in sorted(v for v in variables if v.startswith("CXONE_")):
+        assert var in readme, f"{var} is not documented in docker/README.md"
+        assert var in COMPOSE.read_text().split("\nname:")[0], f"{var} is not in the compose file's header"
+
+
+def test_init_script_is_valid_bash() -> None:
+    init = compose()["services"]["airflow-init"]
+    assert init["entrypoint"] == "/bin/bash"
+    args = command(init)
+    assert args[0] == "-c"
+    result = subprocess.run(["bash", "-n", "-c", args[1]], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+    assert "exec /entrypoint airflow version" in args[1]
+
+
+def test_sandbox_service_command_serves_its_healthcheck() -> None:
+    """The compose command, run here on loopback and a free port, answers the healthcheck's URL."""
+    service = compose()["services"]["cxone-sandbox"]
+    argv = command(service)
+    argv[argv.index("--host") + 1] = "127.0.0.1"
+    argv[argv.index("--port") + 1] = "0"
+    exe = Path(sys.executable).parent / argv[0]
+    assert exe.exists(), f"{argv[0]} is not a console script of the installed package"
+    health_url = service["healthcheck"]["test"][-1]
+    assert health_url.startswith("http://localhost:8765/")
+    proc = subprocess.Popen([str(exe), *argv[1:]], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()  # the server prints its address once it accepts connections
+        assert line.startswith("CXone sandbox listening on http://127.0.0.1:"), line
+        url = line.split(" on ", 1)[1].strip() + health_url.removeprefix("http://localhost:8765")
+        with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310 - loopback URL built above
+            assert response.status == 200
+    finally:
+        proc.terminate()
+        assert proc.wait(timeout=20) == 0

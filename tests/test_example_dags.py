@@ -9,8 +9,7 @@ import sys
 import textwrap
 
 import pytest
-
-from conftest import REPO
+from conftest import REPO, fresh_dag
 
 # One scenario per result condition: run conf, and the faults that make CXone misbehave.
 SCENARIOS = {
@@ -56,13 +55,13 @@ def test_every_dag_file_imports_offline_without_errors(tmp_path):
 
 @pytest.mark.parametrize("condition", list(SCENARIOS))
 def test_supervised_session_routes_each_condition(airflow_db, cxone_sandbox, tmp_path, condition):
-    import cxone_supervised_session
-
     conf, faults = SCENARIOS[condition]
     if faults:
         cxone_sandbox.set_faults(**faults)
     audit_log = tmp_path / "audit.jsonl"
-    run = cxone_supervised_session.dag.test(run_conf={**conf, "audit_log": str(audit_log)})
+    run = fresh_dag("cxone_supervised_session", "cxone_supervised_session").test(
+        run_conf={**conf, "audit_log": str(audit_log)}
+    )
     states = {ti.task_id: ti.state for ti in run.get_task_instances()}
 
     followed = BRANCH_OF[condition]

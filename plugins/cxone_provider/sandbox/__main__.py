@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import uvicorn
 
-from cxone_provider.sandbox.app import create_app
+from cxone_provider.sandbox.app import Sandbox, create_app
 from cxone_provider.sandbox.faults import Faults
 from cxone_provider.sandbox.state import generate_seed, load_seed
 
@@ -143,9 +143,10 @@ def faults_from_args(args: argparse.Namespace) -> Faults:
 class _Server(uvicorn.Server):
     """uvicorn's server, announcing the real address once it accepts connections."""
 
-    def __init__(self, config: uvicorn.Config, url: str) -> None:
+    def __init__(self, config: uvicorn.Config, url: str, sandbox: Sandbox) -> None:
         super().__init__(config)
         self.url = url
+        self.sandbox = sandbox
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)
@@ -153,6 +154,11 @@ class _Server(uvicorn.Server):
             self.should_exit = True
         if not self.should_exit:
             print(f"CXone sandbox listening on {self.url}", flush=True)
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        # Before uvicorn waits for open answers: a client holding a dripping body must not stall the stop.
+        self.sandbox.stopping.set()
+        await super().shutdown(sockets)
 
 
 _early_signals: list[int] = []
@@ -204,7 +210,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         loop="uvloop" if importlib.util.find_spec("uvloop") else "asyncio",
         timeout_graceful_shutdown=5,
     )
-    server = _Server(config, f"http://{shown_host}:{port}")
+    server = _Server(config, f"http://{shown_host}:{port}", app.sandbox)
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, _note_signal)
     server.run(sockets=[sock])

@@ -16,6 +16,7 @@ import binascii
 import json
 import re
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import parse_qsl
 
@@ -31,8 +32,8 @@ if TYPE_CHECKING:
 
     from starlette.types import Message, Receive, Scope, Send
 
-    # Writes one malformed answer: (send, receive, path, query params, faults) -> the status sent.
-    _Malformed = Callable[[Send, Receive, str, Mapping[str, str], Faults], Awaitable[int]]
+    # Writes one malformed answer and returns the status it sent.
+    _Malformed = Callable[[Send, Receive, "_Asked"], Awaitable[int]]
 
 API_PREFIX = "/inContactAPI/"
 ADMIN_PREFIX = "/_sandbox/"
@@ -76,6 +77,8 @@ class Sandbox:
         self.started = time.monotonic()
         self.seq = 0
         self.inflight = 0
+        # Set when the server shuts down, so that a held dripping answer does not stall the stop.
+        self.stopping = asyncio.Event()
 
     def reset(self) -> None:
         """Back to the seed state and the starting faults, with an empty journal.
@@ -135,7 +138,8 @@ class SandboxApp(FastAPI):
                 return
             if decision.kind in _MALFORMED:
                 malformed = _MALFORMED[decision.kind]
-                entry["status"] = await malformed(send, receive, path, entry["params"], faults)
+                asked = _Asked(path, entry["params"], faults, sb.stopping)
+                entry["status"] = await malformed(send, receive, asked)
                 return
 
             async def send_recording(message: Message) -> None:
@@ -182,6 +186,20 @@ async def _drop_connection(send: Send) -> None:
 # ------------------------------------------------------------------------------------ malformed answers
 
 
+@dataclass(frozen=True)
+class _Asked:
+    """What a malformed answer may depend on: the request, and the faults it was decided under."""
+
+    path: str
+    params: Mapping[str, str]
+    faults: Faults
+    stopping: asyncio.Event
+
+    @property
+    def is_join(self) -> bool:
+        return self.path.endswith(_JOIN_SUFFIX)
+
+
 def _headers(content_type: bytes, length: int) -> list[tuple[bytes, bytes]]:
     return [(b"content-type", content_type), (b"content-length", str(length).encode())]
 
@@ -192,34 +210,34 @@ async def _send_whole(send: Send, status: int, content_type: bytes, body: bytes)
     return status
 
 
-async def _html(send: Send, receive: Receive, path: str, params: Mapping[str, str], faults: Faults) -> int:
+async def _html(send: Send, receive: Receive, asked: _Asked) -> int:
     return await _send_whole(send, 502, b"text/html", _NGINX_502)
 
 
-async def _non_json(send: Send, receive: Receive, path: str, params: Mapping[str, str], faults: Faults) -> int:
+async def _non_json(send: Send, receive: Receive, asked: _Asked) -> int:
     return await _send_whole(send, 200, b"text/plain", b"OK")
 
 
-async def _truncated_json(send: Send, receive: Receive, path: str, params: Mapping[str, str], faults: Faults) -> int:
-    session_id = params.get("sessionId") or "sess-2001"
+async def _truncated_json(send: Send, receive: Receive, asked: _Asked) -> int:
+    session_id = asked.params.get("sessionId") or "sess-2001"
     whole = json.dumps({"sessionId": session_id})
     # Cut inside the value: never valid JSON, yet it starts like the real answer.
     cut = whole[: len(whole) - max(3, len(session_id) // 2)]
     return await _send_whole(send, 200, b"application/json", cut.encode())
 
 
-async def _no_session_id(send: Send, receive: Receive, path: str, params: Mapping[str, str], faults: Faults) -> int:
-    return await _send_whole(send, 202 if path.endswith(_JOIN_SUFFIX) else 200, b"application/json", b"{}")
+async def _no_session_id(send: Send, receive: Receive, asked: _Asked) -> int:
+    return await _send_whole(send, 202 if asked.is_join else 200, b"application/json", b"{}")
 
 
-async def _huge_body(send: Send, receive: Receive, path: str, params: Mapping[str, str], faults: Faults) -> int:
+async def _huge_body(send: Send, receive: Receive, asked: _Asked) -> int:
     # Well-formed (the join's carries its sessionId), only too big: a client that reads it all
     # succeeds, so only a cap on the body size tells the two apart.
     head = '{"padding": "'
-    if path.endswith(_JOIN_SUFFIX) and params.get("sessionId"):
-        head = '{"sessionId": ' + json.dumps(params["sessionId"]) + ', "padding": "'
+    if asked.is_join and asked.params.get("sessionId"):
+        head = '{"sessionId": ' + json.dumps(asked.params["sessionId"]) + ', "padding": "'
     tail = '"}'
-    padding = max(0, faults.huge_body_bytes - len(head) - len(tail))
+    padding = max(0, asked.faults.huge_body_bytes - len(head) - len(tail))
     total = len(head) + padding + len(tail)
     await send({"type": "http.response.start", "status": 200, "headers": _headers(b"application/json", total)})
     await send({"type": "http.response.body", "body": head.encode(), "more_body": True})
@@ -233,21 +251,28 @@ async def _huge_body(send: Send, receive: Receive, path: str, params: Mapping[st
     return 200
 
 
-async def _slow_drip(send: Send, receive: Receive, path: str, params: Mapping[str, str], faults: Faults) -> int:
+async def _slow_drip(send: Send, receive: Receive, asked: _Asked) -> int:
     headers = _headers(b"application/json", len(_DRIP_BODY))
     await send({"type": "http.response.start", "status": 200, "headers": headers})
     # Watch for the client leaving, so an abandoned drip stops at once rather than trickling into a
     # dead socket for the rest of its course (uvicorn accepts an unfinished body after a disconnect).
     gone = asyncio.ensure_future(_disconnected(receive))
+    stopping = asyncio.ensure_future(asked.stopping.wait())
+    interval = asked.faults.drip_interval_s
     try:
         for i in range(len(_DRIP_BODY)):
-            done, _ = await asyncio.wait({gone}, timeout=faults.drip_interval_s)
-            if done:
+            done, _ = await asyncio.wait({gone, stopping}, timeout=interval, return_when=asyncio.FIRST_COMPLETED)
+            if gone in done:
+                break
+            if stopping in done:
+                # Finish at once: an unfinished answer would make uvicorn wait, then log a cancelled task.
+                await send({"type": "http.response.body", "body": _DRIP_BODY[i:]})
                 break
             more = i + 1 < len(_DRIP_BODY)
             await send({"type": "http.response.body", "body": _DRIP_BODY[i : i + 1], "more_body": more})
     finally:
         gone.cancel()
+        stopping.cancel()
     return 200
 
 
@@ -301,7 +326,7 @@ async def _token_form(request: Request) -> dict[str, str]:
     return dict(parse_qsl(raw.decode("utf-8", errors="replace"), keep_blank_values=True))
 
 
-def create_app(seed: Mapping[str, Any] | None = None, faults: Faults | Mapping[str, Any] | None = None) -> FastAPI:
+def create_app(seed: Mapping[str, Any] | None = None, faults: Faults | Mapping[str, Any] | None = None) -> SandboxApp:
     """Build the sandbox app.
 
     :param seed: the tenant's seed (see :mod:`cxone_provider.sandbox.state`); default: the shipped one.
