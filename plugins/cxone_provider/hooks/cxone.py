@@ -16,6 +16,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -257,6 +258,8 @@ class CxoneHook(BaseHook):
     :param pool_size: HTTP connections kept open; set it to the concurrency you call the hook with.
     :param retry_listener: called with the reason (``"429"``, ``"503"``, ``"connection"``) before each
         retry; the sweep uses it to shrink its concurrency when CXone throttles.
+    :param attempt_gate: a context manager factory entered around every HTTP attempt (not around the
+        backoff sleeps between them); the sweep passes its concurrency limiter's slot.
     """
 
     conn_name_attr = "cxone_conn_id"
@@ -273,6 +276,7 @@ class CxoneHook(BaseHook):
         backoff_max_s: float = 8.0,
         pool_size: int = 10,
         retry_listener: Callable[[str], None] | None = None,
+        attempt_gate: Callable[[], AbstractContextManager[object]] | None = None,
     ) -> None:
         super().__init__()
         if max_attempts < 1:
@@ -283,6 +287,7 @@ class CxoneHook(BaseHook):
         self.backoff_max_s = backoff_max_s
         self.pool_size = pool_size
         self.retry_listener = retry_listener
+        self.attempt_gate = attempt_gate or nullcontext
         self.token_requests = 0
         self._token: _Token | None = None
         self._token_lock = threading.Lock()
@@ -466,25 +471,30 @@ class CxoneHook(BaseHook):
                 stream=True,
             )
 
-        response = self._with_retries(send, idempotent=idempotent)
+        response = self._with_retries(send, idempotent=idempotent, gated=True)
         if response.status_code == 401:
             # One renewal, one more try: the token may have been revoked or expired early.
             self._renew_token(stale=token_sent)
-            retried = self._with_retries(send, idempotent=idempotent)
+            retried = self._with_retries(send, idempotent=idempotent, gated=True)
             retried.attempts += response.attempts
             retried.retries = [*response.retries, "401", *retried.retries]
             response = retried
         response.elapsed_s = time.monotonic() - started
         return response
 
-    def _with_retries(self, send: Callable[[], requests.Response], *, idempotent: bool = True) -> ApiResponse:
+    def _with_retries(
+        self, send: Callable[[], requests.Response], *, idempotent: bool = True, gated: bool = False
+    ) -> ApiResponse:
         attempts = 0
+        # Token and discovery calls happen inside an API attempt's slot: gating them too would deadlock.
+        gate = self.attempt_gate if gated else nullcontext
         reasons: list[str] = []
 
         def one_attempt() -> ApiResponse:
             nonlocal attempts
             attempts += 1
-            return self._read(send())
+            with gate():
+                return self._read(send())
 
         def before_sleep(state: RetryCallState) -> None:
             reason = _retry_reason(state)
@@ -671,7 +681,13 @@ class CxoneHook(BaseHook):
         condition = classify_response(response.status_code, response.body, response.message)
         message = response.message
         if condition is JoinCondition.SUCCESS:
-            message = "joined"
+            joined = response.body.get("sessionId") if isinstance(response.body, Mapping) else None
+            if joined:
+                message = "joined"
+            else:
+                # A 2xx that is not CXone's answer (a proxy's "OK", a cut-off body) proves nothing.
+                condition = JoinCondition.DEFAULT
+                message = f"HTTP {response.status_code} without a sessionId in the answer: {message or 'empty'}"
         elif response.retries and condition is JoinCondition.DEFAULT:
             message = f"{message} (retries: {', '.join(response.retries)})"
         return JoinOutcome(

@@ -178,40 +178,43 @@ class JoinAgentSessionOperator(BaseBranchOperator):
         """Resolve the SecurityUser, then join through the hook; bad input is answered without a call."""
         display_id = self.session_id if isinstance(self.session_id, str) else repr(self.session_id)
         try:
-            user = parse_security_user(self._security_user_value(context))
+            user = parse_security_user(resolve_security_user_value(self, context, self.security_user))
         except InputRejected as rejected:
             return JoinOutcome(rejected.condition, display_id, message=rejected.message)
         conn_id = self.cxone_conn_id or user.conn_id or CxoneHook.default_conn_name
         hook = CxoneHook(conn_id, **self.hook_params)
         return hook.join_agent_session(self.session_id, user.agent_id)
 
-    def _security_user_value(self, context: Context) -> Any:
-        value = self.security_user
-        if value is None or (isinstance(value, str) and value.strip() == DEFAULT_SECURITY_USER):
-            provider = self._nearest_set_security_user()
-            if provider is None:
-                raise InputRejected(
-                    JoinCondition.INVALID_SECURITY_USER,
-                    f"security_user is not set and no SetSecurityUserOperator is upstream of {self.task_id!r}",
-                )
-            value = context["ti"].xcom_pull(task_ids=provider.task_id)
-            if value is None:
-                raise InputRejected(
-                    JoinCondition.INVALID_SECURITY_USER,
-                    f"SetSecurityUserOperator {provider.task_id!r} returned no SecurityUser",
-                )
-        return value
 
-    def _nearest_set_security_user(self) -> AbstractOperator | None:
-        """Breadth-first up the graph: the closest SetSecurityUserOperator wins, as in a Studio script."""
-        seen: set[str] = set()
-        queue: deque[AbstractOperator] = deque(self.upstream_list)
-        while queue:
-            task = queue.popleft()
-            if task.task_id in seen:
-                continue
-            seen.add(task.task_id)
-            if isinstance(task, SetSecurityUserOperator):
-                return task
-            queue.extend(task.upstream_list)
-        return None
+def resolve_security_user_value(task: AbstractOperator, context: Context, value: Any) -> Any:
+    """``value``, or Studio's default: the return value of the nearest upstream SetSecurityUser."""
+    if value is not None and not (isinstance(value, str) and value.strip() == DEFAULT_SECURITY_USER):
+        return value
+    provider = nearest_set_security_user(task)
+    if provider is None:
+        raise InputRejected(
+            JoinCondition.INVALID_SECURITY_USER,
+            f"security_user is not set and no SetSecurityUserOperator is upstream of {task.task_id!r}",
+        )
+    pulled = context["ti"].xcom_pull(task_ids=provider.task_id)
+    if pulled is None:
+        raise InputRejected(
+            JoinCondition.INVALID_SECURITY_USER,
+            f"SetSecurityUserOperator {provider.task_id!r} returned no SecurityUser",
+        )
+    return pulled
+
+
+def nearest_set_security_user(task: AbstractOperator) -> AbstractOperator | None:
+    """Breadth-first up the graph: the closest SetSecurityUserOperator wins, as in a Studio script."""
+    seen: set[str] = set()
+    queue: deque[AbstractOperator] = deque(task.upstream_list)
+    while queue:
+        upstream = queue.popleft()
+        if upstream.task_id in seen:
+            continue
+        seen.add(upstream.task_id)
+        if isinstance(upstream, SetSecurityUserOperator):
+            return upstream
+        queue.extend(upstream.upstream_list)
+    return None

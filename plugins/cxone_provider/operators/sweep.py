@@ -1,0 +1,373 @@
+"""QA sweeps: list the live agent sessions, then join hundreds of them inside one task.
+
+A task instance per session costs about a second of Airflow overhead and a token each; the sweep
+joins them all through one HTTP session and one token, with a bounded, self-adjusting number of
+requests in flight, and returns ``{condition: [session ids]}`` for ``.expand()`` downstream.
+
+.. seealso:: ``README.md``, section "QA sweeps".
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import threading
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseOperator, task
+from airflow.sdk.exceptions import AirflowFailException
+
+from cxone_provider.conditions import InputRejected, JoinCondition, JoinOutcome, parse_security_user
+from cxone_provider.hooks.cxone import CxoneAuthError, CxoneHook
+from cxone_provider.operators.agent_session import resolve_security_user_value
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator, Sequence
+
+    from airflow.sdk import Context, XComArg
+
+DEFAULT_MAX_CONCURRENCY = 16
+THROTTLE_REASONS = frozenset({"429", "503"})
+
+
+# --- listing live sessions --------------------------------------------------------------------------
+
+
+def live_sessions(
+    agent_states: Sequence[dict[str, Any]],
+    *,
+    team_ids: Sequence[int] | None = None,
+    agent_state_names: Sequence[str] | None = None,
+) -> list[dict[str, Any]]:
+    """The agents of ``agents/states`` that hold a session, optionally only some teams or states."""
+    teams = {int(t) for t in team_ids} if team_ids else None
+    states = {s.lower() for s in agent_state_names} if agent_state_names else None
+    sessions = []
+    for state in agent_states:
+        session_id = state.get("sessionId")
+        if not session_id:
+            continue
+        if teams is not None and state.get("teamId") not in teams:
+            continue
+        if states is not None and str(state.get("agentStateName", "")).lower() not in states:
+            continue
+        sessions.append(
+            {
+                "session_id": str(session_id),
+                "agent_id": state.get("agentId"),
+                "team_id": state.get("teamId"),
+                "agent_state": state.get("agentStateName"),
+            }
+        )
+    return sessions
+
+
+class ListAgentSessionsOperator(BaseOperator):
+    """List the live agent sessions (``GET agents/states``) a QA sweep starts from.
+
+    Returns the session ids (feed ``.output`` to :class:`JoinAgentSessionsOperator`) and pushes the
+    details, ``[{"session_id", "agent_id", "team_id", "agent_state"}, ...]``, under the XCom key
+    ``sessions``.
+
+    :param team_ids: keep only these teams (templated).
+    :param agent_state_names: keep only agents in these states, e.g. ``["Available"]`` (templated).
+    :param exclude_agent_ids: leave these agents out, e.g. the supervisor's own session (templated).
+    :param cxone_conn_id: the ``cxone`` connection. (templated)
+    """
+
+    template_fields: Sequence[str] = ("team_ids", "agent_state_names", "exclude_agent_ids", "cxone_conn_id")
+
+    def __init__(
+        self,
+        *,
+        team_ids: Sequence[int] | str | None = None,
+        agent_state_names: Sequence[str] | str | None = None,
+        exclude_agent_ids: Sequence[int] | str | None = None,
+        cxone_conn_id: str = CxoneHook.default_conn_name,
+        hook_params: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.team_ids = team_ids
+        self.agent_state_names = agent_state_names
+        self.exclude_agent_ids = exclude_agent_ids
+        self.cxone_conn_id = cxone_conn_id
+        self.hook_params = hook_params or {}
+
+    def execute(self, context: Context) -> list[str]:
+        team_ids = _as_list("team_ids", self.team_ids)
+        excluded = {int(a) for a in _as_list("exclude_agent_ids", self.exclude_agent_ids) or []}
+        sessions = live_sessions(
+            CxoneHook(self.cxone_conn_id, **self.hook_params).get_agent_states(),
+            team_ids=[int(t) for t in team_ids] if team_ids else None,
+            agent_state_names=[str(s) for s in _as_list("agent_state_names", self.agent_state_names) or []] or None,
+        )
+        sessions = [s for s in sessions if s["agent_id"] not in excluded]
+        self.log.info("%d live session(s) to sweep", len(sessions))
+        context["ti"].xcom_push(key="sessions", value=sessions)
+        return [s["session_id"] for s in sessions]
+
+
+# --- the concurrency limiter ------------------------------------------------------------------------
+
+
+class AdaptiveLimiter:
+    """At most ``limit`` requests in flight; the limit halves when CXone throttles and creeps back.
+
+    Additive increase, multiplicative decrease (as TCP does): on a 429/503 the whole sweep sends
+    fewer requests at once instead of every worker only sleeping and retrying at full width. A burst
+    of throttled answers from one round counts once (``cooldown_s``).
+    """
+
+    def __init__(self, maximum: int, *, minimum: int = 1, cooldown_s: float = 0.25) -> None:
+        if maximum < 1:
+            raise ValueError(f"max_concurrency must be at least 1, got {maximum}")
+        self.maximum = maximum
+        self.minimum = max(1, min(minimum, maximum))
+        self.cooldown_s = cooldown_s
+        self.limit = maximum
+        self.in_flight = 0
+        self.peak_in_flight = 0
+        self.lowest_limit = maximum
+        self.decreases = 0
+        self._successes_since_change = 0
+        self._last_decrease = float("-inf")
+        self._condition = threading.Condition()
+
+    @contextmanager
+    def slot(self) -> Iterator[None]:
+        with self._condition:
+            while self.in_flight >= self.limit:
+                self._condition.wait()
+            self.in_flight += 1
+            self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+        try:
+            yield
+        finally:
+            with self._condition:
+                self.in_flight -= 1
+                self._condition.notify()
+
+    def throttled(self) -> None:
+        with self._condition:
+            now = time.monotonic()
+            if now - self._last_decrease < self.cooldown_s:
+                return
+            self._last_decrease = now
+            self.limit = max(self.minimum, self.limit // 2)
+            self.lowest_limit = min(self.lowest_limit, self.limit)
+            self.decreases += 1
+            self._successes_since_change = 0
+
+    def succeeded(self) -> None:
+        with self._condition:
+            self._successes_since_change += 1
+            if self._successes_since_change >= self.limit and self.limit < self.maximum:
+                self.limit += 1
+                self._successes_since_change = 0
+                self._condition.notify()
+
+
+# --- the sweep ---------------------------------------------------------------------------------------
+
+
+def _as_list(field_name: str, value: Any) -> list[Any] | None:
+    """A templated list: a list, or its JSON / Python-repr rendering (plain Jinja rendering)."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        text = value.strip()
+        if not text:
+            return []
+        try:
+            value = json.loads(text)
+        except ValueError:
+            try:
+                value = ast.literal_eval(text)
+            except (ValueError, SyntaxError, MemoryError, RecursionError):
+                raise AirflowFailException(f"{field_name} must be a list, got {text[:80]!r}") from None
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    raise AirflowFailException(f"{field_name} must be a list, got {type(value).__name__}: {value!r:.80}")
+
+
+class JoinAgentSessionsOperator(BaseOperator):
+    """Join many agent sessions as one SecurityUser inside one task: a QA sweep.
+
+    Every session id of the input ends in exactly one condition list of the XCom ``return_value``:
+    ``{"Success": [...], "InvalidAgentSession": [...], ..., "outcomes": [...], "duplicates": [...],
+    "stats": {...}}`` — all six condition keys are present, empty lists included. Map downstream
+    work over one condition with ``.expand(session_id=sessions_with(sweep, "Success"))`` (an empty
+    list skips the mapped task).
+    Duplicated ids are joined once and listed under ``duplicates``; malformed ids get their condition
+    without a request. ``outcomes`` holds one JSON outcome per distinct session id, in input order.
+
+    :param session_ids: the sessions to join (templated): a list, or its JSON/repr rendering.
+    :param security_user: as for :class:`JoinAgentSessionOperator` (templated); default: the nearest
+        upstream ``SetSecurityUserOperator``.
+    :param max_concurrency: most joins in flight at once; halves while CXone answers 429/503.
+    :param progress_interval_s: seconds between progress log lines.
+    :param cxone_conn_id: overrides the SecurityUser's connection. (templated)
+    :param hook_params: extra keyword arguments for :class:`~cxone_provider.hooks.cxone.CxoneHook`.
+    """
+
+    template_fields: Sequence[str] = ("session_ids", "security_user", "cxone_conn_id")
+    ui_color = "#d5f5e3"
+
+    def __init__(
+        self,
+        *,
+        session_ids: Any,
+        security_user: Any = None,
+        max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
+        progress_interval_s: float = 5.0,
+        cxone_conn_id: str | None = None,
+        hook_params: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if max_concurrency < 1:
+            raise ValueError(f"max_concurrency must be at least 1, got {max_concurrency}")
+        self.session_ids = session_ids
+        self.security_user = security_user
+        self.max_concurrency = max_concurrency
+        self.progress_interval_s = progress_interval_s
+        self.cxone_conn_id = cxone_conn_id
+        self.hook_params = hook_params or {}
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        raw_ids = _as_list("session_ids", self.session_ids) or []
+        distinct, duplicates = _distinct(raw_ids)
+        try:
+            user = parse_security_user(resolve_security_user_value(self, context, self.security_user))
+        except InputRejected as rejected:
+            outcomes = [JoinOutcome(rejected.condition, key, message=rejected.message) for key in distinct]
+            return self._result(outcomes, duplicates, {"requests": 0})
+        conn_id = self.cxone_conn_id or user.conn_id or CxoneHook.default_conn_name
+        return self.sweep(conn_id, user.agent_id, distinct, duplicates)
+
+    def sweep(self, conn_id: str, agent_id: int, session_ids: list[str], duplicates: list[str]) -> dict[str, Any]:
+        """Join ``session_ids`` as ``agent_id`` with bounded, adaptive concurrency."""
+        limiter = AdaptiveLimiter(self.max_concurrency)
+        retries: Counter[str] = Counter()
+
+        def on_retry(reason: str) -> None:
+            retries[reason] += 1
+            if reason in THROTTLE_REASONS:
+                limiter.throttled()
+
+        hook = CxoneHook(
+            conn_id,
+            **{"pool_size": self.max_concurrency, **self.hook_params},
+            retry_listener=on_retry,
+            attempt_gate=limiter.slot,
+        )
+        started = time.monotonic()
+        try:
+            hook.access_token()  # one token for the sweep, and a refused key fails every session alike
+        except CxoneAuthError as refused:
+            outcomes = [JoinOutcome(JoinCondition.INVALID_SECURITY_USER, s, message=str(refused)) for s in session_ids]
+            return self._result(outcomes, duplicates, {"requests": 0, "token_requests": hook.token_requests})
+
+        def join(session_id: str) -> JoinOutcome:
+            outcome = hook.join_agent_session(session_id, agent_id)
+            outcome.session_id = session_id  # report the id exactly as given, untrimmed
+            if outcome.status_code is not None and outcome.status_code not in (429, 503):
+                limiter.succeeded()
+            return outcome
+
+        results: dict[str, JoinOutcome] = {}
+        counts: Counter[str] = Counter()
+        last_report = started
+        with ThreadPoolExecutor(max_workers=self.max_concurrency, thread_name_prefix="cxone-sweep") as pool:
+            futures = {pool.submit(join, session_id): session_id for session_id in session_ids}
+            for future in as_completed(futures):
+                outcome = future.result()
+                results[futures[future]] = outcome
+                counts[outcome.condition.value] += 1
+                now = time.monotonic()
+                if now - last_report >= self.progress_interval_s:
+                    last_report = now
+                    self._log_progress(len(results), len(session_ids), now - started, counts, limiter)
+        elapsed = time.monotonic() - started
+        outcomes = [results[s] for s in session_ids]
+        stats = {
+            "requests": sum(o.attempts for o in outcomes),
+            "retries": dict(retries),
+            "token_requests": hook.token_requests,
+            "max_concurrency": self.max_concurrency,
+            "peak_in_flight": limiter.peak_in_flight,
+            "lowest_concurrency_limit": limiter.lowest_limit,
+            "concurrency_decreases": limiter.decreases,
+            "elapsed_s": round(elapsed, 3),
+            "joins_per_s": round(len(session_ids) / elapsed, 1) if elapsed > 0 else None,
+        }
+        self._log_progress(len(results), len(session_ids), elapsed, counts, limiter)
+        return self._result(outcomes, duplicates, stats)
+
+    def _log_progress(
+        self, done: int, total: int, elapsed: float, counts: Counter[str], limiter: AdaptiveLimiter
+    ) -> None:
+        by_condition = ", ".join(f"{name} {count}" for name, count in sorted(counts.items()))
+        self.log.info(
+            "Sweep %d/%d joined in %.1fs (%.0f/s, %d in flight, limit %d): %s",
+            done,
+            total,
+            elapsed,
+            done / elapsed if elapsed > 0 else 0.0,
+            limiter.in_flight,
+            limiter.limit,
+            by_condition or "nothing yet",
+        )
+
+    def _result(self, outcomes: list[JoinOutcome], duplicates: list[str], stats: dict[str, Any]) -> dict[str, Any]:
+        result: dict[str, Any] = {condition.value: [] for condition in JoinCondition}
+        for outcome in outcomes:
+            result[outcome.condition.value].append(outcome.session_id)
+        counts = {condition.value: len(result[condition.value]) for condition in JoinCondition}
+        self.log.info("Sweep of %d session(s): %s", len(outcomes), counts)
+        if duplicates:
+            self.log.warning("%d duplicated session id(s) were joined once: %s", len(duplicates), duplicates[:20])
+        result.update(outcomes=[o.to_dict() for o in outcomes], duplicates=duplicates, counts=counts, stats=stats)
+        return result
+
+
+def sessions_with(sweep: JoinAgentSessionsOperator, condition: str | JoinCondition) -> XComArg:
+    """The session ids that ended in ``condition``, as an XComArg to ``.expand()`` over.
+
+    Airflow maps only over a task's ``return_value``, not over one key of it
+    (``sweep.output["Success"]`` raises "cannot map over XCom with custom key"), so this adds a small
+    task, ``<sweep>_<condition>``, that returns the one list.
+    """
+    wanted = JoinCondition.parse(condition)
+
+    @task(task_id=f"{sweep.task_id}_{_snake(wanted.value)}")
+    def select(result: dict[str, Any]) -> list[str]:
+        return list(result[wanted.value])
+
+    sweep_result: Any = sweep.output
+    return select(sweep_result)
+
+
+def _snake(name: str) -> str:
+    return "".join(f"_{c.lower()}" if c.isupper() and i else c.lower() for i, c in enumerate(name))
+
+
+def _distinct(raw_ids: list[Any]) -> tuple[list[str], list[str]]:
+    """Input order kept; each id once. Non-string ids are keyed by ``str()`` so they stay reportable."""
+    seen: set[str] = set()
+    distinct: list[str] = []
+    duplicates: list[str] = []
+    for raw in raw_ids:
+        key = raw if isinstance(raw, str) else str(raw)
+        if key in seen:
+            if key not in duplicates:
+                duplicates.append(key)
+            continue
+        seen.add(key)
+        distinct.append(key)
+    return distinct, duplicates

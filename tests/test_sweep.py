@@ -1,0 +1,211 @@
+"""QA sweeps: the sweep operator over real HTTP, and the QA-sweep DAG through dag.test()."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+from conftest import fresh_dag
+
+from cxone_provider.conditions import JoinCondition
+from cxone_provider.operators.sweep import (
+    AdaptiveLimiter,
+    JoinAgentSessionsOperator,
+    ListAgentSessionsOperator,
+    live_sessions,
+)
+from cxone_provider.testing import SandboxServer
+
+LIVE = 300
+FAST = {"backoff_initial_s": 0.01, "backoff_max_s": 0.05}
+QA_USER = {"agent_id": 1001, "conn_id": "cxone_sweep"}
+
+
+@pytest.fixture(scope="module")
+def big_sandbox():
+    with SandboxServer(live_sessions=LIVE) as server:
+        yield server
+
+
+@pytest.fixture
+def sandbox(big_sandbox, monkeypatch):
+    big_sandbox.reset()
+    name, value = big_sandbox.connection_env("cxone_sweep")
+    monkeypatch.setenv(name, value)
+    return big_sandbox
+
+
+def sweep(session_ids, security_user=QA_USER, **kwargs):
+    kwargs.setdefault("hook_params", FAST)
+    operator = JoinAgentSessionsOperator(
+        task_id="sweep", session_ids=session_ids, security_user=security_user, **kwargs
+    )
+    return operator.execute(context={})
+
+
+def joins_sent(sandbox):
+    return [e for e in sandbox.journal() if e["path"].endswith("agent-sessions/join")]
+
+
+class _TaskInstance:
+    """Collects what an operator pushes under keys of its own (the return value is returned)."""
+
+    def __init__(self):
+        self.pushed = {}
+
+    def xcom_push(self, key, value):
+        self.pushed[key] = value
+
+
+def test_list_sessions_keeps_live_ones_and_filters(sandbox):
+    ti = _TaskInstance()
+    listed = ListAgentSessionsOperator(task_id="list", cxone_conn_id="cxone_sweep").execute(context={"ti": ti})
+    assert len(listed) == 6 + LIVE
+    assert "sess-2007" not in listed
+    first = ti.pushed["sessions"][0]
+    assert (first["session_id"], first["agent_id"]) == ("sess-2001", 2001)
+    only_team = ListAgentSessionsOperator(
+        task_id="list", team_ids="[20]", exclude_agent_ids=[2001], cxone_conn_id="cxone_sweep"
+    ).execute(context={"ti": ti})
+    assert only_team
+    assert all(s["team_id"] == 20 for s in ti.pushed["sessions"])
+    assert "sess-2001" not in only_team
+
+
+def test_live_sessions_filters_by_state_name():
+    states = [
+        {"agentId": 1, "sessionId": "a", "agentStateName": "Available", "teamId": 1},
+        {"agentId": 2, "sessionId": "b", "agentStateName": "InboundContact", "teamId": 1},
+        {"agentId": 3, "sessionId": None, "agentStateName": "LoggedOut", "teamId": 1},
+    ]
+    assert [s["session_id"] for s in live_sessions(states)] == ["a", "b"]
+    assert [s["session_id"] for s in live_sessions(states, agent_state_names=["available"])] == ["a"]
+
+
+def test_sweep_accounts_for_every_session_exactly_once(sandbox):
+    live = [f"sess-{5001 + n}" for n in range(LIVE)]
+    ended = ["sess-2007", "sess-2008"]
+    unknown = ["no-such-1", "no-such-2"]
+    malformed = ["", "has space", "x" * 300]
+    duplicated = [*live[:5], "sess-2007"]
+    session_ids = live + ended + unknown + malformed + duplicated
+
+    result = sweep(session_ids, max_concurrency=16)
+
+    assert set(result) >= {c.value for c in JoinCondition} | {"outcomes", "duplicates", "stats", "counts"}
+    assert result["Success"] == live
+    assert result["InvalidAgentSession"] == ended + unknown + malformed
+    for condition in ("Default", "InvalidSecurityUser", "InvalidAgentId", "ImpersonateNotEnabled"):
+        assert result[condition] == []
+    listed = [s for c in JoinCondition for s in result[c.value]]
+    assert sorted(listed) == sorted(set(session_ids))  # each distinct id in exactly one list
+    assert result["duplicates"] == duplicated
+    assert [o["session_id"] for o in result["outcomes"]] == list(dict.fromkeys(session_ids))
+
+    sent = [e["params"]["sessionId"] for e in joins_sent(sandbox)]
+    assert sorted(sent) == sorted(live + ended + unknown)  # one join per distinct well-formed id
+    assert len([e for e in sandbox.journal() if e["path"] == "/auth/token"]) == 1
+    assert result["stats"]["token_requests"] == 1
+    assert sorted(s for s, _agent in sandbox.state()["joins"]) == sorted(live)
+    assert result["stats"]["peak_in_flight"] <= 16
+    json.dumps(result)  # XCom-ready
+
+
+@pytest.mark.parametrize(
+    ("security_user", "condition", "requests"),
+    [
+        pytest.param({"agent_id": 1003, "conn_id": "cxone_sweep"}, "InvalidSecurityUser", True, id="inactive"),
+        pytest.param({"agent_id": 1002, "conn_id": "cxone_sweep"}, "ImpersonateNotEnabled", True, id="no-imp"),
+        pytest.param({"agent_id": 9999, "conn_id": "cxone_sweep"}, "InvalidAgentId", True, id="unknown-agent"),
+        pytest.param({"agent_id": -1, "conn_id": "cxone_sweep"}, "InvalidAgentId", False, id="negative-agent"),
+        pytest.param({"conn_id": "cxone_sweep"}, "InvalidSecurityUser", False, id="no-agent-id"),
+    ],
+)
+def test_security_user_conditions_reach_every_session(sandbox, security_user, condition, requests):
+    session_ids = ["sess-2001", "sess-2002", "sess-2007"]
+    result = sweep(session_ids, security_user=security_user)
+    assert result[condition] == session_ids
+    assert bool(joins_sent(sandbox)) is requests
+
+
+def test_exhausted_retries_are_default_and_say_so(sandbox):
+    sandbox.set_faults(rate_503=1.0, path_filter="agent-sessions/join")
+    result = sweep(["sess-2001", "sess-2002"], hook_params={**FAST, "max_attempts": 2})
+    assert result["Default"] == ["sess-2001", "sess-2002"]
+    assert all("gave up after 2 attempts" in o["message"] for o in result["outcomes"])
+    assert len(joins_sent(sandbox)) == 4
+
+
+def test_a_429_storm_shrinks_the_concurrency_and_loses_nothing(sandbox):
+    sandbox.set_faults(rate_429_no_retry_after=0.3, latency_ms=5, random_seed=21, path_filter="agent-sessions/join")
+    live = [f"sess-{5001 + n}" for n in range(200)]
+    result = sweep(live, max_concurrency=16, hook_params={**FAST, "max_attempts": 12})
+
+    stats = result["stats"]
+    assert stats["concurrency_decreases"] > 0
+    assert stats["lowest_concurrency_limit"] < 16
+    assert stats["retries"]["429"] == len([e for e in joins_sent(sandbox) if e["status"] == 429])
+    assert result["Success"] == live
+    assert sorted(s for s, _agent in sandbox.state()["joins"]) == sorted(live)
+    # Once throttled, the server saw fewer joins at a time than the configured maximum.
+    journal = joins_sent(sandbox)
+    first_429 = next(i for i, e in enumerate(journal) if e["status"] == 429)
+    assert min(e["inflight"] for e in journal[first_429 + 16 :]) < 16
+
+
+def test_limiter_halves_on_throttle_and_creeps_back():
+    limiter = AdaptiveLimiter(16, cooldown_s=0)
+    limiter.throttled()
+    limiter.throttled()
+    assert limiter.limit == 4
+    for _ in range(4 + 5 + 6):
+        limiter.succeeded()
+    assert limiter.limit == 7
+    assert limiter.lowest_limit == 4
+
+
+# --- the QA-sweep DAG ------------------------------------------------------------------------------
+
+
+def _states(dag_run):
+    states: dict[str, list[str]] = {}
+    for ti in dag_run.get_task_instances():
+        states.setdefault(ti.task_id, []).append(ti.state)
+    return {task_id: sorted(s) for task_id, s in states.items()}
+
+
+@pytest.mark.usefixtures("airflow_db")
+def test_qa_sweep_dag_expands_per_condition(cxone_sandbox, tmp_path):
+    dag_run = fresh_dag("cxone_qa_sweep", "cxone_qa_sweep").test(run_conf={"report_dir": str(tmp_path)})
+    states = _states(dag_run)
+    assert dag_run.state == "success"
+    assert states["monitor_agent"] == ["success"] * 6  # sess-2001 … sess-2006
+    for empty in ("note_ended_session", "retry_later", "alert_security_user"):
+        assert states[empty] == ["skipped"], empty
+    assert states["report"] == ["success"]
+    monitored = {a["session_id"] for a in cxone_sandbox.state()["supervise_actions"] if a["action"] == "monitor"}
+    assert monitored == {f"sess-200{n}" for n in range(1, 7)}
+
+    (json_report,) = tmp_path.glob("qa_sweep_*.json")
+    assert json.loads(json_report.read_text())["counts"]["Success"] == 6
+    (csv_report,) = tmp_path.glob("qa_sweep_*.csv")
+    rows = list(csv.DictReader(csv_report.open()))
+    assert {r["condition"] for r in rows} == {"Success"}
+    assert len(rows) == 6
+
+
+@pytest.mark.usefixtures("airflow_db")
+def test_qa_sweep_dag_routes_throttled_sessions_to_retry_later(cxone_sandbox, tmp_path):
+    cxone_sandbox.set_faults(rate_503=1.0, path_filter="agent-sessions/join")
+    dag_run = fresh_dag("cxone_qa_sweep", "cxone_qa_sweep").test(
+        run_conf={"report_dir": str(tmp_path), "team_ids": [20]}
+    )
+    states = _states(dag_run)
+    assert dag_run.state == "success"
+    team_20 = [s for s in ("sess-2001", "sess-2002", "sess-2003", "sess-2004", "sess-2005", "sess-2006")]
+    sweep_result = dag_run.get_task_instance("sweep").xcom_pull(task_ids="sweep")
+    assert sweep_result["Default"]
+    assert set(sweep_result["Default"]) <= set(team_20)
+    assert states["retry_later"] == ["success"] * len(sweep_result["Default"])
+    assert states["monitor_agent"] == ["skipped"]
