@@ -292,6 +292,7 @@ class CxoneHook(BaseHook):
         self._token: _Token | None = None
         self._token_lock = threading.Lock()
         self._api_base: str | None = None
+        self._discovery_lock = threading.Lock()
         self._secrets: set[str] = set()
         # Capped exponential backoff plus jitter, so that throttled workers do not retry in lockstep.
         self._backoff = wait_exponential(multiplier=backoff_initial_s, max=backoff_max_s) + wait_random(
@@ -312,7 +313,7 @@ class CxoneHook(BaseHook):
 
     @cached_property
     def session(self) -> requests.Session:
-        session = requests.Session()
+        session = _EnvironmentOnceSession()
         # Retries are ours (tenacity, below): urllib3 must not retry behind our back and skew counts.
         adapter = HTTPAdapter(pool_connections=2, pool_maxsize=max(self.pool_size, 1), max_retries=0)
         session.mount("https://", adapter)
@@ -404,7 +405,9 @@ class CxoneHook(BaseHook):
     def api_base_url(self) -> str:
         """The Agent API base: the connection's ``api_base_url`` or the one CXone's discovery gives."""
         if self._api_base is None:
-            self._api_base = self.settings.api_base_url or self._discover_api_base()
+            with self._discovery_lock:  # concurrent first calls discover once
+                if self._api_base is None:
+                    self._api_base = self.settings.api_base_url or self._discover_api_base()
         return self._api_base
 
     def _discover_api_base(self) -> str:
@@ -710,6 +713,32 @@ class CxoneHook(BaseHook):
         except Exception as exc:
             return False, self.redact(str(exc))
         return True, f"Connected to {base}: token issued, {len(states)} agent state(s) visible"
+
+
+class _EnvironmentOnceSession(requests.Session):
+    """A session that reads proxy and CA-bundle settings from the environment once per host.
+
+    ``requests`` scans every environment variable on every request to find proxies; at sweep rates
+    that scan costs more CPU than the rest of our request handling, and the environment of a running
+    task does not change.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._environment_settings: dict[tuple[Any, ...], dict[str, Any]] = {}
+
+    def merge_environment_settings(  # type: ignore[override]  # the stub's TypedDict is private
+        self, url: str | bytes | None, proxies: Any, stream: Any, verify: Any, cert: Any
+    ) -> dict[str, Any]:
+        if proxies:  # per-request proxies are never cached
+            return dict(super().merge_environment_settings(url, proxies, stream, verify, cert))
+        target = urlsplit(url if isinstance(url, str) else (url or b"").decode())
+        key = (target.scheme, target.netloc, stream, verify, repr(cert))
+        settings = self._environment_settings.get(key)
+        if settings is None:
+            settings = dict(super().merge_environment_settings(url, proxies, stream, verify, cert))
+            self._environment_settings[key] = settings
+        return {**settings, "proxies": dict(settings["proxies"])}
 
 
 def _retry_after(value: str | None) -> float | None:

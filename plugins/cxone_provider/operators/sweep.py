@@ -14,11 +14,10 @@ import json
 import threading
 import time
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseOperator, task
+from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 
 from cxone_provider.conditions import InputRejected, JoinCondition, JoinOutcome, parse_security_user
@@ -280,6 +279,8 @@ class JoinAgentSessionsOperator(BaseOperator):
                 limiter.succeeded()
             return outcome
 
+        from concurrent.futures import ThreadPoolExecutor, as_completed
+
         results: dict[str, JoinOutcome] = {}
         counts: Counter[str] = Counter()
         last_report = started
@@ -343,6 +344,8 @@ def sessions_with(sweep: JoinAgentSessionsOperator, condition: str | JoinConditi
     (``sweep.output["Success"]`` raises "cannot map over XCom with custom key"), so this adds a small
     task, ``<sweep>_<condition>``, that returns the one list.
     """
+    from airflow.sdk import task  # the TaskFlow machinery costs ~15 ms to import; only DAG files need it
+
     wanted = JoinCondition.parse(condition)
 
     @task(task_id=f"{sweep.task_id}_{_snake(wanted.value)}")

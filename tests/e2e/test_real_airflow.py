@@ -1,0 +1,350 @@
+"""End to end on a real Airflow: the example DAGs run by Airflow's own services, driven by its REST API.
+
+For each executor, the ``airflow`` fixture starts, in a temporary AIRFLOW_HOME with the repository's
+``dags/`` folder, the CXone sandbox, ``airflow api-server``, ``airflow scheduler`` and
+``airflow dag-processor`` on loopback ports, the way users deploy them:
+
+- ``LocalExecutor`` on SQLite (what ``airflow standalone`` runs);
+- ``CeleryExecutor`` on PostgreSQL (metadata DB and Celery result backend) with Redis as the broker
+  and an ``airflow celery worker``, the distributed setup of ``docker/docker-compose.yaml``.
+
+The tests trigger runs through ``/api/v2`` as the simple auth manager's admin, wait for them to end,
+and check every task instance's state there, and in the sandbox what CXone really received. Every
+process started is stopped again, also on failure, when the log tails are printed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import sys
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from airflow_stack import (
+    ADMIN_PASSWORD,
+    ADMIN_USER,
+    DAGS_FOLDER,
+    AirflowClient,
+    Processes,
+    airflow_command,
+    base_env,
+    free_port,
+    missing_prerequisites,
+    start_postgres,
+    start_redis,
+    tail,
+    wait_until,
+)
+from cryptography.fernet import Fernet
+
+from cxone_provider.testing import SandboxServer
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from pathlib import Path
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
+
+EXECUTORS = ["LocalExecutor", "CeleryExecutor"]
+SUPERVISED = "cxone_supervised_session"
+SWEEP = "cxone_qa_sweep"
+SWEEP_FILE = DAGS_FOLDER / f"{SWEEP}.py"
+RUN_TIMEOUT = 150.0  # seconds for one run to end, counted from the first wait on it
+
+# The supervised-session scenarios run here: their conf, and the branch each one follows.
+SCENARIOS: dict[str, tuple[dict[str, Any], str]] = {
+    "Success": ({}, "start_monitoring"),
+    "InvalidAgentSession": ({"session_id": "sess-2007"}, "report_invalid_session"),
+}
+BRANCH_TASKS = [
+    "start_monitoring",
+    "report_invalid_session",
+    "alert_security_user",
+    "alert_impersonation_disabled",
+    "alert_invalid_agent_id",
+    "retry_later",
+]
+
+
+def unavailable(reason: str) -> None:
+    """Skip, with the reason; but in CI (``CI=true``) nothing may be skipped, so fail instead."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{reason} (CI=true: the end-to-end tests must run, not skip)")
+    pytest.skip(reason)
+
+
+# ---------------------------------------------------------------------------------------- deployment
+
+
+@dataclass
+class Deployment:
+    """A running Airflow: its executor, home, REST client, the sandbox it talks to, and its processes."""
+
+    executor: str
+    home: Path
+    workdir: Path
+    api: AirflowClient
+    sandbox: SandboxServer
+    processes: Processes
+    #: DAGs that could not be prepared (missing file, import error): dag id → why.
+    dag_errors: dict[str, str]
+
+    def wait_for_run(self, dag_id: str, run_id: str, timeout: float = RUN_TIMEOUT) -> str:
+        """Poll the run until it is ``success`` or ``failed``; its final state."""
+
+        def ended() -> str | None:
+            state = self.api.run_state(dag_id, run_id)
+            return state if state in ("success", "failed") else None
+
+        try:
+            return str(wait_until(f"{dag_id} run {run_id} to end", ended, timeout, alive=self.processes.check_alive))
+        except Exception as exc:
+            states = {ti["task_id"]: ti["state"] for ti in self.api.task_instances(dag_id, run_id)}
+            raise AssertionError(f"{exc}; task states so far: {states}") from exc
+
+    def task_log_tails(self, dag_id: str, run_id: str, task_id: str) -> str:
+        """The end of the task's log files (every attempt, every map index), for a failure message."""
+        folder = self.home / "logs" / f"dag_id={dag_id}" / f"run_id={run_id}" / f"task_id={task_id}"
+        return "".join(f"--- {log}\n{tail(log, 30)}\n" for log in sorted(folder.rglob("*.log")))
+
+
+def airflow_env(home: Path, port: int, executor: str, database_url: str, sandbox: SandboxServer) -> dict[str, str]:
+    """The full environment of every Airflow process of one deployment (nothing else is inherited)."""
+    passwords = home / "simple_auth_manager_passwords.json"
+    passwords.write_text(json.dumps({ADMIN_USER: ADMIN_PASSWORD}), encoding="utf-8")
+    conn_name, conn_value = sandbox.connection_env("cxone_default")
+    env = base_env()
+    env.update(
+        {
+            "AIRFLOW_HOME": str(home),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS_FOLDER),
+            "AIRFLOW__CORE__PLUGINS_FOLDER": str(home / "plugins"),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__EXECUTOR": executor,
+            "AIRFLOW__CORE__PARALLELISM": "8",
+            "AIRFLOW__CORE__FERNET_KEY": Fernet.generate_key().decode(),
+            "AIRFLOW__CORE__AUTH_MANAGER": (
+                "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
+            ),
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{ADMIN_USER}:admin",  # user:role
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": database_url,
+            "AIRFLOW__API__HOST": "127.0.0.1",
+            "AIRFLOW__API__PORT": str(port),
+            "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{port}",
+            "AIRFLOW__API__WORKERS": "1",
+            "AIRFLOW__API__SECRET_KEY": secrets.token_urlsafe(32),
+            # One secret for every process: the scheduler signs the tasks' Execution API tokens.
+            "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(64),
+            # Fast turnarounds for a test: list the bundle often, parse in one process, poll often.
+            "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "2",
+            "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "1",
+            "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "60",
+            "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "0.5",
+            "AIRFLOW__SCHEDULER__JOB_HEARTBEAT_SEC": "2",
+            "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "2",
+            conn_name: conn_value,
+        }
+    )
+    if executor == "CeleryExecutor":
+        env["AIRFLOW__CELERY__RESULT_BACKEND"] = f"db+{database_url}"
+        env["AIRFLOW__CELERY__WORKER_CONCURRENCY"] = "4"
+    return env
+
+
+def _report(request: pytest.FixtureRequest, text: str) -> None:
+    """Write to the terminal even while pytest captures output (a module fixture's teardown is captured)."""
+    capture = request.config.pluginmanager.getplugin("capturemanager")
+    if capture is None:
+        sys.stderr.write(text + "\n")
+        return
+    with capture.global_and_fixture_disabled():
+        sys.stderr.write(text + "\n")
+
+
+@pytest.fixture(scope="module", params=EXECUTORS)
+def airflow(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
+    """A running Airflow deployment with the given executor, its DAGs parsed and unpaused."""
+    executor: str = request.param
+    missing = missing_prerequisites(executor)
+    if missing:
+        unavailable(f"{executor} end to end needs: {'; '.join(missing)}")
+    workdir = tmp_path_factory.mktemp(f"e2e-{executor}")
+    home = workdir / "airflow-home"
+    home.mkdir()
+    processes = Processes(workdir)
+    failed_before = request.session.testsfailed
+    ready = False
+    timings: dict[str, float] = {}
+    started = time.monotonic()
+    sandbox: SandboxServer | None = None
+    try:
+        sandbox = SandboxServer().start()
+        processes.cleanups.append(sandbox.stop)
+        broker_url = None
+        if executor == "CeleryExecutor":
+            database_url = start_postgres(processes)
+            broker_url = start_redis(processes)
+            timings["postgres+redis"] = time.monotonic() - started
+        else:
+            database_url = f"sqlite:///{home / 'airflow.db'}"
+        port = free_port()
+        env = airflow_env(home, port, executor, database_url, sandbox)
+        if broker_url is not None:
+            env["AIRFLOW__CELERY__BROKER_URL"] = broker_url
+
+        mark = time.monotonic()
+        processes.run("airflow-db-migrate", airflow_command("db", "migrate"), env, timeout=240)
+        timings["db migrate"] = time.monotonic() - mark
+
+        mark = time.monotonic()
+        processes.start("api-server", airflow_command("api-server", "--host", "127.0.0.1", "--port", str(port)), env)
+        processes.start("scheduler", airflow_command("scheduler", "--skip-serve-logs"), env)
+        processes.start("dag-processor", airflow_command("dag-processor"), env)
+        if executor == "CeleryExecutor":
+            processes.start(
+                "celery-worker",
+                airflow_command("celery", "worker", "--skip-serve-logs", "--without-mingle", "--without-gossip"),
+                env,
+            )
+        api = AirflowClient(f"http://127.0.0.1:{port}", processes.check_alive)
+        wait_until(
+            "the api-server to answer /api/v2/version",
+            lambda: api.http.get(f"{api.base_url}/api/v2/version", timeout=5).ok,
+            120,
+            alive=processes.check_alive,
+        )
+        api.login()
+        timings["api-server up"] = time.monotonic() - mark
+        api.wait_for_dag(SUPERVISED, f"{SUPERVISED}.py", 120)
+        api.unpause(SUPERVISED)
+        # The sweep DAG's own problems fail its own test, not the whole deployment.
+        dag_errors: dict[str, str] = {}
+        if not SWEEP_FILE.exists():
+            dag_errors[SWEEP] = f"{SWEEP_FILE.relative_to(DAGS_FOLDER.parent)} does not exist"
+        else:
+            try:
+                api.wait_for_dag(SWEEP, SWEEP_FILE.name, 60)
+                api.unpause(SWEEP)
+            except AssertionError as exc:
+                dag_errors[SWEEP] = str(exc)
+        timings["DAGs parsed"] = time.monotonic() - mark
+        ready = True
+        yield Deployment(executor, home, workdir, api, sandbox, processes, dag_errors)
+    finally:
+        failed = not ready or request.session.testsfailed > failed_before
+        if failed:
+            sandbox_log = "\n".join(sandbox.log().splitlines()[-40:]) if sandbox is not None else ""
+            _report(
+                request,
+                f"\n===== {executor}: logs of the services (in {workdir}) =====\n{processes.log_tails()}"
+                f"\n----- CXone sandbox (last 40 lines) -----\n{sandbox_log}",
+            )
+        mark = time.monotonic()
+        processes.stop_all()
+        timings["stop"] = time.monotonic() - mark
+        timings["total"] = time.monotonic() - started
+        _report(request, f"\n{executor} timings (s): " + ", ".join(f"{k} {v:.1f}" for k, v in timings.items()))
+
+
+@pytest.fixture(scope="module")
+def runs(airflow: Deployment) -> dict[str, str]:
+    """Every run of this module, triggered at once so that they overlap like real traffic: name → run id."""
+    audit_log = airflow.workdir / "audit.jsonl"
+    triggered = {
+        name: airflow.api.trigger(SUPERVISED, {**conf, "audit_log": str(audit_log)})
+        for name, (conf, _branch) in SCENARIOS.items()
+    }
+    if SWEEP not in airflow.dag_errors:
+        triggered[SWEEP] = airflow.api.trigger(SWEEP, {})
+    return triggered
+
+
+# ---------------------------------------------------------------------------------------- the tests
+
+
+def supervised_states(airflow: Deployment, run_id: str, followed: str) -> None:
+    """The run succeeded and every task instance is in the state the branch implies."""
+    state = airflow.wait_for_run(SUPERVISED, run_id)
+    tis = airflow.api.task_instances(SUPERVISED, run_id)
+    assert all(ti["map_index"] == -1 for ti in tis)
+    states = {ti["task_id"]: ti["state"] for ti in tis}
+    expected = {task_id: "skipped" for task_id in BRANCH_TASKS}
+    expected.update(
+        {"set_security_user": "success", "join_agent_session": "success", followed: "success", "finish": "success"}
+    )
+    logs = "".join(airflow.task_log_tails(SUPERVISED, run_id, t) for t, s in states.items() if s != expected.get(t))
+    assert states == expected, logs
+    assert state == "success"
+
+
+def test_supervised_session_success(airflow: Deployment, runs: dict[str, str]) -> None:
+    """Defaults: the supervisor joins sess-2001 and starts monitoring its agent, for real."""
+    run_id = runs["Success"]
+    supervised_states(airflow, run_id, followed=SCENARIOS["Success"][1])
+
+    outcome = airflow.api.xcom(SUPERVISED, run_id, "join_agent_session")
+    assert outcome["condition"] == "Success"
+    assert outcome["session_id"] == "sess-2001"
+    assert airflow.api.xcom(SUPERVISED, run_id, "start_monitoring") == {
+        "monitoring_agent_id": 2001,
+        "session_id": "sess-2001",
+    }
+    state = airflow.sandbox.state()
+    (session,) = [s for s in state["sessions"] if s["session_id"] == "sess-2001"]
+    assert 1001 in session["joined_agents"]
+    assert [a for a in state["supervise_actions"] if a["session_id"] == "sess-2001" and a["action"] == "monitor"]
+
+
+def test_supervised_session_invalid_agent_session(airflow: Deployment, runs: dict[str, str]) -> None:
+    """An ended session: CXone refuses the join, the run follows report_invalid_session and still succeeds."""
+    run_id = runs["InvalidAgentSession"]
+    supervised_states(airflow, run_id, followed=SCENARIOS["InvalidAgentSession"][1])
+
+    outcome = airflow.api.xcom(SUPERVISED, run_id, "join_agent_session")
+    assert outcome["condition"] == "InvalidAgentSession"
+    joins = [
+        entry
+        for entry in airflow.sandbox.journal()
+        if entry["path"].endswith("/agent-sessions/join") and entry["params"].get("sessionId") == "sess-2007"
+    ]
+    assert joins, "no join request for sess-2007 reached the sandbox"
+    assert all(400 <= (entry["status"] or 0) < 500 for entry in joins)
+    (session,) = [s for s in airflow.sandbox.state()["sessions"] if s["session_id"] == "sess-2007"]
+    assert session["joined_agents"] == []
+
+    records = [json.loads(line) for line in (airflow.workdir / "audit.jsonl").read_text().splitlines()]
+    (record,) = [r for r in records if r["dag_run"] == run_id]
+    assert record["condition"] == "InvalidAgentSession"
+    assert record["action"] == "report_invalid_session"
+
+
+def test_qa_sweep(airflow: Deployment, runs: dict[str, str]) -> None:
+    """The QA sweep with its defaults: the run succeeds, every task instance (mapped ones too) ran or
+    skipped, and every session the sweep reports as joined was joined in CXone and monitored once each."""
+    if not SWEEP_FILE.exists():
+        unavailable(airflow.dag_errors[SWEEP])
+    assert SWEEP in runs, airflow.dag_errors[SWEEP]
+    run_id = runs[SWEEP]
+    state = airflow.wait_for_run(SWEEP, run_id)
+    tis = airflow.api.task_instances(SWEEP, run_id)
+    unexpected = {
+        (ti["task_id"], ti["map_index"]): ti["state"] for ti in tis if ti["state"] not in ("success", "skipped")
+    }
+    logs = "".join(airflow.task_log_tails(SWEEP, run_id, task_id) for task_id in {t for t, _ in unexpected})
+    assert unexpected == {}, logs
+    assert state == "success"
+
+    # The sweep's return value: {condition: [session ids], ...}. The seed has live sessions to join.
+    joined = airflow.api.xcom(SWEEP, run_id, "sweep")["Success"]
+    assert joined
+    sessions = {s["session_id"]: s for s in airflow.sandbox.state()["sessions"]}
+    assert all(1001 in sessions[session_id]["joined_agents"] for session_id in joined)
+    # One mapped monitor_agent task instance per joined session: the mapping happened on the scheduler.
+    monitors = sorted(ti["map_index"] for ti in tis if ti["task_id"] == "monitor_agent")
+    assert monitors == list(range(len(joined)))
