@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
 
 import requests
+import urllib3.exceptions as urllib3_exceptions
 from airflow.sdk import BaseHook
 from airflow.sdk.exceptions import AirflowException
 from requests.adapters import HTTPAdapter
@@ -550,25 +551,51 @@ class CxoneHook(BaseHook):
         return float(backoff)
 
     def _read(self, response: requests.Response) -> ApiResponse:
-        """Turn a streamed response into an :class:`ApiResponse`, reading a bounded amount of body."""
+        """Turn a streamed response into an :class:`ApiResponse`, reading a bounded body in bounded time.
+
+        The read timeout of ``requests`` bounds each socket read, so a body that trickles in a byte at
+        a time would never time out; here ``read_timeout`` also bounds the whole body, and more than
+        ``MAX_BODY_BYTES`` is not read at all.
+        """
+        deadline = time.monotonic() + self.settings.read_timeout
         raw = b""
+        complete = False
         try:
-            for chunk in response.iter_content(chunk_size=16 * 1024):
-                raw += chunk
-                if len(raw) > MAX_BODY_BYTES:
+            while len(raw) <= MAX_BODY_BYTES:
+                # read1 returns what has arrived (blocking only for the first byte), so the deadline
+                # is checked between trickles.
+                chunk = response.raw.read1(16 * 1024, decode_content=True)
+                if not chunk:
+                    complete = True
                     break
-        finally:
-            # Fully read answers go back to the pool; an oversized one closes its connection.
+                raw += chunk
+                if time.monotonic() > deadline:
+                    raise requests.ReadTimeout(
+                        f"the answer was still arriving after {self.settings.read_timeout:g}s "
+                        f"(read_timeout); {len(raw)} bytes read"
+                    )
+        except urllib3_exceptions.HTTPError as broken:
+            # A connection dropped mid-body surfaces from urllib3 directly when reading raw.
             response.close()
-        truncated = len(raw) > MAX_BODY_BYTES
+            raise requests.ConnectionError(broken) from None
+        finally:
+            if complete:
+                response.raw.release_conn()  # the connection is reusable: back to the pool
+            else:
+                response.close()
         text = raw[:MAX_BODY_BYTES].decode(response.encoding or "utf-8", errors="replace")
+        content_type = response.headers.get("Content-Type", "")
         body: Any = None
-        if text and not truncated:
+        problem = ""
+        if not complete:
+            problem = f"answer larger than {MAX_BODY_BYTES // 1024} KiB ({content_type or 'no type'}), not read"
+        elif text:
             try:
                 body = json.loads(text)
             except ValueError:
-                body = None
-        name, message = error_name_and_message(body, _summarise_text(text, response))
+                if "json" in content_type:
+                    problem = f"invalid JSON ({len(raw)} bytes): {_one_line(text)[:80]}"
+        name, message = error_name_and_message(body, problem or _summarise_text(text, response))
         return ApiResponse(
             status_code=response.status_code,
             body=body,
@@ -767,9 +794,13 @@ def _retry_reason(state: RetryCallState) -> str:
     return str(outcome.result().status_code)
 
 
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
 def _summarise_text(text: str, response: requests.Response) -> str:
     """A one-line description of a non-JSON body (an HTML error page from a proxy, say)."""
-    stripped = " ".join(text.split())
+    stripped = _one_line(text)
     if not stripped:
         return f"HTTP {response.status_code} {response.reason or ''}".strip()
     content_type = response.headers.get("Content-Type", "unknown type")

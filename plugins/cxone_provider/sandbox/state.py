@@ -39,6 +39,12 @@ SUPERVISE_ACTIONS = ("monitor", "coach", "barge", "take-over")
 _POSITIVE_INT = re.compile(r"^\d{1,18}$")
 _AGENT_STATES_CYCLE = ("Available", "InboundContact", "Unavailable", "OutboundContact")
 
+# Recognisable prefixes let a leak scan find any token the sandbox issued without knowing its value.
+ACCESS_TOKEN_PREFIX = "sbx-at-"  # noqa: S105 - a marker, not a credential
+REFRESH_TOKEN_PREFIX = "sbx-rt-"  # noqa: S105
+#: the first segment of every id_token the sandbox issues (its JWT header), for the same purpose
+ID_TOKEN_HEADER = "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0"  # noqa: S105 - {"alg":"none","typ":"JWT"}
+
 
 class ApiError(Exception):
     """A failure the sandbox answers with CXone's error shape.
@@ -344,11 +350,10 @@ class SandboxState:
             raise ApiError(400, "invalid_grant", f"The user (agent {user.agent_id}) is inactive")
         if len(self.tokens) > 10_000:
             self._prune_tokens()
-        access_token = secrets.token_urlsafe(32)
+        access_token = ACCESS_TOKEN_PREFIX + secrets.token_urlsafe(32)
         self.tokens[access_token] = Token(agent.agent_id, user.access_key_id, time.monotonic() + lifetime_s)
         self.tokens_issued += 1
         iat = int(time.time())
-        header = {"alg": "none", "typ": "JWT"}
         claims = {
             "tenantId": self.tenant_id,
             "sub": f"user:{agent.agent_id}",
@@ -357,12 +362,12 @@ class SandboxState:
             "exp": iat + lifetime_s,
         }
         # Unsigned (alg none): clients read the claims, nobody should trust them.
-        id_token = ".".join([_jwt_part(header), _jwt_part(claims), ""])
+        id_token = ".".join([ID_TOKEN_HEADER, _jwt_part(claims), ""])
         return {
             "access_token": access_token,
             "token_type": "bearer",
             "expires_in": lifetime_s,
-            "refresh_token": secrets.token_urlsafe(32),
+            "refresh_token": REFRESH_TOKEN_PREFIX + secrets.token_urlsafe(32),
             "id_token": id_token,
         }
 
