@@ -142,7 +142,7 @@ def bare_requests(sandbox: SandboxServer, sessions: list[str], concurrency: int)
     def post(session_id: str) -> bool:
         answer = session.post(
             base + "agent-sessions/join",
-            params={"asAgentId": 1001, "sessionId": session_id},
+            params={"asAgentId": "1001", "sessionId": session_id},
             headers={"Authorization": f"Bearer {token}"},
         )
         return answer.status_code == 202

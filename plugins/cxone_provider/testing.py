@@ -345,9 +345,11 @@ if importlib.util.find_spec("pytest") is not None:
             yield server
 
     @pytest.fixture
-    def cxone_sandbox(cxone_sandbox_server: SandboxServer, monkeypatch: pytest.MonkeyPatch) -> SandboxServer:
+    def cxone_sandbox(cxone_sandbox_server: SandboxServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[SandboxServer]:
         """The session's sandbox, reset to its seed, with ``AIRFLOW_CONN_CXONE_DEFAULT`` pointing at it."""
         cxone_sandbox_server.reset()
         name, value = cxone_sandbox_server.connection_env()
         monkeypatch.setenv(name, value)  # undone by monkeypatch after the test
-        return cxone_sandbox_server
+        yield cxone_sandbox_server
+        # Faults a test set must not leak into the next user of the session's server.
+        cxone_sandbox_server.reset()

@@ -12,6 +12,7 @@ import base64
 import binascii
 import ipaddress
 import json
+import random
 import re
 import threading
 import time
@@ -478,6 +479,8 @@ class CxoneHook(BaseHook):
         response = self._with_retries(send, idempotent=idempotent, gated=True)
         if response.status_code == 401:
             # One renewal, one more try: the token may have been revoked or expired early.
+            if self.retry_listener is not None:
+                self.retry_listener("401")
             self._renew_token(stale=token_sent)
             retried = self._with_retries(send, idempotent=idempotent, gated=True)
             retried.attempts += response.attempts
@@ -547,7 +550,8 @@ class CxoneHook(BaseHook):
         if outcome is not None and not outcome.failed:
             retry_after = outcome.result().retry_after_s
             if retry_after is not None:
-                return min(retry_after, MAX_RETRY_AFTER_S)
+                # A little jitter on top, so workers throttled together do not come back together.
+                return min(retry_after, MAX_RETRY_AFTER_S) + random.uniform(0, self.backoff_initial_s)
         return float(backoff)
 
     def _read(self, response: requests.Response) -> ApiResponse:

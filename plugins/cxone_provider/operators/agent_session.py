@@ -207,6 +207,8 @@ def resolve_security_user_value(task: AbstractOperator, context: Context, value:
 
 def nearest_set_security_user(task: AbstractOperator) -> AbstractOperator | None:
     """Breadth-first up the graph: the closest SetSecurityUserOperator wins, as in a Studio script."""
+    if not task.has_dag():
+        return None
     seen: set[str] = set()
     queue: deque[AbstractOperator] = deque(task.upstream_list)
     while queue:
