@@ -1,0 +1,104 @@
+"""No secret and no token reaches anything Airflow keeps: logs, XCom, rendered fields, errors.
+
+Both example DAGs, a failing route, a refused access key and an unknown agent run against a sandbox
+whose secrets are distinctive; then everything Airflow stored is scanned. The sandbox's tokens carry
+the prefixes ``sbx-at-``/``sbx-rt-`` and its id_tokens a fixed header, so any issued token is found
+without knowing its value.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import AIRFLOW_HOME, fresh_dag
+
+from cxone_provider.sandbox import default_seed
+from cxone_provider.sandbox.state import ACCESS_TOKEN_PREFIX, ID_TOKEN_HEADER, REFRESH_TOKEN_PREFIX
+from cxone_provider.testing import SandboxServer
+
+ACCESS_KEY_SECRET = "AKS-distinctive-5f1e9c77"
+CLIENT_SECRET = "CLS-distinctive-a83d2014"
+WRONG_SECRET = "WRONG-distinctive-0b7e31"
+NEEDLES = (ACCESS_KEY_SECRET, CLIENT_SECRET, WRONG_SECRET, ACCESS_TOKEN_PREFIX, REFRESH_TOKEN_PREFIX, ID_TOKEN_HEADER)
+
+
+@pytest.fixture(scope="module")
+def secret_sandbox():
+    seed = default_seed()
+    seed["applications"][0]["client_secret"] = CLIENT_SECRET
+    for user in seed["users"]:
+        if user["access_key_id"] == "SANDBOX-QA-KEY":
+            user["access_key_secret"] = ACCESS_KEY_SECRET
+    with SandboxServer(seed=seed) as server:
+        yield server
+
+
+@pytest.fixture
+def everything_run(airflow_db, secret_sandbox, monkeypatch, tmp_path, capfd):
+    """Run the example DAGs and some failures; return (console output, runs)."""
+    name, value = secret_sandbox.connection_env()
+    monkeypatch.setenv(name, value)
+    wrong = secret_sandbox.connection()
+    wrong["password"] = WRONG_SECRET
+    monkeypatch.setenv("AIRFLOW_CONN_CXONE_WRONG", json.dumps(wrong))
+
+    supervised = "cxone_supervised_session"
+    runs = {
+        "success": fresh_dag(supervised, supervised).test(run_conf={"audit_log": str(tmp_path / "a.jsonl")}),
+        "ended": fresh_dag(supervised, supervised).test(
+            run_conf={"session_id": "sess-2007", "audit_log": str(tmp_path / "a.jsonl")}
+        ),
+        "refused_key": fresh_dag(supervised, supervised).test(run_conf={"cxone_conn_id": "cxone_wrong"}),
+        "unknown_agent": fresh_dag(supervised, supervised).test(run_conf={"supervisor_agent_id": 9999}),
+        "route_fails": fresh_dag("cxone_test_dags", "t_rule_3").test(run_conf={"session_id": "sess-2007"}),
+        "sweep": fresh_dag("cxone_qa_sweep", "cxone_qa_sweep").test(run_conf={"report_dir": str(tmp_path)}),
+    }
+    return "".join(capfd.readouterr()), runs
+
+
+def _stored_rows() -> tuple[str, str]:
+    from airflow.models.renderedtifields import RenderedTaskInstanceFields
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        xcoms = [(x.task_id, x.key, x.value) for x in session.scalars(select(XComModel))]
+        rendered = [r.rendered_fields for r in session.scalars(select(RenderedTaskInstanceFields))]
+    return json.dumps(xcoms, default=str), json.dumps(rendered, default=str)
+
+
+def test_nothing_airflow_keeps_holds_a_secret_or_a_token(everything_run, tmp_path):
+    console, runs = everything_run
+    assert {key: run.state for key, run in runs.items()} == {
+        "success": "success",
+        "ended": "success",
+        "refused_key": "failed",
+        "unknown_agent": "failed",
+        "route_fails": "failed",
+        "sweep": "success",
+    }
+    xcom_text, rendered_text = _stored_rows()
+    log_files = "\n".join(
+        path.read_text(errors="replace") for path in (AIRFLOW_HOME / "logs").rglob("*") if path.is_file()
+    )
+    reports = "\n".join(path.read_text() for path in tmp_path.rglob("*") if path.is_file())
+
+    # The scan sees what it should: the outcomes, the rendered inputs and the failures' messages.
+    assert '"condition": "Success"' in xcom_text
+    assert "sess-2007" in rendered_text
+    assert "CXone gave no token for access key 'SANDBOX-QA-KEY'" in console
+    assert "agent_id 9999 is not a CXone agent" in console
+    assert "ended in InvalidAgentSession for session_id 'sess-2007'" in console
+    assert "QA sweep of 6 session(s)" in console
+
+    for where, text in {
+        "console and task logs": console,
+        "log files": log_files,
+        "XCom": xcom_text,
+        "rendered template fields": rendered_text,
+        "reports": reports,
+    }.items():
+        found = [needle for needle in NEEDLES if needle in text]
+        assert not found, f"{found} found in {where}"
