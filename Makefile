@@ -4,7 +4,7 @@ PYTHON ?= python3
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install lint test demo bench clean
+.PHONY: install lint test demo bench soak clean
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -27,3 +27,9 @@ clean:
 
 demo: install
 	$(PY) scripts/demo.py
+
+bench: install
+	$(PY) bench/bench_sweep.py
+
+soak: install
+	$(PY) bench/soak.py --sessions 10000
