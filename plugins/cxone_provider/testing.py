@@ -20,6 +20,7 @@ The server runs in its own process, so it never competes with the code under tes
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
@@ -46,6 +47,16 @@ _READY_PREFIX = "CXone sandbox listening on "
 # The folder holding the cxone_provider package: the child must import the same code as the parent,
 # also when the package is not installed (dropped into an Airflow plugins/ folder).
 _PACKAGE_PARENT = str(Path(__file__).resolve().parent.parent)
+
+
+def _die_with_parent() -> None:
+    """In the child: ask Linux to SIGTERM it when the parent dies, so a killed test run leaves no server."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
 class SandboxError(RuntimeError):
@@ -145,7 +156,7 @@ class SandboxServer:
         self._stderr_path = tmp / "stderr.log"
         with self._stdout_path.open("wb") as out, self._stderr_path.open("wb") as err:
             self._proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module
-                cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=err, env=env
+                cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=err, env=env, preexec_fn=_die_with_parent
             )
         deadline = time.monotonic() + self.startup_timeout
         while time.monotonic() < deadline:
