@@ -9,11 +9,12 @@ result condition with mapped tasks.
    `team_ids` / `agent_state_names`; the supervisor's own session is left out).
 3. **sweep** — joins them all through one HTTP session and one token, at most `max_concurrency` joins
    in flight (halved while CXone answers 429/503), and returns `{condition: [session ids]}`.
-4. Per condition, `.expand()` over `sessions_with(sweep, condition)` (an empty list skips the task):
-   `monitor_agent` (Success: start monitoring the session's agent), `note_ended_session`
-   (InvalidAgentSession), `retry_later` (Default). The SecurityUser conditions (InvalidSecurityUser,
-   ImpersonateNotEnabled, InvalidAgentId) hit every session alike, so one `alert_security_user` task
-   handles them, and skips when none occurred.
+4. Per condition, mapped tasks (an empty list skips the task): `monitor_agent` (Success: start
+   monitoring the session's agent, paired with it by `joined_agents` from the listing),
+   `note_ended_session` (InvalidAgentSession) and `retry_later` (Default), each over
+   `outcomes_with(sweep, condition)` so every mapped task gets its own outcome. The SecurityUser
+   conditions (InvalidSecurityUser, ImpersonateNotEnabled, InvalidAgentId) hit every session alike, so
+   one `alert_security_user` task handles them, and skips when none occurred.
 5. **report** — writes `qa_sweep_<run>.json` and `.csv` to `report_dir` (default
    `$AIRFLOW_HOME/cxone_reports`) and logs a table of counts per condition.
 """
@@ -28,13 +29,13 @@ from pathlib import Path
 from typing import Any
 
 import pendulum
-from airflow.sdk import DAG, Param, get_current_context, task
+from airflow.sdk import DAG, Param, XComArg, get_current_context, task
 from airflow.sdk.exceptions import AirflowSkipException
 
 from cxone_provider.conditions import JoinCondition
 from cxone_provider.hooks.cxone import CxoneHook
 from cxone_provider.operators.security_user import SetSecurityUserOperator
-from cxone_provider.operators.sweep import JoinAgentSessionsOperator, ListAgentSessionsOperator, sessions_with
+from cxone_provider.operators.sweep import JoinAgentSessionsOperator, ListAgentSessionsOperator, outcomes_with
 
 SECURITY_USER_CONDITIONS = (
     JoinCondition.INVALID_SECURITY_USER,
@@ -43,25 +44,26 @@ SECURITY_USER_CONDITIONS = (
 )
 
 
+@task
+def joined_agents(sweep: dict[str, Any], sessions: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Pair each joined session with its agent, from the listing: one lookup for the whole sweep."""
+    agent_of = {s["session_id"]: s["agent_id"] for s in sessions}
+    return [{"session_id": s, "agent_id": agent_of[s]} for s in sweep[JoinCondition.SUCCESS.value] if s in agent_of]
+
+
 @task(map_index_template="{{ session_id }}")
-def monitor_agent(session_id: str, cxone_conn_id: str) -> dict[str, Any]:
+def monitor_agent(session_id: str, agent_id: int, cxone_conn_id: str) -> dict[str, Any]:
     """Success: start monitoring the agent of the joined session."""
-    hook = CxoneHook(cxone_conn_id)
-    agent = next((s for s in hook.get_agent_states() if s.get("sessionId") == session_id), None)
-    if agent is None:
-        raise AirflowSkipException(f"session {session_id!r} ended after the sweep joined it")
-    hook.monitor(session_id, target_agent_id=agent["agentId"])
-    return {"session_id": session_id, "monitoring_agent_id": agent["agentId"]}
+    with CxoneHook(cxone_conn_id) as hook:
+        hook.monitor(session_id, target_agent_id=agent_id)
+    return {"session_id": session_id, "monitoring_agent_id": agent_id}
 
 
-@task(map_index_template="{{ session_id }}")
-def follow_up(session_id: str, condition: str) -> dict[str, str]:
+@task(map_index_template="{{ outcome['session_id'] }}")
+def follow_up(outcome: dict[str, Any], action: str) -> dict[str, Any]:
     """Record a session the sweep could not supervise, for the next sweep or a person to look at."""
-    outcome = next(
-        o for o in get_current_context()["ti"].xcom_pull(task_ids="sweep")["outcomes"] if o["session_id"] == session_id
-    )
-    print(f"{condition}: session {session_id!r}: {outcome['message']}")
-    return {"session_id": session_id, "condition": condition, "message": outcome["message"]}
+    print(f"{action}: {outcome['condition']} for session {outcome['session_id']!r}: {outcome['message']}")
+    return {"action": action, **outcome}
 
 
 @task
@@ -129,18 +131,20 @@ with DAG(
     sweep = JoinAgentSessionsOperator(task_id="sweep", session_ids=list_live_sessions.output)
     set_security_user >> list_live_sessions
 
-    # One mapped task per session of a condition (Airflow maps only over a whole return value,
-    # hence sessions_with's small selecting task per condition).
+    # One mapped task per session of a condition. Airflow maps only over a whole return value, hence
+    # the small selecting tasks (joined_agents, outcomes_with) between the sweep and the mapped work.
+    results: Any = sweep.output
+    listed_sessions: Any = XComArg(list_live_sessions, key="sessions")
     follow_ups = [
-        monitor_agent.partial(cxone_conn_id="{{ params.cxone_conn_id }}").expand(
-            session_id=sessions_with(sweep, JoinCondition.SUCCESS)
+        monitor_agent.partial(cxone_conn_id="{{ params.cxone_conn_id }}").expand_kwargs(
+            joined_agents(results, listed_sessions)
         ),
         follow_up.override(task_id="note_ended_session")
-        .partial(condition=JoinCondition.INVALID_AGENT_SESSION.value)
-        .expand(session_id=sessions_with(sweep, JoinCondition.INVALID_AGENT_SESSION)),
+        .partial(action="note_ended_session")
+        .expand(outcome=outcomes_with(sweep, JoinCondition.INVALID_AGENT_SESSION)),
         follow_up.override(task_id="retry_later")
-        .partial(condition=JoinCondition.DEFAULT.value)
-        .expand(session_id=sessions_with(sweep, JoinCondition.DEFAULT)),
+        .partial(action="retry_later")
+        .expand(outcome=outcomes_with(sweep, JoinCondition.DEFAULT)),
     ]
     alert = alert_security_user()
     sweep >> alert

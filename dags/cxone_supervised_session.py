@@ -42,6 +42,16 @@ from cxone_provider.hooks.cxone import CxoneHook
 from cxone_provider.operators.agent_session import JoinAgentSessionOperator
 from cxone_provider.operators.security_user import SetSecurityUserOperator
 
+#: the task each result condition routes to
+BRANCH_TASKS = {
+    JoinCondition.SUCCESS: "start_monitoring",
+    JoinCondition.INVALID_AGENT_SESSION: "report_invalid_session",
+    JoinCondition.INVALID_SECURITY_USER: "alert_security_user",
+    JoinCondition.IMPERSONATE_NOT_ENABLED: "alert_impersonation_disabled",
+    JoinCondition.INVALID_AGENT_ID: "alert_invalid_agent_id",
+    JoinCondition.DEFAULT: "retry_later",
+}
+
 
 def _audit_log_path(configured: str | None) -> Path:
     return Path(configured or os.path.join(os.environ.get("AIRFLOW_HOME", "."), "cxone_audit.jsonl"))
@@ -117,14 +127,7 @@ with DAG(
         session_id="{{ params.session_id }}",
         # "SecurityUser" is Studio's default: the nearest upstream SetSecurityUser's return value.
         security_user="{{ params.join_as if params.join_as is not none else 'SecurityUser' }}",
-        branches={
-            JoinCondition.SUCCESS: "start_monitoring",
-            JoinCondition.INVALID_AGENT_SESSION: "report_invalid_session",
-            JoinCondition.INVALID_SECURITY_USER: "alert_security_user",
-            JoinCondition.IMPERSONATE_NOT_ENABLED: "alert_impersonation_disabled",
-            JoinCondition.INVALID_AGENT_ID: "alert_invalid_agent_id",
-            JoinCondition.DEFAULT: "retry_later",
-        },
+        branches=BRANCH_TASKS,
     )
     # The join's outcome mapping, resolved from XCom when each branch task runs.
     outcome: Any = join_agent_session.output
@@ -134,13 +137,8 @@ with DAG(
         start_monitoring(outcome, cxone_conn_id="{{ params.cxone_conn_id }}"),
         *[
             record_outcome.override(task_id=task_id)(outcome, action=task_id, audit_log=audit_log)
-            for task_id in (
-                "report_invalid_session",
-                "alert_security_user",
-                "alert_impersonation_disabled",
-                "alert_invalid_agent_id",
-                "retry_later",
-            )
+            for condition, task_id in BRANCH_TASKS.items()
+            if condition is not JoinCondition.SUCCESS
         ],
     ]
     set_security_user >> join_agent_session >> branch_tasks >> finish()

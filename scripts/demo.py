@@ -27,14 +27,6 @@ if TYPE_CHECKING:
 REPO = Path(__file__).resolve().parent.parent
 DAG_FILE = REPO / "dags" / "cxone_supervised_session.py"
 DAG_ID = "cxone_supervised_session"
-BRANCH_TASKS = (
-    "start_monitoring",
-    "report_invalid_session",
-    "alert_security_user",
-    "alert_impersonation_disabled",
-    "alert_invalid_agent_id",
-    "retry_later",
-)
 
 
 @dataclass
@@ -77,14 +69,14 @@ def output_to(path: Path) -> Iterator[None]:
             os.close(saved[1])
 
 
-def load_dag() -> Any:
-    """A fresh DAG object: ``dag.test(run_conf=...)`` writes the conf into the DAG's params."""
+def load_dag_module() -> Any:
+    """A freshly executed DAG file: ``dag.test(run_conf=...)`` writes the conf into the DAG's params."""
     spec = importlib.util.spec_from_file_location(DAG_ID, DAG_FILE)
     assert spec is not None
     assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.dag
+    return module
 
 
 def run_scenarios(logs: Path) -> list[dict[str, Any]]:
@@ -101,15 +93,16 @@ def run_scenarios(logs: Path) -> list[dict[str, Any]]:
                 sandbox.set_faults(**scenario.faults)
             log_path = logs / f"{number}.log"
             started = time.monotonic()
+            module = load_dag_module()
             with output_to(log_path):
-                dag_run = load_dag().test(run_conf=scenario.conf or None)
+                dag_run = module.dag.test(run_conf=scenario.conf or None)
             states = {ti.task_id: ti.state for ti in dag_run.get_task_instances()}
             outcome = dag_run.get_task_instance("join_agent_session").xcom_pull(task_ids="join_agent_session")
             rows.append(
                 {
                     "scenario": scenario.name,
                     "condition": (outcome or {}).get("condition", "-"),
-                    "branch": ", ".join(t for t in BRANCH_TASKS if states.get(t) == "success") or "-",
+                    "branch": ", ".join(t for t in module.BRANCH_TASKS.values() if states.get(t) == "success") or "-",
                     "skipped": len([t for t, s in states.items() if s == "skipped"]),
                     "run": str(dag_run.state),
                     "seconds": f"{time.monotonic() - started:.1f}",

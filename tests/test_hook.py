@@ -291,6 +291,46 @@ def test_a_401_renews_once_and_retries_once(cxone_sandbox, make_hook):
     assert statuses == [("join", 401), ("token", 200), ("join", 202)]
 
 
+def test_a_401_after_the_renewal_is_invalid_security_user(cxone_sandbox, make_hook):
+    heard: list[str] = []
+    hook = make_hook(hook_kwargs={"retry_listener": heard.append})
+    hook.access_token()
+    _ = hook.api_base_url
+    cxone_sandbox.clear_journal()
+    cxone_sandbox.set_faults(rate_401=1.0)  # the token is refused whatever its age: revoked
+    outcome = hook.join_agent_session("sess-2001", 1001)
+    assert outcome.condition is C.INVALID_SECURITY_USER
+    assert outcome.status_code == 401
+    assert outcome.attempts == 2
+    statuses = [(e["path"].rsplit("/", 1)[-1], e["status"]) for e in cxone_sandbox.journal()]
+    assert statuses == [("join", 401), ("token", 200), ("join", 401)]
+    assert heard == ["401"]
+
+
+def test_a_failed_renewal_is_not_repeated_by_every_caller(cxone_sandbox, make_hook):
+    cxone_sandbox.set_faults(token_lifetime_s=1)
+    hook = make_hook(hook_kwargs={"max_attempts": 2, "backoff_max_s": 5})
+    hook.access_token()
+    cxone_sandbox.set_faults(rate_503=1.0, apply_to_auth=True, path_filter="/auth/token")
+    time.sleep(1.0)  # the token is due for renewal, and the token endpoint is down
+    first = hook.join_agent_session("sess-2001", 1001)
+    second = hook.join_agent_session("sess-2002", 1001)
+    assert first.condition is second.condition is C.DEFAULT
+    assert "gave up after 2 attempts" in first.message
+    assert second.message == first.message
+    # the first token, two attempts at renewing it, none for the second caller within the backoff window
+    assert [e["status"] for e in _calls(cxone_sandbox, "/auth/token")] == [200, 503, 503]
+    assert _calls(cxone_sandbox, "agent-sessions/join") == []
+
+
+def test_an_unreachable_api_host_is_default(cxone_sandbox, make_hook):
+    cxone_sandbox.set_faults(rate_503=1.0, apply_to_auth=True, path_filter="cxone-configuration")
+    outcome = make_hook(hook_kwargs={"max_attempts": 2}).join_agent_session("sess-2001", 1001)
+    assert outcome.condition is C.DEFAULT
+    assert outcome.status_code == 503
+    assert "API host discovery" in outcome.message
+
+
 # --- bad connection settings -------------------------------------------------------------------------------
 
 

@@ -57,6 +57,8 @@ class InputRejected(ValueError):
 
 # --- the status + body → condition table ------------------------------------------------------------
 
+# "agent id", "agentId", "asAgentId", or an agent named by number ("Agent 77 was not found").
+_NAMES_AN_AGENT_ID = re.compile(r"agent\s*_?id|\bagent\s+\d+")
 _NAME_KEYS = ("error", "errorCode", "code", "error_code")
 _MESSAGE_KEYS = ("error_description", "message", "errorMessage", "Message", "detail", "description")
 
@@ -91,12 +93,14 @@ def classify_response(status_code: int | None, body: object = None, text: str = 
             return JoinCondition.IMPERSONATE_NOT_ENABLED
         return JoinCondition.INVALID_SECURITY_USER
     if status_code in (400, 404, 409):
-        if known in (JoinCondition.INVALID_AGENT_ID, JoinCondition.INVALID_AGENT_SESSION):
+        if known is JoinCondition.INVALID_AGENT_SESSION:
+            return known
+        if known is JoinCondition.INVALID_AGENT_ID and status_code != 409:
             return known
         # "agent session ..." names both words: the session is the more specific subject.
         if "session" in lowered:
             return JoinCondition.INVALID_AGENT_SESSION
-        if status_code != 409 and re.search(r"agent\s*_?id|\bagent\b", lowered):
+        if status_code != 409 and _NAMES_AN_AGENT_ID.search(lowered):
             return JoinCondition.INVALID_AGENT_ID
     return JoinCondition.DEFAULT
 
@@ -213,7 +217,11 @@ def parse_security_user(value: object) -> SecurityUser:
     )
 
 
-def _parse_mapping_text(text: str) -> object:
+def parse_rendered_literal(text: str) -> object:
+    """A value from its JSON, or from the Python repr a plain (non-native) Jinja render gives.
+
+    ``ast.literal_eval`` evaluates literals only, never code. Raises :class:`ValueError`.
+    """
     try:
         return json.loads(text)
     except ValueError:
@@ -221,6 +229,13 @@ def _parse_mapping_text(text: str) -> object:
     try:
         return ast.literal_eval(text)
     except (ValueError, SyntaxError, MemoryError, RecursionError):
+        raise ValueError(f"{text[:80]!r} is neither JSON nor a Python literal") from None
+
+
+def _parse_mapping_text(text: str) -> object:
+    try:
+        return parse_rendered_literal(text)
+    except ValueError:
         raise InputRejected(
             JoinCondition.INVALID_SECURITY_USER,
             f"security_user {text[:80]!r} is neither JSON nor a Python literal mapping",

@@ -27,6 +27,7 @@ def get_provider_info() -> dict[str, Any]:
                 "python-modules": [
                     "cxone_provider.operators.security_user",
                     "cxone_provider.operators.agent_session",
+                    "cxone_provider.operators.sweep",
                 ],
             }
         ],
@@ -83,6 +84,12 @@ def get_provider_info() -> dict[str, Any]:
                     "read_timeout": {
                         "label": "Read timeout (s)",
                         "schema": {"type": ["number", "null"], "default": 30},
+                    },
+                    "allow_insecure_http": {
+                        "label": "Allow plain http:// to a named host",
+                        "description": "Only for a lab setup such as the sandbox container of docker/; "
+                        "credentials would cross the network in clear text.",
+                        "schema": {"type": ["boolean", "null"], "default": False},
                     },
                     "verify_ssl": {
                         "label": "Verify TLS certificates",

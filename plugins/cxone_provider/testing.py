@@ -41,15 +41,13 @@ if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping, Sequence
     from types import TracebackType
 
-#: The Agent API version the helpers put in ``api_base_url`` (the hook's default).
-API_VERSION = "v33.0"
 _READY_PREFIX = "CXone sandbox listening on "
 # The folder holding the cxone_provider package: the child must import the same code as the parent,
 # also when the package is not installed (dropped into an Airflow plugins/ folder).
 _PACKAGE_PARENT = str(Path(__file__).resolve().parent.parent)
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """In the child: ask Linux to SIGTERM it when the parent dies, so a killed test run leaves no server."""
     if sys.platform.startswith("linux"):
         import ctypes
@@ -156,7 +154,7 @@ class SandboxServer:
         self._stderr_path = tmp / "stderr.log"
         with self._stdout_path.open("wb") as out, self._stderr_path.open("wb") as err:
             self._proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module
-                cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=err, env=env, preexec_fn=_die_with_parent
+                cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=err, env=env, preexec_fn=die_with_parent
             )
         deadline = time.monotonic() + self.startup_timeout
         while time.monotonic() < deadline:
@@ -253,8 +251,11 @@ class SandboxServer:
 
     @property
     def api_base_url(self) -> str:
-        """The Agent API base, as discovery would give it."""
-        return f"{self.url}/inContactAPI/services/{API_VERSION}/"
+        """The Agent API base, as discovery would give it (with the hook's default version)."""
+        # Imported here: the hook brings Airflow, which SandboxServer alone does not need.
+        from cxone_provider.hooks.cxone import API_PATH_TEMPLATE, DEFAULT_API_VERSION
+
+        return API_PATH_TEMPLATE.format(endpoint=self.url, version=DEFAULT_API_VERSION)
 
     def secret_of(self, key: str) -> str:
         """The access key secret of ``key`` in the seed.

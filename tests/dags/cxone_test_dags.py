@@ -51,7 +51,7 @@ with _dag("t_rule_3"):
     )
     join >> [mark.override(task_id="work_a")(), mark.override(task_id="work_b")()]
 
-# Rule 3 with a failure branch defined: Success still runs the unclaimed work, not the alert.
+# Rule 3 with only a failure branch defined: Success (no entry, no Default) runs every direct downstream.
 with _dag("t_rule_3_claimed"):
     join = JoinAgentSessionOperator(
         task_id="join",

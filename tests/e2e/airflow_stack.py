@@ -8,7 +8,6 @@ SIGKILL), including the task processes Airflow started in process groups of thei
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import glob
 import os
 import shutil
@@ -24,6 +23,8 @@ from typing import TYPE_CHECKING, Any
 
 import psutil
 import requests
+
+from cxone_provider.testing import die_with_parent
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
@@ -201,14 +202,8 @@ class Processes:
         return "\n".join(parts)
 
 
-def _die_with_parent() -> None:
-    """In the child: get SIGTERM when the test process dies, even by SIGKILL (Linux's PR_SET_PDEATHSIG)."""
-    if sys.platform == "linux":
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
-
-
 def _user_kwargs(as_user: str | None) -> dict[str, Any]:
-    kwargs: dict[str, Any] = {"preexec_fn": _die_with_parent}
+    kwargs: dict[str, Any] = {"preexec_fn": die_with_parent}
     if as_user is not None:
         kwargs.update(user=as_user, group=as_user if _has_group(as_user) else None, extra_groups=[])
     return kwargs

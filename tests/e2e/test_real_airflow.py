@@ -348,3 +348,26 @@ def test_qa_sweep(airflow: Deployment, runs: dict[str, str]) -> None:
     # One mapped monitor_agent task instance per joined session: the mapping happened on the scheduler.
     monitors = sorted(ti["map_index"] for ti in tis if ti["task_id"] == "monitor_agent")
     assert monitors == list(range(len(joined)))
+
+
+def test_task_logs_hold_no_secret_or_token(airflow: Deployment, runs: dict[str, str]) -> None:
+    """The task logs a real deployment writes (every run above, every task) hold no credential: not the
+    connection's secrets, not any token the sandbox issued (they carry recognisable prefixes)."""
+    from cxone_provider.sandbox.state import ACCESS_TOKEN_PREFIX, ID_TOKEN_HEADER, REFRESH_TOKEN_PREFIX
+
+    for name, run_id in runs.items():
+        airflow.wait_for_run(SWEEP if name == SWEEP else SUPERVISED, run_id)
+    logs = sorted((airflow.home / "logs").rglob("*.log"))
+    text = "\n".join(log.read_text(errors="replace") for log in logs)
+    # The scan reads real task logs: the join's outcome line is in them.
+    assert "Join Agent Session 'sess-2001': Success" in text
+    connection = airflow.sandbox.connection()
+    needles = (
+        connection["password"],
+        connection["extra"]["client_secret"],
+        ACCESS_TOKEN_PREFIX,
+        REFRESH_TOKEN_PREFIX,
+        ID_TOKEN_HEADER,
+    )
+    found = [needle for needle in needles if needle in text]
+    assert not found, f"{found} found in the task logs of {len(logs)} files"

@@ -293,8 +293,10 @@ class CxoneHook(BaseHook):
         self.token_requests = 0
         self._token: _Token | None = None
         self._token_lock = threading.Lock()
+        self._token_failure: tuple[float, CxoneAuthError] | None = None  # (until, the error)
         self._api_base: str | None = None
         self._discovery_lock = threading.Lock()
+        self._discovery_failure: tuple[float, CxoneApiError] | None = None
         self._secrets: set[str] = set()
         # Capped exponential backoff plus jitter, so that throttled workers do not retry in lockstep.
         self._backoff = wait_exponential(multiplier=backoff_initial_s, max=backoff_max_s) + wait_random(
@@ -312,6 +314,17 @@ class CxoneHook(BaseHook):
 
     def get_conn(self) -> requests.Session:
         return self.session
+
+    def close(self) -> None:
+        """Close the pooled HTTP connections (the token stays cached until the hook is dropped)."""
+        if "session" in self.__dict__:
+            self.session.close()
+
+    def __enter__(self) -> CxoneHook:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     @cached_property
     def session(self) -> requests.Session:
@@ -339,7 +352,7 @@ class CxoneHook(BaseHook):
 
     def redact(self, text: str) -> str:
         """``text`` with every credential this hook has seen replaced by ``***``."""
-        for secret in self._secrets:
+        for secret in tuple(self._secrets):  # a snapshot: another thread may add a renewed token
             text = text.replace(secret, "***")
         return text
 
@@ -356,7 +369,16 @@ class CxoneHook(BaseHook):
             # Another thread renewed while we waited: one expiry, one renewal.
             if current is not None and current.access_token != stale and time.monotonic() < current.renew_at:
                 return current
-            self._token = self._request_token()
+            # A renewal that just failed (after its own retries) is not repeated by every waiting
+            # thread: during an outage a sweep would otherwise retry the token once per session.
+            if self._token_failure is not None and time.monotonic() < self._token_failure[0]:
+                raise CxoneAuthError(str(self._token_failure[1]), status_code=self._token_failure[1].http_status)
+            try:
+                self._token = self._request_token()
+            except CxoneAuthError as failure:
+                self._token_failure = (time.monotonic() + self.backoff_max_s, failure)
+                raise
+            self._token_failure = None
             return self._token
 
     def _request_token(self) -> _Token:
@@ -409,7 +431,13 @@ class CxoneHook(BaseHook):
         if self._api_base is None:
             with self._discovery_lock:  # concurrent first calls discover once
                 if self._api_base is None:
-                    self._api_base = self.settings.api_base_url or self._discover_api_base()
+                    if self._discovery_failure is not None and time.monotonic() < self._discovery_failure[0]:
+                        raise self._discovery_failure[1]
+                    try:
+                        self._api_base = self.settings.api_base_url or self._discover_api_base()
+                    except CxoneApiError as failure:
+                        self._discovery_failure = (time.monotonic() + self.backoff_max_s, failure)
+                        raise
         return self._api_base
 
     def _discover_api_base(self) -> str:
@@ -710,6 +738,14 @@ class CxoneHook(BaseHook):
                 checked_session,
                 status_code=refused.http_status,
                 message=str(refused),
+                elapsed_s=time.monotonic() - started,
+            )
+        except CxoneApiError as unreachable:  # API host discovery gave up: no join was possible
+            return JoinOutcome(
+                JoinCondition.DEFAULT,
+                checked_session,
+                status_code=unreachable.http_status,
+                message=str(unreachable),
                 elapsed_s=time.monotonic() - started,
             )
         condition = classify_response(response.status_code, response.body, response.message)

@@ -19,6 +19,10 @@ if TYPE_CHECKING:
 
 XCOM_RETURN_KEY = "return_value"
 BranchTargets: TypeAlias = str | Sequence[str]
+# Mapping is invariant in its key: spell out the three ways DAG authors write the keys.
+Branches: TypeAlias = (
+    Mapping[str, BranchTargets] | Mapping[JoinCondition, BranchTargets] | Mapping[str | JoinCondition, BranchTargets]
+)
 # Studio's SetSecurityUser writes to a variable named SecurityUser by default; naming it here means
 # "the default", exactly as leaving the field out does.
 DEFAULT_SECURITY_USER = "SecurityUser"
@@ -29,7 +33,7 @@ class BranchConfigError(AirflowException):
 
 
 def normalise_branches(
-    branches: Mapping[str | JoinCondition, BranchTargets] | None,
+    branches: Branches | None,
 ) -> dict[JoinCondition, list[str]]:
     """Check ``branches`` keys and value types; raise naming every unknown condition at once."""
     result: dict[JoinCondition, list[str]] = {}
@@ -59,15 +63,14 @@ def route(
 
     1. the condition's own entry; 2. else the ``Default`` entry (Studio: Default is also taken when
     the branch for the condition that occurred is not defined); 3. else Success follows every direct
-    downstream task that no other condition claims, and any other condition has nowhere to go.
+    downstream task, and any other condition has nowhere to go.
     """
     if condition in branches:
         return branches[condition]
     if JoinCondition.DEFAULT in branches:
         return branches[JoinCondition.DEFAULT]
     if condition is JoinCondition.SUCCESS:
-        claimed = {task_id for targets in branches.values() for task_id in targets}
-        return [task_id for task_id in sorted(downstream_ids) if task_id not in claimed]
+        return sorted(downstream_ids)
     return None
 
 
@@ -79,10 +82,10 @@ class JoinAgentSessionOperator(BaseBranchOperator):
 
     1. the condition that occurred has an entry: follow it;
     2. otherwise a ``Default`` entry exists: follow it;
-    3. otherwise ``Success`` follows every direct downstream task not claimed by another condition,
-       and any other condition fails the task with a message naming the condition, the session id
-       and the API's message. ``Default`` failures may be retried by Airflow (they are usually
-       transient); the others fail without retry.
+    3. otherwise ``Success`` follows every direct downstream task (so a DAG with failure branches
+       should give ``Success`` an entry too), and any other condition fails the task with a message
+       naming the condition, the session id and the API's message. ``Default`` failures may be
+       retried by Airflow (they are usually transient); the others fail without retry.
 
     Direct downstream tasks not followed are skipped. The XCom ``return_value`` is the outcome:
     ``{"condition", "session_id", "status_code", "message", "attempts", "elapsed_s"}``.
@@ -107,7 +110,7 @@ class JoinAgentSessionOperator(BaseBranchOperator):
         *,
         session_id: Any,
         security_user: Any = None,
-        branches: Mapping[str | JoinCondition, BranchTargets] | None = None,
+        branches: Branches | None = None,
         cxone_conn_id: str | None = None,
         hook_params: dict[str, Any] | None = None,
         **kwargs: Any,

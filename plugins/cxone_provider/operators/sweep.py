@@ -9,8 +9,6 @@ requests in flight, and returns ``{condition: [session ids]}`` for ``.expand()``
 
 from __future__ import annotations
 
-import ast
-import json
 import threading
 import time
 from collections import Counter
@@ -20,8 +18,15 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 
-from cxone_provider.conditions import InputRejected, JoinCondition, JoinOutcome, parse_security_user
-from cxone_provider.hooks.cxone import CxoneAuthError, CxoneHook
+from cxone_provider.conditions import (
+    InputRejected,
+    JoinCondition,
+    JoinOutcome,
+    check_session_id,
+    parse_rendered_literal,
+    parse_security_user,
+)
+from cxone_provider.hooks.cxone import CxoneApiError, CxoneAuthError, CxoneHook
 from cxone_provider.operators.agent_session import resolve_security_user_value
 
 if TYPE_CHECKING:
@@ -183,12 +188,9 @@ def _as_list(field_name: str, value: Any) -> list[Any] | None:
         if not text:
             return []
         try:
-            value = json.loads(text)
+            value = parse_rendered_literal(text)
         except ValueError:
-            try:
-                value = ast.literal_eval(text)
-            except (ValueError, SyntaxError, MemoryError, RecursionError):
-                raise AirflowFailException(f"{field_name} must be a list, got {text[:80]!r}") from None
+            raise AirflowFailException(f"{field_name} must be a list, got {text[:80]!r}") from None
     if isinstance(value, (list, tuple)):
         return list(value)
     raise AirflowFailException(f"{field_name} must be a list, got {type(value).__name__}: {value!r:.80}")
@@ -239,18 +241,20 @@ class JoinAgentSessionsOperator(BaseOperator):
         self.hook_params = hook_params or {}
 
     def execute(self, context: Context) -> dict[str, Any]:
-        raw_ids = _as_list("session_ids", self.session_ids) or []
-        distinct, duplicates = _distinct(raw_ids)
+        sessions, duplicates = _distinct(_as_list("session_ids", self.session_ids) or [])
         try:
             user = parse_security_user(resolve_security_user_value(self, context, self.security_user))
         except InputRejected as rejected:
-            outcomes = [JoinOutcome(rejected.condition, key, message=rejected.message) for key in distinct]
+            outcomes = [JoinOutcome(rejected.condition, key, message=rejected.message) for key, _ in sessions]
             return self._result(outcomes, duplicates, {"requests": 0})
         conn_id = self.cxone_conn_id or user.conn_id or CxoneHook.default_conn_name
-        return self.sweep(conn_id, user.agent_id, distinct, duplicates)
+        with CxoneHook(conn_id, **{"pool_size": self.max_concurrency, **self.hook_params}) as hook:
+            return self.sweep(hook, user.agent_id, sessions, duplicates)
 
-    def sweep(self, conn_id: str, agent_id: int, session_ids: list[str], duplicates: list[str]) -> dict[str, Any]:
-        """Join ``session_ids`` as ``agent_id`` with bounded, adaptive concurrency."""
+    def sweep(
+        self, hook: CxoneHook, agent_id: int, sessions: list[tuple[str, Any]], duplicates: list[str]
+    ) -> dict[str, Any]:
+        """Join ``sessions`` (report key, value as given) as ``agent_id`` with adaptive concurrency."""
         limiter = AdaptiveLimiter(self.max_concurrency)
         retries: Counter[str] = Counter()
 
@@ -259,43 +263,51 @@ class JoinAgentSessionsOperator(BaseOperator):
             if reason in THROTTLE_REASONS:
                 limiter.throttled()
 
-        hook = CxoneHook(
-            conn_id,
-            **{"pool_size": self.max_concurrency, **self.hook_params},
-            retry_listener=on_retry,
-            attempt_gate=limiter.slot,
-        )
+        hook.retry_listener = on_retry
+        hook.attempt_gate = limiter.slot
         started = time.monotonic()
         try:
-            hook.access_token()  # one token for the sweep, and a refused key fails every session alike
-        except CxoneAuthError as refused:
-            outcomes = [JoinOutcome(JoinCondition.INVALID_SECURITY_USER, s, message=str(refused)) for s in session_ids]
+            # One token and one API host for the whole sweep; when either is refused, every session
+            # gets the same answer without a thousand attempts at it.
+            hook.access_token()
+            _ = hook.api_base_url
+        except (CxoneAuthError, CxoneApiError) as refused:
+            condition = (
+                JoinCondition.INVALID_SECURITY_USER
+                if isinstance(refused, CxoneAuthError) and refused.http_status in (400, 401, 403)
+                else JoinCondition.DEFAULT
+            )
+            outcomes = [JoinOutcome(condition, key, message=str(refused)) for key, _ in sessions]
             return self._result(outcomes, duplicates, {"requests": 0, "token_requests": hook.token_requests})
 
-        def join(session_id: str) -> JoinOutcome:
-            outcome = hook.join_agent_session(session_id, agent_id)
-            outcome.session_id = session_id  # report the id exactly as given, untrimmed
+        def join(key: str, value: Any) -> JoinOutcome:
+            outcome = hook.join_agent_session(value, agent_id)
+            outcome.session_id = key
             if outcome.status_code is not None and outcome.status_code not in (429, 503):
                 limiter.succeeded()
             return outcome
 
-        from concurrent.futures import ThreadPoolExecutor, as_completed
+        from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
         results: dict[str, JoinOutcome] = {}
         counts: Counter[str] = Counter()
         last_report = started
         with ThreadPoolExecutor(max_workers=self.max_concurrency, thread_name_prefix="cxone-sweep") as pool:
-            futures = {pool.submit(join, session_id): session_id for session_id in session_ids}
-            for future in as_completed(futures):
-                outcome = future.result()
-                results[futures[future]] = outcome
-                counts[outcome.condition.value] += 1
+            keys = {pool.submit(join, key, value): key for key, value in sessions}
+            pending = set(keys)
+            while pending:
+                # Wake up at least every progress interval: a sweep stalled in backoff still reports.
+                done, pending = wait(pending, timeout=self.progress_interval_s, return_when=FIRST_COMPLETED)
+                for future in done:
+                    outcome = future.result()
+                    results[keys[future]] = outcome
+                    counts[outcome.condition.value] += 1
                 now = time.monotonic()
                 if now - last_report >= self.progress_interval_s:
                     last_report = now
-                    self._log_progress(len(results), len(session_ids), now - started, counts, limiter)
+                    self._log_progress(len(results), len(sessions), now - started, counts, limiter)
         elapsed = time.monotonic() - started
-        outcomes = [results[s] for s in session_ids]
+        outcomes = [results[key] for key, _ in sessions]
         stats = {
             "requests": sum(o.attempts for o in outcomes),
             "retries": dict(retries),
@@ -305,9 +317,9 @@ class JoinAgentSessionsOperator(BaseOperator):
             "lowest_concurrency_limit": limiter.lowest_limit,
             "concurrency_decreases": limiter.decreases,
             "elapsed_s": round(elapsed, 3),
-            "joins_per_s": round(len(session_ids) / elapsed, 1) if elapsed > 0 else None,
+            "joins_per_s": round(len(sessions) / elapsed, 1) if elapsed > 0 else None,
         }
-        self._log_progress(len(results), len(session_ids), elapsed, counts, limiter)
+        self._log_progress(len(results), len(sessions), elapsed, counts, limiter)
         return self._result(outcomes, duplicates, stats)
 
     def _log_progress(
@@ -356,21 +368,46 @@ def sessions_with(sweep: JoinAgentSessionsOperator, condition: str | JoinConditi
     return select(sweep_result)
 
 
+def outcomes_with(sweep: JoinAgentSessionsOperator, condition: str | JoinCondition) -> XComArg:
+    """Like :func:`sessions_with`, but each element is the session's whole outcome mapping.
+
+    Expand a follow-up over it (``.expand(outcome=outcomes_with(sweep, "Default"))``) when the task
+    needs the message or status: each mapped task gets its own outcome instead of pulling all of them.
+    """
+    from airflow.sdk import task
+
+    wanted = JoinCondition.parse(condition)
+
+    @task(task_id=f"{sweep.task_id}_{_snake(wanted.value)}_outcomes")
+    def select(result: dict[str, Any]) -> list[dict[str, Any]]:
+        return [outcome for outcome in result["outcomes"] if outcome["condition"] == wanted.value]
+
+    sweep_result: Any = sweep.output
+    return select(sweep_result)
+
+
 def _snake(name: str) -> str:
     return "".join(f"_{c.lower()}" if c.isupper() and i else c.lower() for i, c in enumerate(name))
 
 
-def _distinct(raw_ids: list[Any]) -> tuple[list[str], list[str]]:
-    """Input order kept; each id once. Non-string ids are keyed by ``str()`` so they stay reportable."""
+def _distinct(raw_ids: list[Any]) -> tuple[list[tuple[str, Any]], list[str]]:
+    """Each session once, in input order, as ``(report key, value as given)``; and the duplicates.
+
+    A well-formed id is keyed as it will be sent (trimmed), so ``" s1"`` and ``"s1"`` are one
+    session joined once; a malformed one is keyed as given, to be reported with its condition.
+    """
     seen: set[str] = set()
-    distinct: list[str] = []
+    sessions: list[tuple[str, Any]] = []
     duplicates: list[str] = []
     for raw in raw_ids:
-        key = raw if isinstance(raw, str) else str(raw)
+        try:
+            key = check_session_id(raw)
+        except InputRejected:
+            key = raw if isinstance(raw, str) else repr(raw)
         if key in seen:
             if key not in duplicates:
                 duplicates.append(key)
             continue
         seen.add(key)
-        distinct.append(key)
-    return distinct, duplicates
+        sessions.append((key, raw))
+    return sessions, duplicates

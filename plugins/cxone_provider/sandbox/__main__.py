@@ -79,6 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument(
         "--huge-body-bytes", metavar="N", type=int, default=5_000_000, help="size of a huge body (default: %(default)s)"
     )
+    f.add_argument("--rate-401", metavar="RATE", type=float, default=0.0, help="fraction answered 401 (revoked token)")
     f.add_argument(
         "--rate-slow-drip",
         metavar="RATE",
@@ -131,6 +132,7 @@ def faults_from_args(args: argparse.Namespace) -> Faults:
         "rate_huge_body": args.rate_huge_body,
         "huge_body_bytes": args.huge_body_bytes,
         "rate_slow_drip": args.rate_slow_drip,
+        "rate_401": args.rate_401,
         "drip_interval_s": args.drip_interval_s,
         "token_lifetime_s": args.token_lifetime_s,
         "random_seed": args.random_seed,

@@ -44,6 +44,7 @@ _FAULT_RESPONSES: dict[str, tuple[int, str, str]] = {
     "429_retry_after": (429, "TooManyRequests", "Rate limit exceeded, retry later"),
     "429": (429, "TooManyRequests", "Rate limit exceeded"),
     "503": (503, "ServiceUnavailable", "The service is temporarily unavailable"),
+    "401": (401, "invalid_token", "The access token is invalid or has expired"),
 }
 
 

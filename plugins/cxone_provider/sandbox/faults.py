@@ -31,6 +31,9 @@ Every knob defaults to "off", so a sandbox without faults behaves like a healthy
 ``rate_slow_drip`` / ``drip_interval_s``
     A fraction answered ``200`` whose headers come at once and whose 20-byte JSON body comes one
     byte every ``drip_interval_s``: a client must bound the whole read, not each ``recv``.
+``rate_401``
+    A fraction of API requests answered ``401 invalid_token`` although the token is valid: a token
+    revoked behind the client's back. The client's one renewal meets it again at the same rate.
 ``token_lifetime_s``
     ``expires_in`` of the tokens issued from then on.
 ``random_seed``
@@ -72,6 +75,7 @@ FaultKind = Literal[
     "no_session_id",
     "huge_body",
     "slow_drip",
+    "401",
     "slow",
 ]
 
@@ -88,6 +92,7 @@ _FAILURES: tuple[tuple[str, FaultKind], ...] = (
     ("rate_no_session_id", "no_session_id"),
     ("rate_huge_body", "huge_body"),
     ("rate_slow_drip", "slow_drip"),
+    ("rate_401", "401"),
 )
 _FAILURE_FIELDS = tuple(name for name, _ in _FAILURES)
 _RATE_FIELDS = ("slow_rate", *_FAILURE_FIELDS)
@@ -114,6 +119,7 @@ class Faults:
     :param huge_body_bytes: the size of a huge body, in bytes.
     :param rate_slow_drip: fraction whose body trickles one byte every ``drip_interval_s``.
     :param drip_interval_s: seconds between two bytes of a dripped body.
+    :param rate_401: fraction of API requests answered ``401 invalid_token`` (a revoked token).
     :param token_lifetime_s: lifetime of the access tokens issued, in seconds.
     :param random_seed: seed of the dice, for reproducible runs; ``None`` seeds from the OS.
     :param apply_to_auth: let the random faults hit the auth and discovery endpoints too.
@@ -136,6 +142,7 @@ class Faults:
     huge_body_bytes: int = 5_000_000
     rate_slow_drip: float = 0.0
     drip_interval_s: float = 1.0
+    rate_401: float = 0.0
     token_lifetime_s: int = 3600
     random_seed: int | None = None
     apply_to_auth: bool = False
