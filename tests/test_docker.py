@@ -18,6 +18,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -358,7 +359,8 @@ def test_connection_defaults_to_the_sandbox_service() -> None:
     assert conn["conn_type"] == "cxone"
     sandbox_cmd = command(services["cxone-sandbox"])
     port = sandbox_cmd[sandbox_cmd.index("--port") + 1]
-    assert conn["host"] == f"http://cxone-sandbox:{port}"
+    # Loopback: the worker shares the sandbox's network namespace (see the next tests).
+    assert conn["host"] == f"http://127.0.0.1:{port}"
     assert any(p.endswith(f":{port}") for p in services["cxone-sandbox"]["ports"])
     assert port in services["cxone-sandbox"]["healthcheck"]["test"][-1]
     assert depends_on(services["airflow-worker"])["cxone-sandbox"] == "service_healthy"
@@ -372,16 +374,67 @@ def test_connection_defaults_to_the_sandbox_service() -> None:
     )
 
 
-def test_connection_is_accepted_by_the_hook_only_with_the_http_opt_in() -> None:
+def test_connection_is_accepted_by_the_hook_as_it_stands() -> None:
+    """The compose connection needs no opt-in: plain http:// is fine because the host is loopback."""
     from airflow.sdk import Connection
 
     conn = connection_json(compose())
+    assert set(conn["extra"]) == {"client_id", "client_secret", "tenant_id"}, "no extra opt-in of any kind"
     settings = CxoneSettings.from_connection(Connection.from_json(json.dumps(conn), conn_id="cxone_default"))
-    assert settings.auth_host == "http://cxone-sandbox:8765"
-    assert settings.allow_insecure_http is True
-    del conn["extra"]["allow_insecure_http"]
+    assert settings.auth_host == "http://127.0.0.1:8765"
+    # Why the loopback arrangement exists: the sandbox by its service name is refused, whatever the extras say.
+    conn["host"] = "http://cxone-sandbox:8765"
+    conn["extra"]["allow_insecure_http"] = True
     with pytest.raises(CxoneConfigError, match="http://"):
         CxoneSettings.from_connection(Connection.from_json(json.dumps(conn), conn_id="cxone_default"))
+    for path in sorted(p for p in DOCKER.rglob("*") if p.is_file()):
+        assert not re.search(r"allow.insecure", path.read_text(), re.I), f"{path.name} mentions a removed opt-in"
+
+
+def test_task_code_shares_the_sandbox_network_namespace() -> None:
+    """Every service that runs task code reaches the sandbox on loopback, and can still do so legally."""
+    services = compose()["services"]
+    sandbox_cmd = command(services["cxone-sandbox"])
+    sandbox_port = int(sandbox_cmd[sandbox_cmd.index("--port") + 1])
+    # CeleryExecutor: tasks run only in Celery workers (no deferrable operators or triggers either, so
+    # the triggerer never calls CXone).
+    runs_tasks = {n for n, s in services.items() if command(s)[:2] == ["celery", "worker"]}
+    assert runs_tasks == {"airflow-worker"}
+    for name, service in services.items():
+        mode = service.get("network_mode")
+        if name not in runs_tasks:
+            assert mode is None, f"{name} runs no task code: it keeps its own place on the Compose network"
+            continue
+        assert mode == "service:cxone-sandbox", f"{name} runs task code: it must share the sandbox's namespace"
+        # Docker refuses these with a shared network namespace.
+        refused = {"ports", "expose", "hostname", "domainname", "networks", "links", "dns", "extra_hosts"}
+        assert not refused & service.keys(), f"{name}: {refused & service.keys()} conflict with network_mode"
+        assert depends_on(service)["cxone-sandbox"] == "service_healthy", name
+        # Restarting or recreating the sandbox replaces the namespace: the worker has to follow.
+        assert service["depends_on"]["cxone-sandbox"].get("restart") is True, name
+        # The names it uses are resolved through the sandbox's network: those services must be on it.
+        env = environment(service)
+        for url in (
+            env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"],
+            env["AIRFLOW__CELERY__BROKER_URL"],
+            env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"],
+        ):
+            host = urllib.parse.urlsplit(url).hostname
+            assert host in services, f"{name} uses {url}: {host} is not a service"
+            assert "network_mode" not in services[host], f"{host} must be reachable by name"
+        # One namespace, one set of ports: the worker's log server must not collide with the sandbox.
+        from airflow.configuration import conf
+
+        log_port = int(
+            env.get("AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT")
+            or conf.get_default_value("logging", "worker_log_server_port")
+        )
+        assert log_port != sandbox_port, name
+        # Task logs are files on a volume the api-server mounts too, not only behind the log server.
+        assert "airflow-logs:/opt/airflow/logs" in service["volumes"], name
+        assert "airflow-logs:/opt/airflow/logs" in services["airflow-apiserver"]["volumes"]
+    sandbox = services["cxone-sandbox"]
+    assert not {"network_mode", "networks"} & sandbox.keys(), "the sandbox must sit on the default network"
 
 
 def test_a_real_tenant_is_only_environment_variables() -> None:
@@ -394,7 +447,6 @@ def test_a_real_tenant_is_only_environment_variables() -> None:
         "CXONE_CLIENT_ID": "real-client",
         "CXONE_CLIENT_SECRET": "real-client-secret",
         "CXONE_TENANT_ID": "11ee1111-2222-4333-8444-555566667777",
-        "CXONE_ALLOW_INSECURE_HTTP": "false",
     }
     conn = connection_json(compose(tenant))
     assert conn == {
@@ -406,15 +458,17 @@ def test_a_real_tenant_is_only_environment_variables() -> None:
             "client_id": "real-client",
             "client_secret": "real-client-secret",
             "tenant_id": "11ee1111-2222-4333-8444-555566667777",
-            "allow_insecure_http": False,
         },
     }
     settings = CxoneSettings.from_connection(Connection.from_json(json.dumps(conn), conn_id="cxone_default"))
     assert settings.auth_host == "https://cxone.example.test"
-    assert settings.allow_insecure_http is False
     # Nothing of the sandbox's seed is left once the variables are set.
     leftovers = (ALLOWED_CREDENTIALS - {"airflow"}) & {conn["login"], conn["password"], *conn["extra"].values()}
     assert not leftovers
+    # A tenant must be https://: the same variables with http:// are refused.
+    plain = connection_json(compose({**tenant, "CXONE_HOST": "http://cxone.example.test"}))
+    with pytest.raises(CxoneConfigError, match="http://"):
+        CxoneSettings.from_connection(Connection.from_json(json.dumps(plain), conn_id="cxone_default"))
 
 
 def test_no_secret_other_than_documented_defaults() -> None:

@@ -369,17 +369,18 @@ def test_tls_verification_is_on_unless_switched_off(make_hook):
     assert make_hook("cxone_lab", verify_ssl=False).session.verify is False
 
 
-def test_http_to_a_named_host_needs_the_explicit_opt_in(cxone_sandbox, monkeypatch):
+@pytest.mark.parametrize(
+    "host", ["http://cxone-sandbox:8765", "http://10.0.0.8", "http://[2001:db8::1]", "http://localhost.example.com"]
+)
+def test_http_to_any_non_loopback_host_is_refused_whatever_the_extras(cxone_sandbox, monkeypatch, host):
     import json
 
     conn = cxone_sandbox.connection()
-    conn["host"] = "http://cxone-sandbox:8765"
+    conn["host"] = host
+    conn["extra"].update(allow_insecure_http=True, verify_ssl=False)  # no extra opens it
     monkeypatch.setenv("AIRFLOW_CONN_CXONE_LAB", json.dumps(conn))
-    with pytest.raises(CxoneConfigError, match="allow_insecure_http"):
+    with pytest.raises(CxoneConfigError, match="plain http://"):
         _ = CxoneHook("cxone_lab").settings
-    conn["extra"]["allow_insecure_http"] = True
-    monkeypatch.setenv("AIRFLOW_CONN_CXONE_LAB", json.dumps(conn))
-    assert CxoneHook("cxone_lab").settings.auth_host == "http://cxone-sandbox:8765"
 
 
 # --- secrets ----------------------------------------------------------------------------------------

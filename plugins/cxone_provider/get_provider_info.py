@@ -85,12 +85,6 @@ def get_provider_info() -> dict[str, Any]:
                         "label": "Read timeout (s)",
                         "schema": {"type": ["number", "null"], "default": 30},
                     },
-                    "allow_insecure_http": {
-                        "label": "Allow plain http:// to a named host",
-                        "description": "Only for a lab setup such as the sandbox container of docker/; "
-                        "credentials would cross the network in clear text.",
-                        "schema": {"type": ["boolean", "null"], "default": False},
-                    },
                     "verify_ssl": {
                         "label": "Verify TLS certificates",
                         "description": "Leave on; switch off only for a test proxy you control.",

@@ -129,7 +129,6 @@ class CxoneSettings:
     connect_timeout: float
     read_timeout: float
     verify_ssl: bool
-    allow_insecure_http: bool = False
 
     @classmethod
     def from_connection(cls, conn: Connection) -> CxoneSettings:
@@ -154,15 +153,14 @@ class CxoneSettings:
                 raise fail(f"extra {name!r}", f"must be positive, got {raw!r}")
             return value
 
-        allow_http = _as_bool(extra.get("allow_insecure_http", False), fail, "allow_insecure_http")
         auth_host = _auth_host(conn) or DEFAULT_AUTH_HOST
-        _check_url("host (auth host)", auth_host, fail, allow_http=allow_http)
+        _check_url("host (auth host)", auth_host, fail)
         api_version = str(extra.get("api_version") or DEFAULT_API_VERSION).strip()
         if not _API_VERSION.match(api_version):
             raise fail("extra 'api_version'", f"must look like 'v33.0', got {api_version!r}")
         api_base_url = str(extra.get("api_base_url") or "").strip() or None
         if api_base_url:
-            _check_url("extra 'api_base_url'", api_base_url, fail, allow_http=allow_http)
+            _check_url("extra 'api_base_url'", api_base_url, fail)
             api_base_url = api_base_url.rstrip("/") + "/"
         return cls(
             conn_id=conn_id,
@@ -177,7 +175,6 @@ class CxoneSettings:
             connect_timeout=seconds("connect_timeout", 10.0),
             read_timeout=seconds("read_timeout", 30.0),
             verify_ssl=_as_bool(extra.get("verify_ssl", True), fail, "verify_ssl"),
-            allow_insecure_http=allow_http,
         )
 
 
@@ -191,19 +188,17 @@ def _auth_host(conn: Connection) -> str | None:
     return f"{scheme}://{host}:{conn.port}" if conn.port else f"{scheme}://{host}"
 
 
-def _check_url(
-    field_name: str, url: str, fail: Callable[[str, str], CxoneConfigError], *, allow_http: bool = False
-) -> None:
+def _check_url(field_name: str, url: str, fail: Callable[[str, str], CxoneConfigError]) -> None:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise fail(field_name, f"must be an http(s) URL, got {url!r}")
-    # Tokens and secrets travel in these requests: clear text only where nobody can listen, or where
-    # the connection says so explicitly (the sandbox container of docker/docker-compose.yaml).
-    if parts.scheme == "http" and not (_is_loopback(parts.hostname) or allow_http):
+    # Tokens and secrets travel in these requests: clear text only where nobody else can listen.
+    # There is deliberately no switch to allow more (the docker/ sandbox is reached over loopback too).
+    if parts.scheme == "http" and not _is_loopback(parts.hostname):
         raise fail(
             field_name,
             f"uses plain http:// to {parts.hostname!r}; only loopback hosts (the sandbox) may use "
-            "http, a CXone tenant needs https:// (extra 'allow_insecure_http' opts in for a lab setup)",
+            "http, a CXone tenant needs https://",
         )
 
 
@@ -466,7 +461,7 @@ class CxoneHook(BaseHook):
         def fail(field_name: str, problem: str) -> CxoneConfigError:
             return CxoneConfigError(f"connection {settings.conn_id!r}: discovered {field_name} {problem}")
 
-        _check_url("api_endpoint", endpoint, fail, allow_http=settings.allow_insecure_http)
+        _check_url("api_endpoint", endpoint, fail)
         return API_PATH_TEMPLATE.format(endpoint=endpoint.rstrip("/"), version=settings.api_version)
 
     # --- the request pipeline -----------------------------------------------------------------------
