@@ -287,25 +287,47 @@ class JoinAgentSessionsOperator(BaseOperator):
                 limiter.succeeded()
             return outcome
 
-        from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
-
+        # Worker threads pulling from one queue: cheaper per session than a future each, which
+        # matters at hundreds of joins a second on a GIL.
+        queue = iter(sessions)
+        lock = threading.Lock()
+        finished = threading.Event()
         results: dict[str, JoinOutcome] = {}
         counts: Counter[str] = Counter()
-        last_report = started
-        with ThreadPoolExecutor(max_workers=self.max_concurrency, thread_name_prefix="cxone-sweep") as pool:
-            keys = {pool.submit(join, key, value): key for key, value in sessions}
-            pending = set(keys)
-            while pending:
-                # Wake up at least every progress interval: a sweep stalled in backoff still reports.
-                done, pending = wait(pending, timeout=self.progress_interval_s, return_when=FIRST_COMPLETED)
-                for future in done:
-                    outcome = future.result()
-                    results[keys[future]] = outcome
-                    counts[outcome.condition.value] += 1
-                now = time.monotonic()
-                if now - last_report >= self.progress_interval_s:
-                    last_report = now
-                    self._log_progress(len(results), len(sessions), now - started, counts, limiter)
+        failures: list[BaseException] = []
+        workers_left = min(self.max_concurrency, len(sessions))
+
+        def worker() -> None:
+            nonlocal workers_left
+            try:
+                while not failures:
+                    with lock:
+                        item = next(queue, None)
+                    if item is None:
+                        return
+                    outcome = join(*item)
+                    with lock:
+                        results[item[0]] = outcome
+                        counts[outcome.condition.value] += 1
+            except BaseException as error:  # a bug, not an answer: stop the sweep, fail the task
+                failures.append(error)
+            finally:
+                with lock:
+                    workers_left -= 1
+                    if workers_left == 0:
+                        finished.set()
+
+        if workers_left == 0:
+            finished.set()
+        for number in range(workers_left):
+            threading.Thread(target=worker, name=f"cxone-sweep-{number}", daemon=True).start()
+        # Wake up every progress interval: a sweep stalled in backoff still reports.
+        while not finished.wait(timeout=self.progress_interval_s):
+            with lock:
+                done, snapshot = len(results), Counter(counts)
+            self._log_progress(done, len(sessions), time.monotonic() - started, snapshot, limiter)
+        if failures:
+            raise failures[0]
         elapsed = time.monotonic() - started
         outcomes = [results[key] for key, _ in sessions]
         stats = {
