@@ -60,12 +60,12 @@ def _audit_log_path(configured: str | None) -> Path:
 @task
 def start_monitoring(outcome: dict[str, Any], cxone_conn_id: str) -> dict[str, Any]:
     """Success: monitor the agent whose session was joined (``agent-sessions/{id}/monitor``)."""
-    hook = CxoneHook(cxone_conn_id)
     session_id = outcome["session_id"]
-    agent = next((s for s in hook.get_agent_states() if s.get("sessionId") == session_id), None)
-    if agent is None:
-        raise ValueError(f"session_id {session_id!r} was joined but no agent holds it any more")
-    hook.monitor(session_id, target_agent_id=agent["agentId"])
+    with CxoneHook(cxone_conn_id) as hook:
+        agent = next((s for s in hook.get_agent_states() if s.get("sessionId") == session_id), None)
+        if agent is None:
+            raise ValueError(f"session_id {session_id!r} was joined but no agent holds it any more")
+        hook.monitor(session_id, target_agent_id=agent["agentId"])
     return {"monitoring_agent_id": agent["agentId"], "session_id": session_id}
 
 

@@ -227,3 +227,13 @@ def test_qa_sweep_dag_routes_throttled_sessions_to_retry_later(cxone_sandbox, tm
     assert 0 < len(live_team_20) < 6
     assert states["retry_later"] == ["success"] * len(sweep_result["Default"])
     assert states["monitor_agent"] == ["skipped"]
+
+
+def test_a_long_sweep_reports_progress_on_a_timer(sandbox, capfd, caplog):
+    sandbox.set_faults(latency_ms=50)
+    live = [f"sess-{5001 + n}" for n in range(60)]
+    sweep(live, max_concurrency=4, progress_interval_s=0.2)  # ~0.75 s: several progress intervals
+    output = "".join(capfd.readouterr()) + caplog.text
+    progress = [line for line in output.splitlines() if "Sweep " in line and "/60 joined in" in line]
+    assert len(progress) >= 3, output[-2000:]
+    assert any("Success" in line and "/s" in line for line in progress)

@@ -185,8 +185,8 @@ class JoinAgentSessionOperator(BaseBranchOperator):
         except InputRejected as rejected:
             return JoinOutcome(rejected.condition, display_id, message=rejected.message)
         conn_id = self.cxone_conn_id or user.conn_id or CxoneHook.default_conn_name
-        hook = CxoneHook(conn_id, **self.hook_params)
-        return hook.join_agent_session(self.session_id, user.agent_id)
+        with CxoneHook(conn_id, **self.hook_params) as hook:
+            return hook.join_agent_session(self.session_id, user.agent_id)
 
 
 def resolve_security_user_value(task: AbstractOperator, context: Context, value: Any) -> Any:

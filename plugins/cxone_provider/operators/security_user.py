@@ -58,9 +58,9 @@ class SetSecurityUserOperator(BaseOperator):
             agent_id = check_agent_id(self.agent_id)
         except InputRejected as rejected:
             raise AirflowFailException(f"SetSecurityUser: {rejected.message}") from None
-        hook = CxoneHook(self.cxone_conn_id, **self.hook_params)
         try:
-            agent = hook.get_agent(agent_id)
+            with CxoneHook(self.cxone_conn_id, **self.hook_params) as hook:
+                agent = hook.get_agent(agent_id)
         except CxoneApiError as error:
             if error.http_status in (400, 404):
                 raise AirflowFailException(

@@ -105,8 +105,10 @@ class ListAgentSessionsOperator(BaseOperator):
     def execute(self, context: Context) -> list[str]:
         team_ids = _as_list("team_ids", self.team_ids)
         excluded = {int(a) for a in _as_list("exclude_agent_ids", self.exclude_agent_ids) or []}
+        with CxoneHook(self.cxone_conn_id, **self.hook_params) as hook:
+            agent_states = hook.get_agent_states()
         sessions = live_sessions(
-            CxoneHook(self.cxone_conn_id, **self.hook_params).get_agent_states(),
+            agent_states,
             team_ids=[int(t) for t in team_ids] if team_ids else None,
             agent_state_names=[str(s) for s in _as_list("agent_state_names", self.agent_state_names) or []] or None,
         )
