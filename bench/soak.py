@@ -36,10 +36,10 @@ from typing import Any
 from cxone_provider.conditions import JoinCondition
 from cxone_provider.hooks.cxone import CxoneHook
 from cxone_provider.operators.sweep import DEFAULT_MAX_CONCURRENCY, JoinAgentSessionsOperator
-from cxone_provider.testing import SandboxServer
+from cxone_provider.testing import SOAK_FAULTS, SandboxServer
 
 CONN_ID = "cxone_soak"
-TOKEN_LIFETIME_S = 5
+TOKEN_LIFETIME_S = SOAK_FAULTS["token_lifetime_s"]
 RENEW_AFTER_S = TOKEN_LIFETIME_S * 0.9  # the hook renews at 90% of a token's lifetime
 JOIN_SUFFIX = "/agent-sessions/join"
 TOKEN_PATH = "/auth/token"  # noqa: S105 - a URL path, not a credential
@@ -56,17 +56,7 @@ FAULT_LABELS = {
 
 def fault_mix(seed: int) -> dict[str, Any]:
     """Issue 6's fault mix, as sandbox knobs."""
-    return {
-        "rate_429_retry_after": 0.05,
-        "retry_after_s": 1,
-        "rate_429_no_retry_after": 0.05,
-        "rate_503": 0.05,
-        "rate_drop": 0.02,
-        "slow_rate": 0.01,
-        "slow_ms": 200,
-        "token_lifetime_s": TOKEN_LIFETIME_S,
-        "random_seed": seed,
-    }
+    return {**SOAK_FAULTS, "random_seed": seed}
 
 
 def _hook_default(name: str) -> Any:

@@ -20,7 +20,7 @@ import pytest
 
 from cxone_provider.conditions import JoinCondition
 from cxone_provider.operators.sweep import JoinAgentSessionsOperator
-from cxone_provider.testing import SandboxServer
+from cxone_provider.testing import SOAK_FAULTS, SandboxServer
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -28,24 +28,14 @@ if TYPE_CHECKING:
 SESSIONS = 2000
 CONN_ID = "cxone_soak"
 SECURITY_USER = {"agent_id": 1001, "conn_id": CONN_ID}
-TOKEN_LIFETIME_S = 5
+TOKEN_LIFETIME_S = SOAK_FAULTS["token_lifetime_s"]
 # The hook renews a token when 90% of its lifetime has passed.
 RENEW_AFTER_S = TOKEN_LIFETIME_S * 0.9
 
 # Issue 6's mix, all at once: 10% 429 (half with Retry-After, half without), 5% 503, 2% dropped
 # connections, +200 ms on 1% of requests, 5 s tokens. Only Agent API requests are faulted
 # (apply_to_auth stays off): the soak is about the sweep riding out a throttled API.
-FAULTS: dict[str, Any] = {
-    "rate_429_retry_after": 0.05,
-    "retry_after_s": 1,
-    "rate_429_no_retry_after": 0.05,
-    "rate_503": 0.05,
-    "rate_drop": 0.02,
-    "slow_rate": 0.01,
-    "slow_ms": 200,
-    "token_lifetime_s": TOKEN_LIFETIME_S,
-    "random_seed": 6006,
-}
+FAULTS: dict[str, Any] = {**SOAK_FAULTS, "random_seed": 6006}
 # The hook's retry budget stays its default (6 attempts), so a Default here means what it means for
 # users; only the backoff is shortened (production: 0.25 s doubling up to 8 s). With 17% of requests
 # failing, ~400 retries share 16 workers: measured on two cores, the sweep takes ~16 s at production

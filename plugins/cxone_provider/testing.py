@@ -41,6 +41,19 @@ if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping, Sequence
     from types import TracebackType
 
+#: A bad day at a contact centre, as sandbox faults: 10% 429 (half of them without Retry-After), 5% 503,
+#: 2% dropped connections, 200 ms more on 1% of requests and 5-second tokens. The fault soak uses it;
+#: add ``random_seed`` for a reproducible run.
+SOAK_FAULTS: dict[str, Any] = {
+    "rate_429_retry_after": 0.05,
+    "retry_after_s": 1,
+    "rate_429_no_retry_after": 0.05,
+    "rate_503": 0.05,
+    "rate_drop": 0.02,
+    "slow_rate": 0.01,
+    "slow_ms": 200,
+    "token_lifetime_s": 5,
+}
 _READY_PREFIX = "CXone sandbox listening on "
 # The folder holding the cxone_provider package: the child must import the same code as the parent,
 # also when the package is not installed (dropped into an Airflow plugins/ folder).
