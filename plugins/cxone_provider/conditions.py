@@ -135,6 +135,11 @@ def check_session_id(value: object) -> str:
     return session_id
 
 
+def session_label(value: object) -> str:
+    """How a session id given as ``value`` is reported: as given when a string, else its repr."""
+    return value if isinstance(value, str) else repr(value)
+
+
 def _bad_session(value: object, reason: str) -> InputRejected:
     return InputRejected(JoinCondition.INVALID_AGENT_SESSION, f"session_id {value!r} {reason}")
 

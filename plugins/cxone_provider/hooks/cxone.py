@@ -46,6 +46,7 @@ from cxone_provider.conditions import (
     check_session_id,
     classify_response,
     error_name_and_message,
+    session_label,
 )
 
 if TYPE_CHECKING:
@@ -93,6 +94,15 @@ class CxoneApiError(AirflowException):
         self.response = response
         self.http_status = response.status_code
         self.condition = classify_response(response.status_code, response.body, response.message)
+
+
+def not_sent_condition(error: CxoneAuthError | CxoneApiError) -> JoinCondition:
+    """The condition of a join that could not be sent: CXone refused the access key (its token
+    endpoint answered 400/401/403: ``InvalidSecurityUser``), or it could not be reached or the API
+    host could not be found (``Default``)."""
+    if isinstance(error, CxoneAuthError) and error.http_status in (400, 401, 403):
+        return JoinCondition.INVALID_SECURITY_USER
+    return JoinCondition.DEFAULT
 
 
 @dataclass
@@ -622,7 +632,9 @@ class CxoneHook(BaseHook):
             except ValueError:
                 if "json" in content_type:
                     problem = f"invalid JSON ({len(raw)} bytes): {_one_line(text)[:80]}"
-        name, message = error_name_and_message(body, problem or _summarise_text(text, response))
+        # The text summary only matters when there is no JSON object to read the error from.
+        fallback = "" if isinstance(body, Mapping) else problem or _summarise_text(text, response)
+        name, message = error_name_and_message(body, fallback)
         return ApiResponse(
             status_code=response.status_code,
             body=body,
@@ -714,33 +726,21 @@ class CxoneHook(BaseHook):
         broken connection configuration raises (:class:`CxoneConfigError`).
         """
         started = time.monotonic()
-        display_id = session_id if isinstance(session_id, str) else repr(session_id)
         try:
             checked_session = check_session_id(session_id)
             checked_agent = check_agent_id(agent_id)
         except InputRejected as rejected:
-            return JoinOutcome(rejected.condition, display_id, message=rejected.message)
+            return JoinOutcome(rejected.condition, session_label(session_id), message=rejected.message)
         try:
             response = self.request(
                 "POST", JOIN_PATH, params={"asAgentId": checked_agent, JOIN_SESSION_PARAM: checked_session}
             )
-        except CxoneAuthError as refused:
-            condition = (
-                JoinCondition.INVALID_SECURITY_USER if refused.http_status in (400, 401, 403) else JoinCondition.DEFAULT
-            )
+        except (CxoneAuthError, CxoneApiError) as not_sent:
             return JoinOutcome(
-                condition,
+                not_sent_condition(not_sent),
                 checked_session,
-                status_code=refused.http_status,
-                message=str(refused),
-                elapsed_s=time.monotonic() - started,
-            )
-        except CxoneApiError as unreachable:  # API host discovery gave up: no join was possible
-            return JoinOutcome(
-                JoinCondition.DEFAULT,
-                checked_session,
-                status_code=unreachable.http_status,
-                message=str(unreachable),
+                status_code=not_sent.http_status,
+                message=str(not_sent),
                 elapsed_s=time.monotonic() - started,
             )
         condition = classify_response(response.status_code, response.body, response.message)

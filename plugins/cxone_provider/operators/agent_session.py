@@ -9,7 +9,14 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 from airflow.sdk import BaseBranchOperator
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
-from cxone_provider.conditions import InputRejected, JoinCondition, JoinOutcome, parse_security_user
+from cxone_provider.conditions import (
+    InputRejected,
+    JoinCondition,
+    JoinOutcome,
+    SecurityUser,
+    parse_security_user,
+    session_label,
+)
 from cxone_provider.hooks.cxone import CxoneHook
 from cxone_provider.operators.security_user import SetSecurityUserOperator
 
@@ -179,14 +186,17 @@ class JoinAgentSessionOperator(BaseBranchOperator):
 
     def join(self, context: Context) -> JoinOutcome:
         """Resolve the SecurityUser, then join through the hook; bad input is answered without a call."""
-        display_id = self.session_id if isinstance(self.session_id, str) else repr(self.session_id)
         try:
             user = parse_security_user(resolve_security_user_value(self, context, self.security_user))
         except InputRejected as rejected:
-            return JoinOutcome(rejected.condition, display_id, message=rejected.message)
-        conn_id = self.cxone_conn_id or user.conn_id or CxoneHook.default_conn_name
-        with CxoneHook(conn_id, **self.hook_params) as hook:
+            return JoinOutcome(rejected.condition, session_label(self.session_id), message=rejected.message)
+        with CxoneHook(connection_for(user, self.cxone_conn_id), **self.hook_params) as hook:
             return hook.join_agent_session(self.session_id, user.agent_id)
+
+
+def connection_for(user: SecurityUser, override: str | None) -> str:
+    """The connection a join calls CXone with: the operator's, else the SecurityUser's, else the default."""
+    return override or user.conn_id or CxoneHook.default_conn_name
 
 
 def resolve_security_user_value(task: AbstractOperator, context: Context, value: Any) -> Any:

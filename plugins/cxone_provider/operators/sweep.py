@@ -25,9 +25,10 @@ from cxone_provider.conditions import (
     check_session_id,
     parse_rendered_literal,
     parse_security_user,
+    session_label,
 )
-from cxone_provider.hooks.cxone import CxoneApiError, CxoneAuthError, CxoneHook
-from cxone_provider.operators.agent_session import resolve_security_user_value
+from cxone_provider.hooks.cxone import CxoneApiError, CxoneAuthError, CxoneHook, not_sent_condition
+from cxone_provider.operators.agent_session import connection_for, resolve_security_user_value
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
@@ -249,7 +250,7 @@ class JoinAgentSessionsOperator(BaseOperator):
         except InputRejected as rejected:
             outcomes = [JoinOutcome(rejected.condition, key, message=rejected.message) for key, _ in sessions]
             return self._result(outcomes, duplicates, {"requests": 0})
-        conn_id = self.cxone_conn_id or user.conn_id or CxoneHook.default_conn_name
+        conn_id = connection_for(user, self.cxone_conn_id)
         with CxoneHook(conn_id, **{"pool_size": self.max_concurrency, **self.hook_params}) as hook:
             return self.sweep(hook, user.agent_id, sessions, duplicates)
 
@@ -274,11 +275,7 @@ class JoinAgentSessionsOperator(BaseOperator):
             hook.access_token()
             _ = hook.api_base_url
         except (CxoneAuthError, CxoneApiError) as refused:
-            condition = (
-                JoinCondition.INVALID_SECURITY_USER
-                if isinstance(refused, CxoneAuthError) and refused.http_status in (400, 401, 403)
-                else JoinCondition.DEFAULT
-            )
+            condition = not_sent_condition(refused)
             outcomes = [JoinOutcome(condition, key, message=str(refused)) for key, _ in sessions]
             return self._result(outcomes, duplicates, {"requests": 0, "token_requests": hook.token_requests})
 
@@ -427,7 +424,7 @@ def _distinct(raw_ids: list[Any]) -> tuple[list[tuple[str, Any]], list[str]]:
         try:
             key = check_session_id(raw)
         except InputRejected:
-            key = raw if isinstance(raw, str) else repr(raw)
+            key = session_label(raw)
         if key in seen:
             if key not in duplicates:
                 duplicates.append(key)
