@@ -23,7 +23,7 @@ import requests
 
 from cxone_provider import testing as cxone_testing
 from cxone_provider.sandbox import create_app, default_seed, generate_seed, load_seed
-from cxone_provider.sandbox.__main__ import build_parser, faults_from_args
+from cxone_provider.sandbox.cli import build_parser, faults_from_args
 from cxone_provider.sandbox.faults import Faults
 from cxone_provider.testing import SandboxError, SandboxServer
 
@@ -801,7 +801,7 @@ def test_cli_announces_and_stops_cleanly(sig: signal.Signals) -> None:
     cmd = [
         sys.executable,
         "-m",
-        "cxone_provider.sandbox",
+        "cxone_provider.sandbox.cli",
         "--port",
         "0",
         "--live-sessions",

@@ -124,7 +124,7 @@ class SandboxServer:
 
         :param seed_file: where a mapping seed was written (default: the seed file given, if any).
         """
-        cmd = [sys.executable, "-m", "cxone_provider.sandbox", "--host", self.host, "--port", "0"]
+        cmd = [sys.executable, "-m", "cxone_provider.sandbox.cli", "--host", self.host, "--port", "0"]
         seed_path = seed_file or self._seed_path
         if seed_path is not None:
             cmd += ["--seed", seed_path]

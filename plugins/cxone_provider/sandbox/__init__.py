@@ -5,7 +5,7 @@ endpoint, API discovery and the Agent API calls this provider makes, with CXone'
 failure shapes, fault knobs (latency, 429, 503, dropped connections, malformed answers such as a
 proxy's HTML page or a dripping body, a path filter, token lifetime; see
 :mod:`cxone_provider.sandbox.faults`) and inspectable state and request journal under ``/_sandbox/``.
-Start it with ``cxone-sandbox --port 8765`` (or ``python -m cxone_provider.sandbox``), or from a test
+Start it with ``cxone-sandbox --port 8765`` (or ``python -m cxone_provider.sandbox.cli``), or from a test
 with :class:`cxone_provider.testing.SandboxServer`.
 
 The shipped seed (``default_seed.json``) covers every result condition of *Join Agent Session*:

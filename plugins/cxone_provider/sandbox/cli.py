@@ -1,4 +1,8 @@
-"""``cxone-sandbox`` / ``python -m cxone_provider.sandbox``: run the CXone sandbox server.
+"""``cxone-sandbox`` (or ``python -m cxone_provider.sandbox.cli``): run the CXone sandbox server.
+
+There is deliberately no ``sandbox/__main__.py``: Airflow's plugin loader imports every ``.py`` file of
+a plugins folder under its own file name, so a ``__main__.py`` copied there would run as ``__main__``
+and take over every ``airflow`` command. This module runs only when started as a program.
 
 When it accepts connections it prints exactly one line to stdout,
 ``CXone sandbox listening on http://HOST:PORT``, which is how callers learn the port of
