@@ -13,7 +13,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -33,6 +33,9 @@ for source in [*REPO.joinpath("dags").glob("*.py"), *REPO.joinpath("tests", "dag
 sys.path.insert(0, str(DAGS_FOLDER))
 
 from airflow.sdk import DAG  # noqa: E402 - Airflow must see the environment above first
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 pytest_plugins = ["cxone_provider.testing"]
 
@@ -59,6 +62,33 @@ def airflow_db() -> Path:
         timeout=300,
     )
     return AIRFLOW_HOME
+
+
+#: The fixtures under which a test's CXone traffic goes to a sandbox whose journal is checked.
+_SANDBOX_FIXTURES = ("cxone_sandbox", "sandbox")
+HOOK_USER_AGENT = "airflow-provider-cxone"
+
+
+@pytest.fixture(autouse=True)
+def hook_speaks_the_published_contract(request: pytest.FixtureRequest) -> Iterator[None]:
+    """After every test that talks to a sandbox: each request the hook sent (its User-Agent) uses only
+    the published methods, paths and parameter names, plus this project's documented decisions.
+
+    Tests that misconfigure the hook on purpose (a mistyped URL, an unknown API version) are marked
+    ``off_contract``.
+    """
+    names = [name for name in _SANDBOX_FIXTURES if name in request.fixturenames]
+    if not names or request.node.get_closest_marker("off_contract"):
+        yield
+        return
+    # Requested here so that it is torn down (and its journal cleared) after this check.
+    sandbox = request.getfixturevalue(names[0])
+    yield
+    from test_contract import contract_violations
+
+    sent = [entry for entry in sandbox.journal() if entry.get("user_agent") == HOOK_USER_AGENT]
+    violations = contract_violations(sent)
+    assert violations == [], "the hook strayed from the published contract:\n" + "\n".join(violations)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

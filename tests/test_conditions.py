@@ -13,8 +13,10 @@ from cxone_provider.conditions import (
     SecurityUser,
     check_agent_id,
     check_session_id,
+    classify_join,
     classify_response,
     parse_security_user,
+    same_for_every_session,
 )
 
 C = JoinCondition
@@ -47,20 +49,22 @@ def _err(name: str, text: str = "") -> dict[str, str]:
         pytest.param(204, None, C.SUCCESS, id="204"),
         pytest.param(401, _err("invalid_token", "expired"), C.INVALID_SECURITY_USER, id="401"),
         pytest.param(403, _err("ImpersonateNotEnabled"), C.IMPERSONATE_NOT_ENABLED, id="403-impersonate-name"),
-        pytest.param(
-            403,
-            {"message": "Impersonation is disabled"},
-            C.IMPERSONATE_NOT_ENABLED,
-            id="403-impersonate-text",
-        ),
+        pytest.param(403, {"message": "Impersonation is disabled"}, C.INVALID_SECURITY_USER, id="403-text-only"),
         pytest.param(403, _err("Forbidden", "missing permission"), C.INVALID_SECURITY_USER, id="403-other"),
         pytest.param(400, _err("InvalidAgentId"), C.INVALID_AGENT_ID, id="400-agent-name"),
         pytest.param(404, _err("InvalidAgentId"), C.INVALID_AGENT_ID, id="404-agent-name"),
-        pytest.param(404, {"message": "Invalid agent id 77"}, C.INVALID_AGENT_ID, id="404-agent-text"),
+        pytest.param(404, {"message": "Invalid agent id 77"}, C.DEFAULT, id="404-agent-text-only"),
         pytest.param(400, _err("InvalidAgentSession"), C.INVALID_AGENT_SESSION, id="400-session-name"),
         pytest.param(404, _err("InvalidAgentSession"), C.INVALID_AGENT_SESSION, id="404-session-name"),
         pytest.param(409, _err("InvalidAgentSession"), C.INVALID_AGENT_SESSION, id="409-session-name"),
-        pytest.param(409, {"message": "Agent session has ended"}, C.INVALID_AGENT_SESSION, id="409-session-text"),
+        pytest.param(409, {"message": "Agent session has ended"}, C.DEFAULT, id="409-session-text-only"),
+        pytest.param(
+            404,
+            {"message": "Not Found: POST /inContactAPI/services/v33.0/typo/agent-sessions/join"},
+            C.DEFAULT,
+            id="404-route-naming-a-session",
+        ),
+        pytest.param(404, {"errorCode": "InvalidAgentSession"}, C.DEFAULT, id="404-name-outside-error-field"),
         pytest.param(409, _err("InvalidAgentId"), C.DEFAULT, id="409-agent-name-not-in-table"),
         pytest.param(400, {"message": "the agent is busy"}, C.DEFAULT, id="400-agent-word-alone"),
         pytest.param(429, _err("TooManyRequests"), C.DEFAULT, id="429"),
@@ -75,9 +79,57 @@ def test_classification_table(status, body, expected):
     assert classify_response(status, body) is expected
 
 
-def test_non_json_body_is_classified_from_its_text():
-    assert classify_response(404, None, "Session 42 not found") is C.INVALID_AGENT_SESSION
+def test_free_text_never_decides():
+    assert classify_response(404, None, "Session 42 not found") is C.DEFAULT
+    assert classify_response(403, None, "impersonation is off") is C.INVALID_SECURITY_USER
     assert classify_response(502, None, "<html>Bad gateway</html>") is C.DEFAULT
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "expected", "in_message"),
+    [
+        pytest.param(202, {"sessionId": "sess-1"}, C.SUCCESS, "joined", id="the-session-asked-for"),
+        pytest.param(
+            202,
+            {"sessionId": "sess-other"},
+            C.INVALID_AGENT_SESSION,
+            "'sess-other', not the session asked for ('sess-1')",
+            id="another-session",
+        ),
+        pytest.param(202, {}, C.DEFAULT, "without a sessionId", id="no-session-id"),
+        pytest.param(200, None, C.DEFAULT, "without a sessionId", id="no-body"),
+        pytest.param(404, None, C.DEFAULT, "API route not found: check api_base_url / api_version", id="route-html"),
+        pytest.param(
+            404,
+            {"message": "Not Found"},
+            C.DEFAULT,
+            "API route not found: check api_base_url / api_version",
+            id="route-json",
+        ),
+        pytest.param(404, _err("InvalidAgentSession", "gone"), C.INVALID_AGENT_SESSION, "gone", id="cxone-404"),
+    ],
+)
+def test_join_answers(status, body, expected, in_message):
+    condition, message = classify_join("sess-1", status, body, "gone" if body and "error" in body else "")
+    assert condition is expected
+    assert in_message in message
+
+
+@pytest.mark.parametrize(
+    ("condition", "status", "body", "every_session"),
+    [
+        pytest.param(C.DEFAULT, 404, {"message": "Not Found"}, True, id="route-not-found"),
+        pytest.param(C.DEFAULT, 503, _err("ServiceUnavailable"), False, id="outage"),
+        pytest.param(C.IMPERSONATE_NOT_ENABLED, 403, _err("ImpersonateNotEnabled"), True, id="no-impersonation"),
+        pytest.param(C.INVALID_SECURITY_USER, 403, _err("Forbidden"), True, id="403"),
+        pytest.param(C.INVALID_SECURITY_USER, 401, _err("invalid_token"), False, id="401-may-be-one-token"),
+        pytest.param(C.INVALID_AGENT_ID, 404, _err("InvalidAgentId"), True, id="unknown-agent"),
+        pytest.param(C.INVALID_AGENT_SESSION, 409, _err("InvalidAgentSession"), False, id="ended-session"),
+        pytest.param(C.SUCCESS, 202, {"sessionId": "s"}, False, id="success"),
+    ],
+)
+def test_answers_that_hold_for_every_session(condition, status, body, every_session):
+    assert same_for_every_session(condition, status, body) is every_session
 
 
 @pytest.mark.parametrize(

@@ -7,8 +7,15 @@ import time
 
 import pytest
 
-from cxone_provider.conditions import JoinCondition
-from cxone_provider.hooks.cxone import CxoneApiError, CxoneAuthError, CxoneConfigError, CxoneHook
+from cxone_provider.conditions import ROUTE_NOT_FOUND, JoinCondition
+from cxone_provider.hooks.cxone import (
+    RETRY_POLICY,
+    CxoneApiError,
+    CxoneAuthError,
+    CxoneConfigError,
+    CxoneHook,
+    RetryWhen,
+)
 
 C = JoinCondition
 
@@ -110,8 +117,17 @@ def test_get_agent_and_unknown_agent(make_hook):
 def test_agent_states_list_live_sessions(make_hook):
     states = {s["agentId"]: s for s in make_hook().get_agent_states()}
     assert states[2001]["sessionId"] == "sess-2001"
-    assert states[2009]["sessionId"] is None
+    assert states[2009].get("sessionId") is None
     assert states[2009]["agentStateName"] == "LoggedOut"
+
+
+def test_agent_states_follow_every_page(cxone_sandbox, make_hook):
+    agents = len(cxone_sandbox.state()["agents"])
+    rows = make_hook().get_agent_states(page_size=5)
+    assert sorted(r["agentId"] for r in rows) == sorted(a["agent_id"] for a in cxone_sandbox.state()["agents"])
+    pages = _calls(cxone_sandbox, "agents/states")
+    assert len(pages) == -(-agents // 5)  # ceil: one request per page, none after the last
+    assert pages[0]["params"] == {"top": "5", "skip": "0"}
 
 
 def test_start_and_end_a_session(cxone_sandbox, make_hook):
@@ -124,6 +140,20 @@ def test_start_and_end_a_session(cxone_sandbox, make_hook):
     (end_call,) = [e for e in cxone_sandbox.journal() if e["method"] == "DELETE"]
     assert end_call["params"] == {"forceLogoff": "true"}
     assert hook.join_agent_session(session_id, 1001).condition is C.INVALID_AGENT_SESSION
+
+
+def test_coach_barge_take_over_send_no_target_unless_given(cxone_sandbox, make_hook):
+    hook = make_hook()
+    hook.monitor("sess-2001", target_agent_id=2002)
+    for action in (hook.coach, hook.barge, hook.take_over):
+        action("sess-2001")
+    sent = [e for e in cxone_sandbox.journal() if "/agent-sessions/sess-2001/" in e["path"]]
+    assert [(e["path"].rsplit("/", 1)[-1], e["params"], e["status"]) for e in sent] == [
+        ("monitor", {"targetAgentId": "2002"}, 202),
+        ("coach", {}, 202),
+        ("barge", {}, 202),
+        ("take-over", {}, 202),
+    ]
 
 
 @pytest.mark.parametrize("action", ["monitor", "coach", "barge", "take_over"])
@@ -165,6 +195,52 @@ def test_join_rows(cxone_sandbox, make_hook, agent_id, session_id, condition, st
     (call,) = _calls(cxone_sandbox, "agent-sessions/join")
     assert call["method"] == "POST"
     assert call["params"] == {"asAgentId": str(agent_id), "sessionId": session_id}
+
+
+@pytest.mark.parametrize(
+    "conn_extra",
+    [
+        pytest.param({"path": "/inContactAPI/services/v33.0/typo/"}, id="mistyped-api_base_url"),
+        pytest.param({"path": "/inContactAPI/services/v99.9/"}, id="unknown-version-in-api_base_url"),
+        pytest.param({"api_version": "v99.9"}, id="unknown-api_version"),
+    ],
+)
+@pytest.mark.off_contract
+def test_a_wrong_api_url_is_default_route_not_found_and_not_retried(cxone_sandbox, make_hook, conn_extra):
+    if "path" in conn_extra:
+        hook = make_hook(discovery=False, api_base_url=cxone_sandbox.url + conn_extra["path"])
+    else:
+        hook = make_hook(**conn_extra)
+    outcome = hook.join_agent_session("sess-2001", 1001)
+    assert outcome.condition is C.DEFAULT
+    assert ROUTE_NOT_FOUND in outcome.message
+    assert outcome.status_code == 404
+    assert outcome.attempts == 1
+    assert outcome.same_for_every_session
+    assert len(_calls(cxone_sandbox, "agent-sessions/join")) == 1
+
+
+def test_a_tenant_that_ignores_session_id_never_gives_success(cxone_sandbox, make_hook):
+    """join_mode=spec: CXone as published attaches asAgentId to that agent's own session."""
+    hook = make_hook()
+    cxone_sandbox.set_faults(join_mode="spec")
+    no_session = hook.join_agent_session("sess-2001", 1001)
+    assert (no_session.condition, no_session.status_code) == (C.INVALID_AGENT_SESSION, 404)
+    own = hook.start_agent_session(as_agent_id=1001, station_id="station-1")
+    other = hook.join_agent_session("sess-2001", 1001)
+    assert other.condition is C.INVALID_AGENT_SESSION
+    assert other.status_code == 202
+    assert repr(own) in other.message
+    assert "'sess-2001'" in other.message
+    assert hook.join_agent_session(own, 1001).condition is C.SUCCESS
+
+
+def test_in_session_mode_the_join_names_the_session_asked_for(cxone_sandbox, make_hook):
+    hook = make_hook()
+    cxone_sandbox.set_faults(join_mode="session")
+    hook.start_agent_session(as_agent_id=1001, station_id="station-1")
+    outcome = hook.join_agent_session("sess-2003", 1001)
+    assert (outcome.condition, outcome.message) == (C.SUCCESS, "joined")
 
 
 def test_join_is_idempotent(cxone_sandbox, make_hook):
@@ -265,6 +341,80 @@ def test_retry_listener_hears_every_retry(cxone_sandbox, make_hook):
     cxone_sandbox.set_faults(rate_503=1.0)
     hook.join_agent_session("sess-2001", 1001)
     assert heard == ["503", "503"]
+
+
+def test_the_retry_policy_table_covers_every_call():
+    assert set(RETRY_POLICY) == {
+        "token",
+        "discovery",
+        "get_agent",
+        "agent_states",
+        "join",
+        "start_session",
+        "end_session",
+        "supervise",
+    }
+    changing = {call for call, when in RETRY_POLICY.items() if when is RetryWhen.NOT_RECEIVED}
+    assert changing == {"start_session", "end_session", "supervise"}
+
+
+def _send_once_after_read_timeout(hook, call):
+    if call == "start":
+        hook.start_agent_session(as_agent_id=2009, station_id="station-9")
+    elif call == "end":
+        hook.end_agent_session("sess-2004")
+    elif call == "monitor":
+        hook.monitor("sess-2001", target_agent_id=2002)
+    else:
+        getattr(hook, call)("sess-2001", target_agent_id=2002)
+
+
+@pytest.mark.parametrize(
+    ("call", "path_part"),
+    [
+        ("start", "/agent-sessions"),
+        ("end", "/agent-sessions/sess-2004"),
+        ("monitor", "/sess-2001/monitor"),
+        ("coach", "/sess-2001/coach"),
+        ("barge", "/sess-2001/barge"),
+        ("take_over", "/sess-2001/take-over"),
+    ],
+)
+def test_a_state_changing_call_is_not_repeated_after_a_read_timeout(cxone_sandbox, make_hook, call, path_part):
+    hook = make_hook(read_timeout=0.5, hook_kwargs={"max_attempts": 4})
+    hook.access_token()
+    _ = hook.api_base_url
+    cxone_sandbox.set_faults(latency_ms=800)  # CXone acts after 0.8 s; the hook stops listening at 0.5 s
+    with pytest.raises(CxoneApiError, match="no HTTP answer") as unanswered:
+        _send_once_after_read_timeout(hook, call)
+    assert unanswered.value.response.attempts == 1
+    time.sleep(0.8)  # let the one request the sandbox received finish
+    sent = [e for e in cxone_sandbox.journal() if e["path"].endswith(path_part) and e["method"] != "GET"]
+    assert len(sent) == 1, sent
+
+
+def test_a_state_changing_call_is_retried_when_the_connection_is_refused(cxone_sandbox, make_hook):
+    import socket
+
+    with socket.socket() as probe:  # a loopback port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        closed = probe.getsockname()[1]
+    base = f"http://127.0.0.1:{closed}/inContactAPI/services/v33.0/"
+    hook = make_hook(discovery=False, api_base_url=base, hook_kwargs={"max_attempts": 3})
+    with pytest.raises(CxoneApiError, match="no HTTP answer") as refused:
+        hook.barge("sess-2001")
+    assert refused.value.response.attempts == 3
+    assert refused.value.response.retries == ["connection", "connection"]
+
+
+def test_a_join_that_could_not_be_sent_counts_its_attempts(cxone_sandbox, make_hook):
+    cxone_sandbox.set_faults(rate_drop=1.0, apply_to_auth=True, path_filter="cxone-configuration")
+    outcome = make_hook(hook_kwargs={"max_attempts": 2}).join_agent_session("sess-2001", 1001)
+    assert outcome.condition is C.DEFAULT
+    assert outcome.attempts == 2
+    assert outcome.status_code is None
+    assert "no HTTP answer" in outcome.message
+    assert "None" not in outcome.message
 
 
 # --- token life cycle -----------------------------------------------------------------------------------

@@ -205,3 +205,69 @@ def test_unknown_condition_is_an_import_error(tmp_path):
     )
     (error,) = report["errors"]
     assert "unknown condition(s) 'Succes'" in error
+
+
+# --- the default SecurityUser ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("operator", ["JoinAgentSessionOperator", "JoinAgentSessionsOperator"])
+def test_two_equally_near_set_security_users_are_an_import_error(tmp_path, operator):
+    module = "agent_session" if operator == "JoinAgentSessionOperator" else "sweep"
+    inputs = 'session_id="s"' if operator == "JoinAgentSessionOperator" else 'session_ids=["s"]'
+    report = _parse(
+        tmp_path,
+        f"""
+        import pendulum
+        from airflow.sdk import DAG
+        from cxone_provider.operators.{module} import {operator}
+        from cxone_provider.operators.security_user import SetSecurityUserOperator
+
+        with DAG("two_supervisors", schedule=None, start_date=pendulum.datetime(2026, 1, 1)):
+            join = {operator}(task_id="join", {inputs})
+            [SetSecurityUserOperator(task_id="sup_b", agent_id=1002),
+             SetSecurityUserOperator(task_id="sup_a", agent_id=1001)] >> join
+        """,
+    )
+    assert report["dags"] == []
+    (error,) = report["errors"]
+    assert "'sup_a', 'sup_b' are equally near" in error
+    assert "pass security_user= explicitly" in error
+
+
+def test_the_nearest_set_security_user_wins_and_an_explicit_one_needs_no_default():
+    import pendulum
+    from airflow.providers.standard.operators.empty import EmptyOperator
+    from airflow.sdk import DAG
+
+    from cxone_provider.operators.agent_session import nearest_set_security_user
+    from cxone_provider.operators.security_user import SetSecurityUserOperator
+    from cxone_provider.policies import task_policy
+
+    with DAG("near", schedule=None, start_date=pendulum.datetime(2026, 1, 1)):
+        far = SetSecurityUserOperator(task_id="far", agent_id=1002)
+        near = SetSecurityUserOperator(task_id="near", agent_id=1001)
+        join = JoinAgentSessionOperator(task_id="join", session_id="s")
+        far >> EmptyOperator(task_id="step") >> join
+        near >> join
+        explicit = JoinAgentSessionOperator(task_id="explicit", session_id="s", security_user=1001)
+        [SetSecurityUserOperator(task_id="x", agent_id=1), SetSecurityUserOperator(task_id="y", agent_id=2)] >> explicit
+    for _ in range(5):  # the same answer whatever the set order
+        assert nearest_set_security_user(join) is near
+    task_policy(explicit)  # security_user given: the tie upstream does not matter
+
+
+def test_the_join_logs_one_line_with_everything(cxone_sandbox, capfd, caplog):
+    run(fresh_dag("cxone_test_dags", "t_rules_1_2"))
+    output = "".join(capfd.readouterr()) + caplog.text
+    (line,) = [row for row in output.splitlines() if "Join Agent Session 'sess-2001' as agent 1001" in row]
+    assert "(from set_security_user): Success (HTTP 202, 1 attempt, " in line
+    assert "→ on_success (own branch)" in line
+
+
+def test_a_default_without_a_branch_says_to_add_the_default_branch(cxone_sandbox, capfd):
+    cxone_sandbox.set_faults(rate_503=1.0, path_filter="agent-sessions/join")
+    _, states = run(fresh_dag("cxone_test_dags", "t_rule_3"))
+    assert states["join"] == "failed"
+    output = "".join(capfd.readouterr())
+    assert "no branch handles it (add branches['Default'])" in output
+    assert "or branches['Default']" not in output

@@ -9,12 +9,13 @@ from __future__ import annotations
 import base64
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +24,15 @@ import requests
 
 from cxone_provider import testing as cxone_testing
 from cxone_provider.sandbox import create_app, default_seed, generate_seed, load_seed
-from cxone_provider.sandbox.cli import build_parser, faults_from_args
+from cxone_provider.sandbox.app import (
+    DEFAULT_STATES_PAGE_SIZE,
+    GATEWAY_NOT_FOUND,
+    KNOWN_API_VERSIONS,
+    MAX_STATES_PAGE_SIZE,
+)
+from cxone_provider.sandbox.cli import build_parser, connection_line, faults_from_args
 from cxone_provider.sandbox.faults import Faults
+from cxone_provider.sandbox.state import AGENT_STATE_FIELDS, sandbox_connection
 from cxone_provider.testing import SandboxError, SandboxServer
 
 # The package's own fixtures, used the way a user's conftest would use them.
@@ -60,13 +68,23 @@ def token(sb: SandboxServer) -> str:
 
 
 def api(
-    sb: SandboxServer, method: str, path: str, token: str | None, version: str = VERSION, **params: Any
+    sb: SandboxServer,
+    method: str,
+    path: str,
+    token: str | None,
+    version: str = VERSION,
+    *,
+    body: Any = None,
+    prefix: str = "inContactAPI",
+    **params: Any,
 ) -> requests.Response:
+    """An Agent API call: ``params`` in the query string, ``body`` (when given) as a JSON body."""
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     return requests.request(
         method,
-        f"{sb.url}/inContactAPI/services/{version}/{path}",
+        f"{sb.url}/{prefix}/services/{version}/{path}",
         params=params,
+        json=body,
         headers=headers,
         timeout=10,
     )
@@ -82,6 +100,29 @@ def assert_error(response: requests.Response, status: int, error: str) -> dict[s
     assert set(body) == {"error", "error_description"}
     assert body["error"] == error
     return body
+
+
+def assert_gateway_404(response: requests.Response) -> None:
+    """A 404 a gateway answers for a route that does not exist: no CXone ``error`` field."""
+    assert response.status_code == 404, response.text
+    assert response.json() == GATEWAY_NOT_FOUND
+    assert "error" not in response.json()
+
+
+def state_of(sb: SandboxServer, session_id: str) -> dict[str, Any]:
+    return next(s for s in sb.state()["sessions"] if s["session_id"] == session_id)
+
+
+def all_states(sb: SandboxServer, token: str) -> dict[int, dict[str, Any]]:
+    """Every ``agents/states`` row by agent id, following ``_links.next``."""
+    rows: dict[int, dict[str, Any]] = {}
+    url: str | None = f"{sb.url}/inContactAPI/services/{VERSION}/agents/states"
+    while url:
+        response = requests.get(url, headers={"Authorization": f"Bearer {token}"}, timeout=10)
+        assert response.status_code == 200, response.text
+        rows.update((row["agentId"], row) for row in response.json()["agentStates"])
+        url = response.json()["_links"]["next"]
+    return rows
 
 
 def jwt_part(part: str) -> dict[str, object]:
@@ -150,6 +191,71 @@ def test_token_accepts_a_json_body_too(sb: SandboxServer) -> None:
     assert response.status_code == 200
 
 
+def test_token_with_client_credentials_as_form_fields(sb: SandboxServer) -> None:
+    fields = {"grant_type": "password", "username": QA[0], "password": QA[1]}
+    response = requests.post(
+        f"{sb.url}/auth/token",
+        data={**fields, "client_id": CLIENT[0], "client_secret": CLIENT[1]},
+        timeout=10,
+    )
+    assert response.status_code == 200, response.text
+    assert sb.journal()[-1]["client_auth"] == "form"
+    wrong = requests.post(
+        f"{sb.url}/auth/token", data={**fields, "client_id": CLIENT[0], "client_secret": "nope"}, timeout=10
+    )
+    assert_error(wrong, 401, "invalid_client")
+
+
+def test_token_with_the_secret_both_ways_is_invalid_request(sb: SandboxServer) -> None:
+    data = {"grant_type": "password", "username": QA[0], "password": QA[1], "client_secret": CLIENT[1]}
+    response = requests.post(f"{sb.url}/auth/token", data=data, auth=CLIENT, timeout=10)
+    assert_error(response, 400, "invalid_request")
+
+
+def test_refresh_token_grant(sb: SandboxServer) -> None:
+    first = get_token(sb).json()
+    data = {"grant_type": "refresh_token", "refresh_token": first["refresh_token"]}
+    refreshed = requests.post(f"{sb.url}/auth/token", data=data, auth=CLIENT, timeout=10)
+    assert refreshed.status_code == 200, refreshed.text
+    body = refreshed.json()
+    assert body["access_token"] != first["access_token"]
+    assert body["refresh_token"] != first["refresh_token"]
+    assert jwt_part(body["id_token"].split(".")[1])["sub"] == "user:1001"
+    assert api(sb, "GET", "agents/1001", body["access_token"]).status_code == 200
+    # A refresh token is good once.
+    again = requests.post(f"{sb.url}/auth/token", data=data, auth=CLIENT, timeout=10)
+    assert_error(again, 400, "invalid_grant")
+    assert sb.state()["tokens_issued"] == 2
+
+
+def test_refresh_token_grant_as_published_with_client_id_only(sb: SandboxServer) -> None:
+    # The published refresh request: {"client_id", "grant_type", "refresh_token"}, no secret.
+    refresh = get_token(sb).json()["refresh_token"]
+    body = {"client_id": CLIENT[0], "grant_type": "refresh_token", "refresh_token": refresh}
+    response = requests.post(f"{sb.url}/auth/token", json=body, timeout=10)
+    assert response.status_code == 200, response.text
+    assert sb.journal()[-1]["client_auth"] == "form"
+
+
+@pytest.mark.parametrize(
+    ("data", "client", "status", "error"),
+    [
+        ({"refresh_token": "sbx-rt-never-issued"}, CLIENT, 400, "invalid_grant"),
+        ({}, CLIENT, 400, "invalid_request"),
+        ({"refresh_token": None}, ("sandbox-client", "wrong"), 401, "invalid_client"),
+        ({"refresh_token": None, "client_id": "no-such-client"}, None, 401, "invalid_client"),
+    ],
+    ids=["unknown", "missing", "wrong-secret", "unknown-client"],
+)
+def test_refresh_token_grant_refused(
+    sb: SandboxServer, data: dict[str, Any], client: tuple[str, str] | None, status: int, error: str
+) -> None:
+    issued = get_token(sb).json()["refresh_token"]
+    fields = {"grant_type": "refresh_token", **{k: v or issued for k, v in data.items()}}
+    response = requests.post(f"{sb.url}/auth/token", data=fields, auth=client, timeout=10)
+    assert_error(response, status, error)
+
+
 # ------------------------------------------------------------------------------------------ discovery
 
 
@@ -157,9 +263,13 @@ def test_discovery_points_back_at_the_sandbox(sb: SandboxServer) -> None:
     response = requests.get(f"{sb.url}/.well-known/cxone-configuration", params={"tenantId": TENANT}, timeout=10)
     assert response.status_code == 200
     assert response.json() == {
+        "private": False,
+        "ui_endpoint": sb.url,
+        "auth_endpoint": sb.url,
         "api_endpoint": sb.url,
-        "area": "na1",
         "domain": "sandbox.local",
+        "uhDomain": "sandbox.local",
+        "area": "na1",
         "tenantId": TENANT,
     }
 
@@ -203,8 +313,17 @@ def test_join_malformed_agent_id(sb: SandboxServer, token: str, agent: str | Non
     assert_error(join(sb, token, agent, "sess-2001"), 400, "InvalidAgentId")
 
 
-def test_join_without_session_id(sb: SandboxServer, token: str) -> None:
-    assert_error(join(sb, token, 1001, None), 404, "InvalidAgentSession")
+def test_join_without_session_id_and_no_own_session(sb: SandboxServer, token: str) -> None:
+    body = assert_error(join(sb, token, 1001, None), 404, "InvalidAgentSession")
+    assert body["error_description"] == "Agent 1001 has no live session to join"
+
+
+def test_join_without_session_id_attaches_to_the_agents_own_session(sb: SandboxServer, token: str) -> None:
+    # The published request (asAgentId only) in the default join_mode: NICE's SDK's use of the call.
+    own = api(sb, "POST", "agent-sessions", token, stationId="7101", asAgentId=1001).json()["sessionId"]
+    response = join(sb, token, 1001, None)
+    assert (response.status_code, response.json()) == (202, {"sessionId": own})
+    assert sb.state()["joins"] == [[own, 1001]]
 
 
 def test_join_is_idempotent_and_counted(sb: SandboxServer, token: str) -> None:
@@ -218,6 +337,85 @@ def test_join_is_idempotent_and_counted(sb: SandboxServer, token: str) -> None:
     assert session["join_calls"] == 2
     assert state["joins"] == [["sess-2003", 1001]]
     assert state["join_calls"] == 2
+
+
+def test_join_takes_its_parameters_from_a_json_body(sb: SandboxServer, token: str) -> None:
+    # NICE's agent SDK and the Ruby gem send {"asAgentId": …} as JSON; the project adds sessionId beside it.
+    response = api(sb, "POST", "agent-sessions/join", token, body={"asAgentId": 1001, "sessionId": "sess-2004"})
+    assert response.status_code == 202, response.text
+    assert response.json() == {"sessionId": "sess-2004"}
+    assert sb.state()["joins"] == [["sess-2004", 1001]]
+
+
+def test_join_takes_its_parameters_from_a_form_body(sb: SandboxServer, token: str) -> None:
+    response = requests.post(
+        f"{sb.url}/inContactAPI/services/{VERSION}/agent-sessions/join",
+        data={"asAgentId": "1001", "sessionId": "sess-2005"},
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=10,
+    )
+    assert response.status_code == 202, response.text
+    assert sb.state()["joins"] == [["sess-2005", 1001]]
+
+
+def test_a_query_parameter_wins_over_the_same_in_the_body(sb: SandboxServer, token: str) -> None:
+    response = api(
+        sb, "POST", "agent-sessions/join", token, body={"asAgentId": 1002}, asAgentId=1001, sessionId="sess-2001"
+    )
+    assert response.status_code == 202, response.text
+    assert sb.state()["joins"] == [["sess-2001", 1001]]
+
+
+@pytest.mark.parametrize("raw", [b"[1, 2]", b"{not json"], ids=["not-an-object", "invalid"])
+def test_api_body_that_is_not_a_json_object(sb: SandboxServer, token: str, raw: bytes) -> None:
+    response = requests.post(
+        f"{sb.url}/inContactAPI/services/{VERSION}/agent-sessions/join",
+        data=raw,
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+        timeout=10,
+    )
+    assert_error(response, 400, "InvalidRequest")
+    assert sb.state()["join_calls"] == 0
+
+
+def test_join_mode_spec_attaches_the_agent_to_its_own_session(sb: SandboxServer, token: str) -> None:
+    own = api(sb, "POST", "agent-sessions", token, stationId="7101", asAgentId=1001).json()["sessionId"]
+    sb.set_faults(join_mode="spec")
+    # The published join: asAgentId only.
+    response = api(sb, "POST", "agent-sessions/join", token, body={"asAgentId": 1001})
+    assert response.status_code == 202, response.text
+    assert response.json() == {"sessionId": own}
+    # The session asked for is ignored: the answer names the agent's own session, not sess-2001.
+    response = join(sb, token, 1001, "sess-2001")
+    assert (response.status_code, response.json()) == (202, {"sessionId": own})
+    assert sb.state()["joins"] == [[own, 1001]]
+
+
+def test_join_mode_spec_without_a_live_session_is_invalid_agent_session(sb: SandboxServer, token: str) -> None:
+    sb.set_faults(join_mode="spec")
+    body = assert_error(join(sb, token, 1001, "sess-2001"), 404, "InvalidAgentSession")
+    assert body["error_description"] == "Agent 1001 has no live session to join"
+    assert sb.state()["join_calls"] == 0
+
+
+@pytest.mark.parametrize(
+    ("agent", "status", "error"),
+    [(1003, 403, "InvalidSecurityUser"), (1002, 403, "ImpersonateNotEnabled"), (9999, 404, "InvalidAgentId")],
+    ids=["inactive", "no-impersonation", "unknown"],
+)
+def test_join_mode_spec_keeps_the_agent_checks_first(
+    sb: SandboxServer, token: str, agent: int, status: int, error: str
+) -> None:
+    # 1002 is logged in, so only the impersonation check can refuse it.
+    assert api(sb, "POST", "agent-sessions", token, stationId="7102", asAgentId=1002).status_code == 202
+    sb.set_faults(join_mode="spec")
+    assert_error(join(sb, token, agent, "sess-2001"), status, error)
+
+
+def test_join_mode_session_is_the_default(sb: SandboxServer, token: str) -> None:
+    assert sb.faults()["join_mode"] == "session"
+    api(sb, "POST", "agent-sessions", token, stationId="7101", asAgentId=1001)
+    assert join(sb, token, 1001, "sess-2001").json() == {"sessionId": "sess-2001"}
 
 
 # ------------------------------------------------------------------------------------------ API basics
@@ -239,13 +437,50 @@ def test_token_expires(sb: SandboxServer) -> None:
     assert_error(api(sb, "GET", "agents/1001", token), 401, "invalid_token")
 
 
-@pytest.mark.parametrize("version", ["latest", "33.0", "v33"])
-def test_unknown_api_version(sb: SandboxServer, token: str, version: str) -> None:
-    assert_error(api(sb, "GET", "agents/1001", token, version=version), 404, "UnknownApiVersion")
+@pytest.mark.parametrize("version", ["v99.9", "v34.0", "v0.0", "v33.1", "V33.0", "latest", "33.0", "v33"])
+def test_unknown_api_version_is_a_gateway_404(sb: SandboxServer, token: str, version: str) -> None:
+    assert_gateway_404(api(sb, "GET", "agents/1001", token, version=version))
+    assert_gateway_404(api(sb, "POST", "agent-sessions/join", token, version=version, asAgentId=1001))
+    assert_gateway_404(api(sb, "GET", "agents/1001", None, version=version))  # before the token check
 
 
-def test_other_versions_are_served(sb: SandboxServer, token: str) -> None:
-    assert api(sb, "GET", "agents/1001", token, version="v23.0").status_code == 200
+@pytest.mark.parametrize("version", ["v1.0", "v8.0", "v23.0", "v33.0"])
+def test_known_api_versions_are_served(sb: SandboxServer, token: str, version: str) -> None:
+    assert version in KNOWN_API_VERSIONS
+    assert api(sb, "GET", "agents/1001", token, version=version).status_code == 200
+
+
+def test_known_api_versions_are_v1_to_v33() -> None:
+    assert sorted(KNOWN_API_VERSIONS, key=lambda v: float(v[1:])) == [f"v{n}.0" for n in range(1, 34)]
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/inContactAPI/services/v33.0/typo/agent-sessions/join",
+        "/inContactAPI/services/v33.0/agents/1001/nope",
+        "/inContactAPI/services/v33.0/",
+        "/inContactAPI/v33.0/agents/1001",
+        "/no-such-route",
+    ],
+)
+def test_unknown_route_is_a_gateway_404(sb: SandboxServer, token: str, path: str) -> None:
+    response = requests.post(f"{sb.url}{path}", headers={"Authorization": f"Bearer {token}"}, timeout=10)
+    assert_gateway_404(response)
+
+
+def test_wrong_method_has_no_cxone_error_either(sb: SandboxServer, token: str) -> None:
+    response = api(sb, "GET", "agent-sessions/join", token)
+    assert response.status_code == 405
+    assert "error" not in response.json()
+
+
+@pytest.mark.parametrize("prefix", ["inContactAPI", "InContactAPI", "incontactapi", "INCONTACTAPI"])
+def test_api_prefix_is_case_insensitive(sb: SandboxServer, token: str, prefix: str) -> None:
+    assert api(sb, "GET", "agents/1001", token, prefix=prefix).status_code == 200
+    response = api(sb, "POST", "agent-sessions/join", token, prefix=prefix, asAgentId=1001, sessionId="sess-2001")
+    assert response.status_code == 202
+    assert sb.journal()[-1]["path"] == f"/{prefix}/services/{VERSION}/agent-sessions/join"  # as sent
 
 
 def test_get_agent(sb: SandboxServer, token: str) -> None:
@@ -272,33 +507,150 @@ def test_get_agent_errors(sb: SandboxServer, token: str) -> None:
     assert "4242" in body["error_description"]
 
 
-def test_agent_states(sb: SandboxServer, token: str) -> None:
+PUBLISHED_ROW_FIELDS = {
+    "agentId",
+    "agentStateId",
+    "agentStateName",
+    "agentStateCategory",
+    "businessUnitId",
+    "contactId",
+    "isActive",
+    "firstName",
+    "lastName",
+    "sessionStartTime",
+    "skillId",
+    "skillName",
+    "stationId",
+    "stationPhoneNumber",
+    "teamId",
+    "teamName",
+    "userName",
+}
+
+
+def test_agent_states_rows(sb: SandboxServer, token: str) -> None:
     response = api(sb, "GET", "agents/states", token, updatedSince="2020-01-01T00:00:00Z")
     assert response.status_code == 200
     states = {s["agentId"]: s for s in response.json()["agentStates"]}
     assert set(states) == {1001, 1002, 1003, *range(2001, 2010)}
-    keys = {
-        "agentId",
-        "agentStateName",
-        "sessionId",
-        "stationId",
-        "sessionStartTime",
-        "teamId",
-        "firstName",
-        "lastName",
-    }
-    assert all(set(s) == keys for s in states.values())
+    # The published fields, lastUpdateTime (published too), and the sandbox's sessionId extension.
+    assert all(set(s) == PUBLISHED_ROW_FIELDS | {"lastUpdateTime", "sessionId"} for s in states.values())
+    assert set(AGENT_STATE_FIELDS) == PUBLISHED_ROW_FIELDS | {"lastUpdateTime", "sessionId"}
     live = {a: s for a, s in states.items() if s["sessionId"]}
     assert {s["sessionId"] for s in live.values()} == {f"sess-{a}" for a in range(2001, 2007)}
     assert {s["agentStateName"] for s in live.values()} == {"Available", "InboundContact", "Unavailable"}
-    assert states[2001]["agentStateName"] == "Available"
-    assert states[2001]["stationId"] == 7001
-    assert states[2001]["sessionStartTime"].endswith("Z")
-    datetime.fromisoformat(states[2001]["sessionStartTime"])
+    ava = states[2001]
+    assert (ava["agentStateName"], ava["agentStateId"], ava["agentStateCategory"]) == ("Available", 1, "Available")
+    assert (ava["stationId"], ava["teamId"], ava["teamName"], ava["isActive"]) == (7001, 20, "Team 20", True)
+    assert ava["userName"] == "ava.reyes@sandbox.local"
+    assert (ava["contactId"], ava["skillId"], ava["skillName"]) == (None, None, None)
+    assert ava["sessionStartTime"].endswith("Z")
+    datetime.fromisoformat(ava["sessionStartTime"])
+    on_call = states[2002]
+    assert (on_call["agentStateName"], on_call["agentStateCategory"]) == ("InboundContact", "Working")
+    assert all(on_call[k] for k in ("contactId", "skillId", "skillName"))
     for logged_out in (2007, 2008, 2009, 1001):
         assert states[logged_out]["agentStateName"] == "LoggedOut"
+        assert states[logged_out]["agentStateId"] == 0
         assert states[logged_out]["sessionId"] is None
         assert states[logged_out]["sessionStartTime"] is None
+    assert states[1003]["isActive"] is False
+
+
+def test_agent_states_envelope(sb: SandboxServer, token: str) -> None:
+    before = datetime.now(UTC).replace(microsecond=0)
+    body = api(sb, "GET", "agents/states", token).json()
+    assert list(body) == ["totalRecords", "_links", "lastPollTime", "agentStates"]
+    assert body["totalRecords"] == 12 == len(body["agentStates"])
+    assert body["_links"] == {
+        "self": f"{sb.url}/inContactAPI/services/{VERSION}/agents/states",
+        "next": None,
+        "previous": None,
+    }
+    assert datetime.fromisoformat(body["lastPollTime"]) >= before
+
+
+def test_agent_states_pages_with_top_and_skip(sb: SandboxServer, token: str) -> None:
+    first = api(sb, "GET", "agents/states", token, top=5, fields="agentId,sessionId").json()
+    assert first["totalRecords"] == 12
+    assert [r["agentId"] for r in first["agentStates"]] == [1001, 1002, 1003, 2001, 2002]
+    assert first["_links"]["previous"] is None
+    headers = {"Authorization": f"Bearer {token}"}
+    second = requests.get(first["_links"]["next"], headers=headers, timeout=10).json()
+    assert [r["agentId"] for r in second["agentStates"]] == [2003, 2004, 2005, 2006, 2007]
+    assert set(second["agentStates"][0]) == {"agentId", "sessionId"}, "the next link keeps the other parameters"
+    back = requests.get(second["_links"]["previous"], headers=headers, timeout=10).json()
+    assert back["agentStates"] == first["agentStates"]
+    third = requests.get(second["_links"]["next"], headers=headers, timeout=10).json()
+    assert [r["agentId"] for r in third["agentStates"]] == [2008, 2009]
+    assert third["_links"]["next"] is None
+    assert "skip=5" in third["_links"]["previous"]
+    skipped = api(sb, "GET", "agents/states", token, skip=10).json()
+    assert [r["agentId"] for r in skipped["agentStates"]] == [2008, 2009]
+    assert api(sb, "GET", "agents/states", token, skip=50).json()["agentStates"] == []
+
+
+def test_agent_states_links_keep_the_clients_spelling(sb: SandboxServer, token: str) -> None:
+    body = api(sb, "GET", "agents/states", token, prefix="incontactapi", version="v23.0", top=5).json()
+    base = f"{sb.url}/incontactapi/services/v23.0/agents/states?"
+    assert body["_links"]["self"] == base + "top=5"
+    assert body["_links"]["next"] == base + "top=5&skip=5"
+
+
+@pytest.mark.parametrize("params", [{"top": 0}, {"top": "abc"}, {"skip": -1}, {"skip": "1.5"}])
+def test_agent_states_bad_paging(sb: SandboxServer, token: str, params: dict[str, Any]) -> None:
+    assert_error(api(sb, "GET", "agents/states", token, **params), 400, "InvalidParameter")
+
+
+def test_agent_states_default_and_largest_page() -> None:
+    with SandboxServer(live_sessions=150) as server:
+        token = get_token(server).json()["access_token"]
+        assert DEFAULT_STATES_PAGE_SIZE == MAX_STATES_PAGE_SIZE == 100
+        asked: list[dict[str, Any]] = [{}, {"top": 1000}]
+        for params in asked:
+            body = api(server, "GET", "agents/states", token, **params).json()
+            assert body["totalRecords"] == 162
+            assert len(body["agentStates"]) == 100
+            assert "skip=100" in body["_links"]["next"]
+        assert len(all_states(server, token)) == 162
+
+
+def test_agent_states_published_filters(sb: SandboxServer, token: str) -> None:
+    def ids(**params: Any) -> list[int]:
+        response = api(sb, "GET", "agents/states", token, **params)
+        assert response.status_code == 200, response.text
+        return [r["agentId"] for r in response.json()["agentStates"]]
+
+    everyone = ids()
+    assert ids(updatedSince="2000-01-01T00:00:00.000Z") == everyone
+    assert ids(updatedSince="2999-01-01T00:00:00Z") == []
+    bu = api(sb, "GET", "agents/states", token).json()["agentStates"][0]["businessUnitId"]
+    assert ids(reqBUIds=str(bu)) == everyone
+    assert ids(reqBUIds=f"{bu + 1},{bu + 2}") == []
+    rows = api(sb, "GET", "agents/states", token, fields="agentId,agentStateName").json()["agentStates"]
+    assert all(set(r) == {"agentId", "agentStateName"} for r in rows)
+    assert ids(orderBy="agentId desc") == sorted(everyone, reverse=True)
+    by_name = api(sb, "GET", "agents/states", token, orderBy="lastName asc").json()["agentStates"]
+    assert [r["lastName"] for r in by_name] == sorted((r["lastName"] for r in by_name), key=str.lower)
+    assert ids(orderBy="noSuchField") == everyone
+    assert_error(api(sb, "GET", "agents/states", token, updatedSince="yesterday"), 400, "InvalidParameter")
+
+
+def test_agent_states_updated_since_sees_a_new_login(sb: SandboxServer, token: str) -> None:
+    since = datetime.now(UTC).isoformat()
+    assert api(sb, "POST", "agent-sessions", token, stationId="7009", asAgentId=2009).status_code == 202
+    rows = api(sb, "GET", "agents/states", token, updatedSince=since).json()["agentStates"]
+    assert [r["agentId"] for r in rows] == [2009]
+
+
+def test_agent_states_without_the_session_id_extension(sb: SandboxServer, token: str) -> None:
+    sb.set_faults(states_session_id=False)
+    rows = api(sb, "GET", "agents/states", token).json()["agentStates"]
+    assert rows
+    assert all("sessionId" not in r for r in rows)
+    assert all(set(r) == PUBLISHED_ROW_FIELDS | {"lastUpdateTime"} for r in rows)
+    sb.set_faults()
+    assert "sessionId" in api(sb, "GET", "agents/states", token).json()["agentStates"][0]
 
 
 # ------------------------------------------------------------------------------------------ sessions
@@ -341,6 +693,62 @@ def test_start_session_errors(sb: SandboxServer, token: str, params: dict[str, A
     assert_error(api(sb, "POST", "agent-sessions", token, **params), status, error)
 
 
+def test_start_session_takes_its_parameters_from_a_json_body(sb: SandboxServer, token: str) -> None:
+    body = {
+        "stationId": "7009",
+        "stationPhoneNumber": "5550009",
+        "inactivityTimeout": 120,
+        "inactivityForceLogout": True,
+        "asAgentId": 2009,
+    }
+    response = api(sb, "POST", "agent-sessions", token, body=body)
+    assert response.status_code == 202, response.text
+    session = state_of(sb, response.json()["sessionId"])
+    assert (session["agent_id"], session["station_id"], session["station_phone_number"]) == (2009, 7009, "5550009")
+    assert (session["inactivity_timeout"], session["inactivity_force_logout"]) == (120, True)
+
+
+def test_start_session_takes_the_same_parameters_from_the_query(sb: SandboxServer, token: str) -> None:
+    response = api(
+        sb,
+        "POST",
+        "agent-sessions",
+        token,
+        stationId="7009",
+        inactivityTimeout=45,
+        inactivityForceLogout="false",
+        asAgentId=2009,
+    )
+    assert response.status_code == 202, response.text
+    session = state_of(sb, response.json()["sessionId"])
+    assert (session["inactivity_timeout"], session["inactivity_force_logout"]) == (45, False)
+
+
+@pytest.mark.parametrize(
+    "params",
+    [{"inactivityTimeout": "soon"}, {"inactivityTimeout": 0}, {"inactivityForceLogout": "maybe"}],
+    ids=["timeout-text", "timeout-zero", "force-logout-not-boolean"],
+)
+def test_start_session_bad_options(sb: SandboxServer, token: str, params: dict[str, Any]) -> None:
+    response = api(sb, "POST", "agent-sessions", token, stationId="7009", asAgentId=2009, **params)
+    assert_error(response, 400, "InvalidParameter")
+
+
+@pytest.mark.parametrize("style", ["json", "query"])
+def test_end_session_options(sb: SandboxServer, token: str, style: str) -> None:
+    options = {"forceLogoff": True, "endContacts": False, "ignorePersonalQueue": True}
+    if style == "json":  # NICE's agent SDK sends them as a JSON body of a DELETE
+        response = api(sb, "DELETE", "agent-sessions/sess-2003", token, body=options)
+    else:
+        response = api(
+            sb, "DELETE", "agent-sessions/sess-2003", token, **{k: str(v).lower() for k, v in options.items()}
+        )
+    assert response.status_code == 202, response.text
+    session = state_of(sb, "sess-2003")
+    assert session["state"] == "ended"
+    assert session["end_options"] == options
+
+
 # ------------------------------------------------------------------------------------------ supervise
 
 
@@ -373,9 +781,56 @@ def test_supervise_errors(sb: SandboxServer, token: str, session: str, target: o
     assert sb.state()["supervise_actions"] == []
 
 
+def test_supervise_takes_target_agent_id_from_a_json_body(sb: SandboxServer, token: str) -> None:
+    response = api(sb, "POST", "agent-sessions/sess-2001/monitor", token, body={"targetAgentId": 2002})
+    assert response.status_code == 202, response.text
+    assert sb.state()["supervise_actions"][0]["target_agent_id"] == 2002
+
+
+def supervisor_session(sb: SandboxServer, token: str) -> str:
+    """Quinn (1001) logs in at a station of its own: the session a supervisor monitors from."""
+    response = api(sb, "POST", "agent-sessions", token, stationId="7100", asAgentId=1001)
+    assert response.status_code == 202, response.text
+    return str(response.json()["sessionId"])
+
+
+@pytest.mark.parametrize("action", ["coach", "barge", "take-over"])
+def test_coach_barge_take_over_act_on_the_monitored_agent(sb: SandboxServer, token: str, action: str) -> None:
+    own = supervisor_session(sb, token)
+    assert api(sb, "POST", f"agent-sessions/{own}/monitor", token, targetAgentId=2002).status_code == 202
+    response = api(sb, "POST", f"agent-sessions/{own}/{action}", token)  # no parameter, as published
+    assert response.status_code == 202, response.text
+    monitored, acted = sb.state()["supervise_actions"]
+    assert (monitored["action"], monitored["target_from"]) == ("monitor", "targetAgentId")
+    assert (acted["action"], acted["target_agent_id"], acted["target_from"]) == (action, 2002, "monitor")
+    assert acted["target_session_id"] == "sess-2002"
+    assert state_of(sb, own)["monitoring"] == 2002
+
+
+@pytest.mark.parametrize("action", ["coach", "barge", "take-over"])
+def test_coach_barge_take_over_act_on_a_joined_sessions_agent(sb: SandboxServer, token: str, action: str) -> None:
+    assert join(sb, token, 1001, "sess-2004").status_code == 202
+    assert api(sb, "POST", f"agent-sessions/sess-2004/{action}", token).status_code == 202
+    (acted,) = sb.state()["supervise_actions"]
+    assert (acted["target_agent_id"], acted["target_from"]) == (2004, "join")
+
+
+@pytest.mark.parametrize("action", ["coach", "barge", "take-over"])
+def test_coach_barge_take_over_with_no_agent_to_act_on(sb: SandboxServer, token: str, action: str) -> None:
+    own = supervisor_session(sb, token)  # neither monitoring nor joined
+    body = assert_error(api(sb, "POST", f"agent-sessions/{own}/{action}", token), 409, "InvalidAgentSession")
+    assert "monitor" in body["error_description"]
+    assert sb.state()["supervise_actions"] == []
+
+
+def test_monitor_keeps_its_target_agent_id(sb: SandboxServer, token: str) -> None:
+    assert join(sb, token, 1001, "sess-2001").status_code == 202
+    assert_error(api(sb, "POST", "agent-sessions/sess-2001/monitor", token), 400, "InvalidAgentId")
+
+
 def test_unknown_supervise_action_is_not_found(sb: SandboxServer, token: str) -> None:
     response = api(sb, "POST", "agent-sessions/sess-2001/whisper", token, targetAgentId=2001)
-    assert_error(response, 404, "NotFound")
+    assert_gateway_404(response)
 
 
 # ------------------------------------------------------------------------------------------ faults
@@ -405,6 +860,9 @@ def test_put_faults_replaces_over_defaults(sb: SandboxServer) -> None:
         {"huge_body_bytes": 1.5},
         {"drip_interval_s": -1},
         {"path_filter": 5},
+        {"join_mode": "own"},
+        {"join_mode": None},
+        {"states_session_id": "maybe"},
     ],
 )
 def test_bad_faults_are_rejected(sb: SandboxServer, knobs: dict[str, object]) -> None:
@@ -662,6 +1120,15 @@ def test_cli_fault_flags() -> None:
     assert "--path-filter=-join" in SandboxServer(faults={"path_filter": "-join"}).command()
 
 
+def test_cli_tenant_setting_flags() -> None:
+    args = build_parser().parse_args(["--join-mode", "spec", "--no-states-session-id"])
+    assert faults_from_args(args) == Faults(join_mode="spec", states_session_id=False)
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--join-mode", "own"])
+    command = SandboxServer(faults={"join_mode": "spec", "states_session_id": False}).command()
+    assert command[-3:] == ["--join-mode", "spec", "--no-states-session-id"]
+
+
 # ------------------------------------------------------------------------------------------ journal
 
 
@@ -676,23 +1143,86 @@ def test_journal_records_requests_without_secrets(sb: SandboxServer) -> None:
     token_entry, join_entry = entries
     assert join_entry["params"] == {"asAgentId": "1001", "sessionId": "sess-2002"}
     assert join_entry["seq"] > token_entry["seq"]
-    assert set(join_entry) == {
-        "seq",
-        "t_start",
-        "t_end",
-        "method",
-        "path",
-        "params",
-        "status",
-        "fault",
-        "inflight",
-    }
+    assert set(join_entry) == set(token_entry) == JOURNAL_KEYS
+    assert (join_entry["body"], join_entry["body_fields"], join_entry["client_auth"]) == (None, [], None)
+    assert join_entry["user_agent"].startswith("python-requests/")
+    assert token_entry["body"] is None
+    assert token_entry["body_fields"] == ["grant_type", "password", "username"]
+    assert token_entry["client_auth"] == "basic"
     assert join_entry["fault"] is None
     assert join_entry["inflight"] == 1
     assert 0 <= token_entry["t_start"] <= token_entry["t_end"] <= join_entry["t_start"] <= join_entry["t_end"]
     dumped = json.dumps(entries) + json.dumps(sb.state())
     for secret in (QA[1], CLIENT[1], issued["access_token"], issued["refresh_token"], issued["id_token"]):
         assert secret not in dumped
+
+
+JOURNAL_KEYS = {
+    "seq",
+    "t_start",
+    "t_end",
+    "method",
+    "path",
+    "params",
+    "body",
+    "body_fields",
+    "client_auth",
+    "user_agent",
+    "status",
+    "fault",
+    "inflight",
+}
+
+
+def test_journal_records_a_json_body_and_the_user_agent(sb: SandboxServer, token: str) -> None:
+    sb.clear_journal()
+    response = requests.post(
+        f"{sb.url}/InContactAPI/services/v23.0/agent-sessions/join",
+        json={"asAgentId": 1001, "sessionId": "sess-2001"},
+        headers={"Authorization": f"Bearer {token}", "User-Agent": "cxone-agent-sdk/1.0"},
+        timeout=10,
+    )
+    assert response.status_code == 202
+    (entry,) = sb.journal()
+    assert entry["path"] == "/InContactAPI/services/v23.0/agent-sessions/join"
+    assert entry["params"] == {}
+    assert entry["body"] == {"asAgentId": 1001, "sessionId": "sess-2001"}  # JSON values as sent
+    assert entry["body_fields"] == ["asAgentId", "sessionId"]
+    assert entry["user_agent"] == "cxone-agent-sdk/1.0"
+
+
+def test_journal_records_the_body_of_a_faulted_request(sb: SandboxServer, token: str) -> None:
+    sb.set_faults(rate_503=1.0)
+    sb.clear_journal()
+    assert api(sb, "POST", "agent-sessions/join", token, body={"asAgentId": 1001}).status_code == 503
+    (entry,) = sb.journal()
+    assert (entry["fault"], entry["body"]) == ("503", {"asAgentId": 1001})
+
+
+def test_journal_token_entries_hold_field_names_and_client_auth_only(sb: SandboxServer) -> None:
+    issued = get_token(sb).json()
+    form = {"grant_type": "refresh_token", "refresh_token": issued["refresh_token"]}
+    requests.post(f"{sb.url}/auth/token", data={**form, "client_id": CLIENT[0], "client_secret": CLIENT[1]}, timeout=10)
+    # Secrets in the query string (nobody should) are kept out too.
+    requests.post(f"{sb.url}/auth/token", params={"password": QA[1]}, data={"grant_type": "password"}, timeout=10)
+    basic, form_entry, query_entry = sb.journal()
+    assert (basic["client_auth"], basic["body_fields"]) == ("basic", ["grant_type", "password", "username"])
+    assert form_entry["client_auth"] == "form"
+    assert form_entry["body_fields"] == ["client_id", "client_secret", "grant_type", "refresh_token"]
+    assert query_entry["params"] == {"password": "<redacted>"}
+    assert query_entry["client_auth"] is None
+    assert all(e["body"] is None for e in (basic, form_entry, query_entry))
+    dumped = json.dumps(sb.journal()) + json.dumps(sb.state())
+    for secret in (QA[1], CLIENT[1], issued["access_token"], issued["refresh_token"], issued["id_token"]):
+        assert secret not in dumped
+
+
+def test_journal_route_and_helper_return_the_same_list(sb: SandboxServer, token: str) -> None:
+    join(sb, token, 1001, "sess-2001")
+    listed = requests.get(f"{sb.url}/_sandbox/journal", timeout=10).json()
+    assert isinstance(listed, list)
+    assert listed == sb.journal()
+    assert [e["path"].rsplit("/", 1)[-1] for e in listed] == ["token", "join"]
 
 
 def test_clear_journal(sb: SandboxServer, token: str) -> None:
@@ -764,7 +1294,13 @@ def test_seed_helpers() -> None:
 def test_server_with_custom_seed_and_faults() -> None:
     seed = default_seed()
     seed["tenant_id"] = "custom-tenant"
-    knobs: dict[str, Any] = {"rate_slow_drip": 1.0, "drip_interval_s": 30, "path_filter": "agent-sessions/join"}
+    knobs: dict[str, Any] = {
+        "rate_slow_drip": 1.0,
+        "drip_interval_s": 30,
+        "path_filter": "agent-sessions/join",
+        "join_mode": "spec",
+        "states_session_id": False,
+    }
     with SandboxServer(seed, live_sessions=2, faults=knobs) as server:
         assert server.tenant_id == "custom-tenant"
         state = server.state()
@@ -815,6 +1351,12 @@ def test_cli_announces_and_stops_cleanly(sig: signal.Signals) -> None:
         line = proc.stdout.readline()
         assert line.startswith("CXone sandbox listening on http://127.0.0.1:"), line + proc.stderr.read()  # type: ignore[union-attr]
         url = line.rsplit(" ", 1)[1].strip()
+        name, _, value = proc.stdout.readline().strip().partition("=")
+        assert name == "AIRFLOW_CONN_CXONE_DEFAULT"
+        (unquoted,) = shlex.split(value)  # one shell word, ready to paste after `export`
+        seed = generate_seed(3)
+        assert json.loads(unquoted) == sandbox_connection(seed, url)
+        assert json.loads(unquoted)["login"] == "SANDBOX-QA-KEY"
         state = requests.get(f"{url}/_sandbox/state", timeout=10).json()
         assert "sess-5003" in {s["session_id"] for s in state["sessions"]}
         proc.send_signal(sig)
@@ -824,4 +1366,17 @@ def test_cli_announces_and_stops_cleanly(sig: signal.Signals) -> None:
             proc.kill()
             proc.wait()
     assert proc.returncode == 0, err
-    assert out == ""  # exactly one line on stdout, already read
+    assert out == ""  # exactly two lines on stdout, both read
+
+
+def test_connection_line_logs_in_with_the_first_key_that_may_impersonate() -> None:
+    seed = default_seed()
+    seed["users"] = [dict(u, can_impersonate=u["access_key_id"] == "SANDBOX-INACTIVE-KEY") for u in seed["users"]]
+    seed["applications"][0]["client_secret"] = "it's quoted"
+    line = connection_line(seed, "http://127.0.0.1:1")
+    assert line is not None
+    conn = json.loads(shlex.split(line.partition("=")[2])[0])
+    assert (conn["login"], conn["password"]) == ("SANDBOX-INACTIVE-KEY", "sandbox-inactive-secret")
+    assert conn["extra"]["client_secret"] == "it's quoted"
+    seed["users"] = []
+    assert connection_line(seed, "http://127.0.0.1:1") is None

@@ -8,7 +8,7 @@ import json
 import pytest
 from conftest import fresh_dag
 
-from cxone_provider.conditions import JoinCondition
+from cxone_provider.conditions import ROUTE_NOT_FOUND, JoinCondition
 from cxone_provider.operators.sweep import (
     AdaptiveLimiter,
     JoinAgentSessionsOperator,
@@ -123,10 +123,28 @@ def test_sweep_accounts_for_every_session_exactly_once(sandbox):
     ],
 )
 def test_security_user_conditions_reach_every_session(sandbox, security_user, condition, requests):
-    session_ids = ["sess-2001", "sess-2002", "sess-2007"]
-    result = sweep(session_ids, security_user=security_user)
+    session_ids = ["sess-2001", "sess-2002", "sess-2007", *(f"sess-{5001 + n}" for n in range(100))]
+    result = sweep(session_ids, security_user=security_user, max_concurrency=4)
     assert result[condition] == session_ids
-    assert bool(joins_sent(sandbox)) is requests
+    # An answer about the SecurityUser holds for every session: the sweep stops sending after the
+    # first ones (at most one per worker) instead of asking a hundred times.
+    assert 0 < len(joins_sent(sandbox)) <= 4 if requests else joins_sent(sandbox) == []
+    messages = {o["message"].removeprefix("not sent: ") for o in result["outcomes"]}
+    assert len(messages) <= 4 if requests else len(messages) == 1
+
+
+def test_a_mistyped_api_base_url_stops_the_sweep_with_one_cause(big_sandbox, monkeypatch):
+    big_sandbox.reset()
+    typo = big_sandbox.url + "/inContactAPI/services/v33.0/typo/"
+    name, value = big_sandbox.connection_env("cxone_typo", discovery=False, api_base_url=typo)
+    monkeypatch.setenv(name, value)
+    session_ids = [f"sess-{5001 + n}" for n in range(LIVE)]
+    result = sweep(session_ids, security_user={"agent_id": 1001, "conn_id": "cxone_typo"}, max_concurrency=8)
+    assert result["Default"] == session_ids
+    assert all(ROUTE_NOT_FOUND in o["message"] for o in result["outcomes"])
+    assert 0 < len(joins_sent(big_sandbox)) <= 8
+    assert result["stats"]["stopped_early"] == "Default"
+    assert result["InvalidAgentSession"] == []
 
 
 def test_exhausted_retries_are_default_and_say_so(sandbox):

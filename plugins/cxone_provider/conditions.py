@@ -2,7 +2,8 @@
 
 Everything that turns an input or an API answer into a :class:`JoinCondition` lives here:
 
-* :func:`classify_response` — the table of ``README.md#result-conditions`` (HTTP status + error body);
+* :func:`classify_response` and :func:`classify_join` — the table of ``README.md#result-conditions``
+  (HTTP status + CXone's ``error`` field, and the session the join's answer names);
 * :func:`check_session_id`, :func:`check_agent_id`, :func:`parse_security_user` — the checks made
   before any request, which reject bad input with its documented condition;
 * :class:`JoinOutcome` — what a join ended with, as the JSON mapping operators return to XCom.
@@ -19,6 +20,7 @@ from enum import StrEnum
 from typing import Any
 
 MAX_SESSION_ID_LENGTH = 256
+MAX_SECURITY_USER_CHARS = 4096
 # Values a Jinja render produces from a missing or null input; never a real CXone session id.
 _RENDERED_NOTHING = frozenset({"none", "null", "undefined"})
 _WHITESPACE_OR_CONTROL = re.compile(r"[\s\x00-\x1f\x7f]")
@@ -57,52 +59,95 @@ class InputRejected(ValueError):
 
 # --- the status + body → condition table ------------------------------------------------------------
 
-# "agent id", "agentId", "asAgentId", or an agent named by number ("Agent 77 was not found").
-_NAMES_AN_AGENT_ID = re.compile(r"agent\s*_?id|\bagent\s+\d+")
-_NAME_KEYS = ("error", "errorCode", "code", "error_code")
+#: The message of a 404 that carries no CXone error: the route itself does not exist.
+ROUTE_NOT_FOUND = "API route not found: check api_base_url / api_version"
+#: ``error`` values of the token endpoint (OAuth 2) that mean CXone refused the access key or the app.
+TOKEN_REFUSED_ERRORS = frozenset({"invalid_grant", "invalid_client", "invalid_token", "unauthorized_client"})
+# Human text, in the order CXone's and gateways' error shapes carry it; never used to decide a condition.
 _MESSAGE_KEYS = ("error_description", "message", "errorMessage", "Message", "detail", "description")
 
 
 def error_name_and_message(body: object, text: str = "") -> tuple[str | None, str]:
-    """Pull the error name and human message out of the error shapes CXone uses."""
+    """CXone's ``error`` name (``None`` when the body has none) and the human message of an answer."""
     if isinstance(body, Mapping):
-        name = next((str(body[k]) for k in _NAME_KEYS if body.get(k) not in (None, "")), None)
+        raw_name = body.get("error")
+        name = str(raw_name) if isinstance(raw_name, str | int) and str(raw_name).strip() else None
         message = next((str(body[k]) for k in _MESSAGE_KEYS if body.get(k) not in (None, "")), "")
-        return name, message or (name or "")
+        return name, message or name or text.strip()
     return None, text.strip()
 
 
 def classify_response(status_code: int | None, body: object = None, text: str = "") -> JoinCondition:
-    """Map one API answer to its Studio result condition.
+    """Map one API answer to its Studio result condition, from the status and CXone's ``error`` only.
 
-    ``status_code`` is ``None`` when no answer arrived (timeouts, dropped connections). Retries and
-    the single token renewal on 401 happen before this is called, so a 401 here means the security
-    user could not be authenticated.
+    Free text (a message, a URL, a path) never decides: a mistyped ``api_base_url`` answers 404
+    "Not Found: POST …/agent-sessions/join", which names a session but says nothing about one.
+    ``status_code`` is ``None`` when no answer arrived. Retries and the single token renewal on 401
+    happen before this is called, so a 401 here means the security user could not be authenticated.
+    A 2xx is ``Success`` here; :func:`classify_join` also checks the session the answer names.
     """
     if status_code is None:
         return JoinCondition.DEFAULT
     if 200 <= status_code < 300:
         return JoinCondition.SUCCESS
-    name, message = error_name_and_message(body, text)
+    name, _ = error_name_and_message(body, text)
     known = _known_condition(name)
-    lowered = f"{name or ''} {message}".lower()
     if status_code == 401:
         return JoinCondition.INVALID_SECURITY_USER
     if status_code == 403:
-        if known is JoinCondition.IMPERSONATE_NOT_ENABLED or "impersonat" in lowered:
-            return JoinCondition.IMPERSONATE_NOT_ENABLED
+        if known is JoinCondition.IMPERSONATE_NOT_ENABLED:
+            return known
         return JoinCondition.INVALID_SECURITY_USER
-    if status_code in (400, 404, 409):
-        if known is JoinCondition.INVALID_AGENT_SESSION:
-            return known
-        if known is JoinCondition.INVALID_AGENT_ID and status_code != 409:
-            return known
-        # "agent session ..." names both words: the session is the more specific subject.
-        if "session" in lowered:
-            return JoinCondition.INVALID_AGENT_SESSION
-        if status_code != 409 and _NAMES_AN_AGENT_ID.search(lowered):
-            return JoinCondition.INVALID_AGENT_ID
+    if status_code in (400, 404) and known is JoinCondition.INVALID_AGENT_ID:
+        return known
+    if status_code in (400, 404, 409) and known is JoinCondition.INVALID_AGENT_SESSION:
+        return known
     return JoinCondition.DEFAULT
+
+
+def is_route_not_found(status_code: int | None, body: object) -> bool:
+    """A 404 that is not CXone's answer (no ``error`` field): no such route, so the URL is wrong."""
+    return status_code == 404 and error_name_and_message(body)[0] is None
+
+
+def classify_join(
+    requested_session_id: str, status_code: int | None, body: object, message: str
+) -> tuple[JoinCondition, str]:
+    """The condition of a join's final answer and the message to report with it.
+
+    On top of :func:`classify_response`: a 2xx is ``Success`` only when it names the session asked
+    for (a tenant that ignores ``sessionId`` attaches to the agent's own session and answers with
+    *its* id); a 2xx with another id is ``InvalidAgentSession`` naming both, one without any is
+    ``Default`` (a proxy's "OK" or a cut-off body proves nothing).
+    """
+    condition = classify_response(status_code, body, message)
+    if condition is JoinCondition.SUCCESS:
+        joined = body.get("sessionId") if isinstance(body, Mapping) else None
+        if joined is None or joined == "":
+            return JoinCondition.DEFAULT, f"HTTP {status_code} without a sessionId in the answer: {message or 'empty'}"
+        if str(joined) != requested_session_id:
+            return JoinCondition.INVALID_AGENT_SESSION, (
+                f"CXone joined session {str(joined)[:80]!r}, not the session asked for "
+                f"({requested_session_id!r}): the tenant may ignore sessionId and attach to the agent's own session"
+            )
+        return condition, "joined"
+    if condition is JoinCondition.DEFAULT and is_route_not_found(status_code, body):
+        return condition, f"{ROUTE_NOT_FOUND} ({message or 'HTTP 404'})"
+    return condition, message
+
+
+def same_for_every_session(condition: JoinCondition, status_code: int | None, body: object) -> bool:
+    """Whether a join's answer is about the SecurityUser or the URL, not the session it named.
+
+    CXone checks the agent, its impersonation right and its permissions before it looks at the
+    session, so these answers repeat for every session joined as the same SecurityUser. A 401 is not
+    among them: after the hook's renewal it may still be one revoked token, not a refused user.
+    """
+    if condition is JoinCondition.DEFAULT:
+        return is_route_not_found(status_code, body)
+    if condition is JoinCondition.INVALID_SECURITY_USER:
+        return status_code == 403
+    return condition in (JoinCondition.IMPERSONATE_NOT_ENABLED, JoinCondition.INVALID_AGENT_ID)
 
 
 def _known_condition(name: str | None) -> JoinCondition | None:
@@ -191,6 +236,12 @@ def parse_security_user(value: object) -> SecurityUser:
         return value
     if isinstance(value, str):
         text = value.strip()
+        if len(text) > MAX_SECURITY_USER_CHARS:
+            # Refused by its size, before any parsing: a SecurityUser is a handful of short fields.
+            raise InputRejected(
+                JoinCondition.INVALID_SECURITY_USER,
+                f"security_user is {len(text)} characters long (max {MAX_SECURITY_USER_CHARS}): not a SecurityUser",
+            )
         if text.startswith("{"):
             value = _parse_mapping_text(text)
         elif re.fullmatch(r"[+-]?\d+(\.0+)?", text):
@@ -229,6 +280,8 @@ def parse_rendered_literal(text: str) -> object:
     """
     try:
         return json.loads(text)
+    except RecursionError:
+        raise ValueError(f"{text[:80]!r} is nested too deeply") from None
     except ValueError:
         pass
     try:
@@ -259,6 +312,10 @@ class JoinOutcome:
     """What one join ended with; :meth:`to_dict` is the operator's XCom ``return_value``.
 
     ``message`` is the API's error text or the local cause; it never holds a token or a secret.
+    ``same_for_every_session`` (not part of the XCom value) marks an answer about the SecurityUser or
+    the connection rather than this session — the route does not exist, CXone refused the access key,
+    the agent may not impersonate or is unknown — which every other join as that SecurityUser would
+    get too; a sweep stops sending on it.
     """
 
     condition: JoinCondition
@@ -267,10 +324,10 @@ class JoinOutcome:
     message: str = ""
     attempts: int = 0
     elapsed_s: float = 0.0
-    details: dict[str, Any] = field(default_factory=dict)
+    same_for_every_session: bool = field(default=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
-        result: dict[str, Any] = {
+        return {
             "condition": self.condition.value,
             "session_id": self.session_id,
             "status_code": self.status_code,
@@ -278,9 +335,6 @@ class JoinOutcome:
             "attempts": self.attempts,
             "elapsed_s": round(self.elapsed_s, 4),
         }
-        if self.details:
-            result["details"] = self.details
-        return result
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> JoinOutcome:
@@ -291,5 +345,4 @@ class JoinOutcome:
             message=str(data.get("message", "")),
             attempts=int(data.get("attempts", 0)),
             elapsed_s=float(data.get("elapsed_s", 0.0)),
-            details=dict(data.get("details") or {}),
         )

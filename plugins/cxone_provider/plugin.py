@@ -5,6 +5,10 @@ entry point when the package is installed with pip, and by Airflow's loader when
 ``cxone_provider`` folder is copied into ``$AIRFLOW_HOME/plugins/`` (the loader imports every module
 of that folder and registers each ``AirflowPlugin`` subclass it finds).
 
+It looks for them in the globals of every module, and keeps a second plugin of the same name as an
+import error ("Plugin 'cxone' already registered"): no other module of the package may import
+``CxonePlugin``, and a deployment uses one install, pip or the copied folder, not both.
+
 Operators and hooks are not registered here: DAG files import them (``plugins/`` is on ``sys.path``).
 """
 

@@ -1,8 +1,9 @@
-"""Airflow cluster policy (entry point ``airflow.policy``): reject bad ``branches`` when a DAG is parsed.
+"""Airflow cluster policy (entry point ``airflow.policy``): reject join tasks that cannot work as wired.
 
-``branches`` targets can only be checked once the DAG's dependencies exist, which is after the
-operator is built; Airflow runs this for every task when it bags a parsed DAG, so a wrong target
-becomes an import error on the DAG file rather than a surprise at run time.
+``branches`` targets and the default SecurityUser can only be checked once the DAG's dependencies
+exist, which is after the operator is built; Airflow runs this for every task when it bags a parsed
+DAG, so a wrong target, or two SetSecurityUserOperators equally near a join that relies on the
+default, becomes an import error on the DAG file rather than a surprise at run time.
 """
 
 from __future__ import annotations
@@ -14,15 +15,32 @@ from airflow.policies import hookimpl
 if TYPE_CHECKING:
     from airflow.models.baseoperator import BaseOperator
 
+_OUR_OPERATORS = "cxone_provider.operators."
+
 
 @hookimpl
 def task_policy(task: BaseOperator) -> None:
+    # Airflow calls this for every task of every DAG: a task that is not ours costs one look at its
+    # class's modules and never imports the provider (a broken dependency of ours must not break them).
+    if not any(cls.__module__.startswith(_OUR_OPERATORS) for cls in type(task).__mro__):
+        return
     from airflow.exceptions import AirflowClusterPolicyViolation
 
-    from cxone_provider.operators.agent_session import BranchConfigError, JoinAgentSessionOperator
+    from cxone_provider.operators.agent_session import (
+        AmbiguousSecurityUserError,
+        BranchConfigError,
+        JoinAgentSessionOperator,
+        nearest_set_security_user,
+        uses_default_security_user,
+    )
+    from cxone_provider.operators.sweep import JoinAgentSessionsOperator
 
-    if isinstance(task, JoinAgentSessionOperator):
-        try:
+    try:
+        if isinstance(task, JoinAgentSessionOperator):
             task.validate_branches()
-        except BranchConfigError as error:
-            raise AirflowClusterPolicyViolation(str(error)) from None
+        if isinstance(task, JoinAgentSessionOperator | JoinAgentSessionsOperator) and uses_default_security_user(
+            task.security_user
+        ):
+            nearest_set_security_user(task)
+    except (BranchConfigError, AmbiguousSecurityUserError) as error:
+        raise AirflowClusterPolicyViolation(str(error)) from None

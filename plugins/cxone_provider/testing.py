@@ -21,7 +21,6 @@ The server runs in its own process, so it never competes with the code under tes
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import json
 import os
 import signal
@@ -35,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 import requests
 
 from cxone_provider.sandbox.faults import Faults
-from cxone_provider.sandbox.state import generate_seed, load_seed, validate_seed
+from cxone_provider.sandbox.state import generate_seed, load_seed, sandbox_connection, validate_seed
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping, Sequence
@@ -136,6 +135,8 @@ class SandboxServer:
                 continue
             if name == "apply_to_auth":
                 cmd.append("--apply-to-auth")
+            elif name == "states_session_id":
+                cmd.append("--no-states-session-id")  # differs from the default (on): off
             elif name == "rate_429_retry_after":
                 cmd += ["--rate-429", str(value)]
             elif name == "path_filter":
@@ -285,35 +286,26 @@ class SandboxServer:
         self,
         conn_id: str = "cxone_default",
         *,
-        key: str = "SANDBOX-QA-KEY",
+        key: str | None = None,
         discovery: bool = True,
         **extra: Any,
     ) -> dict[str, Any]:
         """The Airflow ``cxone`` connection for this sandbox, as a JSON-able mapping.
 
+        The same connection ``cxone-sandbox`` prints as ``AIRFLOW_CONN_CXONE_DEFAULT=…`` (both come from
+        :func:`cxone_provider.sandbox.state.sandbox_connection`).
+
         :param conn_id: the connection id; not part of the mapping (Airflow's JSON form takes the id
             from where the connection is stored), accepted so calls read like :meth:`connection_env`.
-        :param key: the access key (``login``) whose secret becomes the ``password``.
+        :param key: the access key (``login``) whose secret becomes the ``password``; default: the
+            seed's first access key that may impersonate (``SANDBOX-QA-KEY`` in the shipped seed).
         :param discovery: find the API host by discovery (``tenant_id``), or pin it with
             ``api_base_url``.
         :param extra: further connection extras (``read_timeout``, ``api_version``…), set last.
         """
-        app = self.seed["applications"][0]
-        extras: dict[str, Any] = {
-            "client_id": app["client_id"],
-            "client_secret": app["client_secret"],
-            "tenant_id": self.tenant_id,
-        }
-        if not discovery:
-            extras["api_base_url"] = self.api_base_url
+        extras: dict[str, Any] = {} if discovery else {"api_base_url": self.api_base_url}
         extras.update(extra)
-        return {
-            "conn_type": "cxone",
-            "host": self.url,
-            "login": key,
-            "password": self.secret_of(key),
-            "extra": extras,
-        }
+        return sandbox_connection(self.seed, self.url, key=key, extra=extras)
 
     def connection_env(self, conn_id: str = "cxone_default", **kwargs: Any) -> tuple[str, str]:
         """The environment variable that defines the connection: ``(AIRFLOW_CONN_<ID>, json)``.
@@ -343,8 +335,12 @@ class SandboxServer:
         return dict(self._admin("GET", "faults"))
 
     def journal(self) -> list[dict[str, Any]]:
-        """Every request received since the last clear or reset (admin calls excluded)."""
-        return list(self._admin("GET", "journal")["entries"])
+        """Every request received since the last clear or reset (admin calls excluded), oldest first.
+
+        The list ``GET /_sandbox/journal`` answers, unchanged; the shape of an entry is described in
+        :mod:`cxone_provider.sandbox.app`.
+        """
+        return list(self._admin("GET", "journal"))
 
     def clear_journal(self) -> None:
         """Empty the journal."""
@@ -359,8 +355,11 @@ class SandboxServer:
         self._admin("POST", "reset")
 
 
-# The fixtures exist only where pytest does: SandboxServer works without it.
-if importlib.util.find_spec("pytest") is not None:
+# The fixtures exist only inside a pytest run, which has imported pytest before it loads this module as a
+# plugin (``pytest_plugins = ["cxone_provider.testing"]`` or ``-p cxone_provider.testing``). Elsewhere
+# nothing imports pytest: Airflow's plugin loader imports this file in every scheduler, dag-processor,
+# api-server and task process when the package is dropped into a plugins folder, installed pytest or not.
+if "pytest" in sys.modules:
     import pytest
 
     @pytest.fixture(scope="session")

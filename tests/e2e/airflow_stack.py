@@ -1,5 +1,8 @@
 """Real services for the end-to-end tests: PostgreSQL, Redis and Airflow's own processes.
 
+Airflow runs from this test session's venv by default, or from any other venv's ``bin`` folder
+(``venv_bin=``): :func:`airflow_venv` builds and caches one that holds nothing but ``apache-airflow``.
+
 Everything runs as a child process on 127.0.0.1 with a free port, in its own process group, logging
 to a file in the deployment's work folder; :class:`Processes` stops them all again (SIGTERM, then
 SIGKILL), including the task processes Airflow started in process groups of their own.
@@ -8,8 +11,12 @@ SIGKILL), including the task processes Airflow started in process groups of thei
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import glob
+import importlib.metadata
+import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -19,9 +26,10 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import psutil
+import pytest
 import requests
 
 from cxone_provider.testing import die_with_parent
@@ -32,6 +40,8 @@ if TYPE_CHECKING:
 REPO = Path(__file__).resolve().parents[2]
 DAGS_FOLDER = REPO / "dags"
 VENV_BIN = Path(sys.executable).parent
+#: Venvs built for the tests, kept between runs (ignored by git, removed by ``make clean``).
+AIRFLOW_CACHE = REPO / ".airflow"
 ADMIN_USER, ADMIN_PASSWORD = "admin", "admin"
 # The environment variables a child may inherit; everything else it gets is set explicitly, so the
 # parent test session's AIRFLOW_HOME, DAGS_FOLDER, proxies and the like never leak into the services.
@@ -49,12 +59,35 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def base_env() -> dict[str, str]:
-    """A minimal environment: the venv's ``bin`` first on ``PATH``, unbuffered Python output."""
+def base_env(venv_bin: Path = VENV_BIN) -> dict[str, str]:
+    """A minimal environment: ``venv_bin`` first on ``PATH``, unbuffered Python output.
+
+    The test session's own venv is left off ``PATH`` when ``venv_bin`` is another venv's, so a child
+    cannot reach a program of this venv by accident.
+    """
     env = {name: os.environ[name] for name in _INHERITED if name in os.environ}
-    env["PATH"] = os.pathsep.join([str(VENV_BIN), os.environ.get("PATH", os.defpath)])
+    inherited = os.environ.get("PATH", os.defpath).split(os.pathsep)
+    others = [entry for entry in inherited if entry and Path(entry) not in (VENV_BIN, venv_bin)]
+    env["PATH"] = os.pathsep.join([str(venv_bin), *others])
     env["PYTHONUNBUFFERED"] = "1"
     return env
+
+
+def unavailable(reason: str) -> NoReturn:
+    """Skip, with the reason; but in CI (``CI=true``) nothing may be skipped, so fail instead."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{reason} (CI=true: the end-to-end tests must run, not skip)")
+    pytest.skip(reason)
+
+
+def report(request: pytest.FixtureRequest, text: str) -> None:
+    """Write to the terminal even while pytest captures output (a module fixture's teardown is captured)."""
+    capture = request.config.pluginmanager.getplugin("capturemanager")
+    if capture is None:
+        sys.stderr.write(text + "\n")
+        return
+    with capture.global_and_fixture_disabled():
+        sys.stderr.write(text + "\n")
 
 
 def tail(path: Path, lines: int = 60) -> str:
@@ -165,6 +198,33 @@ class Processes:
         if code != 0:
             raise StackError(f"{name} failed with code {code}: {' '.join(cmd)}\n{tail(log)}")
 
+    def capture(self, name: str, cmd: Sequence[str], env: Mapping[str, str], *, timeout: float) -> Captured:
+        """Run a command to completion and return its exit code, stdout and stderr (whatever the code).
+
+        Both streams also go to ``<name>.log``, so a failure report shows them.
+        """
+        try:
+            done = subprocess.run(
+                list(cmd),
+                env=dict(env),
+                cwd=self.workdir,
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                text=True,
+                errors="replace",
+                timeout=timeout,
+                check=False,
+                start_new_session=True,
+                **_user_kwargs(None),
+            )
+        except subprocess.TimeoutExpired as exc:
+            raise StackError(f"{name} did not finish within {timeout:g}s: {' '.join(cmd)}") from exc
+        captured = Captured(" ".join(cmd), done.returncode, done.stdout, done.stderr)
+        with (self.workdir / f"{name}.log").open("a", encoding="utf-8") as log:
+            log.write(f"$ {captured.cmd}\n[exit code {captured.code}]\n--- stdout\n{captured.stdout}\n")
+            log.write(f"--- stderr\n{captured.stderr}\n")
+        return captured
+
     def check_alive(self) -> None:
         """Raise if any long-running service has exited; remember the current descendants."""
         for service in self.services:
@@ -200,6 +260,19 @@ class Processes:
         for log in sorted(self.workdir.glob("*.log")):
             parts.append(f"----- {log.name} (last {lines} lines) -----\n{tail(log, lines)}")
         return "\n".join(parts)
+
+
+@dataclass(frozen=True)
+class Captured:
+    """A finished command: its command line, exit code and output."""
+
+    cmd: str
+    code: int
+    stdout: str
+    stderr: str
+
+    def __str__(self) -> str:
+        return f"$ {self.cmd}\n[exit code {self.code}]\n--- stdout\n{self.stdout}\n--- stderr\n{self.stderr}"
 
 
 def _user_kwargs(as_user: str | None) -> dict[str, Any]:
@@ -374,10 +447,199 @@ def start_redis(processes: Processes) -> str:
 # ---------------------------------------------------------------------------------------- Airflow
 
 
-def airflow_command(*args: str) -> list[str]:
-    """The ``airflow`` command of the interpreter running the tests."""
-    script = VENV_BIN / "airflow"
-    return [str(script), *args] if script.exists() else [sys.executable, "-m", "airflow", *args]
+def airflow_command(*args: str, venv_bin: Path = VENV_BIN) -> list[str]:
+    """The ``airflow`` command of a venv: by default the one of the interpreter running the tests."""
+    script = venv_bin / "airflow"
+    if script.exists():
+        return [str(script), *args]
+    python = sys.executable if venv_bin == VENV_BIN else str(venv_bin / "python")
+    return [python, "-m", "airflow", *args]
+
+
+def installed_airflow_version() -> str:
+    """The version of ``apache-airflow`` in the test session's venv (what the project is tested against)."""
+    return importlib.metadata.version("apache-airflow")
+
+
+def airflow_venv(version: str, *, build_timeout: float = 900) -> Path:
+    """The ``bin`` folder of a venv holding ``apache-airflow==version`` and nothing else it does not pull in.
+
+    Cached in ``.airflow/venv-apache-airflow-<version>-py<X.Y>/`` and reused while it works: built
+    when missing, rebuilt when broken (an interrupted build, a Python that moved). The build runs
+    ``pip install`` with the environment and pip configuration of this session, so it uses the
+    package index pip is configured for; a lock keeps two test sessions from building at once.
+
+    :raises StackError: when the venv cannot be built; the message carries the end of pip's log.
+    """
+    name = f"venv-apache-airflow-{version}-py{sys.version_info.major}.{sys.version_info.minor}"
+    venv = AIRFLOW_CACHE / name
+    AIRFLOW_CACHE.mkdir(exist_ok=True)
+    with (AIRFLOW_CACHE / f"{name}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if _venv_works(venv, version):
+            return venv / "bin"
+        shutil.rmtree(venv, ignore_errors=True)
+        log = AIRFLOW_CACHE / f"{name}.build.log"
+        log.unlink(missing_ok=True)
+        # pip's own settings (index, certificates, timeouts) stay; nothing may leak this venv's packages in.
+        env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
+        steps = [
+            [sys.executable, "-m", "venv", str(venv)],
+            [str(venv / "bin" / "python"), "-m", "pip", "install", "--no-input", f"apache-airflow=={version}"],
+        ]
+        for step in steps:
+            with log.open("ab") as out:
+                try:
+                    code = subprocess.run(
+                        step,
+                        env=env,
+                        stdin=subprocess.DEVNULL,
+                        stdout=out,
+                        stderr=subprocess.STDOUT,
+                        timeout=build_timeout,
+                        check=False,
+                    ).returncode
+                except subprocess.TimeoutExpired:
+                    code = None
+            if code != 0:
+                shutil.rmtree(venv, ignore_errors=True)
+                why = "timed out" if code is None else f"failed with code {code}"
+                raise StackError(f"building {venv}: {' '.join(step)} {why}; the end of {log}:\n{tail(log, 30)}")
+        if not _venv_works(venv, version, check_marker=False):
+            raise StackError(f"{venv} was built but does not import apache-airflow {version}; see {log}")
+        (venv / _VENV_MARKER).write_text(version, encoding="utf-8")  # last: only a finished build has it
+        return venv / "bin"
+
+
+_VENV_MARKER = ".apache-airflow-version"
+
+
+def _venv_works(venv: Path, version: str, *, check_marker: bool = True) -> bool:
+    """Whether the venv was built completely for ``version`` and its Python still imports that Airflow."""
+    if check_marker:
+        try:
+            if (venv / _VENV_MARKER).read_text(encoding="utf-8").strip() != version:
+                return False
+        except OSError:
+            return False
+    if not (venv / "bin" / "airflow").exists():
+        return False
+    try:
+        done = subprocess.run(
+            [str(venv / "bin" / "python"), "-c", "import importlib.metadata as m; print(m.version('apache-airflow'))"],
+            env={"PATH": os.defpath},
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return done.returncode == 0 and done.stdout.strip() == version
+
+
+def airflow_env(
+    home: Path,
+    port: int,
+    *,
+    dags_folder: Path,
+    database_url: str,
+    executor: str = "LocalExecutor",
+    connections: Mapping[str, str] | None = None,
+    venv_bin: Path = VENV_BIN,
+) -> dict[str, str]:
+    """The full environment of every Airflow process of one deployment (nothing else is inherited).
+
+    The simple auth manager with one admin (:data:`ADMIN_USER`), the api-server on ``127.0.0.1:port``
+    (also serving the Execution API), the plugins folder ``home/plugins``, fast polling for a test.
+
+    :param connections: ``AIRFLOW_CONN_…`` variables to add.
+    """
+    from cryptography.fernet import Fernet
+
+    passwords = home / "simple_auth_manager_passwords.json"
+    passwords.write_text(json.dumps({ADMIN_USER: ADMIN_PASSWORD}), encoding="utf-8")
+    env = base_env(venv_bin)
+    env.update(
+        {
+            "AIRFLOW_HOME": str(home),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(dags_folder),
+            "AIRFLOW__CORE__PLUGINS_FOLDER": str(home / "plugins"),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__EXECUTOR": executor,
+            "AIRFLOW__CORE__PARALLELISM": "8",
+            "AIRFLOW__CORE__FERNET_KEY": Fernet.generate_key().decode(),
+            "AIRFLOW__CORE__AUTH_MANAGER": (
+                "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
+            ),
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{ADMIN_USER}:admin",  # user:role
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": database_url,
+            "AIRFLOW__API__HOST": "127.0.0.1",
+            "AIRFLOW__API__PORT": str(port),
+            "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{port}",
+            "AIRFLOW__API__WORKERS": "1",
+            "AIRFLOW__API__SECRET_KEY": secrets.token_urlsafe(32),
+            # One secret for every process: the scheduler signs the tasks' Execution API tokens.
+            "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(64),
+            # Fast turnarounds for a test: list the bundle often, parse in one process, poll often.
+            "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "2",
+            "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "1",
+            "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "60",
+            "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "0.5",
+            "AIRFLOW__SCHEDULER__JOB_HEARTBEAT_SEC": "2",
+            "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "2",
+            **(connections or {}),
+        }
+    )
+    return env
+
+
+def start_airflow(
+    processes: Processes,
+    env: Mapping[str, str],
+    port: int,
+    *,
+    venv_bin: Path = VENV_BIN,
+    timings: dict[str, float] | None = None,
+    more_services: Mapping[str, Sequence[str]] | None = None,
+) -> AirflowClient:
+    """Migrate the metadata DB, start ``api-server``, ``scheduler`` and ``dag-processor``, log in.
+
+    :param more_services: further long-running ``airflow`` commands started with them, name → arguments
+        (``{"celery-worker": ["celery", "worker", …]}``).
+    :return: a client of the api-server, logged in as the admin.
+    """
+    timings = {} if timings is None else timings
+    mark = time.monotonic()
+    processes.run("airflow-db-migrate", airflow_command("db", "migrate", venv_bin=venv_bin), env, timeout=240)
+    timings["db migrate"] = time.monotonic() - mark
+
+    mark = time.monotonic()
+    api_server = airflow_command("api-server", "--host", "127.0.0.1", "--port", str(port), venv_bin=venv_bin)
+    processes.start("api-server", api_server, env)
+    processes.start("scheduler", airflow_command("scheduler", "--skip-serve-logs", venv_bin=venv_bin), env)
+    processes.start("dag-processor", airflow_command("dag-processor", venv_bin=venv_bin), env)
+    for name, args in (more_services or {}).items():
+        processes.start(name, airflow_command(*args, venv_bin=venv_bin), env)
+    api = AirflowClient(f"http://127.0.0.1:{port}", processes.check_alive)
+    wait_until(
+        "the api-server to answer /api/v2/version",
+        lambda: api.http.get(f"{api.base_url}/api/v2/version", timeout=5).ok,
+        120,
+        alive=processes.check_alive,
+    )
+    api.login()
+    timings["api-server up"] = time.monotonic() - mark
+    return api
+
+
+def task_log_tails(home: Path, dag_id: str, run_id: str, task_id: str) -> str:
+    """The end of a task's log files (every attempt, every map index), for a failure message."""
+    folder = home / "logs" / f"dag_id={dag_id}" / f"run_id={run_id}" / f"task_id={task_id}"
+    return "".join(f"--- {log}\n{tail(log, 30)}\n" for log in sorted(folder.rglob("*.log")))
 
 
 class AirflowClient:
@@ -429,6 +691,19 @@ class AirflowClient:
 
     def run_state(self, dag_id: str, run_id: str) -> str:
         return str(self.request("GET", f"dags/{dag_id}/dagRuns/{run_id}")["state"])
+
+    def wait_for_run(self, dag_id: str, run_id: str, timeout: float) -> str:
+        """Poll the run until it is ``success`` or ``failed``; its final state."""
+
+        def ended() -> str | None:
+            state = self.run_state(dag_id, run_id)
+            return state if state in ("success", "failed") else None
+
+        try:
+            return str(wait_until(f"{dag_id} run {run_id} to end", ended, timeout, alive=self.check_alive))
+        except StackError as exc:
+            states = {ti["task_id"]: ti["state"] for ti in self.task_instances(dag_id, run_id)}
+            raise AssertionError(f"{exc}; task states so far: {states}") from exc
 
     def task_instances(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:
         """Every task instance of the run, mapped ones included, all pages."""

@@ -16,30 +16,25 @@ process started is stopped again, also on failure, when the log tails are printe
 from __future__ import annotations
 
 import json
-import os
-import secrets
-import sys
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import airflow_stack
 import pytest
 from airflow_stack import (
-    ADMIN_PASSWORD,
-    ADMIN_USER,
     DAGS_FOLDER,
     AirflowClient,
     Processes,
-    airflow_command,
-    base_env,
     free_port,
     missing_prerequisites,
+    report,
+    start_airflow,
     start_postgres,
     start_redis,
-    tail,
-    wait_until,
+    task_log_tails,
+    unavailable,
 )
-from cryptography.fernet import Fernet
 
 from cxone_provider.testing import SandboxServer
 
@@ -70,13 +65,6 @@ BRANCH_TASKS = [
 ]
 
 
-def unavailable(reason: str) -> None:
-    """Skip, with the reason; but in CI (``CI=true``) nothing may be skipped, so fail instead."""
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{reason} (CI=true: the end-to-end tests must run, not skip)")
-    pytest.skip(reason)
-
-
 # ---------------------------------------------------------------------------------------- deployment
 
 
@@ -95,76 +83,27 @@ class Deployment:
 
     def wait_for_run(self, dag_id: str, run_id: str, timeout: float = RUN_TIMEOUT) -> str:
         """Poll the run until it is ``success`` or ``failed``; its final state."""
-
-        def ended() -> str | None:
-            state = self.api.run_state(dag_id, run_id)
-            return state if state in ("success", "failed") else None
-
-        try:
-            return str(wait_until(f"{dag_id} run {run_id} to end", ended, timeout, alive=self.processes.check_alive))
-        except Exception as exc:
-            states = {ti["task_id"]: ti["state"] for ti in self.api.task_instances(dag_id, run_id)}
-            raise AssertionError(f"{exc}; task states so far: {states}") from exc
+        return self.api.wait_for_run(dag_id, run_id, timeout)
 
     def task_log_tails(self, dag_id: str, run_id: str, task_id: str) -> str:
         """The end of the task's log files (every attempt, every map index), for a failure message."""
-        folder = self.home / "logs" / f"dag_id={dag_id}" / f"run_id={run_id}" / f"task_id={task_id}"
-        return "".join(f"--- {log}\n{tail(log, 30)}\n" for log in sorted(folder.rglob("*.log")))
+        return task_log_tails(self.home, dag_id, run_id, task_id)
 
 
 def airflow_env(home: Path, port: int, executor: str, database_url: str, sandbox: SandboxServer) -> dict[str, str]:
     """The full environment of every Airflow process of one deployment (nothing else is inherited)."""
-    passwords = home / "simple_auth_manager_passwords.json"
-    passwords.write_text(json.dumps({ADMIN_USER: ADMIN_PASSWORD}), encoding="utf-8")
-    conn_name, conn_value = sandbox.connection_env("cxone_default")
-    env = base_env()
-    env.update(
-        {
-            "AIRFLOW_HOME": str(home),
-            "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS_FOLDER),
-            "AIRFLOW__CORE__PLUGINS_FOLDER": str(home / "plugins"),
-            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-            "AIRFLOW__CORE__EXECUTOR": executor,
-            "AIRFLOW__CORE__PARALLELISM": "8",
-            "AIRFLOW__CORE__FERNET_KEY": Fernet.generate_key().decode(),
-            "AIRFLOW__CORE__AUTH_MANAGER": (
-                "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
-            ),
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{ADMIN_USER}:admin",  # user:role
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
-            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
-            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": database_url,
-            "AIRFLOW__API__HOST": "127.0.0.1",
-            "AIRFLOW__API__PORT": str(port),
-            "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{port}",
-            "AIRFLOW__API__WORKERS": "1",
-            "AIRFLOW__API__SECRET_KEY": secrets.token_urlsafe(32),
-            # One secret for every process: the scheduler signs the tasks' Execution API tokens.
-            "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(64),
-            # Fast turnarounds for a test: list the bundle often, parse in one process, poll often.
-            "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "2",
-            "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "1",
-            "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "60",
-            "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "0.5",
-            "AIRFLOW__SCHEDULER__JOB_HEARTBEAT_SEC": "2",
-            "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "2",
-            conn_name: conn_value,
-        }
+    env = airflow_stack.airflow_env(
+        home,
+        port,
+        dags_folder=DAGS_FOLDER,
+        database_url=database_url,
+        executor=executor,
+        connections=dict([sandbox.connection_env("cxone_default")]),
     )
     if executor == "CeleryExecutor":
         env["AIRFLOW__CELERY__RESULT_BACKEND"] = f"db+{database_url}"
         env["AIRFLOW__CELERY__WORKER_CONCURRENCY"] = "4"
     return env
-
-
-def _report(request: pytest.FixtureRequest, text: str) -> None:
-    """Write to the terminal even while pytest captures output (a module fixture's teardown is captured)."""
-    capture = request.config.pluginmanager.getplugin("capturemanager")
-    if capture is None:
-        sys.stderr.write(text + "\n")
-        return
-    with capture.global_and_fixture_disabled():
-        sys.stderr.write(text + "\n")
 
 
 @pytest.fixture(scope="module", params=EXECUTORS)
@@ -198,29 +137,11 @@ def airflow(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
         if broker_url is not None:
             env["AIRFLOW__CELERY__BROKER_URL"] = broker_url
 
-        mark = time.monotonic()
-        processes.run("airflow-db-migrate", airflow_command("db", "migrate"), env, timeout=240)
-        timings["db migrate"] = time.monotonic() - mark
-
-        mark = time.monotonic()
-        processes.start("api-server", airflow_command("api-server", "--host", "127.0.0.1", "--port", str(port)), env)
-        processes.start("scheduler", airflow_command("scheduler", "--skip-serve-logs"), env)
-        processes.start("dag-processor", airflow_command("dag-processor"), env)
-        if executor == "CeleryExecutor":
-            processes.start(
-                "celery-worker",
-                airflow_command("celery", "worker", "--skip-serve-logs", "--without-mingle", "--without-gossip"),
-                env,
-            )
-        api = AirflowClient(f"http://127.0.0.1:{port}", processes.check_alive)
-        wait_until(
-            "the api-server to answer /api/v2/version",
-            lambda: api.http.get(f"{api.base_url}/api/v2/version", timeout=5).ok,
-            120,
-            alive=processes.check_alive,
+        workers = {"celery-worker": ["celery", "worker", "--skip-serve-logs", "--without-mingle", "--without-gossip"]}
+        api = start_airflow(
+            processes, env, port, timings=timings, more_services=workers if executor == "CeleryExecutor" else None
         )
-        api.login()
-        timings["api-server up"] = time.monotonic() - mark
+        mark = time.monotonic()
         api.wait_for_dag(SUPERVISED, f"{SUPERVISED}.py", 120)
         api.unpause(SUPERVISED)
         # The sweep DAG's own problems fail its own test, not the whole deployment.
@@ -240,7 +161,7 @@ def airflow(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
         failed = not ready or request.session.testsfailed > failed_before
         if failed:
             sandbox_log = "\n".join(sandbox.log().splitlines()[-40:]) if sandbox is not None else ""
-            _report(
+            report(
                 request,
                 f"\n===== {executor}: logs of the services (in {workdir}) =====\n{processes.log_tails()}"
                 f"\n----- CXone sandbox (last 40 lines) -----\n{sandbox_log}",
@@ -249,7 +170,7 @@ def airflow(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
         processes.stop_all()
         timings["stop"] = time.monotonic() - mark
         timings["total"] = time.monotonic() - started
-        _report(request, f"\n{executor} timings (s): " + ", ".join(f"{k} {v:.1f}" for k, v in timings.items()))
+        report(request, f"\n{executor} timings (s): " + ", ".join(f"{k} {v:.1f}" for k, v in timings.items()))
 
 
 @pytest.fixture(scope="module")
@@ -360,7 +281,7 @@ def test_task_logs_hold_no_secret_or_token(airflow: Deployment, runs: dict[str, 
     logs = sorted((airflow.home / "logs").rglob("*.log"))
     text = "\n".join(log.read_text(errors="replace") for log in logs)
     # The scan reads real task logs: the join's outcome line is in them.
-    assert "Join Agent Session 'sess-2001': Success" in text
+    assert "Join Agent Session 'sess-2001' as agent 1001 (from set_security_user): Success" in text
     connection = airflow.sandbox.connection()
     needles = (
         connection["password"],

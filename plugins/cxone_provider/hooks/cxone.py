@@ -12,16 +12,18 @@ import base64
 import binascii
 import ipaddress
 import json
+import os
 import random
 import re
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
+from enum import Enum
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, quote_plus, urljoin, urlsplit
 
 import requests
 import urllib3.exceptions as urllib3_exceptions
@@ -31,7 +33,7 @@ from requests.adapters import HTTPAdapter
 from tenacity import (
     RetryCallState,
     Retrying,
-    retry_if_exception_type,
+    retry_if_exception,
     retry_if_result,
     stop_after_attempt,
     wait_exponential,
@@ -39,13 +41,16 @@ from tenacity import (
 )
 
 from cxone_provider.conditions import (
+    TOKEN_REFUSED_ERRORS,
     InputRejected,
     JoinCondition,
     JoinOutcome,
     check_agent_id,
     check_session_id,
+    classify_join,
     classify_response,
     error_name_and_message,
+    same_for_every_session,
     session_label,
 )
 
@@ -53,6 +58,9 @@ if TYPE_CHECKING:
     from airflow.sdk import Connection
 
 DEFAULT_AUTH_HOST = "https://cxone.niceincontact.com"
+#: NICE's domains; a discovered API endpoint must be https on one of them (or on the connection's
+#: ``allowed_api_domains``), because the bearer token goes there.
+CXONE_DOMAINS = ("niceincontact.com", "nice-incontact.com", "nicecxone.com", "incontact.com")
 DEFAULT_API_VERSION = "v33.0"
 TOKEN_PATH = "/auth/token"  # noqa: S105 - a URL path, not a credential
 DISCOVERY_PATH = "/.well-known/cxone-configuration"
@@ -62,6 +70,33 @@ JOIN_PATH = "agent-sessions/join"
 # Public specs name only asAgentId; Studio's SessionId input travels as this query parameter.
 JOIN_SESSION_PARAM = "sessionId"
 SUPERVISE_ACTIONS = ("monitor", "coach", "barge", "take-over")
+AGENT_STATES_PATH = "agents/states"
+# agents/states pages are followed through _links.next; a loop or a runaway listing stops here.
+MAX_STATE_PAGES = 1000
+
+
+class RetryWhen(Enum):
+    """When a call may be sent again after a failed attempt."""
+
+    #: 429, 503, connection errors and timeouts of any kind: the call changes nothing, or changing
+    #: it twice is the same as once.
+    ANY_FAILURE = "429, 503, connection errors, timeouts"
+    #: 429, 503, a refused connection or a connect timeout only: never after a read timeout or a
+    #: connection lost mid-answer, when CXone may already have acted.
+    NOT_RECEIVED = "429, 503, connection refused, connect timeout"
+
+
+#: The retry policy of every call, in one place (the README's retry table mirrors it).
+RETRY_POLICY: Mapping[str, RetryWhen] = {
+    "token": RetryWhen.ANY_FAILURE,  # a second token is harmless
+    "discovery": RetryWhen.ANY_FAILURE,
+    "get_agent": RetryWhen.ANY_FAILURE,
+    "agent_states": RetryWhen.ANY_FAILURE,
+    "join": RetryWhen.ANY_FAILURE,  # idempotent by contract: joining the same session again answers the same
+    "start_session": RetryWhen.NOT_RECEIVED,  # a second start would end the first session
+    "end_session": RetryWhen.NOT_RECEIVED,
+    "supervise": RetryWhen.NOT_RECEIVED,  # monitor, coach, barge, take-over
+}
 
 RETRYABLE_STATUS = frozenset({429, 503})
 # Never wait longer than this on one Retry-After, whatever the server asks: a task must stay bounded.
@@ -78,31 +113,56 @@ class CxoneConfigError(AirflowException):
 
 
 class CxoneAuthError(AirflowException):
-    """CXone refused to issue a token for the connection's access key."""
+    """CXone gave no token for the connection's access key (refused it, or could not be reached).
 
-    def __init__(self, message: str, *, status_code: int | None = None) -> None:
+    ``error`` is the token endpoint's OAuth ``error`` (``invalid_grant``…), ``attempts`` the requests made.
+    """
+
+    def __init__(
+        self, message: str, *, status_code: int | None = None, error: str | None = None, attempts: int = 0
+    ) -> None:
         super().__init__(message)
         self.http_status = status_code
+        self.error = error
+        self.attempts = attempts
+
+    @property
+    def refused(self) -> bool:
+        """CXone refused the access key or the application (not an outage)."""
+        return self.error in TOKEN_REFUSED_ERRORS or (self.error is None and self.http_status in (401, 403))
 
 
 class CxoneApiError(AirflowException):
     """A CXone API call answered with an error (after retries and the single token renewal)."""
 
     def __init__(self, response: ApiResponse, action: str) -> None:
-        status = response.status_code if response.status_code is not None else "no response"
+        status = describe_status(response.status_code)
         super().__init__(f"CXone {action} failed ({status}, {response.error or 'error'}): {response.message}")
         self.response = response
         self.http_status = response.status_code
         self.condition = classify_response(response.status_code, response.body, response.message)
 
 
-def not_sent_condition(error: CxoneAuthError | CxoneApiError) -> JoinCondition:
-    """The condition of a join that could not be sent: CXone refused the access key (its token
-    endpoint answered 400/401/403: ``InvalidSecurityUser``), or it could not be reached or the API
-    host could not be found (``Default``)."""
-    if isinstance(error, CxoneAuthError) and error.http_status in (400, 401, 403):
-        return JoinCondition.INVALID_SECURITY_USER
-    return JoinCondition.DEFAULT
+def not_sent_outcome(error: CxoneAuthError | CxoneApiError, session_id: str, elapsed_s: float = 0.0) -> JoinOutcome:
+    """The outcome of a join that could not be sent because no token or no API host was had.
+
+    CXone refused the access key: ``InvalidSecurityUser``; it could not be reached or the API host
+    could not be found: ``Default``. Either way every other join with the connection meets the same.
+    """
+    if isinstance(error, CxoneAuthError):
+        condition = JoinCondition.INVALID_SECURITY_USER if error.refused else JoinCondition.DEFAULT
+        attempts = error.attempts
+    else:
+        condition, attempts = JoinCondition.DEFAULT, error.response.attempts
+    return JoinOutcome(
+        condition,
+        session_id,
+        status_code=error.http_status,
+        message=str(error),
+        attempts=attempts,
+        elapsed_s=elapsed_s,
+        same_for_every_session=True,
+    )
 
 
 @dataclass
@@ -117,6 +177,8 @@ class ApiResponse:
     elapsed_s: float = 0.0
     retries: list[str] = field(default_factory=list)
     retry_after_s: float | None = None
+    #: why the body could not be read (too large, invalid or too deeply nested JSON); '' when it could
+    unreadable: str = ""
 
     @property
     def ok(self) -> bool:
@@ -138,7 +200,8 @@ class CxoneSettings:
     api_base_url: str | None
     connect_timeout: float
     read_timeout: float
-    verify_ssl: bool
+    verify_ssl: bool | str  # or the path of a CA bundle
+    allowed_api_domains: tuple[str, ...] = ()
 
     @classmethod
     def from_connection(cls, conn: Connection) -> CxoneSettings:
@@ -184,7 +247,8 @@ class CxoneSettings:
             api_base_url=api_base_url,
             connect_timeout=seconds("connect_timeout", 10.0),
             read_timeout=seconds("read_timeout", 30.0),
-            verify_ssl=_as_bool(extra.get("verify_ssl", True), fail, "verify_ssl"),
+            verify_ssl=_verify_setting(extra.get("verify_ssl", True), fail),
+            allowed_api_domains=_domains(extra.get("allowed_api_domains"), fail),
         )
 
 
@@ -212,6 +276,28 @@ def _check_url(field_name: str, url: str, fail: Callable[[str, str], CxoneConfig
         )
 
 
+def check_discovered_endpoint(endpoint: str, *, auth_host: str, extra_domains: Sequence[str] = ()) -> str | None:
+    """Why a discovered ``api_endpoint`` must not get the token, or ``None`` when it may.
+
+    A discovery answer decides where the bearer token goes, so it must name CXone: ``https`` on one of
+    :data:`CXONE_DOMAINS` (or the connection's ``allowed_api_domains``). The one exception is the
+    sandbox: when the connection's own auth host is loopback, the answer may name that same address.
+    """
+    parts = urlsplit(endpoint)
+    auth = urlsplit(auth_host)
+    hostname = (parts.hostname or "").lower().rstrip(".")
+    if auth.hostname and _is_loopback(auth.hostname) and (parts.scheme, parts.netloc) == (auth.scheme, auth.netloc):
+        return None
+    domains = (*CXONE_DOMAINS, *extra_domains)
+    on_cxone = any(hostname == d or hostname.endswith("." + d) for d in domains)
+    if parts.scheme == "https" and on_cxone and not parts.username and not parts.password:
+        return None
+    return (
+        f"discovered api_endpoint {endpoint[:120]!r} is not a CXone API endpoint (https on "
+        f"{', '.join(domains)}; extend with the extra 'allowed_api_domains'): no token is sent there"
+    )
+
+
 def _is_loopback(hostname: str) -> bool:
     if hostname == "localhost":
         return True
@@ -219,6 +305,24 @@ def _is_loopback(hostname: str) -> bool:
         return ipaddress.ip_address(hostname).is_loopback
     except ValueError:
         return False
+
+
+def _verify_setting(value: object, fail: Callable[[str, str], CxoneConfigError]) -> bool | str:
+    """``verify_ssl``: true, false, or the path of a CA bundle (a corporate CA, say)."""
+    if isinstance(value, str) and ("/" in value or "\\" in value):
+        if not os.path.isfile(value):
+            raise fail("extra 'verify_ssl'", f"names a CA bundle that is not a file: {value!r}")
+        return value
+    return _as_bool(value, fail, "verify_ssl")
+
+
+def _domains(value: object, fail: Callable[[str, str], CxoneConfigError]) -> tuple[str, ...]:
+    if value in (None, "", []):
+        return ()
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, list | tuple) or not all(isinstance(d, str) and d.strip() for d in items):
+        raise fail("extra 'allowed_api_domains'", f"must be a list of domain names, got {value!r}")
+    return tuple(d.strip().lower().lstrip(".") for d in items)
 
 
 def _as_bool(value: object, fail: Callable[[str, str], CxoneConfigError], name: str) -> bool:
@@ -247,7 +351,7 @@ def _jwt_claims(token: str | None) -> dict[str, Any]:
     payload = token.split(".")[1]
     try:
         decoded = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-    except (ValueError, binascii.Error):
+    except (ValueError, binascii.Error, RecursionError):
         return {}
     return decoded if isinstance(decoded, dict) else {}
 
@@ -339,6 +443,12 @@ class CxoneHook(BaseHook):
         session.mount("https://", adapter)
         session.mount("http://", adapter)
         session.verify = self.settings.verify_ssl
+        if self.settings.verify_ssl is False:
+            self.log.warning(
+                "Connection %r: TLS certificate verification is off; tokens and the access key secret "
+                "go to a server whose identity is not checked (give verify_ssl a CA bundle path instead)",
+                self.settings.conn_id,
+            )
         session.headers.update({"Accept": "application/json", "User-Agent": "airflow-provider-cxone"})
         return session
 
@@ -347,13 +457,17 @@ class CxoneHook(BaseHook):
         return (self.settings.connect_timeout, self.settings.read_timeout)
 
     def _remember_secret(self, value: str | None) -> None:
-        """Register a credential with Airflow's log masker and with :meth:`redact`."""
+        """Register a credential with Airflow's log masker and with :meth:`redact`.
+
+        Its URL-encoded forms too: a server that echoes a form body sends the secret back encoded.
+        """
         if not value or value in self._secrets:
             return
-        self._secrets.add(value)
         from airflow.sdk.log import mask_secret
 
-        mask_secret(value)
+        for form in dict.fromkeys((value, quote(value, safe=""), quote_plus(value))):
+            self._secrets.add(form)
+            mask_secret(form)
 
     def redact(self, text: str) -> str:
         """``text`` with every credential this hook has seen replaced by ``***``."""
@@ -377,7 +491,8 @@ class CxoneHook(BaseHook):
             # A renewal that just failed (after its own retries) is not repeated by every waiting
             # thread: during an outage a sweep would otherwise retry the token once per session.
             if self._token_failure is not None and time.monotonic() < self._token_failure[0]:
-                raise CxoneAuthError(str(self._token_failure[1]), status_code=self._token_failure[1].http_status)
+                earlier = self._token_failure[1]
+                raise CxoneAuthError(str(earlier), status_code=earlier.http_status, error=earlier.error)
             try:
                 self._token = self._request_token()
             except CxoneAuthError as failure:
@@ -390,6 +505,7 @@ class CxoneHook(BaseHook):
         settings = self.settings
         self.token_requests += 1
         response = self._with_retries(
+            RETRY_POLICY["token"],
             lambda: self.session.post(
                 settings.auth_host + TOKEN_PATH,
                 data={
@@ -400,17 +516,25 @@ class CxoneHook(BaseHook):
                 auth=(settings.client_id, settings.client_secret),
                 timeout=self.timeout,
                 stream=True,
-            )
+                allow_redirects=False,  # a redirect would re-post the secret to wherever it points
+            ),
         )
+        # The lifetime counts from the answer, not from after the masker has registered the new
+        # secrets below: that takes longer the more secrets the process has seen.
+        answered_at = time.monotonic()
         body = response.body if isinstance(response.body, Mapping) else {}
         access_token = body.get("access_token")
         if not response.ok or not isinstance(access_token, str) or not access_token:
-            status = response.status_code if response.status_code is not None else "no response"
             detail = response.message or "no access_token in the answer"
+            if response.status_code is not None and 300 <= response.status_code < 400:
+                detail = f"the access key cannot be used: the auth host {detail} (check the connection's host)"
             raise CxoneAuthError(
                 f"CXone gave no token for access key {settings.access_key_id!r} of connection "
-                f"{settings.conn_id!r} ({status}, {response.error or 'error'}): {detail}",
+                f"{settings.conn_id!r} ({describe_status(response.status_code)}, {response.error or 'error'}, "
+                f"{plural(response.attempts, 'attempt')}): {detail}",
                 status_code=response.status_code,
+                error=response.error,
+                attempts=response.attempts,
             )
         for credential in (access_token, body.get("refresh_token"), body.get("id_token")):
             self._remember_secret(credential if isinstance(credential, str) else None)
@@ -418,13 +542,12 @@ class CxoneHook(BaseHook):
             lifetime = max(float(body.get("expires_in", 3600)), 1.0)
         except (TypeError, ValueError):
             lifetime = 3600.0
-        now = time.monotonic()
         # Renew a little early: 10% of the lifetime, at most a minute, so no request carries a token
         # that expires in flight.
         return _Token(
             access_token=access_token,
-            expires_at=now + lifetime,
-            renew_at=now + lifetime - min(60.0, lifetime * 0.1),
+            expires_at=answered_at + lifetime,
+            renew_at=answered_at + lifetime - min(60.0, lifetime * 0.1),
             claims=_jwt_claims(body.get("id_token")),
         )
 
@@ -457,21 +580,26 @@ class CxoneHook(BaseHook):
                 "carries no tenantId; set tenant_id or api_base_url"
             )
         response = self._with_retries(
+            RETRY_POLICY["discovery"],
             lambda: self.session.get(
                 settings.auth_host + DISCOVERY_PATH,
                 params={"tenantId": tenant_id},
                 timeout=self.timeout,
                 stream=True,
-            )
+                allow_redirects=False,
+            ),
         )
         endpoint = response.body.get("api_endpoint") if isinstance(response.body, Mapping) else None
         if not response.ok or not isinstance(endpoint, str) or not endpoint:
             raise CxoneApiError(response, f"API host discovery for tenant {tenant_id!r}")
 
-        def fail(field_name: str, problem: str) -> CxoneConfigError:
-            return CxoneConfigError(f"connection {settings.conn_id!r}: discovered {field_name} {problem}")
-
-        _check_url("api_endpoint", endpoint, fail)
+        problem = check_discovered_endpoint(
+            endpoint, auth_host=settings.auth_host, extra_domains=settings.allowed_api_domains
+        )
+        if problem is not None:
+            # The token would go wherever the answer points: refuse before sending anything there.
+            refused = ApiResponse(status_code=response.status_code, attempts=response.attempts, message=problem)
+            raise CxoneApiError(refused, f"API host discovery for tenant {tenant_id!r}")
         return API_PATH_TEMPLATE.format(endpoint=endpoint.rstrip("/"), version=settings.api_version)
 
     # --- the request pipeline -----------------------------------------------------------------------
@@ -483,16 +611,16 @@ class CxoneHook(BaseHook):
         *,
         params: Mapping[str, Any] | None = None,
         json_body: Any = None,
-        idempotent: bool = True,
+        retry_when: RetryWhen = RetryWhen.ANY_FAILURE,
     ) -> ApiResponse:
         """Call the Agent API at ``path`` (relative to the base), with retries and one 401 renewal.
 
         Never raises for what CXone answers; transport failures that outlast the retries come back as
         an :class:`ApiResponse` with ``status_code=None``. Configuration and token problems raise.
-        A call that is not ``idempotent`` is retried only when CXone cannot have acted on it (429, 503,
-        a connection that could not be opened), never after a read timeout or a dropped answer.
+        ``retry_when`` is the call's entry of :data:`RETRY_POLICY`: a call that changes state is sent
+        again only when CXone cannot have acted on it.
         """
-        url = self.api_base_url + path.lstrip("/")
+        url = path if path.startswith(self.api_base_url) else self.api_base_url + path.lstrip("/")
         started = time.monotonic()
         token_sent = ""
 
@@ -507,15 +635,16 @@ class CxoneHook(BaseHook):
                 headers={"Authorization": f"Bearer {token_sent}"},
                 timeout=self.timeout,
                 stream=True,
+                allow_redirects=False,
             )
 
-        response = self._with_retries(send, idempotent=idempotent, gated=True)
+        response = self._with_retries(retry_when, send, gated=True)
         if response.status_code == 401:
             # One renewal, one more try: the token may have been revoked or expired early.
             if self.retry_listener is not None:
                 self.retry_listener("401")
             self._renew_token(stale=token_sent)
-            retried = self._with_retries(send, idempotent=idempotent, gated=True)
+            retried = self._with_retries(retry_when, send, gated=True)
             retried.attempts += response.attempts
             retried.retries = [*response.retries, "401", *retried.retries]
             response = retried
@@ -523,7 +652,7 @@ class CxoneHook(BaseHook):
         return response
 
     def _with_retries(
-        self, send: Callable[[], requests.Response], *, idempotent: bool = True, gated: bool = False
+        self, retry_when: RetryWhen, send: Callable[[], requests.Response], *, gated: bool = False
     ) -> ApiResponse:
         attempts = 0
         # Token and discovery calls happen inside an API attempt's slot: gating them too would deadlock.
@@ -554,8 +683,8 @@ class CxoneHook(BaseHook):
             wait=self._wait,
             retry=(
                 retry_if_result(lambda r: r.status_code in RETRYABLE_STATUS)
-                | retry_if_exception_type(
-                    (requests.ConnectionError, requests.Timeout) if idempotent else requests.ConnectTimeout
+                | retry_if_exception(
+                    _transport_failure if retry_when is RetryWhen.ANY_FAILURE else _not_received_by_cxone
                 )
             ),
             before_sleep=before_sleep,
@@ -568,7 +697,7 @@ class CxoneHook(BaseHook):
             response = ApiResponse(
                 status_code=None,
                 error=type(exc).__name__,
-                message=f"no answer from CXone after {attempts} attempt(s): {self._describe(exc)}",
+                message=f"no answer from CXone after {plural(attempts, 'attempt')}: {self._describe(exc)}",
             )
         # Exhausted retries on 429/503 come back as the last answer; say so in the message.
         if response.status_code in RETRYABLE_STATUS and attempts >= self.max_attempts:
@@ -594,6 +723,14 @@ class CxoneHook(BaseHook):
         a time would never time out; here ``read_timeout`` also bounds the whole body, and more than
         ``MAX_BODY_BYTES`` is not read at all.
         """
+        if 300 <= response.status_code < 400:
+            # Not followed and not read: a redirect's body can be as large or as slow as its sender likes.
+            response.close()
+            return ApiResponse(
+                status_code=response.status_code,
+                error=f"HTTP {response.status_code}",
+                message=self.redact(_describe_redirect(response))[:MAX_MESSAGE_CHARS],
+            )
         deadline = time.monotonic() + self.settings.read_timeout
         raw = b""
         complete = False
@@ -629,6 +766,8 @@ class CxoneHook(BaseHook):
         elif text:
             try:
                 body = json.loads(text)
+            except RecursionError:
+                problem = f"invalid JSON ({len(raw)} bytes): nested too deeply"
             except ValueError:
                 if "json" in content_type:
                     problem = f"invalid JSON ({len(raw)} bytes): {_one_line(text)[:80]}"
@@ -641,6 +780,7 @@ class CxoneHook(BaseHook):
             error=name if not (200 <= response.status_code < 300) else None,
             message=self.redact(message)[:MAX_MESSAGE_CHARS],
             retry_after_s=_retry_after(response.headers.get("Retry-After")),
+            unreadable=problem,
         )
 
     def _describe(self, exc: BaseException) -> str:
@@ -653,10 +793,10 @@ class CxoneHook(BaseHook):
         path: str,
         params: Mapping[str, Any] | None = None,
         *,
-        idempotent: bool = True,
+        retry_when: RetryWhen = RetryWhen.ANY_FAILURE,
     ) -> Any:
-        response = self.request(method, path, params=params, idempotent=idempotent)
-        if not response.ok:
+        response = self.request(method, path, params=params, retry_when=retry_when)
+        if not response.ok or response.unreadable:  # a 2xx whose body cannot be read answers nothing
             raise CxoneApiError(response, action)
         return response.body
 
@@ -664,16 +804,57 @@ class CxoneHook(BaseHook):
 
     def get_agent(self, agent_id: int) -> dict[str, Any]:
         """``GET agents/{agentId}``: the agent's record (``agentId``, ``isActive``, names, team...)."""
-        body = self._call(f"get agent {agent_id}", "GET", f"agents/{int(agent_id)}")
+        body = self._call(
+            f"get agent {agent_id}", "GET", f"agents/{int(agent_id)}", retry_when=RETRY_POLICY["get_agent"]
+        )
         agents = body.get("agents") if isinstance(body, Mapping) else None
         if not agents:
             raise CxoneApiError(ApiResponse(status_code=200, message="answer holds no agent"), f"get agent {agent_id}")
         return dict(agents[0])
 
-    def get_agent_states(self) -> list[dict[str, Any]]:
-        """``GET agents/states``: every agent's state, with its ``sessionId`` when it is logged in."""
-        body = self._call("list agent states", "GET", "agents/states")
-        return [dict(state) for state in (body or {}).get("agentStates", [])]
+    def get_agent_states(self, *, page_size: int = 1000) -> list[dict[str, Any]]:
+        """``GET agents/states``: every agent's state row, following the answer's ``_links.next`` pages.
+
+        Rows carry CXone's published fields (``agentId``, ``agentStateName``, ``teamId``…); the sandbox
+        adds ``sessionId``, which a tenant's rows may not carry.
+        """
+        rows: list[dict[str, Any]] = []
+        path: str | None = AGENT_STATES_PATH
+        params: dict[str, Any] | None = {"top": page_size, "skip": 0}
+        seen: set[str] = set()
+        for _ in range(MAX_STATE_PAGES):
+            if path is None:
+                return rows
+            body = self._call("list agent states", "GET", path, params, retry_when=RETRY_POLICY["agent_states"])
+            if not isinstance(body, Mapping):  # 204 No Content: nobody to list
+                return rows
+            rows.extend(dict(row) for row in body.get("agentStates") or [])
+            path, params = self._next_page(body, seen), None
+        raise CxoneApiError(
+            ApiResponse(status_code=200, message=f"more than {MAX_STATE_PAGES} pages"), "list agent states"
+        )
+
+    def _next_page(self, body: Mapping[str, Any], seen: set[str]) -> str | None:
+        """The absolute URL of the next ``agents/states`` page, or ``None`` after the last one.
+
+        The link must stay on the API host: the token goes with it.
+        """
+        links = body.get("_links")
+        link = links.get("next") if isinstance(links, Mapping) else None
+        if isinstance(link, Mapping):  # some CXone answers wrap links as {"href": …}
+            link = link.get("href")
+        if not isinstance(link, str) or not link.strip():
+            return None
+        url = urljoin(self.api_base_url, link.strip())
+        if not url.startswith(self.api_base_url):
+            raise CxoneApiError(
+                ApiResponse(status_code=200, message=f"next page link leaves the API base: {link[:120]!r}"),
+                "list agent states",
+            )
+        if url in seen:
+            return None
+        seen.add(url)
+        return url
 
     def start_agent_session(self, *, as_agent_id: int, station_id: str) -> str:
         """``POST agent-sessions``: log ``as_agent_id`` in at ``station_id``; returns the new session id."""
@@ -682,7 +863,7 @@ class CxoneHook(BaseHook):
             "POST",
             "agent-sessions",
             {"stationId": station_id, "asAgentId": int(as_agent_id)},
-            idempotent=False,
+            retry_when=RETRY_POLICY["start_session"],
         )
         return str(body["sessionId"])
 
@@ -693,29 +874,39 @@ class CxoneHook(BaseHook):
             "DELETE",
             f"agent-sessions/{quote(session_id, safe='')}",
             {"forceLogoff": str(force_logoff).lower()},
+            retry_when=RETRY_POLICY["end_session"],
         )
 
-    def supervise(self, session_id: str, action: str, *, target_agent_id: int) -> None:
-        """``POST agent-sessions/{sessionId}/{action}``: monitor, coach, barge or take over an agent."""
+    def supervise(self, session_id: str, action: str, *, target_agent_id: int | None = None) -> None:
+        """``POST agent-sessions/{sessionId}/{action}``: monitor, coach, barge or take over.
+
+        ``session_id`` is the supervisor's own session. ``monitor`` names the agent to monitor
+        (``targetAgentId``); the published ``coach``, ``barge`` and ``take-over`` declare no parameter
+        and act on the agent being monitored, so ``target_agent_id`` is sent only when given.
+        Never repeated once CXone may have acted (see :data:`RETRY_POLICY`).
+        """
         if action not in SUPERVISE_ACTIONS:
             raise ValueError(f"action {action!r} is not one of {', '.join(SUPERVISE_ACTIONS)}")
+        params = None if target_agent_id is None else {"targetAgentId": int(target_agent_id)}
+        whom = f"agent {target_agent_id}" if target_agent_id is not None else "the monitored agent"
         self._call(
-            f"{action} agent {target_agent_id} from session {session_id!r}",
+            f"{action} {whom} from session {session_id!r}",
             "POST",
             f"agent-sessions/{quote(session_id, safe='')}/{action}",
-            {"targetAgentId": int(target_agent_id)},
+            params,
+            retry_when=RETRY_POLICY["supervise"],
         )
 
     def monitor(self, session_id: str, *, target_agent_id: int) -> None:
         self.supervise(session_id, "monitor", target_agent_id=target_agent_id)
 
-    def coach(self, session_id: str, *, target_agent_id: int) -> None:
+    def coach(self, session_id: str, *, target_agent_id: int | None = None) -> None:
         self.supervise(session_id, "coach", target_agent_id=target_agent_id)
 
-    def barge(self, session_id: str, *, target_agent_id: int) -> None:
+    def barge(self, session_id: str, *, target_agent_id: int | None = None) -> None:
         self.supervise(session_id, "barge", target_agent_id=target_agent_id)
 
-    def take_over(self, session_id: str, *, target_agent_id: int) -> None:
+    def take_over(self, session_id: str, *, target_agent_id: int | None = None) -> None:
         self.supervise(session_id, "take-over", target_agent_id=target_agent_id)
 
     def join_agent_session(self, session_id: object, agent_id: object) -> JoinOutcome:
@@ -733,27 +924,15 @@ class CxoneHook(BaseHook):
             return JoinOutcome(rejected.condition, session_label(session_id), message=rejected.message)
         try:
             response = self.request(
-                "POST", JOIN_PATH, params={"asAgentId": checked_agent, JOIN_SESSION_PARAM: checked_session}
+                "POST",
+                JOIN_PATH,
+                params={"asAgentId": checked_agent, JOIN_SESSION_PARAM: checked_session},
+                retry_when=RETRY_POLICY["join"],
             )
         except (CxoneAuthError, CxoneApiError) as not_sent:
-            return JoinOutcome(
-                not_sent_condition(not_sent),
-                checked_session,
-                status_code=not_sent.http_status,
-                message=str(not_sent),
-                elapsed_s=time.monotonic() - started,
-            )
-        condition = classify_response(response.status_code, response.body, response.message)
-        message = response.message
-        if condition is JoinCondition.SUCCESS:
-            joined = response.body.get("sessionId") if isinstance(response.body, Mapping) else None
-            if joined:
-                message = "joined"
-            else:
-                # A 2xx that is not CXone's answer (a proxy's "OK", a cut-off body) proves nothing.
-                condition = JoinCondition.DEFAULT
-                message = f"HTTP {response.status_code} without a sessionId in the answer: {message or 'empty'}"
-        elif response.retries and condition is JoinCondition.DEFAULT:
+            return not_sent_outcome(not_sent, checked_session, time.monotonic() - started)
+        condition, message = classify_join(checked_session, response.status_code, response.body, response.message)
+        if response.retries and condition is JoinCondition.DEFAULT:
             message = f"{message} (retries: {', '.join(response.retries)})"
         return JoinOutcome(
             condition,
@@ -762,6 +941,7 @@ class CxoneHook(BaseHook):
             message=message,
             attempts=response.attempts,
             elapsed_s=time.monotonic() - started,
+            same_for_every_session=same_for_every_session(condition, response.status_code, response.body),
         )
 
     # --- the Airflow UI's Test button -------------------------------------------------------------
@@ -778,7 +958,7 @@ class CxoneHook(BaseHook):
 
 
 class _EnvironmentOnceSession(requests.Session):
-    """A session that reads proxy and CA-bundle settings from the environment once per host.
+    """A session that follows no redirect and reads proxy and CA-bundle settings once per host.
 
     ``requests`` scans every environment variable on every request to find proxies; at sweep rates
     that scan costs more CPU than the rest of our request handling, and the environment of a running
@@ -788,6 +968,14 @@ class _EnvironmentOnceSession(requests.Session):
     def __init__(self) -> None:
         super().__init__()
         self._environment_settings: dict[tuple[Any, ...], dict[str, Any]] = {}
+
+    def get_redirect_target(self, resp: requests.Response) -> None:
+        """No redirect is ever followed, nor its body read.
+
+        ``allow_redirects=False`` alone is not enough: ``requests`` still reads a redirect's whole body
+        to prepare the next request, however large or slow it is.
+        """
+        return None
 
     def merge_environment_settings(  # type: ignore[override]  # the stub's TypedDict is private
         self, url: str | bytes | None, proxies: Any, stream: Any, verify: Any, cert: Any
@@ -829,6 +1017,13 @@ def _retry_reason(state: RetryCallState) -> str:
     return str(outcome.result().status_code)
 
 
+def _describe_redirect(response: requests.Response) -> str:
+    location = response.headers.get("Location") or ""
+    target = urlsplit(urljoin(response.url or "", location))
+    where = target.netloc or "no Location"
+    return f"redirected (HTTP {response.status_code}) to {where}; calls to CXone follow no redirect"
+
+
 def _one_line(text: str) -> str:
     return " ".join(text.split())
 
@@ -843,4 +1038,32 @@ def _summarise_text(text: str, response: requests.Response) -> str:
         title = re.search(r"<title>(.*?)</title>", stripped, re.IGNORECASE)
         label = title.group(1).strip() if title else "no title"
         return f"non-JSON answer ({content_type}): {label}"
-    return stripped[:MAX_MESSAGE_CHARS]
+    return stripped  # cut by the caller, after redaction: a cut could split a secret the redaction would miss
+
+
+def _transport_failure(exc: BaseException) -> bool:
+    return isinstance(exc, requests.ConnectionError | requests.Timeout)
+
+
+def _not_received_by_cxone(exc: BaseException) -> bool:
+    """A failure before the request could reach CXone: the connection was refused or never opened.
+
+    ``requests`` reports a refused connection as a ``ConnectionError`` whose reason is urllib3's
+    ``NewConnectionError``; a connection lost mid-answer carries another reason and is not retried.
+    """
+    if isinstance(exc, requests.ConnectTimeout):
+        return True
+    if not isinstance(exc, requests.ConnectionError):
+        return False
+    reason = exc.args[0] if exc.args else None
+    reason = getattr(reason, "reason", reason)  # urllib3's MaxRetryError wraps the cause
+    return isinstance(reason, urllib3_exceptions.NewConnectionError)
+
+
+def describe_status(status_code: int | None) -> str:
+    """``HTTP 404``, or ``no HTTP answer`` when nothing came back."""
+    return f"HTTP {status_code}" if status_code is not None else "no HTTP answer"
+
+
+def plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"

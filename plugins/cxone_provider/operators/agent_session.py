@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeAlias
 
@@ -17,7 +16,7 @@ from cxone_provider.conditions import (
     parse_security_user,
     session_label,
 )
-from cxone_provider.hooks.cxone import CxoneHook
+from cxone_provider.hooks.cxone import CxoneHook, describe_status, plural
 from cxone_provider.operators.security_user import SetSecurityUserOperator
 
 if TYPE_CHECKING:
@@ -158,25 +157,35 @@ class JoinAgentSessionOperator(BaseBranchOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         self.validate_branches()
-        outcome = self.join(context)
+        outcome, user, source = self._join(context)
         # Pushed now, not returned: branching ends execute() by raising DownstreamTasksSkipped, and a
         # failed route should still leave the outcome for reports.
         context["ti"].xcom_push(key=XCOM_RETURN_KEY, value=outcome.to_dict())
-        self.log.info(
-            "Join Agent Session %r: %s (HTTP %s, %d attempt(s), %.3fs) %s",
-            outcome.session_id,
-            outcome.condition.value,
-            outcome.status_code,
-            outcome.attempts,
-            outcome.elapsed_s,
-            outcome.message,
-        )
         targets = route(self.branches, outcome.condition, self.downstream_task_ids)
+        self.log.info(
+            "Join Agent Session %r as %s (%s): %s (%s, %s, %.3f s) → %s%s",
+            outcome.session_id,
+            f"agent {user.agent_id}" if user else "no SecurityUser",
+            source,
+            outcome.condition.value,
+            describe_status(outcome.status_code),
+            plural(outcome.attempts, "attempt"),
+            outcome.elapsed_s,
+            ", ".join(targets) if targets is not None else "no branch",
+            f" ({route_kind(self.branches, outcome.condition)})" if targets is not None else "",
+        )
+        if outcome.condition is not JoinCondition.SUCCESS:
+            self.log.info("CXone said: %s", outcome.message)
         if targets is None:
+            wanted = outcome.condition.value
+            hint = (
+                "add branches['Default']"
+                if outcome.condition is JoinCondition.DEFAULT
+                else f"add branches[{wanted!r}] or branches['Default']"
+            )
             message = (
-                f"Join Agent Session ended in {outcome.condition.value} for session_id "
-                f"{outcome.session_id!r} and no branch handles it (add "
-                f"branches[{outcome.condition.value!r}] or branches['Default']): {outcome.message}"
+                f"Join Agent Session ended in {wanted} for session_id "
+                f"{outcome.session_id!r} and no branch handles it ({hint}): {outcome.message}"
             )
             if outcome.condition is JoinCondition.DEFAULT:
                 raise AirflowException(message)
@@ -186,12 +195,30 @@ class JoinAgentSessionOperator(BaseBranchOperator):
 
     def join(self, context: Context) -> JoinOutcome:
         """Resolve the SecurityUser, then join through the hook; bad input is answered without a call."""
+        return self._join(context)[0]
+
+    def _join(self, context: Context) -> tuple[JoinOutcome, SecurityUser | None, str]:
+        """:meth:`join`, plus the SecurityUser (``None`` when unusable) and where it came from, for the log."""
+        source = security_user_source(self, self.security_user)
         try:
             user = parse_security_user(resolve_security_user_value(self, context, self.security_user))
         except InputRejected as rejected:
-            return JoinOutcome(rejected.condition, session_label(self.session_id), message=rejected.message)
+            return (
+                JoinOutcome(rejected.condition, session_label(self.session_id), message=rejected.message),
+                None,
+                source,
+            )
         with CxoneHook(connection_for(user, self.cxone_conn_id), **self.hook_params) as hook:
-            return hook.join_agent_session(self.session_id, user.agent_id)
+            return hook.join_agent_session(self.session_id, user.agent_id), user, source
+
+
+def route_kind(branches: Mapping[JoinCondition, list[str]], condition: JoinCondition) -> str:
+    """Which rule of :func:`route` chose the branch, for the log."""
+    if condition in branches:
+        return "own branch"
+    if JoinCondition.DEFAULT in branches:
+        return "Default fallback"
+    return "every downstream task"
 
 
 def connection_for(user: SecurityUser, override: str | None) -> str:
@@ -201,7 +228,7 @@ def connection_for(user: SecurityUser, override: str | None) -> str:
 
 def resolve_security_user_value(task: AbstractOperator, context: Context, value: Any) -> Any:
     """``value``, or Studio's default: the return value of the nearest upstream SetSecurityUser."""
-    if value is not None and not (isinstance(value, str) and value.strip() == DEFAULT_SECURITY_USER):
+    if not uses_default_security_user(value):
         return value
     provider = nearest_set_security_user(task)
     if provider is None:
@@ -218,18 +245,47 @@ def resolve_security_user_value(task: AbstractOperator, context: Context, value:
     return pulled
 
 
+def uses_default_security_user(value: Any) -> bool:
+    """Left out, or Studio's default name ``SecurityUser``: take the nearest SetSecurityUser's."""
+    return value is None or (isinstance(value, str) and value.strip() == DEFAULT_SECURITY_USER)
+
+
+def security_user_source(task: AbstractOperator, value: Any) -> str:
+    """Where a join's SecurityUser comes from, for the log: a task id, or ``security_user=``."""
+    if not uses_default_security_user(value):
+        return "security_user="
+    try:
+        provider = nearest_set_security_user(task)
+    except AmbiguousSecurityUserError:
+        return "ambiguous"
+    return f"from {provider.task_id}" if provider is not None else "no SetSecurityUserOperator upstream"
+
+
+class AmbiguousSecurityUserError(AirflowFailException):
+    """Two SetSecurityUserOperators are equally near: which supervisor joins must not be left to chance."""
+
+
 def nearest_set_security_user(task: AbstractOperator) -> AbstractOperator | None:
-    """Breadth-first up the graph: the closest SetSecurityUserOperator wins, as in a Studio script."""
+    """The closest upstream SetSecurityUserOperator, by the number of edges between them.
+
+    Two at the same distance raise :class:`AmbiguousSecurityUserError` naming both: picking one
+    would depend on set order, which changes from one process to the next.
+    """
     if not task.has_dag():
         return None
-    seen: set[str] = set()
-    queue: deque[AbstractOperator] = deque(task.upstream_list)
-    while queue:
-        upstream = queue.popleft()
-        if upstream.task_id in seen:
-            continue
-        seen.add(upstream.task_id)
-        if isinstance(upstream, SetSecurityUserOperator):
-            return upstream
-        queue.extend(upstream.upstream_list)
+    seen: set[str] = {task.task_id}
+    level: list[AbstractOperator] = list(task.upstream_list)
+    while level:
+        fresh = {t.task_id: t for t in level if t.task_id not in seen}
+        seen.update(fresh)
+        found = sorted(tid for tid, t in fresh.items() if isinstance(t, SetSecurityUserOperator))
+        if len(found) > 1:
+            raise AmbiguousSecurityUserError(
+                f"{task.task_id}: SetSecurityUserOperators {', '.join(map(repr, found))} are equally near "
+                f"upstream, so the SecurityUser to join as is ambiguous; pass security_user= explicitly, "
+                f"e.g. security_user=\"{{{{ ti.xcom_pull(task_ids='{found[0]}') }}}}\""
+            )
+        if found:
+            return fresh[found[0]]
+        level = [up for t in fresh.values() for up in t.upstream_list]
     return None

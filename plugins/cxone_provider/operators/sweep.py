@@ -27,7 +27,7 @@ from cxone_provider.conditions import (
     parse_security_user,
     session_label,
 )
-from cxone_provider.hooks.cxone import CxoneApiError, CxoneAuthError, CxoneHook, not_sent_condition
+from cxone_provider.hooks.cxone import CxoneApiError, CxoneAuthError, CxoneHook, not_sent_outcome
 from cxone_provider.operators.agent_session import connection_for, resolve_security_user_value
 
 if TYPE_CHECKING:
@@ -48,17 +48,26 @@ def live_sessions(
     team_ids: Sequence[int] | None = None,
     agent_state_names: Sequence[str] | None = None,
 ) -> list[dict[str, Any]]:
-    """The agents of ``agents/states`` that hold a session, optionally only some teams or states."""
+    """The agents of ``agents/states`` that hold a session, optionally only some teams or states.
+
+    ``sessionId`` is not among the published fields of a state row (the sandbox adds it): when rows
+    match the filters but none carries one, this raises :class:`NoSessionIdsError` rather than
+    returning an empty list that would look like a quiet contact centre.
+    """
     teams = {int(t) for t in team_ids} if team_ids else None
     states = {s.lower() for s in agent_state_names} if agent_state_names else None
     sessions = []
+    matched_without_session = 0
     for state in agent_states:
-        session_id = state.get("sessionId")
-        if not session_id:
+        if str(state.get("agentStateName", "")).lower() == "loggedout":
             continue
         if teams is not None and state.get("teamId") not in teams:
             continue
         if states is not None and str(state.get("agentStateName", "")).lower() not in states:
+            continue
+        session_id = state.get("sessionId")
+        if not session_id:
+            matched_without_session += 1
             continue
         sessions.append(
             {
@@ -68,7 +77,18 @@ def live_sessions(
                 "agent_state": state.get("agentStateName"),
             }
         )
+    if matched_without_session and not sessions:
+        raise NoSessionIdsError(
+            f"agents/states lists {matched_without_session} logged-in agent(s) matching the filters, but no row "
+            "carries a sessionId (CXone's published agent state rows have none; only the sandbox adds it). "
+            "Pass the session ids from another source to JoinAgentSessionsOperator(session_ids=…): an "
+            "upstream task, a file or a query (README, section 'QA sweeps')."
+        )
     return sessions
+
+
+class NoSessionIdsError(AirflowFailException):
+    """The tenant's agent state rows carry no session id, so live sessions cannot be listed from them."""
 
 
 class ListAgentSessionsOperator(BaseOperator):
@@ -194,6 +214,8 @@ def _as_list(field_name: str, value: Any) -> list[Any] | None:
             value = parse_rendered_literal(text)
         except ValueError:
             raise AirflowFailException(f"{field_name} must be a list, got {text[:80]!r}") from None
+        if value is None:  # a None param rendered by plain Jinja: no filter
+            return None
     if isinstance(value, (list, tuple)):
         return list(value)
     raise AirflowFailException(f"{field_name} must be a list, got {type(value).__name__}: {value!r:.80}")
@@ -275,13 +297,29 @@ class JoinAgentSessionsOperator(BaseOperator):
             hook.access_token()
             _ = hook.api_base_url
         except (CxoneAuthError, CxoneApiError) as refused:
-            condition = not_sent_condition(refused)
-            outcomes = [JoinOutcome(condition, key, message=str(refused)) for key, _ in sessions]
-            return self._result(outcomes, duplicates, {"requests": 0, "token_requests": hook.token_requests})
+            first = not_sent_outcome(refused, "", time.monotonic() - started)
+            outcomes = [_same_answer(first, key, value) for key, value in sessions]
+            return self._result(
+                outcomes, duplicates, {"requests": first.attempts, "token_requests": hook.token_requests}
+            )
+
+        # The first answer about the SecurityUser or the URL rather than a session (route not found,
+        # key refused, no impersonation) ends the sending: every other session would get it too.
+        verdict: list[JoinOutcome] = []
 
         def join(key: str, value: Any) -> JoinOutcome:
+            if verdict:
+                return _same_answer(verdict[0], key, value)
             outcome = hook.join_agent_session(value, agent_id)
             outcome.session_id = key
+            if outcome.same_for_every_session and not verdict:
+                verdict.append(outcome)
+                self.log.warning(
+                    "Stopping the sweep after %s on session %r: every session would get it (%s)",
+                    outcome.condition.value,
+                    key,
+                    outcome.message,
+                )
             if outcome.status_code is not None and outcome.status_code not in (429, 503):
                 limiter.succeeded()
             return outcome
@@ -329,7 +367,7 @@ class JoinAgentSessionsOperator(BaseOperator):
             raise failures[0]
         elapsed = time.monotonic() - started
         outcomes = [results[key] for key, _ in sessions]
-        stats = {
+        stats: dict[str, Any] = {
             "requests": sum(o.attempts for o in outcomes),
             "retries": dict(retries),
             "token_requests": hook.token_requests,
@@ -339,6 +377,7 @@ class JoinAgentSessionsOperator(BaseOperator):
             "concurrency_decreases": limiter.decreases,
             "elapsed_s": round(elapsed, 3),
             "joins_per_s": round(len(sessions) / elapsed, 1) if elapsed > 0 else None,
+            "stopped_early": verdict[0].condition.value if verdict else None,
         }
         self._log_progress(len(results), len(sessions), elapsed, counts, limiter)
         return self._result(outcomes, duplicates, stats)
@@ -368,6 +407,19 @@ class JoinAgentSessionsOperator(BaseOperator):
             self.log.warning("%d duplicated session id(s) were joined once: %s", len(duplicates), duplicates[:20])
         result.update(outcomes=[o.to_dict() for o in outcomes], duplicates=duplicates, counts=counts, stats=stats)
         return result
+
+
+def _same_answer(first: JoinOutcome, key: str, value: Any) -> JoinOutcome:
+    """The outcome of a session not sent because ``first`` answered for every session.
+
+    Malformed ids keep their own condition: they would never have been sent anyway.
+    """
+    try:
+        check_session_id(value)
+    except InputRejected as rejected:
+        return JoinOutcome(rejected.condition, key, message=rejected.message)
+    cause = first.message if first.session_id in ("", key) else f"{first.session_id!r} was answered: {first.message}"
+    return JoinOutcome(first.condition, key, status_code=first.status_code, message=f"not sent: {cause}")
 
 
 def sessions_with(sweep: JoinAgentSessionsOperator, condition: str | JoinCondition) -> XComArg:

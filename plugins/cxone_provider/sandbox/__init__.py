@@ -2,16 +2,18 @@
 
 A real HTTP server (FastAPI on uvicorn, both shipped with Airflow 3) that serves CXone's token
 endpoint, API discovery and the Agent API calls this provider makes, with CXone's paths, bodies and
-failure shapes, fault knobs (latency, 429, 503, dropped connections, malformed answers such as a
-proxy's HTML page or a dripping body, a path filter, token lifetime; see
-:mod:`cxone_provider.sandbox.faults`) and inspectable state and request journal under ``/_sandbox/``.
-Start it with ``cxone-sandbox --port 8765`` (or ``python -m cxone_provider.sandbox.cli``), or from a test
-with :class:`cxone_provider.testing.SandboxServer`.
+failure shapes, accepting requests shaped as NICE's published clients send them (see
+:mod:`cxone_provider.sandbox.app`), fault knobs (latency, 429, 503, dropped connections, malformed
+answers such as a proxy's HTML page or a dripping body, a path filter, token lifetime) and tenant
+settings (``join_mode``, ``states_session_id``; see :mod:`cxone_provider.sandbox.faults`), and
+inspectable state and request journal under ``/_sandbox/``. Start it with ``cxone-sandbox --port 8765``
+(or ``python -m cxone_provider.sandbox.cli``), or from a test with
+:class:`cxone_provider.testing.SandboxServer`.
 
 The shipped seed (``default_seed.json``) covers every result condition of *Join Agent Session*:
 
 - tenant ``11ee0000-0000-4000-8000-00000000cx01``; application ``sandbox-client`` /
-  ``sandbox-client-secret`` (HTTP Basic on ``/auth/token``).
+  ``sandbox-client-secret`` (HTTP Basic, or ``client_id``/``client_secret`` fields, on ``/auth/token``).
 - access keys (``username`` / ``password`` of the token request) and the agents they log in as:
 
   - ``SANDBOX-QA-KEY`` / ``sandbox-qa-secret``: agent 1001 Quinn Supervisor, may impersonate (the
@@ -31,7 +33,10 @@ So ``POST agent-sessions/join?asAgentId=…&sessionId=…`` answers:
 - ``1002`` / any: 403 ``ImpersonateNotEnabled``;
 - ``9999`` / any: 404 ``InvalidAgentId``;
 - ``1001`` / ``sess-2007``: 409 ``InvalidAgentSession`` (session ended);
-- ``1001`` / ``no-such``: 404 ``InvalidAgentSession`` (unknown session).
+- ``1001`` / ``no-such``: 404 ``InvalidAgentSession`` (unknown session);
+- ``1001`` / none (the published request, ``asAgentId`` only), or any session under
+  ``join_mode="spec"``: the agent's own live session, 404 ``InvalidAgentSession`` while 1001 is not
+  logged in (``POST agent-sessions?asAgentId=1001&stationId=…`` logs it in).
 
 ``--live-sessions N`` (or :func:`generate_seed`) adds N logged-in agents 5001… with sessions
 ``sess-5001``…, for sweeps of a thousand sessions.

@@ -6,6 +6,29 @@ and only the outermost layer holds uvicorn's own ``send``, which is how a connec
 Admin routes (``/_sandbox/…``) are neither faulted, journaled nor authenticated. The malformed
 answers (HTML, plain text, truncated, empty, huge and dripped bodies) are written here too, as raw
 ASGI messages: FastAPI's responses would not let a body be cut short, streamed or trickled.
+
+What NICE's published clients send is accepted as they send it: Agent API parameters in the query
+string (the clients generated from NICE's OpenAPI specs) or in a JSON body (NICE's agent SDK, the Ruby
+gem), the ``inContactAPI`` path prefix in any case, application credentials as HTTP Basic or as form
+fields. A route that does not exist, including an unknown API version, answers ``404`` the way a
+gateway does, ``{"message": "Not Found"}`` with no CXone ``error`` field; CXone's own 404s
+(``InvalidAgentId``, ``InvalidAgentSession``) keep CXone's ``{"error", "error_description"}``.
+
+The journal entry of a request (``GET /_sandbox/journal`` and
+:meth:`cxone_provider.testing.SandboxServer.journal` return the same list of them)::
+
+    {"seq": 7,                      # counts every request since the server started
+     "t_start": 1.25, "t_end": 1.26, # seconds since the server started
+     "method": "POST",
+     "path": "/inContactAPI/services/v33.0/agent-sessions/join",   # as the client sent it
+     "params": {"asAgentId": "1001"},  # the query string (values "<redacted>" on /auth/token)
+     "body": {"sessionId": "sess-2001"},  # an Agent API call's JSON or form body; else null
+     "body_fields": ["sessionId"],   # the names of the body's fields, on every route
+     "client_auth": null,           # /auth/token: "basic" or "form" (how the application authenticated)
+     "user_agent": "python-requests/2.32.3",
+     "status": 202, "fault": null, "inflight": 1}
+
+No value of a token request's body, no ``Authorization`` header and no issued token ever reaches it.
 """
 
 from __future__ import annotations
@@ -14,18 +37,26 @@ import asyncio
 import base64
 import binascii
 import json
-import re
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlencode
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from cxone_provider.sandbox.faults import FaultInjector, Faults
-from cxone_provider.sandbox.state import SUPERVISE_ACTIONS, ApiError, SandboxState, load_seed
+from cxone_provider.sandbox.state import (
+    SANDBOX_DOMAIN,
+    SUPERVISE_ACTIONS,
+    ApiError,
+    SandboxState,
+    iso_time,
+    load_seed,
+    parse_int,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Mapping
@@ -37,8 +68,21 @@ if TYPE_CHECKING:
 
 API_PREFIX = "/inContactAPI/"
 ADMIN_PREFIX = "/_sandbox/"
-_AUTH_PATHS = ("/auth/token", "/.well-known/cxone-configuration")
-_VERSION = re.compile(r"^v\d+\.\d+$")
+TOKEN_PATH = "/auth/token"  # noqa: S105 - a path, not a credential
+DISCOVERY_PATH = "/.well-known/cxone-configuration"
+_AUTH_PATHS = (TOKEN_PATH, DISCOVERY_PATH)
+#: The Agent API versions the sandbox serves, ``v1.0`` … ``v33.0`` (published clients use v8.0, v23.0
+#: and v33.0); any other answers a gateway's 404, as a mistyped ``api_version`` would on a tenant.
+KNOWN_API_VERSIONS: Final = frozenset(f"v{n}.0" for n in range(1, 34))
+#: ``agents/states`` rows per page without ``top``, and the most a page holds whatever ``top`` asks
+#: (the published spec gives neither number): a client must follow ``_links.next``.
+DEFAULT_STATES_PAGE_SIZE: Final = 100
+MAX_STATES_PAGE_SIZE: Final = 100
+#: What a gateway answers for a route that does not exist: no CXone ``error`` field.
+GATEWAY_NOT_FOUND: Final = {"message": "Not Found"}
+_REDACTED = "<redacted>"
+# Where the ASGI layer keeps the path as the client spelled it (the routes see the canonical prefix).
+_SENT_PATH = "cxone_sandbox.sent_path"
 
 _FAULT_RESPONSES: dict[str, tuple[int, str, str]] = {
     "429_retry_after": (429, "TooManyRequests", "Rate limit exceeded, retry later"),
@@ -60,6 +104,83 @@ _CHUNK_BYTES: Final = 64 * 1024
 
 def _error(status: int, error: str, description: str, headers: Mapping[str, str] | None = None) -> JSONResponse:
     return JSONResponse({"error": error, "error_description": description}, status_code=status, headers=headers)
+
+
+def canonical_path(path: str) -> str:
+    """``path`` with its ``inContactAPI`` prefix spelled as the routes spell it (NICE's SDK writes
+    ``inContactAPI``, ``InContactAPI`` and ``incontactapi``: CXone does not mind the case)."""
+    if path[: len(API_PREFIX)].lower() == API_PREFIX.lower():
+        return API_PREFIX + path[len(API_PREFIX) :]
+    return path
+
+
+def parse_body(raw: bytes, content_type: str) -> dict[str, Any]:
+    """The fields of a request body: a JSON object, or form fields (``application/x-www-form-urlencoded``).
+
+    Without a telling ``Content-Type`` a body starting with ``{`` is JSON, anything else a form.
+
+    :raises ValueError: when the body is neither (invalid JSON, or JSON that is not an object).
+    """
+    if not raw.strip():
+        return {}
+    kind = content_type.split(";", 1)[0].strip().lower()
+    if "json" in kind or (kind != "application/x-www-form-urlencoded" and raw.lstrip().startswith(b"{")):
+        try:
+            data = json.loads(raw)
+        except ValueError:
+            raise ValueError("the request body is not valid JSON") from None
+        if not isinstance(data, dict):
+            raise ValueError("the request body must be a JSON object")
+        return {str(k): v for k, v in data.items()}
+    return dict(parse_qsl(raw.decode("utf-8", errors="replace"), keep_blank_values=True))
+
+
+def _wire(value: Any) -> str:
+    """A JSON body value as the same parameter would read in a query string."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int | float):
+        return str(value)
+    return json.dumps(value, separators=(",", ":"))
+
+
+def _fields_as_params(fields: Mapping[str, Any]) -> dict[str, str]:
+    return {k: _wire(v) for k, v in fields.items() if v is not None}
+
+
+async def _read_body(receive: Receive) -> tuple[bytes, bool]:
+    """Read the whole request body; also say whether the client left before it was all sent."""
+    chunks: list[bytes] = []
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return b"".join(chunks), True
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return b"".join(chunks), False
+
+
+def _replaying(body: bytes, receive: Receive) -> Receive:
+    """A ``receive`` that hands the app the body read already, then goes on with the client's."""
+    replayed = False
+
+    async def replay() -> Message:
+        nonlocal replayed
+        if not replayed:
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
+
+
+def _client_auth(authorization: str, fields: Mapping[str, Any]) -> str | None:
+    """How a token request's application authenticated: ``"basic"``, ``"form"`` or ``None``."""
+    if authorization.partition(" ")[0].lower() == "basic":
+        return "basic"
+    return "form" if "client_id" in fields else None
 
 
 class Sandbox:
@@ -101,27 +222,50 @@ class SandboxApp(FastAPI):
     sandbox: Sandbox
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        path: str = scope.get("path", "")
-        if scope["type"] != "http" or path.startswith(ADMIN_PREFIX):
+        sent_path: str = scope.get("path", "")
+        if scope["type"] != "http" or sent_path.startswith(ADMIN_PREFIX):
             await super().__call__(scope, receive, send)
             return
+        path = canonical_path(sent_path)
+        scope = {**scope, "path": path, _SENT_PATH: sent_path}
         sb = self.sandbox
         sb.seq += 1
         sb.inflight += 1
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True))
         entry: dict[str, Any] = {
             "seq": sb.seq,
             "t_start": sb.clock(),
             "t_end": None,
             "method": scope["method"],
-            "path": path,
-            "params": dict(parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)),
+            "path": sent_path,
+            # A token request's query could only hold secrets (nobody should send them there): names only.
+            "params": {k: _REDACTED for k in query} if path == TOKEN_PATH else query,
+            "body": None,
+            "body_fields": [],
+            "client_auth": None,
+            "user_agent": headers.get("user-agent"),
             "status": None,
             "fault": None,
             "inflight": sb.inflight,
         }
         try:
-            faults = sb.injector.faults
+            # Read first, so that the journal holds the body even of a request a fault answers.
+            raw, gone = await _read_body(receive)
+            try:
+                fields = parse_body(raw, headers.get("content-type", ""))
+            except ValueError:
+                fields = {}  # the route answers 400; the journal has no field to show
+            entry["body_fields"] = sorted(fields)
             in_api = path.startswith(API_PREFIX)
+            if in_api:
+                entry["body"] = fields or None
+            elif path == TOKEN_PATH:
+                entry["client_auth"] = _client_auth(headers.get("authorization", ""), fields)
+            if gone:
+                return
+            receive = _replaying(raw, receive)
+            faults = sb.injector.faults
             in_auth = path in _AUTH_PATHS
             in_scope = in_api or (in_auth and faults.apply_to_auth)
             if faults.path_filter is not None:
@@ -139,7 +283,8 @@ class SandboxApp(FastAPI):
                 return
             if decision.kind in _MALFORMED:
                 malformed = _MALFORMED[decision.kind]
-                asked = _Asked(path, entry["params"], faults, sb.stopping)
+                params = {**(_fields_as_params(fields) if in_api else {}), **query}
+                asked = _Asked(path, params, faults, sb.stopping)
                 entry["status"] = await malformed(send, receive, asked)
                 return
 
@@ -307,24 +452,42 @@ def _basic_client(authorization: str | None) -> tuple[str | None, str | None]:
     if scheme.lower() != "basic" or not value:
         return None, None
     try:
-        decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
+        # Some clients wrap long base64 lines (Ruby's Base64.encode64): whitespace is not part of it.
+        decoded = base64.b64decode("".join(value.split()), validate=True).decode("utf-8")
     except (binascii.Error, UnicodeDecodeError):
         return None, None
     client_id, sep, client_secret = decoded.partition(":")
     return (client_id, client_secret) if sep else (None, None)
 
 
-async def _token_form(request: Request) -> dict[str, str]:
-    raw = await request.body()
-    if request.headers.get("content-type", "").startswith("application/json"):
-        try:
-            data = json.loads(raw or b"{}")
-        except ValueError:
-            raise ApiError(400, "invalid_request", "The request body is not valid JSON") from None
-        if not isinstance(data, dict):
-            raise ApiError(400, "invalid_request", "The request body must be a JSON object")
-        return {str(k): str(v) for k, v in data.items()}
-    return dict(parse_qsl(raw.decode("utf-8", errors="replace"), keep_blank_values=True))
+async def _request_fields(request: Request, error: str) -> dict[str, str]:
+    """The body's fields as strings (a JSON ``true`` reads ``"true"``, as in a query string).
+
+    :param error: the ``error`` name of the 400 answered for a body that is neither JSON nor a form.
+    """
+    try:
+        fields = parse_body(await request.body(), request.headers.get("content-type", ""))
+    except ValueError as exc:
+        raise ApiError(400, error, str(exc)) from None
+    return _fields_as_params(fields)
+
+
+async def _api_params(request: Request) -> dict[str, str]:
+    """An Agent API call's parameters: the query string's, and a JSON or form body's.
+
+    NICE's generated clients send them in the query, its agent SDK and the Ruby gem as a JSON body;
+    a name in both is taken from the query.
+    """
+    params = await _request_fields(request, "InvalidRequest")
+    params.update(request.query_params)
+    return params
+
+
+def _sent_url(request: Request, query: Mapping[str, str] | None = None) -> str:
+    """The request's URL as the client spelled it, with ``query`` in place of its own when given."""
+    path = request.scope.get(_SENT_PATH, request.url.path)
+    qs = urlencode(dict(query)) if query is not None else request.url.query
+    return f"{_base_url(request)}{path}" + (f"?{qs}" if qs else "")
 
 
 def create_app(seed: Mapping[str, Any] | None = None, faults: Faults | Mapping[str, Any] | None = None) -> SandboxApp:
@@ -352,44 +515,62 @@ def create_app(seed: Mapping[str, Any] | None = None, faults: Faults | Mapping[s
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
-        name = {404: "NotFound", 405: "MethodNotAllowed"}.get(exc.status_code, "BadRequest")
-        description = f"{exc.detail}: {request.method} {request.url.path}"
-        return _error(exc.status_code, name, description, exc.headers)
+        if exc.status_code in (404, 405):
+            # No such route (or method): the gateway answers, not CXone, so there is no `error` field.
+            message = GATEWAY_NOT_FOUND["message"] if exc.status_code == 404 else "Method Not Allowed"
+            return JSONResponse({"message": message}, status_code=exc.status_code, headers=exc.headers)
+        return _error(exc.status_code, "BadRequest", f"{exc.detail}: {request.method} {request.url.path}", exc.headers)
 
     @app.exception_handler(Exception)
     async def server_error(request: Request, exc: Exception) -> JSONResponse:
         return _error(500, "InternalServerError", f"{type(exc).__name__}: {exc}")
 
     def authorize(request: Request, version: str) -> None:
-        if not _VERSION.match(version):
-            raise ApiError(404, "UnknownApiVersion", f"Unknown API version {version!r}")
+        if version not in KNOWN_API_VERSIONS:
+            # Before the token: the gateway has no route for the version, CXone never sees the call.
+            raise StarletteHTTPException(404, "Not Found")
         sb.state.check_token(request.headers.get("authorization"))
 
     # ------------------------------------------------------------------------------------ auth
 
-    @app.post("/auth/token")
+    @app.post(TOKEN_PATH)
     async def token(request: Request) -> JSONResponse:
+        fields = await _request_fields(request, "invalid_request")
         client_id, client_secret = _basic_client(request.headers.get("authorization"))
-        form = await _token_form(request)
+        if client_id is None:
+            client_id, client_secret = fields.get("client_id"), fields.get("client_secret")
+        elif "client_secret" in fields:
+            raise ApiError(400, "invalid_request", "Send the client credentials as HTTP Basic or as fields, not both")
+        elif fields.get("client_id", client_id) != client_id:
+            raise ApiError(400, "invalid_request", "client_id differs from the HTTP Basic client")
         body = sb.state.issue_token(
             client_id=client_id,
             client_secret=client_secret,
-            grant_type=form.get("grant_type"),
-            username=form.get("username"),
-            password=form.get("password"),
+            grant_type=fields.get("grant_type"),
+            form=fields,
             lifetime_s=sb.injector.faults.token_lifetime_s,
             issuer=_base_url(request),
         )
         return JSONResponse(body, headers={"Cache-Control": "no-store"})
 
-    @app.get("/.well-known/cxone-configuration")
+    @app.get(DISCOVERY_PATH)
     async def discovery(request: Request) -> JSONResponse:
         tenant = request.query_params.get("tenantId")
         if tenant != sb.state.tenant_id:
             shown = tenant if tenant else "(missing)"
             raise ApiError(404, "InvalidTenant", f"Tenant {shown} was not found")
+        base = _base_url(request)
         return JSONResponse(
-            {"api_endpoint": _base_url(request), "area": "na1", "domain": "sandbox.local", "tenantId": tenant}
+            {
+                "private": False,
+                "ui_endpoint": base,
+                "auth_endpoint": base,
+                "api_endpoint": base,
+                "domain": SANDBOX_DOMAIN,
+                "uhDomain": SANDBOX_DOMAIN,
+                "area": "na1",
+                "tenantId": tenant,
+            }
         )
 
     # ------------------------------------------------------------------------------------ Agent API
@@ -400,31 +581,66 @@ def create_app(seed: Mapping[str, Any] | None = None, faults: Faults | Mapping[s
     @app.get(api + "/agents/states")
     async def agent_states(request: Request, version: str) -> JSONResponse:
         authorize(request, version)
-        return JSONResponse(sb.state.agent_states())
+        q = await _api_params(request)
+        top = min(parse_int(q.get("top"), "top", minimum=1) or DEFAULT_STATES_PAGE_SIZE, MAX_STATES_PAGE_SIZE)
+        skip = parse_int(q.get("skip"), "skip") or 0
+        rows = sb.state.agent_states(
+            updated_since=q.get("updatedSince"),
+            req_bu_ids=q.get("reqBUIds"),
+            fields=q.get("fields"),
+            order_by=q.get("orderBy"),
+            with_session_id=sb.injector.faults.states_session_id,
+        )
+        query = dict(request.query_params)
+
+        def page(at: int) -> str:
+            return _sent_url(request, {**query, "top": str(top), "skip": str(at)})
+
+        return JSONResponse(
+            {
+                "totalRecords": len(rows),
+                "_links": {
+                    "self": _sent_url(request),
+                    "next": page(skip + top) if skip + top < len(rows) else None,
+                    "previous": page(max(0, skip - top)) if skip > 0 else None,
+                },
+                "lastPollTime": iso_time(datetime.now(UTC)),
+                "agentStates": rows[skip : skip + top],
+            }
+        )
 
     @app.get(api + "/agents/{agent_id}")
     async def agent(request: Request, version: str, agent_id: str) -> JSONResponse:
         authorize(request, version)
-        return JSONResponse(sb.state.get_agent(agent_id))
+        q = await _api_params(request)
+        return JSONResponse(sb.state.get_agent(agent_id, q.get("fields")))
 
     @app.post(api + "/agent-sessions")
     async def start_session(request: Request, version: str) -> JSONResponse:
         authorize(request, version)
-        q = request.query_params
-        body = sb.state.start_session(q.get("asAgentId"), q.get("stationId"), q.get("stationPhoneNumber"))
+        q = await _api_params(request)
+        body = sb.state.start_session(
+            q.get("asAgentId"),
+            q.get("stationId"),
+            q.get("stationPhoneNumber"),
+            q.get("inactivityTimeout"),
+            q.get("inactivityForceLogout"),
+        )
         return JSONResponse(body, status_code=202)
 
     @app.post(api + "/agent-sessions/join")
     async def join(request: Request, version: str) -> JSONResponse:
         authorize(request, version)
-        q = request.query_params
-        return JSONResponse(sb.state.join(q.get("asAgentId"), q.get("sessionId")), status_code=202)
+        q = await _api_params(request)
+        body = sb.state.join(q.get("asAgentId"), q.get("sessionId"), mode=sb.injector.faults.join_mode)
+        return JSONResponse(body, status_code=202)
 
     @app.delete(api + "/agent-sessions/{session_id}")
     async def end_session(request: Request, version: str, session_id: str) -> JSONResponse:
         authorize(request, version)
-        # forceLogoff only matters to a real agent's softphone; the session ends either way.
-        sb.state.end_session(session_id)
+        q = await _api_params(request)
+        # The options only matter to a real agent's softphone: the session ends either way; they are recorded.
+        sb.state.end_session(session_id, q.get("forceLogoff"), q.get("endContacts"), q.get("ignorePersonalQueue"))
         return JSONResponse({}, status_code=202)
 
     @app.post(api + "/agent-sessions/{session_id}/{action}")
@@ -432,7 +648,8 @@ def create_app(seed: Mapping[str, Any] | None = None, faults: Faults | Mapping[s
         if action not in SUPERVISE_ACTIONS:
             raise StarletteHTTPException(404, "Not Found")
         authorize(request, version)
-        sb.state.supervise(session_id, action, request.query_params.get("targetAgentId"))
+        q = await _api_params(request)
+        sb.state.supervise(session_id, action, q.get("targetAgentId"))
         return JSONResponse({}, status_code=202)
 
     # ------------------------------------------------------------------------------------ admin
@@ -454,7 +671,8 @@ def create_app(seed: Mapping[str, Any] | None = None, faults: Faults | Mapping[s
 
     @app.get("/_sandbox/journal")
     async def get_journal() -> JSONResponse:
-        return JSONResponse({"entries": sb.journal})
+        # The bare list: the same shape SandboxServer.journal() returns.
+        return JSONResponse(sb.journal)
 
     @app.delete("/_sandbox/journal")
     async def clear_journal() -> JSONResponse:

@@ -4,15 +4,19 @@ There is deliberately no ``sandbox/__main__.py``: Airflow's plugin loader import
 a plugins folder under its own file name, so a ``__main__.py`` copied there would run as ``__main__``
 and take over every ``airflow`` command. This module runs only when started as a program.
 
-When it accepts connections it prints exactly one line to stdout,
-``CXone sandbox listening on http://HOST:PORT``, which is how callers learn the port of
-``--port 0``. SIGTERM and SIGINT stop it gracefully with exit code 0.
+When it accepts connections it prints two lines to stdout: first
+``CXone sandbox listening on http://HOST:PORT``, which is how callers learn the port of ``--port 0``
+(it stays the first line), then a ready-to-paste ``AIRFLOW_CONN_CXONE_DEFAULT='{…}'`` defining a
+``cxone`` connection to it (the seed's first access key that may impersonate). SIGTERM and SIGINT
+stop it gracefully with exit code 0.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib.util
+import json
+import shlex
 import signal
 import socket
 import sys
@@ -21,11 +25,11 @@ from typing import TYPE_CHECKING, Any
 import uvicorn
 
 from cxone_provider.sandbox.app import Sandbox, create_app
-from cxone_provider.sandbox.faults import Faults
-from cxone_provider.sandbox.state import generate_seed, load_seed
+from cxone_provider.sandbox.faults import JOIN_MODES, Faults
+from cxone_provider.sandbox.state import generate_seed, load_seed, sandbox_connection
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Mapping, Sequence
     from types import FrameType
 
 
@@ -105,6 +109,20 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="random faults hit only paths containing TEXT (e.g. agent-sessions/join); latency hits all",
     )
+    t = p.add_argument_group("tenant settings")
+    t.add_argument(
+        "--join-mode",
+        choices=JOIN_MODES,
+        default="session",
+        help="session: the join joins the sessionId asked for; spec: as NICE publishes it, the join "
+        "ignores sessionId and attaches asAgentId to its own live session (default: %(default)s)",
+    )
+    t.add_argument(
+        "--no-states-session-id",
+        dest="states_session_id",
+        action="store_false",
+        help="agents/states rows without the sandbox's sessionId extension (the published schema)",
+    )
     p.add_argument(
         "--log-level",
         default="warning",
@@ -142,6 +160,8 @@ def faults_from_args(args: argparse.Namespace) -> Faults:
         "random_seed": args.random_seed,
         "apply_to_auth": args.apply_to_auth,
         "path_filter": args.path_filter,
+        "join_mode": args.join_mode,
+        "states_session_id": args.states_session_id,
     }
     return Faults.from_mapping(knobs)
 
@@ -159,12 +179,28 @@ class _Server(uvicorn.Server):
         if _early_signals:
             self.should_exit = True
         if not self.should_exit:
+            # The first line, always: SandboxServer and scripts read the address from it.
             print(f"CXone sandbox listening on {self.url}", flush=True)
+            line = connection_line(self.sandbox.seed, self.url)
+            if line:
+                print(line, flush=True)
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         # Before uvicorn waits for open answers: a client holding a dripping body must not stall the stop.
         self.sandbox.stopping.set()
         await super().shutdown(sockets)
+
+
+def connection_line(seed: Mapping[str, Any], url: str) -> str | None:
+    """``AIRFLOW_CONN_CXONE_DEFAULT='{…}'`` for a sandbox at ``url``, quoted for a POSIX shell.
+
+    ``None`` for a seed without an access key (there is nothing to log in with).
+    """
+    try:
+        conn = sandbox_connection(seed, url)
+    except (ValueError, KeyError, IndexError):
+        return None
+    return f"AIRFLOW_CONN_CXONE_DEFAULT={shlex.quote(json.dumps(conn))}"
 
 
 _early_signals: list[int] = []

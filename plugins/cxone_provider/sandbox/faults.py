@@ -1,6 +1,8 @@
-"""Fault knobs of the CXone sandbox and the seeded dice that apply them.
+"""Fault knobs and tenant settings of the CXone sandbox, and the seeded dice that apply the faults.
 
-Every knob defaults to "off", so a sandbox without faults behaves like a healthy tenant. The knobs:
+Every fault knob defaults to "off", so a sandbox without faults behaves like a healthy tenant. Two
+settings describe *which* tenant it imitates rather than a fault (see "Tenant settings" below); they
+travel with the knobs (``PUT /_sandbox/faults``, command-line flags) so one call sets up a test. The knobs:
 
 ``latency_ms``
     Added to every auth, discovery and Agent API request (it models network distance, so it is not
@@ -45,6 +47,19 @@ Every knob defaults to "off", so a sandbox without faults behaves like a healthy
     When set, the random faults hit only requests whose path contains this substring (within the
     scope ``apply_to_auth`` sets), e.g. ``"agent-sessions/join"`` to fail the join while the agent
     lookup stays healthy. ``latency_ms`` still applies everywhere; ``""`` means unset.
+
+Tenant settings (not faults; their defaults are the sandbox's historical behaviour):
+
+``join_mode``
+    ``"session"`` (default): ``POST agent-sessions/join`` joins the session named by the project's
+    ``sessionId`` parameter (a request without one, as NICE publishes it, attaches the agent to its
+    own live session). ``"spec"``: the join behaves as NICE publishes it, taking ``asAgentId`` only:
+    ``sessionId`` is ignored and the agent is attached to *its own* live session, whose id the answer
+    carries (``404 InvalidAgentSession`` when it has none). The agent, active and impersonation
+    checks come first in both modes.
+``states_session_id``
+    ``true`` (default): ``GET agents/states`` rows carry ``sessionId``, a sandbox extension. ``false``:
+    the rows follow the published schema, which has no ``sessionId``.
 
 The "random faults" are everything but ``latency_ms`` and ``token_lifetime_s``. Those that replace
 the response (429, 503, drop and the malformed answers) share one die, so their rates must add up to
@@ -97,6 +112,11 @@ _FAILURES: tuple[tuple[str, FaultKind], ...] = (
 _FAILURE_FIELDS = tuple(name for name, _ in _FAILURES)
 _RATE_FIELDS = ("slow_rate", *_FAILURE_FIELDS)
 _INT_FIELDS = {"retry_after_s", "token_lifetime_s", "random_seed", "huge_body_bytes"}
+_BOOL_FIELDS = {"apply_to_auth", "states_session_id"}
+
+JoinMode = Literal["session", "spec"]
+#: The values of ``join_mode``: the project's join (by ``sessionId``) or the published one (own session).
+JOIN_MODES: tuple[JoinMode, ...] = ("session", "spec")
 
 
 @dataclass(frozen=True)
@@ -124,6 +144,9 @@ class Faults:
     :param random_seed: seed of the dice, for reproducible runs; ``None`` seeds from the OS.
     :param apply_to_auth: let the random faults hit the auth and discovery endpoints too.
     :param path_filter: when set, the random faults hit only paths containing this substring.
+    :param join_mode: ``"session"`` (join the ``sessionId`` asked for) or ``"spec"`` (join the agent's
+        own live session, ignoring ``sessionId``, as NICE publishes the call).
+    :param states_session_id: whether ``agents/states`` rows carry the ``sessionId`` extension.
     """
 
     latency_ms: float = 0.0
@@ -147,6 +170,8 @@ class Faults:
     random_seed: int | None = None
     apply_to_auth: bool = False
     path_filter: str | None = None
+    join_mode: JoinMode = "session"
+    states_session_id: bool = True
 
     def __post_init__(self) -> None:
         if self.path_filter == "":
@@ -168,6 +193,8 @@ class Faults:
             raise ValueError(f"token_lifetime_s must be positive, got {self.token_lifetime_s!r}")
         if self.huge_body_bytes <= 0:
             raise ValueError(f"huge_body_bytes must be positive, got {self.huge_body_bytes!r}")
+        if self.join_mode not in JOIN_MODES:
+            raise ValueError(f"join_mode must be one of {', '.join(JOIN_MODES)}, got {self.join_mode!r}")
 
     @classmethod
     def from_mapping(cls, knobs: Mapping[str, Any] | None = None) -> Faults:
@@ -194,7 +221,7 @@ class Faults:
 
 def _coerce(name: str, raw: Any) -> Any:
     """Coerce one knob value from JSON or the command line to its declared type."""
-    if name == "apply_to_auth":
+    if name in _BOOL_FIELDS:
         if isinstance(raw, bool):
             return raw
         if isinstance(raw, str) and raw.lower() in {"true", "false", "1", "0"}:
@@ -204,6 +231,10 @@ def _coerce(name: str, raw: Any) -> Any:
         if raw is None or isinstance(raw, str):
             return raw
         raise ValueError(f"{name} must be a string or null, got {raw!r}")
+    if name == "join_mode":
+        if isinstance(raw, str) and raw in JOIN_MODES:
+            return raw
+        raise ValueError(f"{name} must be one of {', '.join(JOIN_MODES)}, got {raw!r}")
     if name == "random_seed" and raw is None:
         return None
     # bool is an int subclass; a boolean rate is certainly a mistake.

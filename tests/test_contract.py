@@ -1,0 +1,488 @@
+"""The CXone API contract (design.md section 3): NICE's published clients against the sandbox.
+
+Every call of the contract is sent here over real HTTP exactly as NICE's published clients send it —
+parameters in the query string as the clients generated from NICE's OpenAPI specs do, or as a JSON
+body as NICE's agent SDK and the Ruby gem do — and must get a 2xx whose effect shows in the sandbox's
+state. :func:`contract_violations` is the other half: given journal entries, it lists every request
+that strays from the published method, path and parameter names (plus the project's documented
+decisions), so a test can hold any client's traffic — the hook's — to the contract.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import pytest
+import requests
+
+from cxone_provider import testing as cxone_testing
+from cxone_provider.sandbox.app import KNOWN_API_VERSIONS
+from cxone_provider.sandbox.state import DEFAULT_BUSINESS_UNIT_ID
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping
+
+    from cxone_provider.testing import SandboxServer
+
+cxone_sandbox_server = cxone_testing.cxone_sandbox_server
+cxone_sandbox = cxone_testing.cxone_sandbox
+
+CLIENT = ("sandbox-client", "sandbox-client-secret")
+QA = ("SANDBOX-QA-KEY", "sandbox-qa-secret")
+
+# ------------------------------------------------------------------------------------------ the contract
+
+_API = r"/(?i:incontactapi)/services/(?P<version>[^/]+)/"
+
+
+@dataclass(frozen=True)
+class PublishedCall:
+    """One call as NICE publishes it (design.md section 3).
+
+    :param name: what the call does.
+    :param method: its HTTP method.
+    :param path: a regular expression of its path (the whole path must match).
+    :param params: the published parameter names, in the query string or the body.
+    :param decided: names the project adds, each a documented decision (README, design.md).
+    :param in_query: whether parameters may travel in the query string (never on the token endpoint:
+        a URL ends up in logs).
+    """
+
+    name: str
+    method: str
+    path: str
+    params: frozenset[str] = frozenset()
+    decided: frozenset[str] = frozenset()
+    in_query: bool = True
+
+    def matches(self, method: str, path: str) -> re.Match[str] | None:
+        return re.fullmatch(self.path, path) if method == self.method else None
+
+
+_NAMED_TARGET = frozenset({"targetAgentId"})
+
+#: The contract, call by call; order matters where paths overlap (agents/states before agents/{id}).
+PUBLISHED_CALLS: tuple[PublishedCall, ...] = (
+    PublishedCall(
+        "token",
+        "POST",
+        r"/auth/token",
+        frozenset({"grant_type", "username", "password", "client_id", "client_secret", "refresh_token", "scope"}),
+        in_query=False,
+    ),
+    PublishedCall("discovery", "GET", r"/\.well-known/cxone-configuration", frozenset({"tenantId"})),
+    PublishedCall(
+        "agent states",
+        "GET",
+        _API + r"agents/states",
+        frozenset({"updatedSince", "reqBUIds", "top", "skip", "fields", "orderBy"}),
+    ),
+    PublishedCall("agent", "GET", _API + r"agents/[^/]+", frozenset({"fields"})),
+    # The project's decision: the SessionId travels as sessionId beside asAgentId.
+    PublishedCall("join", "POST", _API + r"agent-sessions/join", frozenset({"asAgentId"}), frozenset({"sessionId"})),
+    PublishedCall(
+        "start",
+        "POST",
+        _API + r"agent-sessions",
+        frozenset({"stationId", "stationPhoneNumber", "inactivityTimeout", "inactivityForceLogout", "asAgentId"}),
+    ),
+    PublishedCall(
+        "end",
+        "DELETE",
+        _API + r"agent-sessions/[^/]+",
+        frozenset({"forceLogoff", "endContacts", "ignorePersonalQueue"}),
+    ),
+    PublishedCall("monitor", "POST", _API + r"agent-sessions/[^/]+/monitor", frozenset({"targetAgentId"})),
+    # The project's decision: the hook names the agent (targetAgentId) only when its caller does.
+    PublishedCall("coach", "POST", _API + r"agent-sessions/[^/]+/coach", decided=_NAMED_TARGET),
+    PublishedCall("barge", "POST", _API + r"agent-sessions/[^/]+/barge", decided=_NAMED_TARGET),
+    PublishedCall("take-over", "POST", _API + r"agent-sessions/[^/]+/take-over", decided=_NAMED_TARGET),
+)
+_ADMIN_PREFIX = "/_sandbox/"
+
+
+def published_call(method: str, path: str) -> tuple[PublishedCall, re.Match[str]] | None:
+    """The published call a request's method and path make, with the path's match; ``None`` if none."""
+    for call in PUBLISHED_CALLS:
+        match = call.matches(method, path)
+        if match:
+            return call, match
+    return None
+
+
+def contract_violations(entries: Iterable[Mapping[str, Any]]) -> list[str]:
+    """Every journaled request that strays from the published contract, one line each.
+
+    A request strays when its method and path are no published call, its API version is not one the
+    sandbox serves, it names a parameter (query string or body) the call does not publish and no
+    documented project decision adds, or it puts token-endpoint fields in the query string. The
+    sandbox's admin routes (``/_sandbox/…``) are not part of the contract and are skipped.
+
+    :param entries: journal entries (``SandboxServer.journal()`` or ``GET /_sandbox/journal``).
+    :return: one message per straying request, naming its ``seq``, method, path and why; empty when all conform.
+    """
+    violations: list[str] = []
+    for entry in entries:
+        method, path = str(entry.get("method")), str(entry.get("path"))
+        if path.startswith(_ADMIN_PREFIX):
+            continue
+        where = f"#{entry.get('seq')} {method} {path}"
+        found = published_call(method, path)
+        if found is None:
+            violations.append(f"{where}: not a published call")
+            continue
+        call, match = found
+        version = match.groupdict().get("version")
+        if version is not None and version not in KNOWN_API_VERSIONS:
+            violations.append(f"{where}: unknown API version {version!r}")
+        in_query = set(entry.get("params") or {})
+        in_body = set(entry.get("body_fields") or [])
+        if in_query and not call.in_query:
+            violations.append(f"{where}: {call.name} parameters in the query string: {', '.join(sorted(in_query))}")
+        unknown = (in_query | in_body) - call.params - call.decided
+        if unknown:
+            violations.append(f"{where}: {call.name} does not publish {', '.join(sorted(unknown))}")
+    return violations
+
+
+# ------------------------------------------------------------------------------------------ helpers
+
+
+@pytest.fixture
+def sb(cxone_sandbox: SandboxServer) -> SandboxServer:
+    return cxone_sandbox
+
+
+@pytest.fixture
+def token(sb: SandboxServer) -> str:
+    response = requests.post(
+        f"{sb.url}/auth/token",
+        data={"grant_type": "password", "username": QA[0], "password": QA[1]},
+        auth=CLIENT,
+        timeout=10,
+    )
+    assert response.status_code == 200, response.text
+    return str(response.json()["access_token"])
+
+
+def generated(
+    sb: SandboxServer, token: str, method: str, path: str, version: str = "v33.0", **query: Any
+) -> requests.Response:
+    """A call as NICE's generated client sends it: query parameters, no body, ``Accept: application/json``."""
+    return requests.request(
+        method,
+        f"{sb.url}/inContactAPI/services/{version}/{path}",
+        params=query,
+        headers={"Accept": "application/json", "Authorization": f"Bearer {token}"},
+        timeout=10,
+    )
+
+
+def sdk(sb: SandboxServer, token: str, method: str, path: str, body: Mapping[str, Any]) -> requests.Response:
+    """A call as NICE's agent SDK sends it: ``/InContactAPI/services/v23.0/…``, a JSON body."""
+    return requests.request(
+        method,
+        f"{sb.url}/InContactAPI/services/v23.0/{path}",
+        json=dict(body),
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+        timeout=10,
+    )
+
+
+def gem(sb: SandboxServer, token: str, path: str, body: Mapping[str, Any]) -> requests.Response:
+    """A POST as the Ruby gem sends it: v8.0, a JSON body, a lower-case ``bearer``."""
+    return requests.post(
+        f"{sb.url}/inContactAPI/services/v8.0/{path}",
+        json=dict(body),
+        headers={"Authorization": f"bearer {token}", "Content-Type": "application/json; charset=utf-8"},
+        timeout=10,
+    )
+
+
+def session_of(sb: SandboxServer, session_id: str) -> dict[str, Any]:
+    return next(s for s in sb.state()["sessions"] if s["session_id"] == session_id)
+
+
+def log_in_supervisor(sb: SandboxServer, token: str) -> str:
+    """Quinn (1001) logs in, as the published start does: the session the published join attaches to."""
+    response = generated(sb, token, "POST", "agent-sessions", stationId="7100", asAgentId=1001)
+    assert response.status_code == 202, response.text
+    return str(response.json()["sessionId"])
+
+
+def assert_conforms(sb: SandboxServer) -> None:
+    """The published shapes pass the contract check too: it flags nothing a published client sends."""
+    assert contract_violations(sb.journal()) == []
+
+
+# ------------------------------------------------------------------------------------------ token
+
+
+def test_token_access_key_with_basic_client_credentials(sb: SandboxServer) -> None:
+    response = requests.post(
+        f"{sb.url}/auth/token",
+        data={"grant_type": "password", "username": QA[0], "password": QA[1]},
+        auth=CLIENT,
+        timeout=10,
+    )
+    assert response.status_code == 200, response.text
+    assert {"access_token", "token_type", "refresh_token", "expires_in", "id_token"} <= set(response.json())
+    assert sb.journal()[-1]["client_auth"] == "basic"
+    assert_conforms(sb)
+
+
+def test_token_access_key_with_client_credentials_as_fields(sb: SandboxServer) -> None:
+    # The generated client's tokenAccessKeyRequest, sent as its HttpClient sends objects: JSON.
+    body = {"client_id": CLIENT[0], "client_secret": CLIENT[1], "grant_type": "password"}
+    response = requests.post(f"{sb.url}/auth/token", json={**body, "username": QA[0], "password": QA[1]}, timeout=10)
+    assert response.status_code == 200, response.text
+    # The same as form fields.
+    form = requests.post(f"{sb.url}/auth/token", data={**body, "username": QA[0], "password": QA[1]}, timeout=10)
+    assert form.status_code == 200, form.text
+    assert [e["client_auth"] for e in sb.journal()] == ["form", "form"]
+    assert_conforms(sb)
+
+
+def test_token_as_the_ruby_gem_sends_it(sb: SandboxServer) -> None:
+    basic = base64.b64encode(f"{CLIENT[0]}:{CLIENT[1]}".encode()).decode()
+    response = requests.post(
+        f"{sb.url}/auth/token",
+        json={"grant_type": "password", "username": QA[0], "password": QA[1], "scope": "RealTimeApi AgentApi"},
+        headers={"Authorization": f"basic {basic}", "Content-Type": "application/json; charset=utf-8"},
+        timeout=10,
+    )
+    assert response.status_code == 200, response.text
+    assert_conforms(sb)
+
+
+def test_refresh_token_grant_as_published(sb: SandboxServer) -> None:
+    first = requests.post(
+        f"{sb.url}/auth/token",
+        data={"grant_type": "password", "username": QA[0], "password": QA[1]},
+        auth=CLIENT,
+        timeout=10,
+    ).json()
+    # The generated client's tokenRefreshRequest: client_id, grant_type, refresh_token (JSON).
+    body = {"client_id": CLIENT[0], "grant_type": "refresh_token", "refresh_token": first["refresh_token"]}
+    second = requests.post(f"{sb.url}/auth/token", json=body, timeout=10)
+    assert second.status_code == 200, second.text
+    # The form-encoded grant with HTTP Basic, as an OAuth client library sends it.
+    data = {"grant_type": "refresh_token", "refresh_token": second.json()["refresh_token"]}
+    third = requests.post(f"{sb.url}/auth/token", data=data, auth=CLIENT, timeout=10)
+    assert third.status_code == 200, third.text
+    assert sb.state()["tokens_issued"] == 3
+    assert_conforms(sb)
+
+
+# ------------------------------------------------------------------------------------------ discovery
+
+
+def test_discovery_as_published(sb: SandboxServer) -> None:
+    response = requests.get(
+        f"{sb.url}/.well-known/cxone-configuration",
+        params={"tenantId": sb.tenant_id},
+        headers={"Accept": "application/json"},
+        timeout=10,
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    required = {"private": bool, "ui_endpoint": str, "auth_endpoint": str, "api_endpoint": str, "domain": str}
+    for name, kind in {**required, "uhDomain": str}.items():
+        assert isinstance(body[name], kind), name
+    assert_conforms(sb)
+
+
+# ------------------------------------------------------------------------------------------ agents
+
+
+def test_agent_as_published(sb: SandboxServer, token: str) -> None:
+    response = generated(sb, token, "GET", "agents/1001", fields="agentId,isActive,firstName,lastName,teamId,timeZone")
+    assert response.status_code == 200, response.text
+    assert response.json()["agents"][0]["agentId"] == 1001
+    assert generated(sb, token, "GET", "agents/1001").json()["agents"][0]["isActive"] is True
+    assert_conforms(sb)
+
+
+def test_agent_states_as_published_following_the_pages(sb: SandboxServer, token: str) -> None:
+    response = generated(sb, token, "GET", "agents/states", top=4, skip=0, updatedSince="2000-01-01T00:00:00.000Z")
+    seen: list[int] = []
+    pages = 0
+    while True:
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert {"totalRecords", "_links", "lastPollTime", "agentStates"} <= set(body)
+        seen += [row["agentId"] for row in body["agentStates"]]
+        pages += 1
+        if not body["_links"].get("next"):
+            break
+        response = requests.get(
+            body["_links"]["next"],
+            headers={"Accept": "application/json", "Authorization": f"Bearer {token}"},
+            timeout=10,
+        )
+    assert pages == 3
+    assert len(seen) == len(set(seen)) == body["totalRecords"] == 12
+    filtered = generated(
+        sb, token, "GET", "agents/states", reqBUIds=str(DEFAULT_BUSINESS_UNIT_ID), fields="agentId", orderBy="agentId"
+    )
+    assert filtered.status_code == 200, filtered.text
+    assert_conforms(sb)
+
+
+# ------------------------------------------------------------------------------------------ sessions
+
+
+def test_start_as_the_generated_client_sends_it(sb: SandboxServer, token: str) -> None:
+    response = generated(
+        sb,
+        token,
+        "POST",
+        "agent-sessions",
+        stationId="7009",
+        stationPhoneNumber="5550009",
+        inactivityTimeout=120,
+        inactivityForceLogout="true",
+        asAgentId=2009,
+    )
+    assert response.status_code == 202, response.text
+    session = session_of(sb, response.json()["sessionId"])
+    assert (session["agent_id"], session["inactivity_timeout"], session["state"]) == (2009, 120, "active")
+    assert_conforms(sb)
+
+
+def test_start_as_the_sdk_sends_it(sb: SandboxServer, token: str) -> None:
+    body = {
+        "stationId": "7009",
+        "stationPhoneNumber": "5550009",
+        "inactivityTimeout": 45,
+        "inactivityForceLogout": False,
+        "asAgentId": 2009,
+    }
+    response = sdk(sb, token, "POST", "agent-sessions", body)
+    assert response.status_code == 202, response.text
+    session = session_of(sb, response.json()["sessionId"])
+    assert (session["agent_id"], session["inactivity_force_logout"]) == (2009, False)
+    assert_conforms(sb)
+
+
+def test_join_as_the_generated_client_sends_it(sb: SandboxServer, token: str) -> None:
+    own = log_in_supervisor(sb, token)
+    response = generated(sb, token, "POST", "agent-sessions/join", asAgentId="1001")
+    assert response.status_code == 202, response.text
+    assert response.json() == {"sessionId": own}
+    assert_conforms(sb)
+
+
+@pytest.mark.parametrize("client", ["sdk", "gem"])
+def test_join_as_the_sdk_and_the_gem_send_it(sb: SandboxServer, token: str, client: str) -> None:
+    own = log_in_supervisor(sb, token)
+    body = {"asAgentId": 1001}
+    response = (
+        sdk(sb, token, "POST", "agent-sessions/join", body)
+        if client == "sdk"
+        else gem(sb, token, "agent-sessions/join", body)
+    )
+    assert response.status_code == 202, response.text
+    assert response.json() == {"sessionId": own}
+    assert sb.state()["joins"] == [[own, 1001]]
+    assert_conforms(sb)
+
+
+@pytest.mark.parametrize("join_mode", ["session", "spec"])
+def test_join_as_published_in_both_join_modes(sb: SandboxServer, token: str, join_mode: str) -> None:
+    own = log_in_supervisor(sb, token)
+    sb.set_faults(join_mode=join_mode)
+    response = generated(sb, token, "POST", "agent-sessions/join", asAgentId="1001")
+    assert (response.status_code, response.json()) == (202, {"sessionId": own})
+
+
+def test_join_with_the_projects_session_id(sb: SandboxServer, token: str) -> None:
+    # The one documented addition: sessionId beside asAgentId.
+    response = generated(sb, token, "POST", "agent-sessions/join", asAgentId="1001", sessionId="sess-2001")
+    assert (response.status_code, response.json()) == (202, {"sessionId": "sess-2001"})
+    assert_conforms(sb)
+
+
+def test_end_as_the_generated_client_sends_it(sb: SandboxServer, token: str) -> None:
+    response = generated(
+        sb,
+        token,
+        "DELETE",
+        "agent-sessions/sess-2005",
+        forceLogoff="true",
+        endContacts="false",
+        ignorePersonalQueue="true",
+    )
+    assert response.status_code == 202, response.text
+    session = session_of(sb, "sess-2005")
+    assert session["state"] == "ended"
+    assert session["end_options"] == {"forceLogoff": True, "endContacts": False, "ignorePersonalQueue": True}
+    assert_conforms(sb)
+
+
+def test_end_as_the_sdk_sends_it(sb: SandboxServer, token: str) -> None:
+    body = {"forceLogoff": True, "endContacts": True, "ignorePersonalQueue": False}
+    response = sdk(sb, token, "DELETE", "agent-sessions/sess-2006", body)
+    assert response.status_code == 202, response.text
+    assert session_of(sb, "sess-2006")["end_options"] == body
+    assert_conforms(sb)
+
+
+# ------------------------------------------------------------------------------------------ supervise
+
+
+def test_monitor_coach_barge_take_over_as_published(sb: SandboxServer, token: str) -> None:
+    own = log_in_supervisor(sb, token)
+    monitor = generated(sb, token, "POST", f"agent-sessions/{own}/monitor", targetAgentId=2002)
+    assert monitor.status_code == 202, monitor.text
+    for action in ("coach", "barge", "take-over"):
+        response = generated(sb, token, "POST", f"agent-sessions/{own}/{action}")  # no parameters, as published
+        assert response.status_code == 202, f"{action}: {response.text}"
+    actions = [(a["action"], a["target_agent_id"]) for a in sb.state()["supervise_actions"]]
+    assert actions == [("monitor", 2002), ("coach", 2002), ("barge", 2002), ("take-over", 2002)]
+    assert_conforms(sb)
+
+
+# ------------------------------------------------------------------------------------------ the checker
+
+
+def test_contract_violations_flags_what_strays_and_passes_published_shapes(sb: SandboxServer, token: str) -> None:
+    own = log_in_supervisor(sb, token)
+    generated(sb, token, "POST", "agent-sessions/join", asAgentId="1001")
+    sdk(sb, token, "POST", "agent-sessions/join", {"asAgentId": 1001, "sessionId": own})
+    generated(sb, token, "POST", f"agent-sessions/{own}/monitor", targetAgentId=2002)
+    generated(sb, token, "POST", f"agent-sessions/{own}/coach")
+    requests.get(f"{sb.url}/_sandbox/state", timeout=10)  # admin: not part of the contract
+    assert contract_violations(sb.journal()) == []
+
+    sb.clear_journal()
+    generated(sb, token, "POST", "agent-sessions/join", asAgentId="1001", sessionId=own, madeUpParam="x")
+    sdk(sb, token, "POST", f"agent-sessions/{own}/barge", {"targetAgentId": 2002, "agentId": 2002})
+    generated(sb, token, "GET", "agents/1001", version="v99.9")
+    generated(sb, token, "POST", "agent-sessions/join/now", asAgentId="1001")
+    requests.post(f"{sb.url}/auth/token", params={"username": QA[0]}, data={"grant_type": "password"}, timeout=10)
+    found = contract_violations(sb.journal())
+    assert len(found) == 5, found
+    join_strays, barge_strays, version_strays, route_strays, token_strays = found
+    assert join_strays.endswith("join does not publish madeUpParam")
+    # targetAgentId is this project's documented decision for barge; agentId is nobody's
+    assert barge_strays.endswith("barge does not publish agentId")
+    assert "unknown API version 'v99.9'" in version_strays
+    assert route_strays.endswith("not a published call")
+    assert "token parameters in the query string: username" in token_strays
+
+
+def test_contract_violations_reads_entries_without_the_new_keys() -> None:
+    # An entry of an older journal (no body_fields) is judged on its query alone.
+    entry = {
+        "seq": 1,
+        "method": "POST",
+        "path": "/inContactAPI/services/v33.0/agent-sessions/join",
+        "params": {"x": "1"},
+    }
+    assert contract_violations([entry]) == [
+        "#1 POST /inContactAPI/services/v33.0/agent-sessions/join: join does not publish x"
+    ]
