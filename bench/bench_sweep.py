@@ -37,6 +37,7 @@ os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 from typing import TYPE_CHECKING
 
 from cxone_provider.hooks.cxone import CxoneHook
+from cxone_provider.operators.common import join_agent_session
 from cxone_provider.operators.sweep import DEFAULT_MAX_CONCURRENCY, JoinAgentSessionsOperator
 from cxone_provider.testing import SandboxServer
 
@@ -110,13 +111,13 @@ def measure(
 def naive(sessions: list[str]) -> int:
     joined = 0
     for session_id in sessions:
-        joined += CxoneHook("cxone_default").join_agent_session(session_id, 1001).condition == "Success"
+        joined += join_agent_session(CxoneHook("cxone_default"), session_id, 1001).condition == "Success"
     return joined
 
 
 def one_hook(sessions: list[str]) -> int:
     hook = CxoneHook("cxone_default")
-    return sum(hook.join_agent_session(s, 1001).condition == "Success" for s in sessions)
+    return sum(join_agent_session(hook, s, 1001).condition == "Success" for s in sessions)
 
 
 def sweep(sessions: list[str], concurrency: int) -> int:

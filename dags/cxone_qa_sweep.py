@@ -15,8 +15,14 @@ result condition with mapped tasks.
    `outcomes_with(sweep, condition)` so every mapped task gets its own outcome. The SecurityUser
    conditions (InvalidSecurityUser, ImpersonateNotEnabled, InvalidAgentId) hit every session alike, so
    one `alert_security_user` task handles them, and skips when none occurred.
-5. **report** — writes `qa_sweep_<run>.json` and `.csv` to `report_dir` (default
-   `$AIRFLOW_HOME/cxone_reports`) and logs a table of counts per condition.
+5. **report** — writes `qa_sweep_<run>.json` and `.csv` below `$AIRFLOW_HOME/cxone_reports` (in the
+   sub-folder `report_dir` names, if any) and logs a table of counts per condition.
+
+Whoever triggers a run chooses the params, so none of them can reach further than this file allows:
+`cxone_conn_id` is one of `CXONE_CONN_IDS` (edit the list to add yours), and `report_dir` is only a
+name below `REPORTS_BASE` — an absolute path, `..` or a link out of it fails the `report` task. CSV
+cells that a spreadsheet would run as a formula (starting with `=`, `+`, `-`, `@`, a tab or a carriage
+return) are written with a leading `'`, as OWASP's CSV-injection guidance says.
 """
 
 from __future__ import annotations
@@ -30,7 +36,7 @@ from typing import Any
 
 import pendulum
 from airflow.sdk import DAG, Param, XComArg, get_current_context, task
-from airflow.sdk.exceptions import AirflowSkipException
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from cxone_provider.conditions import JoinCondition
 from cxone_provider.hooks.cxone import CxoneHook
@@ -42,6 +48,59 @@ SECURITY_USER_CONDITIONS = (
     JoinCondition.IMPERSONATE_NOT_ENABLED,
     JoinCondition.INVALID_AGENT_ID,
 )
+
+#: The connections a run may use: the `cxone_conn_id` param offers these and nothing else.
+CXONE_CONN_IDS = ("cxone_default",)
+
+#: Where reports go, set here and not by a param: the worker writes below this folder only.
+REPORTS_BASE = Path(os.environ.get("AIRFLOW_HOME") or Path.home() / "airflow") / "cxone_reports"
+
+#: Report columns, in order.
+CSV_COLUMNS = ("session_id", "condition", "status_code", "message", "attempts", "elapsed_s")
+
+#: A spreadsheet reads a cell starting with one of these as a formula (OWASP, "CSV Injection").
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+_NAME_PART = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*")
+
+
+def path_below(base: Path, name: str | None, param: str) -> Path:
+    """``base / name`` (``base`` when ``name`` is empty); any ``name`` that could leave ``base`` fails the task.
+
+    A name is parts of letters, digits, ``.``, ``_`` and ``-`` joined by ``/``, none starting with a dot:
+    no absolute path, no ``..``, no ``~``. Links are resolved before the last check, so a link inside
+    ``base`` cannot lead out of it either.
+    """
+    if not name:
+        return base
+    if os.path.isabs(name) or name.startswith(("/", "\\", "~")):
+        problem = "an absolute path (or '~') is not allowed"
+    elif ".." in re.split(r"[/\\]", name):
+        problem = "'..' is not allowed"
+    elif not all(_NAME_PART.fullmatch(part) for part in name.split("/")):
+        problem = "use letters, digits, '.', '_' and '-', parts joined by '/', none starting with '.'"
+    else:
+        path = base.joinpath(*name.split("/"))
+        real_base = os.path.realpath(base)
+        if os.path.commonpath([real_base, os.path.realpath(path)]) == real_base:
+            return path
+        problem = "it leads out of the folder through a link"
+    raise AirflowFailException(f"param {param} {name!r} is refused: {problem}; it must be a name below {base}")
+
+
+def csv_cell(value: Any) -> Any:
+    """``value``, with a leading ``'`` when it is text a spreadsheet would run as a formula."""
+    if isinstance(value, str) and value.startswith(FORMULA_PREFIXES):
+        return "'" + value
+    return value
+
+
+def write_csv(path: Path, outcomes: list[dict[str, Any]]) -> None:
+    """One row per outcome, every text cell quoted and none readable as a formula."""
+    with path.open("w", newline="", encoding="utf-8") as csv_file:
+        writer = csv.writer(csv_file, quoting=csv.QUOTE_NONNUMERIC)
+        writer.writerow(CSV_COLUMNS)
+        writer.writerows([csv_cell(outcome.get(column)) for column in CSV_COLUMNS] for outcome in outcomes)
 
 
 @task
@@ -82,17 +141,13 @@ def alert_security_user() -> list[str]:
 def report(report_dir: str | None = None) -> dict[str, Any]:
     """Write the sweep's per-session outcomes as JSON and CSV, and log the counts per condition."""
     context = get_current_context()
+    directory = path_below(REPORTS_BASE, report_dir, "report_dir")
     sweep = context["ti"].xcom_pull(task_ids="sweep")
-    directory = Path(report_dir or os.path.join(os.environ.get("AIRFLOW_HOME", "."), "cxone_reports"))
     directory.mkdir(parents=True, exist_ok=True)
     stem = "qa_sweep_" + re.sub(r"[^A-Za-z0-9_.-]+", "_", context["run_id"])
     json_path, csv_path = directory / f"{stem}.json", directory / f"{stem}.csv"
     json_path.write_text(json.dumps(sweep, indent=2), encoding="utf-8")
-    columns = ["session_id", "condition", "status_code", "message", "attempts", "elapsed_s"]
-    with csv_path.open("w", newline="", encoding="utf-8") as csv_file:
-        writer = csv.DictWriter(csv_file, fieldnames=columns, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(sweep["outcomes"])
+    write_csv(csv_path, sweep["outcomes"])
     width = max(len(c.value) for c in JoinCondition)
     table = "\n".join(f"  {c.value:<{width}}  {sweep['counts'][c.value]:>6}" for c in JoinCondition)
     print(f"QA sweep of {len(sweep['outcomes'])} session(s):\n{table}\nReports: {json_path}, {csv_path}")
@@ -111,8 +166,14 @@ with DAG(
         "qa_agent_id": Param(1001, type="integer", minimum=1, description="the QA supervisor's agent"),
         "team_ids": Param([], type="array", description="only these teams (empty: all)"),
         "agent_state_names": Param([], type="array", description="only agents in these states (empty: all)"),
-        "cxone_conn_id": Param("cxone_default", type="string"),
-        "report_dir": Param(None, type=["null", "string"], description="where the JSON and CSV reports go"),
+        "cxone_conn_id": Param(
+            CXONE_CONN_IDS[0], type="string", enum=list(CXONE_CONN_IDS), description="the cxone connection"
+        ),
+        "report_dir": Param(
+            None,
+            type=["null", "string"],
+            description="a sub-folder of $AIRFLOW_HOME/cxone_reports for the reports (a name: not absolute, no '..')",
+        ),
     },
 ) as dag:
     set_security_user = SetSecurityUserOperator(

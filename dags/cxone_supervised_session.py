@@ -20,22 +20,30 @@ A supervisor joins one live agent session, the way a Studio script runs *SetSecu
 
 3. **finish** runs after whichever branch ran (`none_failed_min_one_success`) and logs the outcome.
 
-Records go to the JSON-lines file named by the `audit_log` param (default:
-`$AIRFLOW_HOME/cxone_audit.jsonl`); swap `record_outcome` for your alerting (a Slack or email notifier).
+Records go to a JSON-lines file below `$AIRFLOW_HOME/cxone_audit`: `audit.jsonl`, or the name the
+`audit_log` param gives; swap `record_outcome` for your alerting (a Slack or email notifier).
 
-Params: `supervisor_agent_id`, `session_id`, `cxone_conn_id`, and `join_as` — an optional stored
-SecurityUser (a mapping or an agent id) to join as instead of the one set by `set_security_user`.
+Params: `supervisor_agent_id`, `session_id`, `cxone_conn_id`, `audit_log`, and `join_as` — an optional
+stored SecurityUser (a mapping or an agent id) to join as instead of the one set by `set_security_user`.
+
+Whoever triggers a run chooses the params, so none of them can reach further than this file allows:
+`cxone_conn_id` is one of `CXONE_CONN_IDS` (edit the list to add yours) and every call of the run,
+the join included, uses it (a `conn_id` inside `join_as` must be on the list too, and is not used);
+`audit_log` is only a name below `AUDIT_BASE` — an absolute path, `..` or a link out of it fails the
+task that would write the record.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
 import pendulum
 from airflow.sdk import DAG, Param, get_current_context, task
+from airflow.sdk.exceptions import AirflowFailException
 
 from cxone_provider.conditions import JoinCondition
 from cxone_provider.hooks.cxone import CxoneHook
@@ -52,9 +60,38 @@ BRANCH_TASKS = {
     JoinCondition.DEFAULT: "retry_later",
 }
 
+#: The connections a run may use: the `cxone_conn_id` param offers these and nothing else.
+CXONE_CONN_IDS = ("cxone_default",)
 
-def _audit_log_path(configured: str | None) -> Path:
-    return Path(configured or os.path.join(os.environ.get("AIRFLOW_HOME", "."), "cxone_audit.jsonl"))
+#: Where the audit log goes, set here and not by a param: the worker appends below this folder only.
+AUDIT_BASE = Path(os.environ.get("AIRFLOW_HOME") or Path.home() / "airflow") / "cxone_audit"
+DEFAULT_AUDIT_LOG = "audit.jsonl"
+
+_NAME_PART = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*")
+
+
+def path_below(base: Path, name: str | None, param: str) -> Path:
+    """``base / name`` (``base`` when ``name`` is empty); any ``name`` that could leave ``base`` fails the task.
+
+    A name is parts of letters, digits, ``.``, ``_`` and ``-`` joined by ``/``, none starting with a dot:
+    no absolute path, no ``..``, no ``~``. Links are resolved before the last check, so a link inside
+    ``base`` cannot lead out of it either.
+    """
+    if not name:
+        return base
+    if os.path.isabs(name) or name.startswith(("/", "\\", "~")):
+        problem = "an absolute path (or '~') is not allowed"
+    elif ".." in re.split(r"[/\\]", name):
+        problem = "'..' is not allowed"
+    elif not all(_NAME_PART.fullmatch(part) for part in name.split("/")):
+        problem = "use letters, digits, '.', '_' and '-', parts joined by '/', none starting with '.'"
+    else:
+        path = base.joinpath(*name.split("/"))
+        real_base = os.path.realpath(base)
+        if os.path.commonpath([real_base, os.path.realpath(path)]) == real_base:
+            return path
+        problem = "it leads out of the folder through a link"
+    raise AirflowFailException(f"param {param} {name!r} is refused: {problem}; it must be a name below {base}")
 
 
 @task
@@ -73,13 +110,13 @@ def start_monitoring(outcome: dict[str, Any], cxone_conn_id: str) -> dict[str, A
 def record_outcome(outcome: dict[str, Any], action: str, audit_log: str | None = None) -> dict[str, Any]:
     """Append the outcome to the audit log (JSON lines) and log it as a warning."""
     context = get_current_context()
+    path = path_below(AUDIT_BASE, audit_log or DEFAULT_AUDIT_LOG, "audit_log")
     record = {
         "action": action,
         "dag_run": context["run_id"],
         "recorded_at": pendulum.now("UTC").to_iso8601_string(),
         **outcome,
     }
-    path = _audit_log_path(audit_log)
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a", encoding="utf-8") as log_file:
         log_file.write(json.dumps(record) + "\n")
@@ -109,11 +146,21 @@ with DAG(
     params={
         "supervisor_agent_id": Param(1001, type="integer", minimum=1, description="the SecurityUser's agent"),
         "session_id": Param("sess-2001", type="string", description="the agent session to join"),
-        "cxone_conn_id": Param("cxone_default", type="string"),
-        "join_as": Param(
-            None, type=["null", "integer", "string", "object"], description="optional stored SecurityUser"
+        "cxone_conn_id": Param(
+            CXONE_CONN_IDS[0], type="string", enum=list(CXONE_CONN_IDS), description="the cxone connection"
         ),
-        "audit_log": Param(None, type=["null", "string"], description="JSON-lines file for the records"),
+        "join_as": Param(
+            None,
+            type=["null", "integer", "string", "object"],
+            # Checked early for the mapping form; the join uses cxone_conn_id whatever join_as says.
+            properties={"conn_id": {"type": ["null", "string"], "enum": [None, *CXONE_CONN_IDS]}},
+            description="optional stored SecurityUser",
+        ),
+        "audit_log": Param(
+            None,
+            type=["null", "string"],
+            description="a JSON-lines file below $AIRFLOW_HOME/cxone_audit (a name: not absolute, no '..')",
+        ),
     },
 ) as dag:
     set_security_user = SetSecurityUserOperator(
@@ -128,6 +175,8 @@ with DAG(
         # "SecurityUser" is Studio's default: the nearest upstream SetSecurityUser's return value.
         security_user="{{ params.join_as if params.join_as is not none else 'SecurityUser' }}",
         branches=BRANCH_TASKS,
+        # The run's connection, always: a conn_id inside join_as would otherwise pick any connection.
+        cxone_conn_id="{{ params.cxone_conn_id }}",
     )
     # The join's outcome mapping, resolved from XCom when each branch task runs.
     outcome: Any = join_agent_session.output

@@ -175,6 +175,39 @@ def connection_json(model: dict[str, Any], service: str = "airflow-worker") -> d
     return json.loads(environment(model["services"][service])["AIRFLOW_CONN_CXONE_DEFAULT"])
 
 
+def pip_installs() -> list[str]:
+    """Every ``pip install`` command of the Dockerfile's RUN instructions."""
+    runs = " ".join(args for word, args in dockerfile_instructions() if word == "RUN")
+    return [c.strip() for c in re.split(r"&&|;", runs) if re.search(r"\bpip\b.*\binstall\b", c)]
+
+
+def published_host_ip(spec: str | int | dict[str, Any]) -> str:
+    """The host address a `ports` entry (short or long syntax) publishes on; "" means every interface."""
+    if isinstance(spec, dict):
+        return str(spec.get("host_ip") or "")
+    text = str(spec).split("/", 1)[0]
+    if text.startswith("["):  # [::1]:8080:8080
+        return text[1:].split("]", 1)[0]
+    parts = text.split(":")
+    return parts[0] if len(parts) == 3 else ""
+
+
+def active_services(model: dict[str, Any], profiles: set[str]) -> set[str]:
+    """The services `docker compose --profile …` starts: those without profiles, and those of the profiles."""
+    return {n for n, s in model["services"].items() if not s.get("profiles") or profiles & set(s["profiles"])}
+
+
+def needs(service: dict[str, Any]) -> set[str]:
+    """The services a service cannot start without: dependencies, a shared namespace, links, volumes_from."""
+    names = set(depends_on(service))
+    mode = str(service.get("network_mode") or "")
+    if mode.startswith("service:"):
+        names.add(mode.removeprefix("service:"))
+    names.update(str(link).split(":")[0] for link in service.get("links") or [])
+    names.update(str(v).split(":")[0] for v in service.get("volumes_from") or [] if not str(v).startswith("container:"))
+    return names
+
+
 def compose_schema() -> dict[str, Any]:
     vendor = importlib.resources.files("check_jsonschema.builtin_schemas.vendor")
     return json.loads(vendor.joinpath("compose-spec.json").read_text())
@@ -210,7 +243,9 @@ def test_hadolint_reports_nothing() -> None:
 
 def test_image_pins_the_airflow_the_tests_run() -> None:
     froms = [args for word, args in dockerfile_instructions() if word == "FROM"]
-    assert froms == [f"apache/airflow:{AIRFLOW_VERSION}"]
+    assert len(froms) == 1
+    # The tag, optionally pinned by digest as docker/README.md describes.
+    assert re.fullmatch(rf"apache/airflow:{re.escape(AIRFLOW_VERSION)}(@sha256:[0-9a-f]{{64}})?", froms[0]), froms
     runs = " ".join(args for word, args in dockerfile_instructions() if word == "RUN")
     pins = re.findall(r"apache-airflow==([\w.]+)", runs)
     assert pins == [AIRFLOW_VERSION], f"pip must pin apache-airflow=={AIRFLOW_VERSION} once, found {pins}"
@@ -219,6 +254,40 @@ def test_image_pins_the_airflow_the_tests_run() -> None:
     for cmd in installs:
         assert f"apache-airflow=={AIRFLOW_VERSION}" in cmd, f"pip install without the Airflow pin: {cmd}"
         assert "--no-cache-dir" in cmd
+
+
+def test_image_installs_with_airflows_constraints() -> None:
+    """Every pip install resolves against Airflow's constraints file for the image's Airflow and Python."""
+    installs = pip_installs()
+    assert installs
+    runs = " ".join(args for word, args in dockerfile_instructions() if word == "RUN")
+    for cmd in installs:
+        args = shlex.split(cmd)
+        constraints = [args[i + 1] for i, a in enumerate(args) if a in ("-c", "--constraint")]
+        constraints += [a.split("=", 1)[1] for a in args if a.startswith("--constraint=")]
+        assert len(constraints) == 1, f"pip install without Airflow's constraints file: {cmd}"
+        # Airflow's documented location: constraints-<Airflow version>/constraints-<Python major.minor>.txt
+        match = re.fullmatch(
+            r"https://raw\.githubusercontent\.com/apache/airflow/constraints-(?P<airflow>[^/]+)"
+            r"/constraints-\$\{?(?P<python>\w+)\}?\.txt",
+            constraints[0],
+        )
+        assert match, f"not Airflow's constraints URL: {constraints[0]}"
+        assert match["airflow"] == AIRFLOW_VERSION, "the constraints of another Airflow than the image's"
+        # The Python version is the image's own, asked of its python in the same RUN; the expression
+        # run here prints this interpreter's major.minor, the form the constraints file names use.
+        assigned = re.search(rf"\b{match['python']}=\"\$\(python -c '([^']*)'\)\"", runs)
+        assert assigned, f"${match['python']} must be set from the image's python in the same RUN"
+        printed = subprocess.run([sys.executable, "-c", assigned[1]], capture_output=True, text=True, check=True)
+        assert printed.stdout.strip() == f"{sys.version_info.major}.{sys.version_info.minor}"
+        # Packages come from pip's default index, as Airflow's constraints assume.
+        assert not re.search(r"--(extra-)?index-url|--trusted-host|--find-links|(^|\s)-[if]\s", cmd), cmd
+
+
+def test_readme_documents_pinning_the_base_image_by_digest() -> None:
+    readme = (DOCKER / "README.md").read_text()
+    assert f"FROM apache/airflow:{AIRFLOW_VERSION}@sha256:" in readme
+    assert "RepoDigests" in readme or "imagetools inspect" in readme, "say how to find the digest"
 
 
 def test_image_runs_as_the_airflow_user() -> None:
@@ -291,14 +360,14 @@ def test_compose_has_the_distributed_topology() -> None:
         "airflow-dag-processor": ["dag-processor"],
         "airflow-worker": ["celery", "worker"],
         "airflow-triggerer": ["triggerer"],
-        "cxone-sandbox": ["cxone-sandbox", "--host", "0.0.0.0", "--port", "8765"],  # noqa: S104
+        "cxone-sandbox": ["cxone-sandbox", "--host", "127.0.0.1", "--port", "8765"],
     }
     assert set(services) == {*expected_commands, "airflow-init", "postgres", "redis"}
     for name, cmd in expected_commands.items():
         assert command(services[name]) == cmd, name
     assert services["postgres"]["image"].split(":")[1].split("-")[0] == "16"
     assert services["redis"]["image"].split(":")[1].startswith("7.2")
-    assert "8080:8080" in services["airflow-apiserver"]["ports"]
+    assert services["airflow-apiserver"]["ports"] == ["127.0.0.1:8080:8080"]
     assert services["airflow-apiserver"]["healthcheck"]["test"][-1] == "http://localhost:8080/api/v2/version"
     for name, service in services.items():
         if name != "airflow-init":
@@ -359,11 +428,9 @@ def test_connection_defaults_to_the_sandbox_service() -> None:
     assert conn["conn_type"] == "cxone"
     sandbox_cmd = command(services["cxone-sandbox"])
     port = sandbox_cmd[sandbox_cmd.index("--port") + 1]
-    # Loopback: the worker shares the sandbox's network namespace (see the next tests).
+    # Loopback: the sandbox lives in the worker's network namespace (see the next tests).
     assert conn["host"] == f"http://127.0.0.1:{port}"
-    assert any(p.endswith(f":{port}") for p in services["cxone-sandbox"]["ports"])
-    assert port in services["cxone-sandbox"]["healthcheck"]["test"][-1]
-    assert depends_on(services["airflow-worker"])["cxone-sandbox"] == "service_healthy"
+    assert f":{port}/" in services["cxone-sandbox"]["healthcheck"]["test"][-1]
     # The defaults are the sandbox's own seed, not a second copy that could drift.
     seed_user = next(u for u in SANDBOX_SEED["users"] if u["access_key_id"] == conn["login"])
     assert conn["password"] == seed_user["access_key_secret"]
@@ -391,50 +458,90 @@ def test_connection_is_accepted_by_the_hook_as_it_stands() -> None:
         assert not re.search(r"allow.insecure", path.read_text(), re.I), f"{path.name} mentions a removed opt-in"
 
 
-def test_task_code_shares_the_sandbox_network_namespace() -> None:
-    """Every service that runs task code reaches the sandbox on loopback, and can still do so legally."""
+def test_the_sandbox_is_loopback_of_the_service_that_runs_task_code() -> None:
+    """With the profile, task code reaches the sandbox on loopback, legally; nothing else reaches it."""
     services = compose()["services"]
-    sandbox_cmd = command(services["cxone-sandbox"])
+    sandbox = services["cxone-sandbox"]
+    sandbox_cmd = command(sandbox)
     sandbox_port = int(sandbox_cmd[sandbox_cmd.index("--port") + 1])
+    # Loopback of the namespace it joins: not the Compose network, not the host.
+    assert sandbox_cmd[sandbox_cmd.index("--host") + 1] == "127.0.0.1"
     # CeleryExecutor: tasks run only in Celery workers (no deferrable operators or triggers either, so
     # the triggerer never calls CXone).
     runs_tasks = {n for n, s in services.items() if command(s)[:2] == ["celery", "worker"]}
     assert runs_tasks == {"airflow-worker"}
+    assert sandbox.get("network_mode") == "service:airflow-worker", "the sandbox must be the worker's sidecar"
+    # Docker refuses these with a shared network namespace.
+    refused = {"ports", "expose", "hostname", "domainname", "networks", "links", "dns", "extra_hosts"}
+    assert not refused & sandbox.keys(), f"cxone-sandbox: {refused & sandbox.keys()} conflict with network_mode"
+    # Restarting or recreating the worker replaces the namespace: the sandbox has to follow.
+    assert sandbox["depends_on"]["airflow-worker"].get("restart") is True
     for name, service in services.items():
-        mode = service.get("network_mode")
-        if name not in runs_tasks:
-            assert mode is None, f"{name} runs no task code: it keeps its own place on the Compose network"
-            continue
-        assert mode == "service:cxone-sandbox", f"{name} runs task code: it must share the sandbox's namespace"
-        # Docker refuses these with a shared network namespace.
-        refused = {"ports", "expose", "hostname", "domainname", "networks", "links", "dns", "extra_hosts"}
-        assert not refused & service.keys(), f"{name}: {refused & service.keys()} conflict with network_mode"
-        assert depends_on(service)["cxone-sandbox"] == "service_healthy", name
-        # Restarting or recreating the sandbox replaces the namespace: the worker has to follow.
-        assert service["depends_on"]["cxone-sandbox"].get("restart") is True, name
-        # The names it uses are resolved through the sandbox's network: those services must be on it.
-        env = environment(service)
-        for url in (
-            env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"],
-            env["AIRFLOW__CELERY__BROKER_URL"],
-            env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"],
-        ):
-            host = urllib.parse.urlsplit(url).hostname
-            assert host in services, f"{name} uses {url}: {host} is not a service"
-            assert "network_mode" not in services[host], f"{host} must be reachable by name"
-        # One namespace, one set of ports: the worker's log server must not collide with the sandbox.
-        from airflow.configuration import conf
+        if name != "cxone-sandbox":
+            # The worker included: it keeps its own place on the network, so it runs without the sandbox.
+            assert "network_mode" not in service, f"{name} keeps its own place on the Compose network"
+    worker = services["airflow-worker"]
+    env = environment(worker)
+    for url in (
+        env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"],
+        env["AIRFLOW__CELERY__BROKER_URL"],
+        env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"],
+    ):
+        host = urllib.parse.urlsplit(url).hostname
+        assert host in services, f"the worker uses {url}: {host} is not a service"
+    # One namespace, one set of ports: the worker's log server must not collide with the sandbox.
+    from airflow.configuration import conf
 
-        log_port = int(
-            env.get("AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT")
-            or conf.get_default_value("logging", "worker_log_server_port")
-        )
-        assert log_port != sandbox_port, name
-        # Task logs are files on a volume the api-server mounts too, not only behind the log server.
-        assert "airflow-logs:/opt/airflow/logs" in service["volumes"], name
-        assert "airflow-logs:/opt/airflow/logs" in services["airflow-apiserver"]["volumes"]
-    sandbox = services["cxone-sandbox"]
-    assert not {"network_mode", "networks"} & sandbox.keys(), "the sandbox must sit on the default network"
+    log_port = int(
+        env.get("AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT")
+        or conf.get_default_value("logging", "worker_log_server_port")
+    )
+    assert log_port != sandbox_port
+    # Task logs are files on a volume the api-server mounts too, not only behind the log server.
+    assert "airflow-logs:/opt/airflow/logs" in worker["volumes"]
+    assert "airflow-logs:/opt/airflow/logs" in services["airflow-apiserver"]["volumes"]
+
+
+def test_the_sandbox_starts_only_when_asked_for() -> None:
+    """The sandbox is in the `sandbox` profile, and both projects, with and without it, hold together."""
+    model = compose()
+    services = model["services"]
+    assert services["cxone-sandbox"].get("profiles") == ["sandbox"]
+    assert {n for n, s in services.items() if s.get("profiles")} == {"cxone-sandbox"}, "only the sandbox is optional"
+    for profiles in (set(), {"sandbox"}):
+        running = active_services(model, profiles)
+        for name in sorted(running):
+            missing = needs(services[name]) - running
+            assert not missing, f"with profiles {sorted(profiles)}: {name} needs {sorted(missing)}, not started"
+    assert active_services(model, set()) == set(services) - {"cxone-sandbox"}
+    # The commands in docker/README.md start it by name.
+    readme = (DOCKER / "README.md").read_text()
+    assert re.search(r"docker compose -f \S+ --profile sandbox up", readme)
+    assert re.search(r"docker compose -f \S+ up", readme), "and show the command without it (a real tenant)"
+
+
+def test_every_published_port_is_bound_to_loopback() -> None:
+    # The check reads every `ports` syntax: these would publish on every interface, or on one given.
+    for spec, host_ip in [
+        ("8080", ""),
+        ("8080:8080", ""),
+        (8080, ""),
+        ("0.0.0.0:8080:8080", "0.0.0.0"),  # noqa: S104 - the binding the check must catch
+        ("127.0.0.1:8080-8081:8080-8081/tcp", "127.0.0.1"),
+        ("[::1]:8080:8080", "::1"),
+        ({"target": 8080, "published": "8080"}, ""),
+        ({"target": 8080, "published": "8080", "host_ip": "127.0.0.1"}, "127.0.0.1"),
+    ]:
+        assert published_host_ip(spec) == host_ip, spec
+    services = compose()["services"]
+    published = [(name, spec) for name, s in services.items() for spec in s.get("ports") or []]
+    assert ("airflow-apiserver", "127.0.0.1:8080:8080") in published
+    for name, spec in published:
+        host_ip = published_host_ip(spec)
+        assert host_ip == "127.0.0.1", f"{name} publishes {spec!r} on {host_ip or 'every interface'}"
+    for name, service in services.items():
+        # The host's own network would publish every port the container opens.
+        assert service.get("network_mode") != "host", name
 
 
 def test_a_real_tenant_is_only_environment_variables() -> None:

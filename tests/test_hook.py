@@ -7,15 +7,11 @@ import time
 
 import pytest
 
+from cxone_provider.client.transport import RETRY_POLICY, RetryWhen
 from cxone_provider.conditions import ROUTE_NOT_FOUND, JoinCondition
-from cxone_provider.hooks.cxone import (
-    RETRY_POLICY,
-    CxoneApiError,
-    CxoneAuthError,
-    CxoneConfigError,
-    CxoneHook,
-    RetryWhen,
-)
+from cxone_provider.exceptions import CxoneApiError, CxoneAuthError, CxoneConfigError
+from cxone_provider.hooks.cxone import CxoneHook
+from cxone_provider.operators.common import join_agent_session
 
 C = JoinCondition
 
@@ -111,7 +107,7 @@ def test_get_agent_and_unknown_agent(make_hook):
     with pytest.raises(CxoneApiError, match="9999") as unknown:
         hook.get_agent(9999)
     assert unknown.value.http_status == 404
-    assert unknown.value.condition is C.INVALID_AGENT_ID
+    assert unknown.value.response.error == "InvalidAgentId"
 
 
 def test_agent_states_list_live_sessions(make_hook):
@@ -135,11 +131,11 @@ def test_start_and_end_a_session(cxone_sandbox, make_hook):
     session_id = hook.start_agent_session(as_agent_id=2009, station_id="station-9")
     states = {s["agentId"]: s for s in hook.get_agent_states()}
     assert states[2009]["sessionId"] == session_id
-    assert hook.join_agent_session(session_id, 1001).condition is C.SUCCESS
+    assert join_agent_session(hook, session_id, 1001).condition is C.SUCCESS
     hook.end_agent_session(session_id, force_logoff=True)
     (end_call,) = [e for e in cxone_sandbox.journal() if e["method"] == "DELETE"]
     assert end_call["params"] == {"forceLogoff": "true"}
-    assert hook.join_agent_session(session_id, 1001).condition is C.INVALID_AGENT_SESSION
+    assert join_agent_session(hook, session_id, 1001).condition is C.INVALID_AGENT_SESSION
 
 
 def test_coach_barge_take_over_send_no_target_unless_given(cxone_sandbox, make_hook):
@@ -170,7 +166,7 @@ def test_supervise_an_ended_session_raises(make_hook):
     with pytest.raises(CxoneApiError) as ended:
         make_hook().monitor("sess-2007", target_agent_id=2007)
     assert ended.value.http_status == 409
-    assert ended.value.condition is C.INVALID_AGENT_SESSION
+    assert ended.value.response.error == "InvalidAgentSession"
 
 
 # --- join: one test per row of the table the sandbox serves ----------------------------------------
@@ -188,7 +184,7 @@ def test_supervise_an_ended_session_raises(make_hook):
     ],
 )
 def test_join_rows(cxone_sandbox, make_hook, agent_id, session_id, condition, status):
-    outcome = make_hook().join_agent_session(session_id, agent_id)
+    outcome = join_agent_session(make_hook(), session_id, agent_id)
     assert outcome.condition is condition
     assert outcome.status_code == status
     assert outcome.attempts == 1
@@ -211,7 +207,7 @@ def test_a_wrong_api_url_is_default_route_not_found_and_not_retried(cxone_sandbo
         hook = make_hook(discovery=False, api_base_url=cxone_sandbox.url + conn_extra["path"])
     else:
         hook = make_hook(**conn_extra)
-    outcome = hook.join_agent_session("sess-2001", 1001)
+    outcome = join_agent_session(hook, "sess-2001", 1001)
     assert outcome.condition is C.DEFAULT
     assert ROUTE_NOT_FOUND in outcome.message
     assert outcome.status_code == 404
@@ -224,35 +220,35 @@ def test_a_tenant_that_ignores_session_id_never_gives_success(cxone_sandbox, mak
     """join_mode=spec: CXone as published attaches asAgentId to that agent's own session."""
     hook = make_hook()
     cxone_sandbox.set_faults(join_mode="spec")
-    no_session = hook.join_agent_session("sess-2001", 1001)
+    no_session = join_agent_session(hook, "sess-2001", 1001)
     assert (no_session.condition, no_session.status_code) == (C.INVALID_AGENT_SESSION, 404)
     own = hook.start_agent_session(as_agent_id=1001, station_id="station-1")
-    other = hook.join_agent_session("sess-2001", 1001)
+    other = join_agent_session(hook, "sess-2001", 1001)
     assert other.condition is C.INVALID_AGENT_SESSION
     assert other.status_code == 202
     assert repr(own) in other.message
     assert "'sess-2001'" in other.message
-    assert hook.join_agent_session(own, 1001).condition is C.SUCCESS
+    assert join_agent_session(hook, own, 1001).condition is C.SUCCESS
 
 
 def test_in_session_mode_the_join_names_the_session_asked_for(cxone_sandbox, make_hook):
     hook = make_hook()
     cxone_sandbox.set_faults(join_mode="session")
     hook.start_agent_session(as_agent_id=1001, station_id="station-1")
-    outcome = hook.join_agent_session("sess-2003", 1001)
+    outcome = join_agent_session(hook, "sess-2003", 1001)
     assert (outcome.condition, outcome.message) == (C.SUCCESS, "joined")
 
 
 def test_join_is_idempotent(cxone_sandbox, make_hook):
     hook = make_hook()
-    assert hook.join_agent_session("sess-2002", 1001).condition is C.SUCCESS
-    assert hook.join_agent_session("sess-2002", 1001).condition is C.SUCCESS
+    assert join_agent_session(hook, "sess-2002", 1001).condition is C.SUCCESS
+    assert join_agent_session(hook, "sess-2002", 1001).condition is C.SUCCESS
     joins = [tuple(pair) for pair in cxone_sandbox.state()["joins"]]
     assert joins.count(("sess-2002", 1001)) == 1
 
 
 def test_session_id_is_url_encoded(cxone_sandbox, make_hook):
-    outcome = make_hook().join_agent_session("a/b?c=d&e", 1001)
+    outcome = join_agent_session(make_hook(), "a/b?c=d&e", 1001)
     assert outcome.condition is C.INVALID_AGENT_SESSION
     (call,) = _calls(cxone_sandbox, "agent-sessions/join")
     assert call["params"]["sessionId"] == "a/b?c=d&e"
@@ -271,14 +267,14 @@ def test_session_id_is_url_encoded(cxone_sandbox, make_hook):
     ],
 )
 def test_bad_input_sends_nothing(cxone_sandbox, make_hook, session_id, agent_id, condition):
-    outcome = make_hook().join_agent_session(session_id, agent_id)
+    outcome = join_agent_session(make_hook(), session_id, agent_id)
     assert outcome.condition is condition
     assert outcome.status_code is None
     assert cxone_sandbox.journal() == []
 
 
 def test_refused_token_makes_the_join_invalid_security_user(cxone_sandbox, make_hook):
-    outcome = make_hook(key="SANDBOX-INACTIVE-KEY").join_agent_session("sess-2001", 1001)
+    outcome = join_agent_session(make_hook(key="SANDBOX-INACTIVE-KEY"), "sess-2001", 1001)
     assert outcome.condition is C.INVALID_SECURITY_USER
     assert "invalid_grant" in outcome.message
     assert _calls(cxone_sandbox, "agent-sessions/join") == []
@@ -292,7 +288,7 @@ def test_429_with_retry_after_is_honoured(cxone_sandbox, make_hook):
     hook.access_token()
     cxone_sandbox.set_faults(rate_429_retry_after=1.0, retry_after_s=1)
     started = time.monotonic()
-    outcome = hook.join_agent_session("sess-2001", 1001)
+    outcome = join_agent_session(hook, "sess-2001", 1001)
     waited = time.monotonic() - started
     assert outcome.condition is C.DEFAULT
     assert outcome.status_code == 429
@@ -307,7 +303,7 @@ def test_transient_faults_are_retried_until_success(cxone_sandbox, make_hook, fa
     hook = make_hook(hook_kwargs={"max_attempts": 10})
     hook.access_token()
     cxone_sandbox.set_faults(**{fault: 0.5}, retry_after_s=0, random_seed=11)
-    outcomes = [hook.join_agent_session(f"sess-200{n}", 1001) for n in range(1, 7)]
+    outcomes = [join_agent_session(hook, f"sess-200{n}", 1001) for n in range(1, 7)]
     assert [o.condition for o in outcomes] == [C.SUCCESS] * 6
     joins = _calls(cxone_sandbox, "agent-sessions/join")
     faulted = [e for e in joins if e["fault"]]
@@ -326,7 +322,7 @@ def test_gives_up_after_the_bound(cxone_sandbox, make_hook, fault, status):
     hook = make_hook(hook_kwargs={"max_attempts": 3})
     hook.access_token()
     cxone_sandbox.set_faults(**{fault: 1.0})
-    outcome = hook.join_agent_session("sess-2001", 1001)
+    outcome = join_agent_session(hook, "sess-2001", 1001)
     assert outcome.condition is C.DEFAULT
     assert outcome.status_code == status
     assert outcome.attempts == 3
@@ -339,7 +335,7 @@ def test_retry_listener_hears_every_retry(cxone_sandbox, make_hook):
     hook = make_hook(hook_kwargs={"max_attempts": 3, "retry_listener": heard.append})
     hook.access_token()
     cxone_sandbox.set_faults(rate_503=1.0)
-    hook.join_agent_session("sess-2001", 1001)
+    join_agent_session(hook, "sess-2001", 1001)
     assert heard == ["503", "503"]
 
 
@@ -409,7 +405,7 @@ def test_a_state_changing_call_is_retried_when_the_connection_is_refused(cxone_s
 
 def test_a_join_that_could_not_be_sent_counts_its_attempts(cxone_sandbox, make_hook):
     cxone_sandbox.set_faults(rate_drop=1.0, apply_to_auth=True, path_filter="cxone-configuration")
-    outcome = make_hook(hook_kwargs={"max_attempts": 2}).join_agent_session("sess-2001", 1001)
+    outcome = join_agent_session(make_hook(hook_kwargs={"max_attempts": 2}), "sess-2001", 1001)
     assert outcome.condition is C.DEFAULT
     assert outcome.attempts == 2
     assert outcome.status_code is None
@@ -425,7 +421,7 @@ def test_token_is_renewed_before_it_expires(cxone_sandbox, make_hook):
     hook = make_hook()
     first = hook.access_token()
     time.sleep(1.0)
-    assert hook.join_agent_session("sess-2001", 1001).condition is C.SUCCESS
+    assert join_agent_session(hook, "sess-2001", 1001).condition is C.SUCCESS
     assert hook.access_token() != first
     assert len(_calls(cxone_sandbox, "/auth/token")) == 2
     # renewed ahead of expiry, so the API never saw the stale token
@@ -436,7 +432,7 @@ def test_a_401_renews_once_and_retries_once(cxone_sandbox, make_hook):
     hook = make_hook()
     hook.get_agent(1001)
     cxone_sandbox.reset()  # revokes every token the sandbox issued
-    assert hook.join_agent_session("sess-2001", 1001).condition is C.SUCCESS
+    assert join_agent_session(hook, "sess-2001", 1001).condition is C.SUCCESS
     statuses = [(e["path"].rsplit("/", 1)[-1], e["status"]) for e in cxone_sandbox.journal()]
     assert statuses == [("join", 401), ("token", 200), ("join", 202)]
 
@@ -448,7 +444,7 @@ def test_a_401_after_the_renewal_is_invalid_security_user(cxone_sandbox, make_ho
     _ = hook.api_base_url
     cxone_sandbox.clear_journal()
     cxone_sandbox.set_faults(rate_401=1.0)  # the token is refused whatever its age: revoked
-    outcome = hook.join_agent_session("sess-2001", 1001)
+    outcome = join_agent_session(hook, "sess-2001", 1001)
     assert outcome.condition is C.INVALID_SECURITY_USER
     assert outcome.status_code == 401
     assert outcome.attempts == 2
@@ -463,8 +459,8 @@ def test_a_failed_renewal_is_not_repeated_by_every_caller(cxone_sandbox, make_ho
     hook.access_token()
     cxone_sandbox.set_faults(rate_503=1.0, apply_to_auth=True, path_filter="/auth/token")
     time.sleep(1.0)  # the token is due for renewal, and the token endpoint is down
-    first = hook.join_agent_session("sess-2001", 1001)
-    second = hook.join_agent_session("sess-2002", 1001)
+    first = join_agent_session(hook, "sess-2001", 1001)
+    second = join_agent_session(hook, "sess-2002", 1001)
     assert first.condition is second.condition is C.DEFAULT
     assert "gave up after 2 attempts" in first.message
     assert second.message == first.message
@@ -475,7 +471,7 @@ def test_a_failed_renewal_is_not_repeated_by_every_caller(cxone_sandbox, make_ho
 
 def test_an_unreachable_api_host_is_default(cxone_sandbox, make_hook):
     cxone_sandbox.set_faults(rate_503=1.0, apply_to_auth=True, path_filter="cxone-configuration")
-    outcome = make_hook(hook_kwargs={"max_attempts": 2}).join_agent_session("sess-2001", 1001)
+    outcome = join_agent_session(make_hook(hook_kwargs={"max_attempts": 2}), "sess-2001", 1001)
     assert outcome.condition is C.DEFAULT
     assert outcome.status_code == 503
     assert "API host discovery" in outcome.message
@@ -542,7 +538,7 @@ def test_secrets_and_tokens_never_reach_logs_or_messages(cxone_sandbox, make_hoo
     token = hook.access_token()
     cxone_sandbox.set_faults(rate_503=0.5, rate_drop=0.3, random_seed=5)
     texts = [repr(hook.settings)]
-    texts += [str(hook.join_agent_session(f"sess-200{n}", 1001).to_dict()) for n in range(1, 7)]
+    texts += [str(join_agent_session(hook, f"sess-200{n}", 1001).to_dict()) for n in range(1, 7)]
     cxone_sandbox.set_faults()
     for call in (lambda: hook.get_agent(9999), lambda: hook.monitor("sess-2007", target_agent_id=1)):
         with pytest.raises(CxoneApiError) as error:

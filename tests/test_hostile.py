@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from cxone_provider.conditions import InputRejected, JoinCondition, JoinOutcome, parse_security_user
 from cxone_provider.hooks.cxone import CxoneHook
 from cxone_provider.operators.agent_session import JoinAgentSessionOperator
+from cxone_provider.operators.common import join_agent_session
 
 C = JoinCondition
 SECRETS = ("sandbox-qa-secret", "sandbox-client-secret", "sbx-at-", "sbx-rt-")
@@ -42,7 +43,7 @@ def hostile(cxone_sandbox, monkeypatch):
 def test_malformed_answers_are_default_in_bounded_time(cxone_sandbox, hostile, fault, status, attempts, says):
     cxone_sandbox.set_faults(**fault, path_filter="agent-sessions/join")
     started = time.monotonic()
-    outcome = hostile.join_agent_session("sess-2001", 1001)
+    outcome = join_agent_session(hostile, "sess-2001", 1001)
     elapsed = time.monotonic() - started
     assert outcome.condition is C.DEFAULT
     assert outcome.status_code == status
@@ -121,7 +122,7 @@ def test_any_input_sends_a_well_formed_join_or_gets_its_condition(
     cxone_sandbox_server, shared_hook, session_id, agent_id
 ):
     cxone_sandbox_server.clear_journal()
-    outcome = shared_hook.join_agent_session(session_id, agent_id)
+    outcome = join_agent_session(shared_hook, session_id, agent_id)
 
     assert isinstance(outcome, JoinOutcome)
     sent = [e for e in cxone_sandbox_server.journal() if e["path"].endswith("agent-sessions/join")]

@@ -239,7 +239,7 @@ def test_the_nearest_set_security_user_wins_and_an_explicit_one_needs_no_default
     from airflow.providers.standard.operators.empty import EmptyOperator
     from airflow.sdk import DAG
 
-    from cxone_provider.operators.agent_session import nearest_set_security_user
+    from cxone_provider.operators.common import nearest_set_security_user
     from cxone_provider.operators.security_user import SetSecurityUserOperator
     from cxone_provider.policies import task_policy
 

@@ -44,20 +44,32 @@ def everything_run(airflow_db, secret_sandbox, monkeypatch, tmp_path, capfd):
     monkeypatch.setenv(name, value)
     wrong = secret_sandbox.connection()
     wrong["password"] = WRONG_SECRET
-    monkeypatch.setenv("AIRFLOW_CONN_CXONE_WRONG", json.dumps(wrong))
 
     supervised = "cxone_supervised_session"
+    # The example DAGs write below their own base folders: a name unique to this test in each.
+    audit_log, report_dir = f"{tmp_path.name}.jsonl", tmp_path.name
     runs = {
-        "success": fresh_dag(supervised, supervised).test(run_conf={"audit_log": str(tmp_path / "a.jsonl")}),
-        "ended": fresh_dag(supervised, supervised).test(
-            run_conf={"session_id": "sess-2007", "audit_log": str(tmp_path / "a.jsonl")}
-        ),
-        "refused_key": fresh_dag(supervised, supervised).test(run_conf={"cxone_conn_id": "cxone_wrong"}),
+        "success": fresh_dag(supervised, supervised).test(run_conf={"audit_log": audit_log}),
+        "ended": fresh_dag(supervised, supervised).test(run_conf={"session_id": "sess-2007", "audit_log": audit_log}),
         "unknown_agent": fresh_dag(supervised, supervised).test(run_conf={"supervisor_agent_id": 9999}),
         "route_fails": fresh_dag("cxone_test_dags", "t_rule_3").test(run_conf={"session_id": "sess-2007"}),
-        "sweep": fresh_dag("cxone_qa_sweep", "cxone_qa_sweep").test(run_conf={"report_dir": str(tmp_path)}),
+        "sweep": fresh_dag("cxone_qa_sweep", "cxone_qa_sweep").test(run_conf={"report_dir": report_dir}),
     }
+    # A run may only use the connections its DAG lists: the refused key is cxone_default's, for one run.
+    monkeypatch.setenv(name, json.dumps(wrong))
+    runs["refused_key"] = fresh_dag(supervised, supervised).test()
+    monkeypatch.setenv(name, value)
     return "".join(capfd.readouterr()), runs
+
+
+def _reports(tmp_path) -> str:
+    """The audit log and the sweep's reports the runs above wrote, below the example DAGs' bases."""
+    from cxone_qa_sweep import REPORTS_BASE
+    from cxone_supervised_session import AUDIT_BASE
+
+    files = [AUDIT_BASE / f"{tmp_path.name}.jsonl", *(REPORTS_BASE / tmp_path.name).glob("*")]
+    assert len(files) == 3, files
+    return "\n".join(path.read_text() for path in files)
 
 
 def _stored_rows() -> tuple[str, str]:
@@ -83,7 +95,7 @@ def test_nothing_airflow_keeps_holds_a_secret_or_a_token(everything_run, tmp_pat
         "sweep": "success",
     }
     xcom_text, rendered_text = _stored_rows()
-    reports = "\n".join(path.read_text() for path in tmp_path.rglob("*") if path.is_file())
+    reports = _reports(tmp_path)
 
     # The scan sees what it should: the outcomes, the rendered inputs and the failures' messages.
     assert '"condition": "Success"' in xcom_text

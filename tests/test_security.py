@@ -21,9 +21,11 @@ import psutil
 import pytest
 from hostile_server import Answer, HostileServer
 
+from cxone_provider.client.settings import check_discovered_endpoint
 from cxone_provider.conditions import InputRejected, JoinCondition, parse_security_user
-from cxone_provider.hooks.cxone import CxoneAuthError, CxoneConfigError, CxoneHook, check_discovered_endpoint
-from cxone_provider.operators.sweep import _as_list
+from cxone_provider.exceptions import CxoneAuthError, CxoneConfigError
+from cxone_provider.hooks.cxone import CxoneHook
+from cxone_provider.operators.common import as_list, join_agent_session
 
 C = JoinCondition
 SECRET = "Acc3ss+Key/Secret=With&Odd=Chars-0123456789"  # 44 characters, URL-special ones included
@@ -88,7 +90,7 @@ def test_an_api_redirect_is_default_naming_where_it_pointed(monkeypatch, server,
         "/inContactAPI/services/v33.0/agent-sessions/join",
         lambda _: Answer(status, {"Location": f"{elsewhere.url}/join"}),
     )
-    outcome = connect(monkeypatch, server).join_agent_session("sess-1", 1001)
+    outcome = join_agent_session(connect(monkeypatch, server), "sess-1", 1001)
     assert outcome.condition is C.DEFAULT
     assert outcome.status_code == status
     assert "redirect" in outcome.message
@@ -144,7 +146,7 @@ def test_a_deeply_nested_answer_is_default_not_a_crash(monkeypatch, server):
     server.route("POST", "/inContactAPI/services/v33.0/agent-sessions/join", lambda _: Answer(200, JSON, nested[:2048]))
     server.route("GET", "/inContactAPI/services/v33.0/agents/states", lambda _: Answer(200, JSON, nested))
     hook = connect(monkeypatch, server)
-    outcome = hook.join_agent_session("sess-1", 1001)
+    outcome = join_agent_session(hook, "sess-1", 1001)
     assert outcome.condition is C.DEFAULT
     assert "JSON" in outcome.message
     ok, message = hook.test_connection()
@@ -178,7 +180,7 @@ def test_a_deeply_nested_session_id_list_is_an_error_naming_the_field():
     from airflow.sdk.exceptions import AirflowFailException
 
     with pytest.raises(AirflowFailException, match="session_ids"):
-        _as_list("session_ids", "[" * 5000 + "]" * 5000)
+        as_list("session_ids", "[" * 5000 + "]" * 5000)
 
 
 def test_an_oversized_security_user_is_refused_before_parsing():
@@ -193,7 +195,7 @@ def test_an_oversized_security_user_is_refused_before_parsing():
 @pytest.mark.parametrize("render", [json.dumps, repr], ids=["json", "repr"])
 def test_a_hundred_thousand_session_ids_still_parse(render):
     ids = [f"sess-{n}" for n in range(100_000)]
-    assert _as_list("session_ids", render(ids)) == ids
+    assert as_list("session_ids", render(ids)) == ids
 
 
 # --- 5: discovered endpoints stay on CXone -----------------------------------------------------------------
@@ -219,7 +221,7 @@ def test_a_discovered_endpoint_off_cxone_is_refused_and_gets_no_token(monkeypatc
         lambda _: Answer(200, JSON, json.dumps({"api_endpoint": endpoint}).encode()),
     )
     hook = connect(monkeypatch, server, tenant_id="t-1", api_base_url="")
-    outcome = hook.join_agent_session("sess-1", 1001)
+    outcome = join_agent_session(hook, "sess-1", 1001)
     assert outcome.condition is C.DEFAULT
     assert "not a CXone API endpoint" in outcome.message
     # discovery comes first (the tenant id is known): the token is not even requested, and no request

@@ -9,12 +9,9 @@ import pytest
 from conftest import fresh_dag
 
 from cxone_provider.conditions import ROUTE_NOT_FOUND, JoinCondition
-from cxone_provider.operators.sweep import (
-    AdaptiveLimiter,
-    JoinAgentSessionsOperator,
-    ListAgentSessionsOperator,
-    live_sessions,
-)
+from cxone_provider.exceptions import NoSessionIdsError
+from cxone_provider.operators.pacing import AdaptiveLimiter
+from cxone_provider.operators.sweep import JoinAgentSessionsOperator, ListAgentSessionsOperator, live_sessions
 from cxone_provider.testing import SandboxServer
 
 LIVE = 300
@@ -71,6 +68,23 @@ def test_list_sessions_keeps_live_ones_and_filters(sandbox):
     assert only_team
     assert all(s["team_id"] == 20 for s in ti.pushed["sessions"])
     assert "sess-2001" not in only_team
+
+
+def test_filters_rendered_from_none_are_no_filter(sandbox):
+    listed = ListAgentSessionsOperator(
+        task_id="list", team_ids="None", agent_state_names=None, exclude_agent_ids="None", cxone_conn_id="cxone_sweep"
+    ).execute(context={"ti": _TaskInstance()})
+    assert len(listed) == 6 + LIVE
+
+
+def test_listing_fails_loudly_when_the_rows_carry_no_session_id(sandbox):
+    """A tenant that follows the published schema: agents/states rows have no sessionId."""
+    sandbox.set_faults(states_session_id=False)
+    operator = ListAgentSessionsOperator(task_id="list", team_ids=[20], cxone_conn_id="cxone_sweep")
+    with pytest.raises(NoSessionIdsError, match=r"lists 4 logged-in agent\(s\) matching the filters") as failed:
+        operator.execute(context={"ti": _TaskInstance()})
+    assert "no row carries a sessionId" in str(failed.value)
+    assert "JoinAgentSessionsOperator(session_ids=" in str(failed.value)
 
 
 def test_live_sessions_filters_by_state_name():
@@ -211,7 +225,11 @@ def _states(dag_run):
 
 @pytest.mark.usefixtures("airflow_db")
 def test_qa_sweep_dag_expands_per_condition(cxone_sandbox, tmp_path):
-    dag_run = fresh_dag("cxone_qa_sweep", "cxone_qa_sweep").test(run_conf={"report_dir": str(tmp_path)})
+    from cxone_qa_sweep import REPORTS_BASE  # the DAGs folder is on sys.path (conftest)
+
+    # report_dir names a folder below the DAG's REPORTS_BASE; tmp_path's name is unique to this test.
+    reports = REPORTS_BASE / tmp_path.name
+    dag_run = fresh_dag("cxone_qa_sweep", "cxone_qa_sweep").test(run_conf={"report_dir": tmp_path.name})
     states = _states(dag_run)
     assert dag_run.state == "success"
     assert states["monitor_agent"] == ["success"] * 6  # sess-2001 … sess-2006
@@ -221,9 +239,9 @@ def test_qa_sweep_dag_expands_per_condition(cxone_sandbox, tmp_path):
     monitored = {a["session_id"] for a in cxone_sandbox.state()["supervise_actions"] if a["action"] == "monitor"}
     assert monitored == {f"sess-200{n}" for n in range(1, 7)}
 
-    (json_report,) = tmp_path.glob("qa_sweep_*.json")
+    (json_report,) = reports.glob("qa_sweep_*.json")
     assert json.loads(json_report.read_text())["counts"]["Success"] == 6
-    (csv_report,) = tmp_path.glob("qa_sweep_*.csv")
+    (csv_report,) = reports.glob("qa_sweep_*.csv")
     rows = list(csv.DictReader(csv_report.open()))
     assert {r["condition"] for r in rows} == {"Success"}
     assert len(rows) == 6
@@ -233,7 +251,7 @@ def test_qa_sweep_dag_expands_per_condition(cxone_sandbox, tmp_path):
 def test_qa_sweep_dag_routes_throttled_sessions_to_retry_later(cxone_sandbox, tmp_path):
     cxone_sandbox.set_faults(rate_503=1.0, path_filter="agent-sessions/join")
     dag_run = fresh_dag("cxone_qa_sweep", "cxone_qa_sweep").test(
-        run_conf={"report_dir": str(tmp_path), "team_ids": [20]}
+        run_conf={"report_dir": tmp_path.name, "team_ids": [20]}
     )
     states = _states(dag_run)
     assert dag_run.state == "success"

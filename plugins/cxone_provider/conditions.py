@@ -17,7 +17,26 @@ import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from cxone_provider.exceptions import CxoneApiError, CxoneAuthError, CxoneDiscoveryError
+from cxone_provider.response import error_name_and_message
+
+if TYPE_CHECKING:
+    from cxone_provider.response import ApiResponse
+
+__all__ = [
+    "InputRejected",
+    "JoinCondition",
+    "JoinOutcome",
+    "SecurityUser",
+    "check_agent_id",
+    "check_session_id",
+    "classify_join",
+    "classify_response",
+    "join_outcome",
+    "parse_security_user",
+]
 
 MAX_SESSION_ID_LENGTH = 256
 MAX_SECURITY_USER_CHARS = 4096
@@ -61,20 +80,6 @@ class InputRejected(ValueError):
 
 #: The message of a 404 that carries no CXone error: the route itself does not exist.
 ROUTE_NOT_FOUND = "API route not found: check api_base_url / api_version"
-#: ``error`` values of the token endpoint (OAuth 2) that mean CXone refused the access key or the app.
-TOKEN_REFUSED_ERRORS = frozenset({"invalid_grant", "invalid_client", "invalid_token", "unauthorized_client"})
-# Human text, in the order CXone's and gateways' error shapes carry it; never used to decide a condition.
-_MESSAGE_KEYS = ("error_description", "message", "errorMessage", "Message", "detail", "description")
-
-
-def error_name_and_message(body: object, text: str = "") -> tuple[str | None, str]:
-    """CXone's ``error`` name (``None`` when the body has none) and the human message of an answer."""
-    if isinstance(body, Mapping):
-        raw_name = body.get("error")
-        name = str(raw_name) if isinstance(raw_name, str | int) and str(raw_name).strip() else None
-        message = next((str(body[k]) for k in _MESSAGE_KEYS if body.get(k) not in (None, "")), "")
-        return name, message or name or text.strip()
-    return None, text.strip()
 
 
 def classify_response(status_code: int | None, body: object = None, text: str = "") -> JoinCondition:
@@ -134,6 +139,42 @@ def classify_join(
     if condition is JoinCondition.DEFAULT and is_route_not_found(status_code, body):
         return condition, f"{ROUTE_NOT_FOUND} ({message or 'HTTP 404'})"
     return condition, message
+
+
+def join_outcome(
+    session_id: str, answer: ApiResponse | CxoneAuthError | CxoneApiError, elapsed_s: float = 0.0
+) -> JoinOutcome:
+    """The outcome of one join of ``session_id``, from the 2xx answer the hook returned or the error it raised.
+
+    No token or no API host (:class:`CxoneAuthError`, :class:`CxoneDiscoveryError`): the join was not
+    sent; CXone refused the access key is ``InvalidSecurityUser``, anything else ``Default``, and every
+    other join with the connection meets the same. Otherwise the answer decides (:func:`classify_join`).
+    """
+    if isinstance(answer, CxoneAuthError | CxoneDiscoveryError):
+        refused = isinstance(answer, CxoneAuthError) and answer.refused
+        attempts = answer.attempts if isinstance(answer, CxoneAuthError) else answer.response.attempts
+        return JoinOutcome(
+            JoinCondition.INVALID_SECURITY_USER if refused else JoinCondition.DEFAULT,
+            session_id,
+            status_code=answer.http_status,
+            message=str(answer),
+            attempts=attempts,
+            elapsed_s=elapsed_s,
+            same_for_every_session=True,
+        )
+    response = answer.response if isinstance(answer, CxoneApiError) else answer
+    condition, message = classify_join(session_id, response.status_code, response.body, response.message)
+    if response.retries and condition is JoinCondition.DEFAULT:
+        message = f"{message} (retries: {', '.join(response.retries)})"
+    return JoinOutcome(
+        condition,
+        session_id,
+        status_code=response.status_code,
+        message=message,
+        attempts=response.attempts,
+        elapsed_s=elapsed_s,
+        same_for_every_session=same_for_every_session(condition, response.status_code, response.body),
+    )
 
 
 def same_for_every_session(condition: JoinCondition, status_code: int | None, body: object) -> bool:

@@ -21,8 +21,10 @@ The server runs in its own process, so it never competes with the code under tes
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -34,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 import requests
 
 from cxone_provider.sandbox.faults import Faults
+from cxone_provider.sandbox.settings import JOURNAL_DROPPED_HEADER, Settings, is_loopback
 from cxone_provider.sandbox.state import generate_seed, load_seed, sandbox_connection, validate_seed
 
 if TYPE_CHECKING:
@@ -79,9 +82,13 @@ class SandboxServer:
     :param seed: a seed file, a seed mapping, or ``None`` for the shipped default seed.
     :param live_sessions: add that many logged-in agents 5001… with sessions ``sess-5001``….
     :param faults: the faults the server starts with (and returns to on :meth:`reset`).
-    :param host: the interface to bind.
+    :param host: the interface to bind. Beyond loopback the server needs an admin token: without one
+        in ``settings``, a random one is made (:attr:`admin_token`); the admin helpers send it.
     :param startup_timeout: seconds to wait for the server to listen.
     :param extra_args: further ``cxone-sandbox`` command-line arguments.
+    :param settings: server settings, e.g. ``{"journal_size": 50_000}`` for a sweep of more requests
+        than the journal keeps by default (see :mod:`cxone_provider.sandbox.settings`). The admin
+        token reaches the server in its environment, never on its command line.
     """
 
     def __init__(
@@ -93,6 +100,7 @@ class SandboxServer:
         host: str = "127.0.0.1",
         startup_timeout: float = 20.0,
         extra_args: Sequence[str] = (),
+        settings: Settings | Mapping[str, Any] | None = None,
     ) -> None:
         self._seed_path: str | None = None
         self._seed_mapping: dict[str, Any] | None = None
@@ -109,6 +117,10 @@ class SandboxServer:
             self.seed = generate_seed(live_sessions, base=self.seed)
         self.live_sessions = live_sessions
         self.initial_faults = Faults.from_mapping(faults)  # validated here, not in the child
+        self.settings = settings if isinstance(settings, Settings) else Settings.from_mapping(settings)
+        if self.settings.admin_token is None and not is_loopback(host):
+            # Nobody needs to read it off the server's output: this object sends it itself.
+            self.settings = dataclasses.replace(self.settings, admin_token=secrets.token_urlsafe(32))
         self.host = host
         self.startup_timeout = startup_timeout
         self.extra_args = tuple(extra_args)
@@ -143,7 +155,12 @@ class SandboxServer:
                 cmd.append(f"--path-filter={value}")  # one token: a filter may start with "-"
             else:
                 cmd += ["--" + name.replace("_", "-"), str(value)]
-        return [*cmd, *self.extra_args]
+        return [*cmd, *self.settings.to_args(), *self.extra_args]
+
+    @property
+    def admin_token(self) -> str | None:
+        """The token the server's admin routes need (``None``: none, on loopback by default)."""
+        return self.settings.admin_token
 
     def start(self) -> SandboxServer:
         """Start the server and wait until it listens.
@@ -161,7 +178,7 @@ class SandboxServer:
             seed_file = str(tmp / "seed.json")
             Path(seed_file).write_text(json.dumps(self._seed_mapping), encoding="utf-8")
         cmd = self.command(seed_file)
-        env = dict(os.environ)
+        env = {**os.environ, **self.settings.to_env()}
         env["PYTHONPATH"] = os.pathsep.join(p for p in (_PACKAGE_PARENT, env.get("PYTHONPATH")) if p)
         # Files, not pipes: nobody has to keep reading them for the server to keep running.
         self._stdout_path = tmp / "stdout.log"
@@ -188,7 +205,9 @@ class SandboxServer:
     def _announced_url(self) -> str | None:
         for line in self._stdout_path.read_text(encoding="utf-8", errors="replace").splitlines():
             if line.startswith(_READY_PREFIX):
-                return line[len(_READY_PREFIX) :].strip()
+                url = line[len(_READY_PREFIX) :].strip()
+                # Bound to every interface: this machine reaches it over loopback.
+                return url.replace("//0.0.0.0:", "//127.0.0.1:").replace("//[::]:", "//[::1]:")
         return None
 
     def _stderr_text(self) -> str:
@@ -266,8 +285,8 @@ class SandboxServer:
     @property
     def api_base_url(self) -> str:
         """The Agent API base, as discovery would give it (with the hook's default version)."""
-        # Imported here: the hook brings Airflow, which SandboxServer alone does not need.
-        from cxone_provider.hooks.cxone import API_PATH_TEMPLATE, DEFAULT_API_VERSION
+        from cxone_provider.client.auth import API_PATH_TEMPLATE
+        from cxone_provider.client.settings import DEFAULT_API_VERSION
 
         return API_PATH_TEMPLATE.format(endpoint=self.url, version=DEFAULT_API_VERSION)
 
@@ -317,11 +336,21 @@ class SandboxServer:
 
     # ------------------------------------------------------------------------------------ admin
 
-    def _admin(self, method: str, path: str, body: Any = None) -> Any:
-        response = requests.request(method, f"{self.url}/_sandbox/{path}", json=body, timeout=30)
+    def admin_headers(self) -> dict[str, str]:
+        """The headers an admin request to this server needs: the admin token's, when there is one."""
+        token = self.settings.admin_token
+        return {"Authorization": f"Bearer {token}"} if token else {}
+
+    def _admin_response(self, method: str, path: str, body: Any = None) -> requests.Response:
+        response = requests.request(
+            method, f"{self.url}/_sandbox/{path}", json=body, headers=self.admin_headers(), timeout=30
+        )
         if not response.ok:
             raise SandboxError(f"{method} /_sandbox/{path}: {response.status_code} {response.text}")
-        return response.json()
+        return response
+
+    def _admin(self, method: str, path: str, body: Any = None) -> Any:
+        return self._admin_response(method, path, body).json()
 
     def set_faults(self, **knobs: Any) -> dict[str, Any]:
         """Replace the faults: the knobs given, every other knob back to its default (off).
@@ -335,12 +364,18 @@ class SandboxServer:
         return dict(self._admin("GET", "faults"))
 
     def journal(self) -> list[dict[str, Any]]:
-        """Every request received since the last clear or reset (admin calls excluded), oldest first.
+        """Every request received since the last clear or reset (admin calls excluded), oldest first,
+        as far as the journal keeps them (the most recent ``journal_size``; see :meth:`journal_dropped`).
 
         The list ``GET /_sandbox/journal`` answers, unchanged; the shape of an entry is described in
         :mod:`cxone_provider.sandbox.app`.
         """
         return list(self._admin("GET", "journal"))
+
+    def journal_dropped(self) -> int:
+        """How many entries the journal dropped since the last clear or reset, the oldest first, to
+        keep ``journal_size`` (``GET /_sandbox/journal``'s ``X-Sandbox-Journal-Dropped`` header)."""
+        return int(self._admin_response("GET", "journal").headers[JOURNAL_DROPPED_HEADER])
 
     def clear_journal(self) -> None:
         """Empty the journal."""

@@ -183,7 +183,7 @@ def dropin(
         api.unpause(DAG_ID)
         timings["DAG parsed"] = time.monotonic() - mark
         deployment = DropIn(home, workdir, plain_airflow, env, api, processes, sandbox)
-        audit_log = str(workdir / "audit.jsonl")
+        audit_log = "audit.jsonl"
         for scenario, (conf, _branch) in SCENARIOS.items():
             deployment.runs[scenario] = api.trigger(DAG_ID, {**conf, "audit_log": audit_log})
         ready = True

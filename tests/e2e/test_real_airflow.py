@@ -176,9 +176,8 @@ def airflow(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
 @pytest.fixture(scope="module")
 def runs(airflow: Deployment) -> dict[str, str]:
     """Every run of this module, triggered at once so that they overlap like real traffic: name → run id."""
-    audit_log = airflow.workdir / "audit.jsonl"
     triggered = {
-        name: airflow.api.trigger(SUPERVISED, {**conf, "audit_log": str(audit_log)})
+        name: airflow.api.trigger(SUPERVISED, {**conf, "audit_log": "audit.jsonl"})
         for name, (conf, _branch) in SCENARIOS.items()
     }
     if SWEEP not in airflow.dag_errors:
@@ -239,7 +238,7 @@ def test_supervised_session_invalid_agent_session(airflow: Deployment, runs: dic
     (session,) = [s for s in airflow.sandbox.state()["sessions"] if s["session_id"] == "sess-2007"]
     assert session["joined_agents"] == []
 
-    records = [json.loads(line) for line in (airflow.workdir / "audit.jsonl").read_text().splitlines()]
+    records = [json.loads(line) for line in (airflow.home / "cxone_audit" / "audit.jsonl").read_text().splitlines()]
     (record,) = [r for r in records if r["dag_run"] == run_id]
     assert record["condition"] == "InvalidAgentSession"
     assert record["action"] == "report_invalid_session"

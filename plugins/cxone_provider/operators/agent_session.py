@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 from airflow.sdk import BaseBranchOperator
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
+from cxone_provider.client.transport import plural
 from cxone_provider.conditions import (
     InputRejected,
     JoinCondition,
@@ -16,12 +17,17 @@ from cxone_provider.conditions import (
     parse_security_user,
     session_label,
 )
-from cxone_provider.hooks.cxone import CxoneHook, describe_status, plural
-from cxone_provider.operators.security_user import SetSecurityUserOperator
+from cxone_provider.exceptions import BranchConfigError, describe_status
+from cxone_provider.hooks.cxone import CxoneHook
+from cxone_provider.operators.common import (
+    connection_for,
+    join_agent_session,
+    resolve_security_user_value,
+    security_user_source,
+)
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
-    from airflow.sdk.definitions._internal.abstractoperator import AbstractOperator
 
 XCOM_RETURN_KEY = "return_value"
 BranchTargets: TypeAlias = str | Sequence[str]
@@ -29,13 +35,6 @@ BranchTargets: TypeAlias = str | Sequence[str]
 Branches: TypeAlias = (
     Mapping[str, BranchTargets] | Mapping[JoinCondition, BranchTargets] | Mapping[str | JoinCondition, BranchTargets]
 )
-# Studio's SetSecurityUser writes to a variable named SecurityUser by default; naming it here means
-# "the default", exactly as leaving the field out does.
-DEFAULT_SECURITY_USER = "SecurityUser"
-
-
-class BranchConfigError(AirflowException):
-    """``branches`` names an unknown condition or a task that is not directly downstream."""
 
 
 def normalise_branches(
@@ -121,6 +120,9 @@ class JoinAgentSessionOperator(BaseBranchOperator):
         hook_params: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
+        # choose_branch() pushes the outcome as return_value itself (a branching execute may end by
+        # raising); Airflow's own push would overwrite it with the list of branches followed.
+        kwargs.setdefault("do_xcom_push", False)
         super().__init__(**kwargs)
         self.session_id = session_id
         self.security_user = security_user
@@ -155,11 +157,12 @@ class JoinAgentSessionOperator(BaseBranchOperator):
 
     # --- run time -----------------------------------------------------------------------------------
 
-    def execute(self, context: Context) -> dict[str, Any]:
+    def choose_branch(self, context: Context) -> list[str]:
+        """Join, then the task (group) ids the result condition routes to; fail when none does."""
         self.validate_branches()
         outcome, user, source = self._join(context)
-        # Pushed now, not returned: branching ends execute() by raising DownstreamTasksSkipped, and a
-        # failed route should still leave the outcome for reports.
+        # Pushed here, not returned: a branching execute() ends by raising DownstreamTasksSkipped, and
+        # a failed route should still leave the outcome for reports.
         context["ti"].xcom_push(key=XCOM_RETURN_KEY, value=outcome.to_dict())
         targets = route(self.branches, outcome.condition, self.downstream_task_ids)
         self.log.info(
@@ -190,8 +193,7 @@ class JoinAgentSessionOperator(BaseBranchOperator):
             if outcome.condition is JoinCondition.DEFAULT:
                 raise AirflowException(message)
             raise AirflowFailException(message)
-        self.do_branch(context, targets)
-        return outcome.to_dict()
+        return targets
 
     def join(self, context: Context) -> JoinOutcome:
         """Resolve the SecurityUser, then join through the hook; bad input is answered without a call."""
@@ -209,7 +211,7 @@ class JoinAgentSessionOperator(BaseBranchOperator):
                 source,
             )
         with CxoneHook(connection_for(user, self.cxone_conn_id), **self.hook_params) as hook:
-            return hook.join_agent_session(self.session_id, user.agent_id), user, source
+            return join_agent_session(hook, self.session_id, user.agent_id), user, source
 
 
 def route_kind(branches: Mapping[JoinCondition, list[str]], condition: JoinCondition) -> str:
@@ -219,73 +221,3 @@ def route_kind(branches: Mapping[JoinCondition, list[str]], condition: JoinCondi
     if JoinCondition.DEFAULT in branches:
         return "Default fallback"
     return "every downstream task"
-
-
-def connection_for(user: SecurityUser, override: str | None) -> str:
-    """The connection a join calls CXone with: the operator's, else the SecurityUser's, else the default."""
-    return override or user.conn_id or CxoneHook.default_conn_name
-
-
-def resolve_security_user_value(task: AbstractOperator, context: Context, value: Any) -> Any:
-    """``value``, or Studio's default: the return value of the nearest upstream SetSecurityUser."""
-    if not uses_default_security_user(value):
-        return value
-    provider = nearest_set_security_user(task)
-    if provider is None:
-        raise InputRejected(
-            JoinCondition.INVALID_SECURITY_USER,
-            f"security_user is not set and no SetSecurityUserOperator is upstream of {task.task_id!r}",
-        )
-    pulled = context["ti"].xcom_pull(task_ids=provider.task_id)
-    if pulled is None:
-        raise InputRejected(
-            JoinCondition.INVALID_SECURITY_USER,
-            f"SetSecurityUserOperator {provider.task_id!r} returned no SecurityUser",
-        )
-    return pulled
-
-
-def uses_default_security_user(value: Any) -> bool:
-    """Left out, or Studio's default name ``SecurityUser``: take the nearest SetSecurityUser's."""
-    return value is None or (isinstance(value, str) and value.strip() == DEFAULT_SECURITY_USER)
-
-
-def security_user_source(task: AbstractOperator, value: Any) -> str:
-    """Where a join's SecurityUser comes from, for the log: a task id, or ``security_user=``."""
-    if not uses_default_security_user(value):
-        return "security_user="
-    try:
-        provider = nearest_set_security_user(task)
-    except AmbiguousSecurityUserError:
-        return "ambiguous"
-    return f"from {provider.task_id}" if provider is not None else "no SetSecurityUserOperator upstream"
-
-
-class AmbiguousSecurityUserError(AirflowFailException):
-    """Two SetSecurityUserOperators are equally near: which supervisor joins must not be left to chance."""
-
-
-def nearest_set_security_user(task: AbstractOperator) -> AbstractOperator | None:
-    """The closest upstream SetSecurityUserOperator, by the number of edges between them.
-
-    Two at the same distance raise :class:`AmbiguousSecurityUserError` naming both: picking one
-    would depend on set order, which changes from one process to the next.
-    """
-    if not task.has_dag():
-        return None
-    seen: set[str] = {task.task_id}
-    level: list[AbstractOperator] = list(task.upstream_list)
-    while level:
-        fresh = {t.task_id: t for t in level if t.task_id not in seen}
-        seen.update(fresh)
-        found = sorted(tid for tid, t in fresh.items() if isinstance(t, SetSecurityUserOperator))
-        if len(found) > 1:
-            raise AmbiguousSecurityUserError(
-                f"{task.task_id}: SetSecurityUserOperators {', '.join(map(repr, found))} are equally near "
-                f"upstream, so the SecurityUser to join as is ambiguous; pass security_user= explicitly, "
-                f"e.g. security_user=\"{{{{ ti.xcom_pull(task_ids='{found[0]}') }}}}\""
-            )
-        if found:
-            return fresh[found[0]]
-        level = [up for t in fresh.values() for up in t.upstream_list]
-    return None

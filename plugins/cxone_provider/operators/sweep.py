@@ -12,31 +12,31 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
-from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
-from airflow.sdk.exceptions import AirflowFailException
+from airflow.sdk.exceptions import AirflowException
 
 from cxone_provider.conditions import (
     InputRejected,
     JoinCondition,
     JoinOutcome,
     check_session_id,
-    parse_rendered_literal,
+    join_outcome,
     parse_security_user,
     session_label,
 )
-from cxone_provider.hooks.cxone import CxoneApiError, CxoneAuthError, CxoneHook, not_sent_outcome
-from cxone_provider.operators.agent_session import connection_for, resolve_security_user_value
+from cxone_provider.exceptions import CxoneApiError, CxoneAuthError, NoSessionIdsError
+from cxone_provider.hooks.cxone import CxoneHook
+from cxone_provider.operators.common import as_list, connection_for, join_agent_session, resolve_security_user_value
+from cxone_provider.operators.pacing import AdaptiveLimiter
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Sequence
+    from collections.abc import Sequence
 
     from airflow.sdk import Context, XComArg
 
 DEFAULT_MAX_CONCURRENCY = 16
-THROTTLE_REASONS = frozenset({"429", "503"})
 
 
 # --- listing live sessions --------------------------------------------------------------------------
@@ -87,10 +87,6 @@ def live_sessions(
     return sessions
 
 
-class NoSessionIdsError(AirflowFailException):
-    """The tenant's agent state rows carry no session id, so live sessions cannot be listed from them."""
-
-
 class ListAgentSessionsOperator(BaseOperator):
     """List the live agent sessions (``GET agents/states``) a QA sweep starts from.
 
@@ -124,14 +120,14 @@ class ListAgentSessionsOperator(BaseOperator):
         self.hook_params = hook_params or {}
 
     def execute(self, context: Context) -> list[str]:
-        team_ids = _as_list("team_ids", self.team_ids)
-        excluded = {int(a) for a in _as_list("exclude_agent_ids", self.exclude_agent_ids) or []}
+        team_ids = as_list("team_ids", self.team_ids)
+        excluded = {int(a) for a in as_list("exclude_agent_ids", self.exclude_agent_ids) or []}
         with CxoneHook(self.cxone_conn_id, **self.hook_params) as hook:
             agent_states = hook.get_agent_states()
         sessions = live_sessions(
             agent_states,
             team_ids=[int(t) for t in team_ids] if team_ids else None,
-            agent_state_names=[str(s) for s in _as_list("agent_state_names", self.agent_state_names) or []] or None,
+            agent_state_names=[str(s) for s in as_list("agent_state_names", self.agent_state_names) or []] or None,
         )
         sessions = [s for s in sessions if s["agent_id"] not in excluded]
         self.log.info("%d live session(s) to sweep", len(sessions))
@@ -139,86 +135,7 @@ class ListAgentSessionsOperator(BaseOperator):
         return [s["session_id"] for s in sessions]
 
 
-# --- the concurrency limiter ------------------------------------------------------------------------
-
-
-class AdaptiveLimiter:
-    """At most ``limit`` requests in flight; the limit halves when CXone throttles and creeps back.
-
-    Additive increase, multiplicative decrease (as TCP does): on a 429/503 the whole sweep sends
-    fewer requests at once instead of every worker only sleeping and retrying at full width. A burst
-    of throttled answers from one round counts once (``cooldown_s``).
-    """
-
-    def __init__(self, maximum: int, *, minimum: int = 1, cooldown_s: float = 0.25) -> None:
-        if maximum < 1:
-            raise ValueError(f"max_concurrency must be at least 1, got {maximum}")
-        self.maximum = maximum
-        self.minimum = max(1, min(minimum, maximum))
-        self.cooldown_s = cooldown_s
-        self.limit = maximum
-        self.in_flight = 0
-        self.peak_in_flight = 0
-        self.lowest_limit = maximum
-        self.decreases = 0
-        self._successes_since_change = 0
-        self._last_decrease = float("-inf")
-        self._condition = threading.Condition()
-
-    @contextmanager
-    def slot(self) -> Iterator[None]:
-        with self._condition:
-            while self.in_flight >= self.limit:
-                self._condition.wait()
-            self.in_flight += 1
-            self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
-        try:
-            yield
-        finally:
-            with self._condition:
-                self.in_flight -= 1
-                self._condition.notify()
-
-    def throttled(self) -> None:
-        with self._condition:
-            now = time.monotonic()
-            if now - self._last_decrease < self.cooldown_s:
-                return
-            self._last_decrease = now
-            self.limit = max(self.minimum, self.limit // 2)
-            self.lowest_limit = min(self.lowest_limit, self.limit)
-            self.decreases += 1
-            self._successes_since_change = 0
-
-    def succeeded(self) -> None:
-        with self._condition:
-            self._successes_since_change += 1
-            if self._successes_since_change >= self.limit and self.limit < self.maximum:
-                self.limit += 1
-                self._successes_since_change = 0
-                self._condition.notify()
-
-
 # --- the sweep ---------------------------------------------------------------------------------------
-
-
-def _as_list(field_name: str, value: Any) -> list[Any] | None:
-    """A templated list: a list, or its JSON / Python-repr rendering (plain Jinja rendering)."""
-    if value is None:
-        return None
-    if isinstance(value, str):
-        text = value.strip()
-        if not text:
-            return []
-        try:
-            value = parse_rendered_literal(text)
-        except ValueError:
-            raise AirflowFailException(f"{field_name} must be a list, got {text[:80]!r}") from None
-        if value is None:  # a None param rendered by plain Jinja: no filter
-            return None
-    if isinstance(value, (list, tuple)):
-        return list(value)
-    raise AirflowFailException(f"{field_name} must be a list, got {type(value).__name__}: {value!r:.80}")
 
 
 class JoinAgentSessionsOperator(BaseOperator):
@@ -264,32 +181,39 @@ class JoinAgentSessionsOperator(BaseOperator):
         self.progress_interval_s = progress_interval_s
         self.cxone_conn_id = cxone_conn_id
         self.hook_params = hook_params or {}
+        self._stop = threading.Event()
 
     def execute(self, context: Context) -> dict[str, Any]:
-        sessions, duplicates = _distinct(_as_list("session_ids", self.session_ids) or [])
+        sessions, duplicates = _distinct(as_list("session_ids", self.session_ids) or [])
         try:
             user = parse_security_user(resolve_security_user_value(self, context, self.security_user))
         except InputRejected as rejected:
             outcomes = [JoinOutcome(rejected.condition, key, message=rejected.message) for key, _ in sessions]
             return self._result(outcomes, duplicates, {"requests": 0})
-        conn_id = connection_for(user, self.cxone_conn_id)
-        with CxoneHook(conn_id, **{"pool_size": self.max_concurrency, **self.hook_params}) as hook:
-            return self.sweep(hook, user.agent_id, sessions, duplicates)
+        limiter = AdaptiveLimiter(self.max_concurrency)
+        hook_params = {"pool_size": self.max_concurrency, **self.hook_params}
+        hook = CxoneHook(
+            connection_for(user, self.cxone_conn_id),
+            **hook_params,
+            retry_listener=limiter.on_retry,
+            attempt_gate=limiter.slot,
+        )
+        with hook:
+            return self.sweep(hook, limiter, user.agent_id, sessions, duplicates)
+
+    def on_kill(self) -> None:
+        """Stop sending: the workers finish the joins in flight and take no other session."""
+        self._stop.set()
 
     def sweep(
-        self, hook: CxoneHook, agent_id: int, sessions: list[tuple[str, Any]], duplicates: list[str]
+        self,
+        hook: CxoneHook,
+        limiter: AdaptiveLimiter,
+        agent_id: int,
+        sessions: list[tuple[str, Any]],
+        duplicates: list[str],
     ) -> dict[str, Any]:
-        """Join ``sessions`` (report key, value as given) as ``agent_id`` with adaptive concurrency."""
-        limiter = AdaptiveLimiter(self.max_concurrency)
-        retries: Counter[str] = Counter()
-
-        def on_retry(reason: str) -> None:
-            retries[reason] += 1
-            if reason in THROTTLE_REASONS:
-                limiter.throttled()
-
-        hook.retry_listener = on_retry
-        hook.attempt_gate = limiter.slot
+        """Join ``sessions`` (report key, value as given) as ``agent_id``, paced by ``limiter``."""
         started = time.monotonic()
         try:
             # One token and one API host for the whole sweep; when either is refused, every session
@@ -297,7 +221,7 @@ class JoinAgentSessionsOperator(BaseOperator):
             hook.access_token()
             _ = hook.api_base_url
         except (CxoneAuthError, CxoneApiError) as refused:
-            first = not_sent_outcome(refused, "", time.monotonic() - started)
+            first = join_outcome("", refused, time.monotonic() - started)
             outcomes = [_same_answer(first, key, value) for key, value in sessions]
             return self._result(
                 outcomes, duplicates, {"requests": first.attempts, "token_requests": hook.token_requests}
@@ -310,7 +234,7 @@ class JoinAgentSessionsOperator(BaseOperator):
         def join(key: str, value: Any) -> JoinOutcome:
             if verdict:
                 return _same_answer(verdict[0], key, value)
-            outcome = hook.join_agent_session(value, agent_id)
+            outcome = join_agent_session(hook, value, agent_id)
             outcome.session_id = key
             if outcome.same_for_every_session and not verdict:
                 verdict.append(outcome)
@@ -325,7 +249,9 @@ class JoinAgentSessionsOperator(BaseOperator):
             return outcome
 
         # Worker threads pulling from one queue: cheaper per session than a future each, which
-        # matters at hundreds of joins a second on a GIL.
+        # matters at hundreds of joins a second on a GIL. One stop event ends them all: on_kill, or
+        # a worker's failure.
+        stop = self._stop
         queue = iter(sessions)
         lock = threading.Lock()
         finished = threading.Event()
@@ -337,7 +263,7 @@ class JoinAgentSessionsOperator(BaseOperator):
         def worker() -> None:
             nonlocal workers_left
             try:
-                while not failures:
+                while not stop.is_set():
                     with lock:
                         item = next(queue, None)
                     if item is None:
@@ -348,6 +274,7 @@ class JoinAgentSessionsOperator(BaseOperator):
                         counts[outcome.condition.value] += 1
             except BaseException as error:  # a bug, not an answer: stop the sweep, fail the task
                 failures.append(error)
+                stop.set()
             finally:
                 with lock:
                     workers_left -= 1
@@ -365,11 +292,13 @@ class JoinAgentSessionsOperator(BaseOperator):
             self._log_progress(done, len(sessions), time.monotonic() - started, snapshot, limiter)
         if failures:
             raise failures[0]
+        if len(results) < len(sessions):
+            raise AirflowException(f"sweep stopped after {len(results)} of {len(sessions)} session(s)")
         elapsed = time.monotonic() - started
         outcomes = [results[key] for key, _ in sessions]
         stats: dict[str, Any] = {
             "requests": sum(o.attempts for o in outcomes),
-            "retries": dict(retries),
+            "retries": dict(limiter.retries),
             "token_requests": hook.token_requests,
             "max_concurrency": self.max_concurrency,
             "peak_in_flight": limiter.peak_in_flight,

@@ -10,6 +10,11 @@ inspectable state and request journal under ``/_sandbox/``. Start it with ``cxon
 (or ``python -m cxone_provider.sandbox.cli``), or from a test with
 :class:`cxone_provider.testing.SandboxServer`.
 
+Whatever reaches it, it stays bounded and in its owner's hands (see
+:mod:`cxone_provider.sandbox.settings`): request bodies over ``--max-body-bytes`` (1 MiB) are refused
+with ``413`` unread, the journal keeps the ``--journal-size`` (10,000) most recent requests, and
+beyond loopback the ``/_sandbox/`` routes need an admin token (``CXONE_SANDBOX_ADMIN_TOKEN``).
+
 The shipped seed (``default_seed.json``) covers every result condition of *Join Agent Session*:
 
 - tenant ``11ee0000-0000-4000-8000-00000000cx01``; application ``sandbox-client`` /
@@ -46,6 +51,7 @@ from __future__ import annotations
 
 from cxone_provider.sandbox.app import create_app
 from cxone_provider.sandbox.faults import Faults
+from cxone_provider.sandbox.settings import Settings
 from cxone_provider.sandbox.state import default_seed, generate_seed, load_seed
 
-__all__ = ["Faults", "create_app", "default_seed", "generate_seed", "load_seed"]
+__all__ = ["Faults", "Settings", "create_app", "default_seed", "generate_seed", "load_seed"]

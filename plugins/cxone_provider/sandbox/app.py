@@ -1,9 +1,14 @@
 """The sandbox's HTTP face: CXone's auth, discovery and Agent API routes, plus the admin routes.
 
-Faults and the journal live in a raw ASGI layer in front of the whole FastAPI stack (see
-:meth:`SandboxApp.__call__`): a faulted request never reaches a route, so it cannot change state,
-and only the outermost layer holds uvicorn's own ``send``, which is how a connection is dropped.
-Admin routes (``/_sandbox/…``) are neither faulted, journaled nor authenticated. The malformed
+Faults, the journal, the body limit and the admin token live in a raw ASGI layer in front of the
+whole FastAPI stack (see :meth:`SandboxApp.__call__`): a faulted request never reaches a route, so it
+cannot change state, and only the outermost layer holds uvicorn's own ``send``, which is how a
+connection is dropped. That layer reads every request's body, on every route, and refuses one longer
+than ``max_body_bytes`` with ``413`` after reading at most that much (see
+:mod:`cxone_provider.sandbox.settings`); the routes only see a body it has read. Admin routes
+(``/_sandbox/…``) are neither faulted nor journaled; when an admin token is set they need it
+(``Authorization: Bearer <token>``), all but the API docs, and without one they answer loopback
+connections only (``cxone-sandbox`` refuses to bind beyond loopback without one). The malformed
 answers (HTML, plain text, truncated, empty, huge and dripped bodies) are written here too, as raw
 ASGI messages: FastAPI's responses would not let a body be cut short, streamed or trickled.
 
@@ -28,7 +33,13 @@ The journal entry of a request (``GET /_sandbox/journal`` and
      "user_agent": "python-requests/2.32.3",
      "status": 202, "fault": null, "inflight": 1}
 
-No value of a token request's body, no ``Authorization`` header and no issued token ever reaches it.
+No value of a token request's body, no ``Authorization`` header, no issued token and not the admin
+token (wherever a client put it: ``<redacted>``) ever reaches it. The journal is a ring of the
+``journal_size`` most recent entries; ``GET /_sandbox/journal`` names in ``X-Sandbox-Journal-Dropped``
+how many fell out since it was last cleared. An entry is kept as at most
+:data:`~cxone_provider.sandbox.settings.JOURNAL_ENTRY_BYTES` of JSON: for a request that would take
+more, the entry withholds its body, then its body's field names, query, User-Agent, and cuts its path,
+until it fits, and names what it left out in an extra key, ``"withheld": ["body", …]``.
 """
 
 from __future__ import annotations
@@ -36,18 +47,28 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import copy
+import hmac
 import json
 import time
+from collections import deque
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import parse_qsl, urlencode
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from cxone_provider.sandbox.faults import FaultInjector, Faults
+from cxone_provider.sandbox.settings import (
+    JOURNAL_DROPPED_HEADER,
+    JOURNAL_ENTRY_BYTES,
+    JOURNAL_SIZE_HEADER,
+    Settings,
+    is_loopback,
+)
 from cxone_provider.sandbox.state import (
     SANDBOX_DOMAIN,
     SUPERVISE_ACTIONS,
@@ -59,7 +80,7 @@ from cxone_provider.sandbox.state import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Mapping
+    from collections.abc import Awaitable, Callable, Mapping, Sequence
 
     from starlette.types import Message, Receive, Scope, Send
 
@@ -81,6 +102,19 @@ MAX_STATES_PAGE_SIZE: Final = 100
 #: What a gateway answers for a route that does not exist: no CXone ``error`` field.
 GATEWAY_NOT_FOUND: Final = {"message": "Not Found"}
 _REDACTED = "<redacted>"
+# Admin routes that show nothing of the sandbox's state: the API docs, which a browser opens without a token.
+_OPEN_ADMIN_PATHS: Final = frozenset({f"{ADMIN_PREFIX}docs", f"{ADMIN_PREFIX}openapi.json"})
+# What an entry over JOURNAL_ENTRY_BYTES gives up, in this order, and what stands in for it; the
+# method and path are cut to _CUT_CHARS characters rather than dropped.
+_SHRINK_ORDER: Final[tuple[tuple[str, Any], ...]] = (
+    ("body", None),
+    ("body_fields", []),
+    ("params", {}),
+    ("user_agent", None),
+    ("method", None),
+    ("path", None),
+)
+_CUT_CHARS: Final = 256
 # Where the ASGI layer keeps the path as the client spelled it (the routes see the canonical prefix).
 _SENT_PATH = "cxone_sandbox.sent_path"
 
@@ -106,6 +140,25 @@ def _error(status: int, error: str, description: str, headers: Mapping[str, str]
     return JSONResponse({"error": error, "error_description": description}, status_code=status, headers=headers)
 
 
+async def _send_error(
+    send: Send, status: int, error: str, description: str, headers: Sequence[tuple[bytes, bytes]] = ()
+) -> int:
+    """Answer with CXone's error shape from the ASGI layer (before any route); return the status."""
+    body = json.dumps({"error": error, "error_description": description}).encode()
+    head = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *headers]
+    await send({"type": "http.response.start", "status": status, "headers": head})
+    await send({"type": "http.response.body", "body": body})
+    return status
+
+
+async def _send_too_large(send: Send, limit: int) -> int:
+    # The connection stays open: uvicorn reads and discards the rest of the body after the answer, so
+    # a client still sending gets to read the 413 instead of a reset.
+    return await _send_error(
+        send, 413, "RequestEntityTooLarge", f"The request body is larger than the {limit} bytes this server accepts"
+    )
+
+
 def canonical_path(path: str) -> str:
     """``path`` with its ``inContactAPI`` prefix spelled as the routes spell it (NICE's SDK writes
     ``inContactAPI``, ``InContactAPI`` and ``incontactapi``: CXone does not mind the case)."""
@@ -127,7 +180,7 @@ def parse_body(raw: bytes, content_type: str) -> dict[str, Any]:
     if "json" in kind or (kind != "application/x-www-form-urlencoded" and raw.lstrip().startswith(b"{")):
         try:
             data = json.loads(raw)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested deeper than Python's stack
             raise ValueError("the request body is not valid JSON") from None
         if not isinstance(data, dict):
             raise ValueError("the request body must be a JSON object")
@@ -150,14 +203,41 @@ def _fields_as_params(fields: Mapping[str, Any]) -> dict[str, str]:
     return {k: _wire(v) for k, v in fields.items() if v is not None}
 
 
-async def _read_body(receive: Receive) -> tuple[bytes, bool]:
-    """Read the whole request body; also say whether the client left before it was all sent."""
+def _declared_length(scope: Scope) -> int | None:
+    """The request's ``Content-Length``, or ``None`` (chunked, absent; uvicorn refuses a malformed one)."""
+    for name, value in scope.get("headers", []):
+        if name.lower() == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
+
+
+async def _read_body(scope: Scope, receive: Receive, limit: int) -> tuple[bytes | None, bool]:
+    """Read the whole request body, unless it is longer than ``limit`` bytes; also say whether the
+    client left before it was all sent.
+
+    :return: the body, or ``None`` when it is too long: then at most ``limit`` bytes (plus the chunk
+        that passed it, which uvicorn's flow control keeps to about 64 KiB) were read, and none at all
+        when ``Content-Length`` announced more. HTTP framing ends a body at its ``Content-Length``,
+        so a client that understates it cannot make this read more: the rest is no body, and uvicorn
+        refuses it as a malformed next request.
+    """
+    declared = _declared_length(scope)
+    if declared is not None and declared > limit:
+        return None, False
     chunks: list[bytes] = []
+    size = 0
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
             return b"".join(chunks), True
-        chunks.append(message.get("body", b""))
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            return None, False
+        chunks.append(chunk)
         if not message.get("more_body", False):
             return b"".join(chunks), False
 
@@ -188,14 +268,20 @@ class Sandbox:
 
     :param seed: the seed; ``None`` uses the shipped default seed.
     :param faults: the faults the server starts with, and returns to on reset.
+    :param settings: the server settings (body limit, journal size, admin token).
     """
 
-    def __init__(self, seed: Mapping[str, Any] | None, faults: Faults) -> None:
+    def __init__(self, seed: Mapping[str, Any] | None, faults: Faults, settings: Settings | None = None) -> None:
         self.seed: Mapping[str, Any] = seed if seed is not None else load_seed(None)
         self.initial_faults = faults
+        self.settings = settings or Settings()
         self.state = SandboxState(self.seed)
         self.injector = FaultInjector(faults)
-        self.journal: list[dict[str, Any]] = []
+        #: The journal's entries, each as the JSON it is served as: compact, and its size is its cost.
+        self.journal: deque[bytes] = deque(maxlen=self.settings.journal_size)
+        #: Entries the ring dropped since the journal was last cleared.
+        self.journal_dropped = 0
+        self._admin_token = None if self.settings.admin_token is None else self.settings.admin_token.encode()
         self.started = time.monotonic()
         self.seq = 0
         self.inflight = 0
@@ -209,11 +295,115 @@ class Sandbox:
         """
         self.state = SandboxState(self.seed)
         self.injector.configure(self.initial_faults)
-        self.journal.clear()
+        self.clear_journal()
 
     def clock(self) -> float:
         """Seconds since the server started (monotonic)."""
         return round(time.monotonic() - self.started, 6)
+
+    def clear_journal(self) -> int:
+        """Empty the journal and its count of dropped entries; return how many entries it held."""
+        held = len(self.journal)
+        self.journal.clear()
+        self.journal_dropped = 0
+        return held
+
+    def record(self, entry: dict[str, Any]) -> None:
+        """Add a finished request's entry to the journal, dropping the oldest when the ring is full."""
+        data = self._entry_json(entry)
+        if len(self.journal) == self.journal.maxlen:
+            self.journal_dropped += 1
+        self.journal.append(data)
+
+    def journal_json(self) -> bytes:
+        """The journal as the JSON list ``GET /_sandbox/journal`` answers, oldest first."""
+        return b"[" + b",".join(self.journal) + b"]"
+
+    def _entry_json(self, entry: dict[str, Any]) -> bytes:
+        """``entry`` as JSON of at most about ``JOURNAL_ENTRY_BYTES``, without the admin token."""
+        withheld: list[str] = []
+        data = _dumps(entry)
+        if self._admin_token is not None and (data is None or self._admin_token in data):
+            withheld += _redact(entry, self._admin_token.decode())
+            data = _dumps(entry)
+        # Largest and least telling first; the path goes last, and only cut: it says what the request was.
+        for name, empty in _SHRINK_ORDER:
+            if data is not None and len(data) <= JOURNAL_ENTRY_BYTES:
+                break
+            value = entry[name]
+            if name in ("method", "path"):
+                if len(value) <= _CUT_CHARS:
+                    continue
+                entry[name] = value[:_CUT_CHARS] + "…"
+            elif value == empty:
+                continue
+            else:
+                entry[name] = copy.copy(empty)  # the stand-ins of _SHRINK_ORDER are shared
+            withheld.append(name)
+            data = _dumps(entry)
+        if withheld:
+            entry["withheld"] = withheld
+            data = _dumps(entry)
+        return data or b"{}"
+
+    def admin_refusal(self, scope: Scope) -> tuple[int, str, str] | None:
+        """Why an admin request may not be served, as ``(status, error, description)``; ``None`` if it may.
+
+        With an admin token, every admin route but the docs needs ``Authorization: Bearer <token>``
+        (compared in constant time). Without one, admin routes answer loopback connections only: an
+        app served beyond loopback by other means than ``cxone-sandbox`` fails closed.
+        """
+        if scope.get("path") in _OPEN_ADMIN_PATHS:
+            return None
+        if self._admin_token is None:
+            server = scope.get("server")
+            if server is None or is_loopback(str(server[0])):
+                return None
+            return (
+                403,
+                "AdminForbidden",
+                "This sandbox has no admin token, so its admin routes answer loopback connections only",
+            )
+        authorization = next((v for k, v in scope.get("headers", []) if k.lower() == b"authorization"), b"")
+        scheme, _, given = authorization.partition(b" ")
+        if scheme.lower() == b"bearer" and hmac.compare_digest(given.strip(), self._admin_token):
+            return None
+        return (
+            401,
+            "AdminTokenRequired",
+            "The sandbox's admin routes need its admin token: Authorization: Bearer <token>",
+        )
+
+
+def _dumps(value: Any) -> bytes | None:
+    """``value`` as compact JSON; ``None`` when it cannot be (a body holding ``NaN``, or nested too deep)."""
+    try:
+        return json.dumps(value, separators=(",", ":"), allow_nan=False).encode()
+    except (ValueError, RecursionError):
+        return None
+
+
+def _redact(entry: dict[str, Any], secret: str) -> list[str]:
+    """Replace ``secret`` in an entry's strings by ``<redacted>``; withhold a body that holds it.
+
+    :return: ``["body"]`` when the body was withheld, else ``[]``.
+    """
+
+    def clean(text: str) -> str:
+        return text.replace(secret, _REDACTED)
+
+    for name in ("method", "path", "user_agent"):
+        if isinstance(entry[name], str):
+            entry[name] = clean(entry[name])
+    entry["params"] = {clean(k): clean(v) for k, v in entry["params"].items()}
+    entry["body_fields"] = [clean(f) for f in entry["body_fields"]]
+    if entry["body"] is None:
+        return []
+    body = _dumps(entry["body"])
+    if body is not None and secret.encode() not in body:
+        return []
+    entry["body"] = None
+    return ["body"]
 
 
 class SandboxApp(FastAPI):
@@ -223,8 +413,11 @@ class SandboxApp(FastAPI):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         sent_path: str = scope.get("path", "")
-        if scope["type"] != "http" or sent_path.startswith(ADMIN_PREFIX):
+        if scope["type"] != "http":
             await super().__call__(scope, receive, send)
+            return
+        if sent_path.startswith(ADMIN_PREFIX):
+            await self._serve_admin(scope, receive, send)
             return
         path = canonical_path(sent_path)
         scope = {**scope, "path": path, _SENT_PATH: sent_path}
@@ -251,7 +444,13 @@ class SandboxApp(FastAPI):
         }
         try:
             # Read first, so that the journal holds the body even of a request a fault answers.
-            raw, gone = await _read_body(receive)
+            limit = sb.settings.max_body_bytes
+            read, gone = await _read_body(scope, receive, limit)
+            if read is None:
+                # Refused before faults, as a gateway refuses it before the service sees it.
+                entry["status"] = await _send_too_large(send, limit)
+                return
+            raw = read
             try:
                 fields = parse_body(raw, headers.get("content-type", ""))
             except ValueError:
@@ -297,17 +496,30 @@ class SandboxApp(FastAPI):
         finally:
             sb.inflight -= 1
             entry["t_end"] = sb.clock()
-            sb.journal.append(entry)
+            sb.record(entry)
+
+    async def _serve_admin(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """An admin request: the token first (a refused client gets no byte of its body read), then
+        the body limit; never faulted, never journaled."""
+        sb = self.sandbox
+        refusal = sb.admin_refusal(scope)
+        if refusal is not None:
+            status, error, description = refusal
+            challenge = [(b"www-authenticate", b'Bearer realm="cxone-sandbox admin"')] if status == 401 else []
+            await _send_error(send, status, error, description, challenge)
+            return
+        raw, _ = await _read_body(scope, receive, sb.settings.max_body_bytes)
+        if raw is None:
+            await _send_too_large(send, sb.settings.max_body_bytes)
+            return
+        await super().__call__(scope, _replaying(raw, receive), send)
 
     async def _send_fault(self, kind: str, send: Send) -> int:
         status, error, description = _FAULT_RESPONSES[kind]
-        body = json.dumps({"error": error, "error_description": description}).encode()
-        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+        headers = []
         if kind == "429_retry_after":
             headers.append((b"retry-after", str(self.sandbox.injector.faults.retry_after_s).encode()))
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
-        return status
+        return await _send_error(send, status, error, description, headers)
 
 
 async def _drop_connection(send: Send) -> None:
@@ -490,13 +702,20 @@ def _sent_url(request: Request, query: Mapping[str, str] | None = None) -> str:
     return f"{_base_url(request)}{path}" + (f"?{qs}" if qs else "")
 
 
-def create_app(seed: Mapping[str, Any] | None = None, faults: Faults | Mapping[str, Any] | None = None) -> SandboxApp:
+def create_app(
+    seed: Mapping[str, Any] | None = None,
+    faults: Faults | Mapping[str, Any] | None = None,
+    settings: Settings | Mapping[str, Any] | None = None,
+) -> SandboxApp:
     """Build the sandbox app.
 
     :param seed: the tenant's seed (see :mod:`cxone_provider.sandbox.state`); default: the shipped one.
     :param faults: a :class:`~cxone_provider.sandbox.faults.Faults` or a mapping of knobs; default: off.
+    :param settings: a :class:`~cxone_provider.sandbox.settings.Settings` or a mapping of them
+        (body limit, journal size, admin token); default: the defaults, no admin token.
     """
     initial = faults if isinstance(faults, Faults) else Faults.from_mapping(faults)
+    server_settings = settings if isinstance(settings, Settings) else Settings.from_mapping(settings)
     app = SandboxApp(
         title="CXone sandbox",
         description="A local imitation of NICE CXone's auth and Agent API, for demos and tests.",
@@ -504,7 +723,7 @@ def create_app(seed: Mapping[str, Any] | None = None, faults: Faults | Mapping[s
         redoc_url=None,
         openapi_url="/_sandbox/openapi.json",
     )
-    app.sandbox = Sandbox(seed, initial)
+    app.sandbox = Sandbox(seed, initial, server_settings)
     sb = app.sandbox
 
     @app.exception_handler(ApiError)
@@ -670,15 +889,14 @@ def create_app(seed: Mapping[str, Any] | None = None, faults: Faults | Mapping[s
         return JSONResponse(sb.injector.faults.to_dict())
 
     @app.get("/_sandbox/journal")
-    async def get_journal() -> JSONResponse:
-        # The bare list: the same shape SandboxServer.journal() returns.
-        return JSONResponse(sb.journal)
+    async def get_journal() -> Response:
+        # The bare list: the same shape SandboxServer.journal() returns; the ring's facts in headers.
+        headers = {JOURNAL_DROPPED_HEADER: str(sb.journal_dropped), JOURNAL_SIZE_HEADER: str(sb.journal.maxlen)}
+        return Response(sb.journal_json(), media_type="application/json", headers=headers)
 
     @app.delete("/_sandbox/journal")
     async def clear_journal() -> JSONResponse:
-        cleared = len(sb.journal)
-        sb.journal.clear()
-        return JSONResponse({"cleared": cleared})
+        return JSONResponse({"cleared": sb.clear_journal()})
 
     @app.get("/_sandbox/state")
     async def get_state() -> JSONResponse:

@@ -9,6 +9,13 @@ When it accepts connections it prints two lines to stdout: first
 (it stays the first line), then a ready-to-paste ``AIRFLOW_CONN_CXONE_DEFAULT='{…}'`` defining a
 ``cxone`` connection to it (the seed's first access key that may impersonate). SIGTERM and SIGINT
 stop it gracefully with exit code 0.
+
+It refuses to bind beyond loopback (``--host 0.0.0.0``, an interface's address, any name but
+``localhost``) without an admin token (``CXONE_SANDBOX_ADMIN_TOKEN`` or ``--admin-token``): there,
+anyone who can connect could otherwise change its faults, reset it or read its journal. It does not
+make one up: a generated token would have to be printed to be used, and the server's output ends up
+in logs (``docker compose logs``) that the token must stay out of. See
+:mod:`cxone_provider.sandbox.settings`.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import logging
 import shlex
 import signal
 import socket
@@ -26,6 +34,7 @@ import uvicorn
 
 from cxone_provider.sandbox.app import Sandbox, create_app
 from cxone_provider.sandbox.faults import JOIN_MODES, Faults
+from cxone_provider.sandbox.settings import Settings, add_arguments
 from cxone_provider.sandbox.state import generate_seed, load_seed, sandbox_connection
 
 if TYPE_CHECKING:
@@ -123,6 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_false",
         help="agents/states rows without the sandbox's sessionId extension (the published schema)",
     )
+    add_arguments(p)
     p.add_argument(
         "--log-level",
         default="warning",
@@ -191,6 +201,49 @@ class _Server(uvicorn.Server):
         await super().shutdown(sockets)
 
 
+class RedactingFilter(logging.Filter):
+    """Replace a secret in every record a handler writes by ``<redacted>``.
+
+    The sandbox never logs the admin token itself, but uvicorn quotes what a client sent: the access
+    log (``--access-log``) and ``--log-level trace`` show a request's query string.
+    """
+
+    def __init__(self, secret: str) -> None:
+        super().__init__()
+        self.secret = secret
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if self.secret not in message:
+            return True
+        if isinstance(record.args, tuple):
+            # Argument by argument, so that the record keeps its shape (uvicorn's access formatter
+            # unpacks the arguments).
+            record.msg, record.args = self._clean(record.msg), tuple(self._clean(a) for a in record.args)
+            try:
+                if self.secret not in record.getMessage():
+                    return True
+            except (TypeError, ValueError):
+                pass
+        record.msg, record.args = message.replace(self.secret, _REDACTED), None
+        return True
+
+    def _clean(self, value: Any) -> Any:
+        text = str(value)
+        return text.replace(self.secret, _REDACTED) if self.secret in text else value
+
+
+_REDACTED = "<redacted>"
+
+
+def _redact_logs(secret: str) -> None:
+    """Put a :class:`RedactingFilter` on every handler uvicorn's logging configuration installed."""
+    redacting = RedactingFilter(secret)
+    for name in ("", "uvicorn", "uvicorn.error", "uvicorn.access", "uvicorn.asgi"):
+        for handler in logging.getLogger(name).handlers:
+            handler.addFilter(redacting)
+
+
 def connection_line(seed: Mapping[str, Any], url: str) -> str | None:
     """``AIRFLOW_CONN_CXONE_DEFAULT='{…}'`` for a sandbox at ``url``, quoted for a POSIX shell.
 
@@ -222,12 +275,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         faults = faults_from_args(args)
+        settings = Settings.from_args(args)
         seed = load_seed(args.seed)
         if args.live_sessions:
             seed = generate_seed(args.live_sessions, base=seed)
     except (ValueError, OSError) as exc:
         parser.error(str(exc))
-    app = create_app(seed, faults)
+    app = create_app(seed, faults, settings)
 
     # Bind here rather than in uvicorn, so --port 0 yields a port we can announce.
     family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
@@ -238,8 +292,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:
         sock.close()
         parser.error(f"cannot bind {args.host}:{args.port}: {exc}")
-    sock.set_inheritable(True)
     host, port = sock.getsockname()[:2]
+    try:
+        # The address bound, not the one asked for: "localhost" is loopback, a name may be anything.
+        settings.check_binding(args.host, bound=host)
+    except ValueError as exc:
+        sock.close()
+        parser.error(str(exc))
+    sock.set_inheritable(True)
     shown_host = f"[{host}]" if family == socket.AF_INET6 else host
 
     config = uvicorn.Config(
@@ -252,6 +312,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         loop="uvloop" if importlib.util.find_spec("uvloop") else "asyncio",
         timeout_graceful_shutdown=5,
     )
+    if settings.admin_token is not None:
+        _redact_logs(settings.admin_token)  # after uvicorn.Config, which installs the handlers
     server = _Server(config, f"http://{shown_host}:{port}", app.sandbox)
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, _note_signal)

@@ -1,0 +1,397 @@
+"""Transport: one pooled HTTP session, bounded reading of answers, and the per-call retry policy.
+
+The bottom layer of the client: it knows HTTP and CXone's error shape, and nothing of tokens, of the
+Agent API's paths or of Studio. Answers become :class:`ApiResponse` values; the layers above decide
+what they mean.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import time
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
+from enum import Enum
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote, quote_plus, urljoin, urlsplit
+
+import requests
+import urllib3.exceptions as urllib3_exceptions
+from requests.adapters import HTTPAdapter
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception,
+    retry_if_result,
+    stop_after_attempt,
+    wait_exponential,
+    wait_random,
+)
+
+from cxone_provider.response import ApiResponse, error_name_and_message
+
+if TYPE_CHECKING:
+    import logging
+
+    from cxone_provider.client.settings import CxoneSettings
+
+
+class RetryWhen(Enum):
+    """When a call may be sent again after a failed attempt."""
+
+    #: 429, 503, connection errors and timeouts of any kind: the call changes nothing, or changing
+    #: it twice is the same as once.
+    ANY_FAILURE = "429, 503, connection errors, timeouts"
+    #: 429, 503, a refused connection or a connect timeout only: never after a read timeout or a
+    #: connection lost mid-answer, when CXone may already have acted.
+    NOT_RECEIVED = "429, 503, connection refused, connect timeout"
+
+
+#: The retry policy of every call, in one place (the README's retry table mirrors it).
+RETRY_POLICY: Mapping[str, RetryWhen] = {
+    "token": RetryWhen.ANY_FAILURE,  # a second token is harmless
+    "discovery": RetryWhen.ANY_FAILURE,
+    "get_agent": RetryWhen.ANY_FAILURE,
+    "agent_states": RetryWhen.ANY_FAILURE,
+    "join": RetryWhen.ANY_FAILURE,  # idempotent by contract: joining the same session again answers the same
+    "start_session": RetryWhen.NOT_RECEIVED,  # a second start would end the first session
+    "end_session": RetryWhen.NOT_RECEIVED,
+    "supervise": RetryWhen.NOT_RECEIVED,  # monitor, coach, barge, take-over
+}
+
+RETRYABLE_STATUS = frozenset({429, 503})
+# Never wait longer than this on one Retry-After, whatever the server asks: a task must stay bounded.
+MAX_RETRY_AFTER_S = 30.0
+# Error bodies are for messages; a proxy's multi-megabyte HTML page is not read past this.
+MAX_BODY_BYTES = 64 * 1024
+MAX_MESSAGE_CHARS = 300
+USER_AGENT = "airflow-provider-cxone"
+
+
+class Secrets:
+    """The credentials one hook has seen: registered with Airflow's log masker, and cut out of texts."""
+
+    def __init__(self) -> None:
+        self._known: set[str] = set()
+
+    def remember(self, value: str | None) -> None:
+        """Register a credential, and its URL-encoded forms: a server that echoes a form body sends
+        the secret back encoded."""
+        if not value or value in self._known:
+            return
+        from airflow.sdk.log import mask_secret
+
+        for form in dict.fromkeys((value, quote(value, safe=""), quote_plus(value))):
+            self._known.add(form)
+            mask_secret(form)
+
+    def redact(self, text: str) -> str:
+        """``text`` with every credential seen replaced by ``***``."""
+        for secret in tuple(self._known):  # a snapshot: another thread may add a renewed token
+            text = text.replace(secret, "***")
+        return text
+
+
+@dataclass(frozen=True)
+class TransportOptions:
+    """How a hook's calls are retried and paced (the hook's keyword arguments; see there)."""
+
+    max_attempts: int = 6
+    backoff_initial_s: float = 0.25
+    backoff_max_s: float = 8.0
+    pool_size: int = 10
+    retry_listener: Callable[[str], None] | None = None
+    attempt_gate: Callable[[], AbstractContextManager[object]] | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1:
+            raise ValueError(f"max_attempts must be at least 1, got {self.max_attempts}")
+
+
+class Transport:
+    """Sends requests over one pooled session and reads their answers, retrying as the call allows.
+
+    :param settings: the connection's settings (timeouts, TLS verification).
+    :param secrets: what to redact from every message.
+    :param log: where retries are logged (the hook's task log).
+    :param options: attempts, backoff, pool size and the pacing collaborators.
+    """
+
+    def __init__(
+        self, settings: CxoneSettings, secrets: Secrets, log: logging.Logger | Any, options: TransportOptions
+    ) -> None:
+        self.settings = settings
+        self.secrets = secrets
+        self.log = log
+        self.max_attempts = options.max_attempts
+        self.backoff_initial_s = options.backoff_initial_s
+        self.retry_listener = options.retry_listener
+        self.attempt_gate = options.attempt_gate or nullcontext
+        self.timeout = (settings.connect_timeout, settings.read_timeout)
+        # Capped exponential backoff plus jitter, so that throttled workers do not retry in lockstep.
+        self._backoff = wait_exponential(multiplier=options.backoff_initial_s, max=options.backoff_max_s) + wait_random(
+            0, options.backoff_initial_s
+        )
+        self.session = _EnvironmentOnceSession()
+        # Retries are ours (tenacity, below): urllib3 must not retry behind our back and skew counts.
+        adapter = HTTPAdapter(pool_connections=2, pool_maxsize=max(options.pool_size, 1), max_retries=0)
+        self.session.mount("https://", adapter)
+        self.session.mount("http://", adapter)
+        self.session.verify = settings.verify_ssl
+        self.session.headers.update({"Accept": "application/json", "User-Agent": USER_AGENT})
+        if settings.verify_ssl is False:
+            log.warning(
+                "Connection %r: TLS certificate verification is off; tokens and the access key secret "
+                "go to a server whose identity is not checked (give verify_ssl a CA bundle path instead)",
+                settings.conn_id,
+            )
+
+    def close(self) -> None:
+        self.session.close()
+
+    def send(self, retry_when: RetryWhen, send: Callable[[], requests.Response], *, gated: bool = False) -> ApiResponse:
+        """Send with ``retry_when``'s retries; the final answer, or ``status_code=None`` when none came.
+
+        ``gated`` calls enter the ``attempt_gate`` around each attempt (not around the backoff sleeps).
+        """
+        attempts = 0
+        # Token and discovery calls happen inside an API attempt's slot: gating them too would deadlock.
+        gate = self.attempt_gate if gated else nullcontext
+        reasons: list[str] = []
+
+        def one_attempt() -> ApiResponse:
+            nonlocal attempts
+            attempts += 1
+            with gate():
+                return self._read(send())
+
+        def before_sleep(state: RetryCallState) -> None:
+            reason = _retry_reason(state)
+            reasons.append(reason)
+            self.log.info(
+                "CXone call not answered (%s); retry %d of %d in %.2fs",
+                reason,
+                state.attempt_number,
+                self.max_attempts - 1,
+                state.upcoming_sleep,
+            )
+            if self.retry_listener is not None:
+                self.retry_listener(reason)
+
+        retrying = Retrying(
+            stop=stop_after_attempt(self.max_attempts),
+            wait=self._wait,
+            retry=(
+                retry_if_result(lambda r: r.status_code in RETRYABLE_STATUS)
+                | retry_if_exception(
+                    _transport_failure if retry_when is RetryWhen.ANY_FAILURE else _not_received_by_cxone
+                )
+            ),
+            before_sleep=before_sleep,
+            # Out of attempts: hand back the last answer (a 429 or 503) or re-raise the last error.
+            retry_error_callback=lambda state: state.outcome.result() if state.outcome else None,
+        )
+        try:
+            response: ApiResponse = retrying(one_attempt)
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            response = ApiResponse(
+                status_code=None,
+                error=type(exc).__name__,
+                message=f"no answer from CXone after {plural(attempts, 'attempt')}: {self._describe(exc)}",
+            )
+        # Exhausted retries on 429/503 come back as the last answer; say so in the message.
+        if response.status_code in RETRYABLE_STATUS and attempts >= self.max_attempts:
+            response.message = f"gave up after {attempts} attempts: {response.message}"
+        response.attempts = attempts
+        response.retries = reasons
+        return response
+
+    def _wait(self, state: RetryCallState) -> float:
+        backoff = self._backoff(state)
+        outcome = state.outcome
+        if outcome is not None and not outcome.failed:
+            retry_after = outcome.result().retry_after_s
+            if retry_after is not None:
+                # A little jitter on top, so workers throttled together do not come back together.
+                return min(retry_after, MAX_RETRY_AFTER_S) + random.uniform(0, self.backoff_initial_s)
+        return float(backoff)
+
+    def _read(self, response: requests.Response) -> ApiResponse:
+        """Turn a streamed response into an :class:`ApiResponse`, reading a bounded body in bounded time.
+
+        The read timeout of ``requests`` bounds each socket read, so a body that trickles in a byte at
+        a time would never time out; here ``read_timeout`` also bounds the whole body, and more than
+        ``MAX_BODY_BYTES`` is not read at all.
+        """
+        if 300 <= response.status_code < 400:
+            # Not followed and not read: a redirect's body can be as large or as slow as its sender likes.
+            response.close()
+            return ApiResponse(
+                status_code=response.status_code,
+                error=f"HTTP {response.status_code}",
+                message=self.secrets.redact(_describe_redirect(response))[:MAX_MESSAGE_CHARS],
+            )
+        deadline = time.monotonic() + self.settings.read_timeout
+        raw = b""
+        complete = False
+        try:
+            while len(raw) <= MAX_BODY_BYTES:
+                # read1 returns what has arrived (blocking only for the first byte), so the deadline
+                # is checked between trickles.
+                chunk = response.raw.read1(16 * 1024, decode_content=True)
+                if not chunk:
+                    complete = True
+                    break
+                raw += chunk
+                if time.monotonic() > deadline:
+                    raise requests.ReadTimeout(
+                        f"the answer was still arriving after {self.settings.read_timeout:g}s "
+                        f"(read_timeout); {len(raw)} bytes read"
+                    )
+        except urllib3_exceptions.HTTPError as broken:
+            # A connection dropped mid-body surfaces from urllib3 directly when reading raw.
+            response.close()
+            raise requests.ConnectionError(broken) from None
+        finally:
+            if complete:
+                response.raw.release_conn()  # the connection is reusable: back to the pool
+            else:
+                response.close()
+        text = raw[:MAX_BODY_BYTES].decode(response.encoding or "utf-8", errors="replace")
+        content_type = response.headers.get("Content-Type", "")
+        body: Any = None
+        problem = ""
+        if not complete:
+            problem = f"answer larger than {MAX_BODY_BYTES // 1024} KiB ({content_type or 'no type'}), not read"
+        elif text:
+            try:
+                body = json.loads(text)
+            except RecursionError:
+                problem = f"invalid JSON ({len(raw)} bytes): nested too deeply"
+            except ValueError:
+                if "json" in content_type:
+                    problem = f"invalid JSON ({len(raw)} bytes): {_one_line(text)[:80]}"
+        # The text summary only matters when there is no JSON object to read the error from.
+        fallback = "" if isinstance(body, Mapping) else problem or _summarise_text(text, response)
+        name, message = error_name_and_message(body, fallback)
+        return ApiResponse(
+            status_code=response.status_code,
+            body=body,
+            error=name if not (200 <= response.status_code < 300) else None,
+            message=self.secrets.redact(message)[:MAX_MESSAGE_CHARS],
+            retry_after_s=_retry_after(response.headers.get("Retry-After")),
+            unreadable=problem,
+        )
+
+    def _describe(self, exc: BaseException) -> str:
+        return self.secrets.redact(f"{type(exc).__name__}: {exc}")[:MAX_MESSAGE_CHARS]
+
+
+class _EnvironmentOnceSession(requests.Session):
+    """A session that follows no redirect and reads proxy and CA-bundle settings once per host.
+
+    ``requests`` scans every environment variable on every request to find proxies; at sweep rates
+    that scan costs more CPU than the rest of our request handling, and the environment of a running
+    task does not change.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._environment_settings: dict[tuple[Any, ...], dict[str, Any]] = {}
+
+    def get_redirect_target(self, resp: requests.Response) -> None:
+        """No redirect is ever followed, nor its body read.
+
+        ``allow_redirects=False`` alone is not enough: ``requests`` still reads a redirect's whole body
+        to prepare the next request, however large or slow it is.
+        """
+        return None
+
+    def merge_environment_settings(  # type: ignore[override]  # the stub's TypedDict is private
+        self, url: str | bytes | None, proxies: Any, stream: Any, verify: Any, cert: Any
+    ) -> dict[str, Any]:
+        if proxies:  # per-request proxies are never cached
+            return dict(super().merge_environment_settings(url, proxies, stream, verify, cert))
+        target = urlsplit(url if isinstance(url, str) else (url or b"").decode())
+        key = (target.scheme, target.netloc, stream, verify, repr(cert))
+        settings = self._environment_settings.get(key)
+        if settings is None:
+            settings = dict(super().merge_environment_settings(url, proxies, stream, verify, cert))
+            self._environment_settings[key] = settings
+        return {**settings, "proxies": dict(settings["proxies"])}
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Seconds from a ``Retry-After`` header (delta-seconds or an HTTP date)."""
+    if not value:
+        return None
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        pass
+    from email.utils import parsedate_to_datetime
+
+    try:
+        moment = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(moment.timestamp() - time.time(), 0.0)
+
+
+def _retry_reason(state: RetryCallState) -> str:
+    outcome = state.outcome
+    if outcome is None:
+        return "unknown"
+    if outcome.failed:
+        return "timeout" if isinstance(outcome.exception(), requests.Timeout) else "connection"
+    return str(outcome.result().status_code)
+
+
+def _describe_redirect(response: requests.Response) -> str:
+    location = response.headers.get("Location") or ""
+    target = urlsplit(urljoin(response.url or "", location))
+    where = target.netloc or "no Location"
+    return f"redirected (HTTP {response.status_code}) to {where}; calls to CXone follow no redirect"
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _summarise_text(text: str, response: requests.Response) -> str:
+    """A one-line description of a non-JSON body (an HTML error page from a proxy, say)."""
+    stripped = _one_line(text)
+    if not stripped:
+        return f"HTTP {response.status_code} {response.reason or ''}".strip()
+    content_type = response.headers.get("Content-Type", "unknown type")
+    if "json" not in content_type and stripped.startswith("<"):
+        title = re.search(r"<title>(.*?)</title>", stripped, re.IGNORECASE)
+        label = title.group(1).strip() if title else "no title"
+        return f"non-JSON answer ({content_type}): {label}"
+    return stripped  # cut by the caller, after redaction: a cut could split a secret the redaction would miss
+
+
+def _transport_failure(exc: BaseException) -> bool:
+    return isinstance(exc, requests.ConnectionError | requests.Timeout)
+
+
+def _not_received_by_cxone(exc: BaseException) -> bool:
+    """A failure before the request could reach CXone: the connection was refused or never opened.
+
+    ``requests`` reports a refused connection as a ``ConnectionError`` whose reason is urllib3's
+    ``NewConnectionError``; a connection lost mid-answer carries another reason and is not retried.
+    """
+    if isinstance(exc, requests.ConnectTimeout):
+        return True
+    if not isinstance(exc, requests.ConnectionError):
+        return False
+    reason = exc.args[0] if exc.args else None
+    reason = getattr(reason, "reason", reason)  # urllib3's MaxRetryError wraps the cause
+    return isinstance(reason, urllib3_exceptions.NewConnectionError)
+
+
+def plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"

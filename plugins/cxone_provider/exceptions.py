@@ -1,0 +1,82 @@
+"""Every exception this package raises, in one family.
+
+``CxoneError`` is the root of what the provider raises at run time: the connection is unusable
+(:class:`CxoneConfigError`), CXone gave no token (:class:`CxoneAuthError`), an API call ended in an
+error answer or in no answer at all (:class:`CxoneApiError`), or a DAG is wired in a way a join cannot
+work with. Which Studio result condition an error means is decided in :mod:`cxone_provider.conditions`,
+not here; so is :class:`~cxone_provider.conditions.InputRejected`, which is not an error of this family
+but an input that Studio routes to a result condition without calling the API.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
+
+if TYPE_CHECKING:
+    from cxone_provider.response import ApiResponse
+
+#: ``error`` values of the token endpoint (OAuth 2) that mean CXone refused the access key or the app.
+TOKEN_REFUSED_ERRORS = frozenset({"invalid_grant", "invalid_client", "invalid_token", "unauthorized_client"})
+
+
+class CxoneError(AirflowException):
+    """Base of the provider's run-time errors."""
+
+
+class CxoneConfigError(CxoneError):
+    """The ``cxone`` connection is unusable; the message names the connection and the field."""
+
+
+class CxoneAuthError(CxoneError):
+    """CXone gave no token for the connection's access key (refused it, or could not be reached).
+
+    ``error`` is the token endpoint's OAuth ``error`` (``invalid_grant``…), ``attempts`` the requests made.
+    """
+
+    def __init__(
+        self, message: str, *, status_code: int | None = None, error: str | None = None, attempts: int = 0
+    ) -> None:
+        super().__init__(message)
+        self.http_status = status_code
+        self.error = error
+        self.attempts = attempts
+
+    @property
+    def refused(self) -> bool:
+        """CXone refused the access key or the application (not an outage)."""
+        return self.error in TOKEN_REFUSED_ERRORS or (self.error is None and self.http_status in (401, 403))
+
+
+class CxoneApiError(CxoneError):
+    """An API call's final answer was an error, or nothing came back (after retries and the single
+    token renewal). ``response.status_code`` is ``None`` when no answer arrived."""
+
+    def __init__(self, response: ApiResponse, action: str) -> None:
+        status = describe_status(response.status_code)
+        super().__init__(f"CXone {action} failed ({status}, {response.error or 'error'}): {response.message}")
+        self.response = response
+        self.http_status = response.status_code
+
+
+class CxoneDiscoveryError(CxoneApiError):
+    """The API host could not be found (discovery failed, or named a host the token must not go to),
+    so no Agent API call was sent."""
+
+
+class BranchConfigError(CxoneError):
+    """``branches`` names an unknown condition or a task that is not directly downstream."""
+
+
+class AmbiguousSecurityUserError(CxoneError, AirflowFailException):
+    """Two SetSecurityUserOperators are equally near: which supervisor joins must not be left to chance."""
+
+
+class NoSessionIdsError(CxoneError, AirflowFailException):
+    """The tenant's agent state rows carry no session id, so live sessions cannot be listed from them."""
+
+
+def describe_status(status_code: int | None) -> str:
+    """``HTTP 404``, or ``no HTTP answer`` when nothing came back."""
+    return f"HTTP {status_code}" if status_code is not None else "no HTTP answer"

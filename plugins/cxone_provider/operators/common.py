@@ -1,0 +1,143 @@
+"""What both join operators share: the SecurityUser they join as, the connection they use, the join itself.
+
+- :func:`join_agent_session` — Studio's *Join Agent Session* for one session: the checks made before
+  any request, the call through the hook, and the outcome :mod:`cxone_provider.conditions` decides;
+- :func:`resolve_security_user_value` — Studio's default SecurityUser: the nearest upstream
+  :class:`~cxone_provider.operators.security_user.SetSecurityUserOperator`'s return value;
+- :func:`connection_for`, :func:`as_list` — the connection a join uses, and templated lists.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk.exceptions import AirflowFailException
+
+from cxone_provider.conditions import (
+    InputRejected,
+    JoinCondition,
+    JoinOutcome,
+    SecurityUser,
+    check_agent_id,
+    check_session_id,
+    join_outcome,
+    parse_rendered_literal,
+    session_label,
+)
+from cxone_provider.exceptions import AmbiguousSecurityUserError, CxoneApiError, CxoneAuthError
+from cxone_provider.hooks.cxone import CxoneHook
+from cxone_provider.operators.security_user import SetSecurityUserOperator
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+    from airflow.sdk.definitions._internal.abstractoperator import AbstractOperator
+
+# Studio's SetSecurityUser writes to a variable named SecurityUser by default; naming it here means
+# "the default", exactly as leaving the field out does.
+DEFAULT_SECURITY_USER = "SecurityUser"
+
+
+def join_agent_session(hook: CxoneHook, session_id: object, agent_id: object) -> JoinOutcome:
+    """Studio's *Join Agent Session*: join ``session_id`` as ``agent_id``; its outcome, never raising
+    for what CXone answers.
+
+    Inputs that cannot be valid (blank or malformed session id, non-positive agent id) get their
+    condition without a request. Only an unusable connection raises (``CxoneConfigError``).
+    """
+    started = time.monotonic()
+    try:
+        checked_session = check_session_id(session_id)
+        checked_agent = check_agent_id(agent_id)
+    except InputRejected as rejected:
+        return JoinOutcome(rejected.condition, session_label(session_id), message=rejected.message)
+    try:
+        answer: Any = hook.join_session(checked_session, as_agent_id=checked_agent)
+    except (CxoneAuthError, CxoneApiError) as error:
+        answer = error
+    return join_outcome(checked_session, answer, time.monotonic() - started)
+
+
+def connection_for(user: SecurityUser, override: str | None) -> str:
+    """The connection a join calls CXone with: the operator's, else the SecurityUser's, else the default."""
+    return override or user.conn_id or CxoneHook.default_conn_name
+
+
+def resolve_security_user_value(task: AbstractOperator, context: Context, value: Any) -> Any:
+    """``value``, or Studio's default: the return value of the nearest upstream SetSecurityUser."""
+    if not uses_default_security_user(value):
+        return value
+    provider = nearest_set_security_user(task)
+    if provider is None:
+        raise InputRejected(
+            JoinCondition.INVALID_SECURITY_USER,
+            f"security_user is not set and no SetSecurityUserOperator is upstream of {task.task_id!r}",
+        )
+    pulled = context["ti"].xcom_pull(task_ids=provider.task_id)
+    if pulled is None:
+        raise InputRejected(
+            JoinCondition.INVALID_SECURITY_USER,
+            f"SetSecurityUserOperator {provider.task_id!r} returned no SecurityUser",
+        )
+    return pulled
+
+
+def uses_default_security_user(value: Any) -> bool:
+    """Left out, or Studio's default name ``SecurityUser``: take the nearest SetSecurityUser's."""
+    return value is None or (isinstance(value, str) and value.strip() == DEFAULT_SECURITY_USER)
+
+
+def security_user_source(task: AbstractOperator, value: Any) -> str:
+    """Where a join's SecurityUser comes from, for the log: a task id, or ``security_user=``."""
+    if not uses_default_security_user(value):
+        return "security_user="
+    try:
+        provider = nearest_set_security_user(task)
+    except AmbiguousSecurityUserError:
+        return "ambiguous"
+    return f"from {provider.task_id}" if provider is not None else "no SetSecurityUserOperator upstream"
+
+
+def nearest_set_security_user(task: AbstractOperator) -> AbstractOperator | None:
+    """The closest upstream SetSecurityUserOperator, by the number of edges between them.
+
+    Two at the same distance raise :class:`AmbiguousSecurityUserError` naming both: picking one
+    would depend on set order, which changes from one process to the next.
+    """
+    if not task.has_dag():
+        return None
+    seen: set[str] = {task.task_id}
+    level: list[AbstractOperator] = list(task.upstream_list)
+    while level:
+        fresh = {t.task_id: t for t in level if t.task_id not in seen}
+        seen.update(fresh)
+        found = sorted(tid for tid, t in fresh.items() if isinstance(t, SetSecurityUserOperator))
+        if len(found) > 1:
+            raise AmbiguousSecurityUserError(
+                f"{task.task_id}: SetSecurityUserOperators {', '.join(map(repr, found))} are equally near "
+                f"upstream, so the SecurityUser to join as is ambiguous; pass security_user= explicitly, "
+                f"e.g. security_user=\"{{{{ ti.xcom_pull(task_ids='{found[0]}') }}}}\""
+            )
+        if found:
+            return fresh[found[0]]
+        level = [up for t in fresh.values() for up in t.upstream_list]
+    return None
+
+
+def as_list(field_name: str, value: Any) -> list[Any] | None:
+    """A templated list: a list, or its JSON / Python-repr rendering (plain Jinja rendering)."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        text = value.strip()
+        if not text:
+            return []
+        try:
+            value = parse_rendered_literal(text)
+        except ValueError:
+            raise AirflowFailException(f"{field_name} must be a list, got {text[:80]!r}") from None
+        if value is None:  # a None param rendered by plain Jinja: no filter
+            return None
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    raise AirflowFailException(f"{field_name} must be a list, got {type(value).__name__}: {value!r:.80}")
