@@ -16,8 +16,10 @@ process started is stopped again, also on failure, when the log tails are printe
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import airflow_stack
@@ -40,7 +42,6 @@ from cxone_provider.testing import SandboxServer
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
-    from pathlib import Path
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
@@ -48,6 +49,9 @@ EXECUTORS = ["LocalExecutor", "CeleryExecutor"]
 SUPERVISED = "cxone_supervised_session"
 SWEEP = "cxone_qa_sweep"
 SWEEP_FILE = DAGS_FOLDER / f"{SWEEP}.py"
+# DAGs only these tests need, parsed beside the examples from a copy of both folders.
+E2E_DAGS = Path(__file__).with_name("dags")
+LONG_SWEEP = "cxone_e2e_long_sweep"
 RUN_TIMEOUT = 150.0  # seconds for one run to end, counted from the first wait on it
 
 # The supervised-session scenarios run here: their conf, and the branch each one follows.
@@ -90,12 +94,14 @@ class Deployment:
         return task_log_tails(self.home, dag_id, run_id, task_id)
 
 
-def airflow_env(home: Path, port: int, executor: str, database_url: str, sandbox: SandboxServer) -> dict[str, str]:
+def airflow_env(
+    home: Path, port: int, executor: str, database_url: str, sandbox: SandboxServer, dags_folder: Path
+) -> dict[str, str]:
     """The full environment of every Airflow process of one deployment (nothing else is inherited)."""
     env = airflow_stack.airflow_env(
         home,
         port,
-        dags_folder=DAGS_FOLDER,
+        dags_folder=dags_folder,
         database_url=database_url,
         executor=executor,
         connections=dict([sandbox.connection_env("cxone_default")]),
@@ -133,7 +139,11 @@ def airflow(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
         else:
             database_url = f"sqlite:///{home / 'airflow.db'}"
         port = free_port()
-        env = airflow_env(home, port, executor, database_url, sandbox)
+        dags_folder = workdir / "dags"
+        shutil.copytree(DAGS_FOLDER, dags_folder, ignore=shutil.ignore_patterns("__pycache__"))
+        for extra in E2E_DAGS.glob("*.py"):
+            shutil.copy(extra, dags_folder / extra.name)
+        env = airflow_env(home, port, executor, database_url, sandbox, dags_folder)
         if broker_url is not None:
             env["AIRFLOW__CELERY__BROKER_URL"] = broker_url
 
@@ -154,6 +164,8 @@ def airflow(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
                 api.unpause(SWEEP)
             except AssertionError as exc:
                 dag_errors[SWEEP] = str(exc)
+        api.wait_for_dag(LONG_SWEEP, f"{LONG_SWEEP}.py", 60)
+        api.unpause(LONG_SWEEP)
         timings["DAGs parsed"] = time.monotonic() - mark
         ready = True
         yield Deployment(executor, home, workdir, api, sandbox, processes, dag_errors)
@@ -291,3 +303,38 @@ def test_task_logs_hold_no_secret_or_token(airflow: Deployment, runs: dict[str, 
     )
     found = [needle for needle in needles if needle in text]
     assert not found, f"{found} found in the task logs of {len(logs)} files"
+
+
+def test_a_sweep_stopped_through_the_rest_api_sends_no_join_after_it_stops(airflow: Deployment) -> None:
+    """Marking a running sweep failed (as a user does in the UI) kills its task: ``on_kill`` stops the
+    workers through one event, the log says so, and CXone receives no join after the task stopped."""
+    sandbox = airflow.sandbox
+    sandbox.set_faults(latency_ms=100, path_filter="agent-sessions/join")  # 400 joins, 2 at a time: ~20 s
+    sandbox.clear_journal()
+
+    def joins() -> list[dict[str, Any]]:
+        return [e for e in sandbox.journal() if e["path"].endswith("agent-sessions/join")]
+
+    run_id = airflow.api.trigger(LONG_SWEEP, {})
+    deadline = time.monotonic() + 60
+    while len(joins()) < 10:
+        assert time.monotonic() < deadline, "the sweep never got going"
+        time.sleep(0.2)
+    airflow.api.request(
+        "PATCH", f"dags/{LONG_SWEEP}/dagRuns/{run_id}/taskInstances/sweep", json={"new_state": "failed"}
+    )
+    deadline = time.monotonic() + 60
+    logs = airflow.home / "logs" / f"dag_id={LONG_SWEEP}" / f"run_id={run_id}"
+    while not any("Stopping the sweep on request" in log.read_text(errors="replace") for log in logs.rglob("*.log")):
+        assert time.monotonic() < deadline, airflow.task_log_tails(LONG_SWEEP, run_id, "sweep")
+        time.sleep(0.5)
+    time.sleep(1.0)  # the joins in flight when it stopped (two at most) are answered
+    stopped_at = len(joins())
+    time.sleep(3.0)  # long enough for another thirty joins, had the workers gone on
+    try:
+        assert len(joins()) == stopped_at
+        assert stopped_at < 400
+        states = {ti["task_id"]: ti["state"] for ti in airflow.api.task_instances(LONG_SWEEP, run_id)}
+        assert states["sweep"] == "failed"
+    finally:
+        sandbox.set_faults()

@@ -203,6 +203,7 @@ class JoinAgentSessionsOperator(BaseOperator):
 
     def on_kill(self) -> None:
         """Stop sending: the workers finish the joins in flight and take no other session."""
+        self.log.warning("Stopping the sweep on request: no further session is joined")
         self._stop.set()
 
     def sweep(
