@@ -191,8 +191,8 @@ def main() -> int:
     print("  hook: " + (", ".join(f"{k}={v}" for k, v in hook_params.items()) or "production defaults"))
     session_ids = [f"sess-{5001 + n}" for n in range(args.sessions)]
     # The journal must hold every request of the soak for its accounting (retries included).
-    journal = {"journal_size": 4 * args.sessions}
-    with SandboxServer(live_sessions=args.sessions, faults=faults, settings=journal) as sandbox:
+    keep_all = {"journal_size": 4 * args.sessions}
+    with SandboxServer(live_sessions=args.sessions, faults=faults, settings=keep_all) as sandbox:
         name, value = sandbox.connection_env(CONN_ID)
         os.environ[name] = value
         operator = JoinAgentSessionsOperator(
