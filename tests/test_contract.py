@@ -19,8 +19,8 @@ import pytest
 import requests
 
 from cxone_provider import testing as cxone_testing
-from cxone_provider.sandbox.app import KNOWN_API_VERSIONS
-from cxone_provider.sandbox.state import DEFAULT_BUSINESS_UNIT_ID
+from cxone_provider.sandbox.routes import KNOWN_API_VERSIONS
+from cxone_provider.sandbox.seed import DEFAULT_BUSINESS_UNIT_ID
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping

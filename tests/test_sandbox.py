@@ -28,16 +28,13 @@ import requests
 
 from cxone_provider import testing as cxone_testing
 from cxone_provider.sandbox import create_app, default_seed, generate_seed, load_seed
-from cxone_provider.sandbox.app import (
-    DEFAULT_STATES_PAGE_SIZE,
-    GATEWAY_NOT_FOUND,
-    KNOWN_API_VERSIONS,
-    MAX_STATES_PAGE_SIZE,
-)
+from cxone_provider.sandbox.agent_states import AGENT_STATE_FIELDS
+from cxone_provider.sandbox.app import GATEWAY_NOT_FOUND
 from cxone_provider.sandbox.cli import build_parser, connection_line, faults_from_args
 from cxone_provider.sandbox.faults import Faults
+from cxone_provider.sandbox.routes import DEFAULT_STATES_PAGE_SIZE, KNOWN_API_VERSIONS, MAX_STATES_PAGE_SIZE
+from cxone_provider.sandbox.seed import sandbox_connection
 from cxone_provider.sandbox.settings import ADMIN_TOKEN_ENV, JOURNAL_ENTRY_BYTES, Settings, is_loopback
-from cxone_provider.sandbox.state import AGENT_STATE_FIELDS, sandbox_connection
 from cxone_provider.testing import SandboxError, SandboxServer
 
 if TYPE_CHECKING:

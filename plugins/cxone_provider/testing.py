@@ -35,9 +35,10 @@ from typing import TYPE_CHECKING, Any
 
 import requests
 
+from cxone_provider.sandbox.declare import to_args
 from cxone_provider.sandbox.faults import Faults
+from cxone_provider.sandbox.seed import generate_seed, load_seed, sandbox_connection, validate_seed
 from cxone_provider.sandbox.settings import JOURNAL_DROPPED_HEADER, Settings, is_loopback
-from cxone_provider.sandbox.state import generate_seed, load_seed, sandbox_connection, validate_seed
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping, Sequence
@@ -89,6 +90,9 @@ class SandboxServer:
     :param settings: server settings, e.g. ``{"journal_size": 50_000}`` for a sweep of more requests
         than the journal keeps by default (see :mod:`cxone_provider.sandbox.settings`). The admin
         token reaches the server in its environment, never on its command line.
+    :param tls: serve HTTPS (``cxone-sandbox --tls``): :attr:`url` is ``https://…``, :attr:`ca_file`
+        the CA certificate the server made at start, and :meth:`connection` verifies against it.
+    :param tls_names: further names for the certificate (``--tls-name``).
     """
 
     def __init__(
@@ -101,6 +105,8 @@ class SandboxServer:
         startup_timeout: float = 20.0,
         extra_args: Sequence[str] = (),
         settings: Settings | Mapping[str, Any] | None = None,
+        tls: bool = False,
+        tls_names: Sequence[str] = (),
     ) -> None:
         self._seed_path: str | None = None
         self._seed_mapping: dict[str, Any] | None = None
@@ -124,38 +130,34 @@ class SandboxServer:
         self.host = host
         self.startup_timeout = startup_timeout
         self.extra_args = tuple(extra_args)
+        self.tls = tls
+        self.tls_names = tuple(tls_names)
+        #: The CA certificate of a server started with ``tls=True`` (``None`` otherwise, or while stopped).
+        self.ca_file: str | None = None
         self._url: str | None = None
         self._proc: subprocess.Popen[bytes] | None = None
         self._tmpdir: tempfile.TemporaryDirectory[str] | None = None
 
     # ------------------------------------------------------------------------------------ lifecycle
 
-    def command(self, seed_file: str | None = None) -> list[str]:
+    def command(self, seed_file: str | None = None, ca_file: str | None = None) -> list[str]:
         """The command line the server runs with (the port is always 0: the OS picks a free one).
 
         :param seed_file: where a mapping seed was written (default: the seed file given, if any).
+        :param ca_file: with ``tls``, where the server writes its CA certificate.
         """
         cmd = [sys.executable, "-m", "cxone_provider.sandbox.cli", "--host", self.host, "--port", "0"]
+        if self.tls:
+            cmd.append("--tls")
+            cmd += [f"--tls-name={name}" for name in self.tls_names]
+            if ca_file is not None:
+                cmd += ["--tls-ca-file", ca_file]
         seed_path = seed_file or self._seed_path
         if seed_path is not None:
             cmd += ["--seed", seed_path]
         if self.live_sessions:
             cmd += ["--live-sessions", str(self.live_sessions)]
-        defaults = Faults().to_dict()
-        for name, value in self.initial_faults.to_dict().items():
-            if value == defaults[name]:
-                continue
-            if name == "apply_to_auth":
-                cmd.append("--apply-to-auth")
-            elif name == "states_session_id":
-                cmd.append("--no-states-session-id")  # differs from the default (on): off
-            elif name == "rate_429_retry_after":
-                cmd += ["--rate-429", str(value)]
-            elif name == "path_filter":
-                cmd.append(f"--path-filter={value}")  # one token: a filter may start with "-"
-            else:
-                cmd += ["--" + name.replace("_", "-"), str(value)]
-        return [*cmd, *self.settings.to_args(), *self.extra_args]
+        return [*cmd, *to_args(self.initial_faults), *self.settings.to_args(), *self.extra_args]
 
     @property
     def admin_token(self) -> str | None:
@@ -177,7 +179,8 @@ class SandboxServer:
             # A mapping seed travels as a file.
             seed_file = str(tmp / "seed.json")
             Path(seed_file).write_text(json.dumps(self._seed_mapping), encoding="utf-8")
-        cmd = self.command(seed_file)
+        ca_file = str(tmp / "ca.pem") if self.tls else None
+        cmd = self.command(seed_file, ca_file)
         env = {**os.environ, **self.settings.to_env()}
         env["PYTHONPATH"] = os.pathsep.join(p for p in (_PACKAGE_PARENT, env.get("PYTHONPATH")) if p)
         # Files, not pipes: nobody has to keep reading them for the server to keep running.
@@ -192,6 +195,7 @@ class SandboxServer:
             url = self._announced_url()
             if url:
                 self._url = url
+                self.ca_file = ca_file
                 return self
             if self._proc.poll() is not None:
                 break
@@ -242,6 +246,7 @@ class SandboxServer:
                     proc.wait()
             code = proc.returncode
         self._url = None
+        self.ca_file = None
         if self._tmpdir is not None:
             self._tmpdir.cleanup()
             self._tmpdir = None
@@ -272,7 +277,8 @@ class SandboxServer:
 
     @property
     def url(self) -> str:
-        """The base URL, ``http://127.0.0.1:PORT`` (the auth host, and the API host via discovery)."""
+        """The base URL, ``http://127.0.0.1:PORT`` (``https://`` with ``tls``): the auth host, and the API
+        host via discovery."""
         if self._url is None:
             raise SandboxError("the sandbox is not running; use it as a context manager or call start()")
         return self._url
@@ -312,7 +318,7 @@ class SandboxServer:
         """The Airflow ``cxone`` connection for this sandbox, as a JSON-able mapping.
 
         The same connection ``cxone-sandbox`` prints as ``AIRFLOW_CONN_CXONE_DEFAULT=…`` (both come from
-        :func:`cxone_provider.sandbox.state.sandbox_connection`).
+        :func:`cxone_provider.sandbox.seed.sandbox_connection`).
 
         :param conn_id: the connection id; not part of the mapping (Airflow's JSON form takes the id
             from where the connection is stored), accepted so calls read like :meth:`connection_env`.
@@ -320,9 +326,12 @@ class SandboxServer:
             seed's first access key that may impersonate (``SANDBOX-QA-KEY`` in the shipped seed).
         :param discovery: find the API host by discovery (``tenant_id``), or pin it with
             ``api_base_url``.
-        :param extra: further connection extras (``read_timeout``, ``api_version``…), set last.
+        :param extra: further connection extras (``read_timeout``, ``api_version``…), set last; with
+            ``tls``, ``verify_ssl`` is the server's CA certificate unless given here.
         """
         extras: dict[str, Any] = {} if discovery else {"api_base_url": self.api_base_url}
+        if self.tls:
+            extras["verify_ssl"] = self.ca_file
         extras.update(extra)
         return sandbox_connection(self.seed, self.url, key=key, extra=extras)
 
@@ -343,7 +352,12 @@ class SandboxServer:
 
     def _admin_response(self, method: str, path: str, body: Any = None) -> requests.Response:
         response = requests.request(
-            method, f"{self.url}/_sandbox/{path}", json=body, headers=self.admin_headers(), timeout=30
+            method,
+            f"{self.url}/_sandbox/{path}",
+            json=body,
+            headers=self.admin_headers(),
+            timeout=30,
+            verify=self.ca_file if self.tls and self.ca_file else True,
         )
         if not response.ok:
             raise SandboxError(f"{method} /_sandbox/{path}: {response.status_code} {response.text}")

@@ -51,7 +51,7 @@ from __future__ import annotations
 
 from cxone_provider.sandbox.app import create_app
 from cxone_provider.sandbox.faults import Faults
+from cxone_provider.sandbox.seed import default_seed, generate_seed, load_seed
 from cxone_provider.sandbox.settings import Settings
-from cxone_provider.sandbox.state import default_seed, generate_seed, load_seed
 
 __all__ = ["Faults", "Settings", "create_app", "default_seed", "generate_seed", "load_seed"]

@@ -25,21 +25,32 @@ import importlib.util
 import json
 import logging
 import shlex
+import shutil
 import signal
 import socket
 import sys
+import tempfile
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import uvicorn
 
-from cxone_provider.sandbox.app import Sandbox, create_app
-from cxone_provider.sandbox.faults import JOIN_MODES, Faults
-from cxone_provider.sandbox.settings import Settings, add_arguments
-from cxone_provider.sandbox.state import generate_seed, load_seed, sandbox_connection
+from cxone_provider.sandbox.app import create_app
+from cxone_provider.sandbox.declare import add_arguments, markdown_table, values_from_args
+from cxone_provider.sandbox.faults import Faults
+from cxone_provider.sandbox.seed import generate_seed, load_seed, sandbox_connection
+from cxone_provider.sandbox.settings import Settings
+from cxone_provider.sandbox.tls import TlsFiles, certificate_names, make_certificates
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
     from types import FrameType
+
+    from cxone_provider.sandbox.asgi import Sandbox, SandboxApp
+
+
+#: The start of the stdout line naming the CA certificate of a sandbox serving HTTPS (``--tls``).
+CA_FILE_PREFIX = "CXone sandbox CA certificate: "
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -54,85 +65,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--live-sessions", type=int, default=0, metavar="N", help="add N logged-in agents 5001… with sessions"
     )
-    f = p.add_argument_group("faults (all off by default)")
-    f.add_argument("--latency-ms", metavar="MS", type=float, default=0.0, help="added to every auth/API request")
-    f.add_argument(
-        "--slow-rate",
-        metavar="RATE",
-        type=float,
-        default=0.0,
-        help="fraction of requests slowed by --slow-ms",
+    add_arguments(p, Faults)
+    add_arguments(p, Settings)
+    tls = p.add_argument_group("TLS (see cxone_provider.sandbox.tls)")
+    tls.add_argument(
+        "--tls", action="store_true", help="serve HTTPS with a certificate and a CA made at start (off: plain HTTP)"
     )
-    f.add_argument("--slow-ms", metavar="MS", type=float, default=200.0, help="extra delay of a slow request")
-    f.add_argument(
-        "--rate-429",
-        dest="rate_429_retry_after",
-        metavar="RATE",
-        type=float,
-        default=0.0,
-        help="fraction of 429 with Retry-After",
+    tls.add_argument(
+        "--tls-name",
+        metavar="NAME",
+        action="append",
+        default=[],
+        help="a further host name or address for the certificate (repeatable); the bind host, 127.0.0.1 "
+        "and localhost are always in it",
     )
-    f.add_argument("--retry-after-s", metavar="S", type=int, default=1, help="the Retry-After value")
-    f.add_argument(
-        "--rate-429-no-retry-after",
-        metavar="RATE",
-        type=float,
-        default=0.0,
-        help="fraction of 429 without it",
+    tls.add_argument(
+        "--tls-ca-file",
+        metavar="PATH",
+        help="where to write the CA certificate clients trust (default: a private temporary folder, removed at exit)",
     )
-    f.add_argument("--rate-503", metavar="RATE", type=float, default=0.0, help="fraction of 503")
-    f.add_argument("--rate-drop", metavar="RATE", type=float, default=0.0, help="fraction of dropped connections")
-    f.add_argument(
-        "--rate-html", metavar="RATE", type=float, default=0.0, help="fraction of 502 text/html (a proxy's page)"
-    )
-    f.add_argument("--rate-non-json", metavar="RATE", type=float, default=0.0, help="fraction of 200 text/plain 'OK'")
-    f.add_argument(
-        "--rate-truncated-json", metavar="RATE", type=float, default=0.0, help="fraction of JSON cut mid-object"
-    )
-    f.add_argument("--rate-no-session-id", metavar="RATE", type=float, default=0.0, help="fraction answered '{}'")
-    f.add_argument(
-        "--rate-huge-body", metavar="RATE", type=float, default=0.0, help="fraction of --huge-body-bytes bodies"
-    )
-    f.add_argument(
-        "--huge-body-bytes", metavar="N", type=int, default=5_000_000, help="size of a huge body (default: %(default)s)"
-    )
-    f.add_argument("--rate-401", metavar="RATE", type=float, default=0.0, help="fraction answered 401 (revoked token)")
-    f.add_argument(
-        "--rate-slow-drip",
-        metavar="RATE",
-        type=float,
-        default=0.0,
-        help="fraction whose body trickles one byte per --drip-interval-s",
-    )
-    f.add_argument(
-        "--drip-interval-s", metavar="S", type=float, default=1.0, help="seconds between dripped bytes (default: 1)"
-    )
-    f.add_argument("--token-lifetime-s", metavar="S", type=int, default=3600, help="expires_in of issued tokens")
-    f.add_argument(
-        "--random-seed", metavar="N", type=int, default=None, help="seed the fault dice for reproducible runs"
-    )
-    f.add_argument("--apply-to-auth", action="store_true", help="let random faults hit /auth/token too")
-    f.add_argument(
-        "--path-filter",
-        metavar="TEXT",
-        default=None,
-        help="random faults hit only paths containing TEXT (e.g. agent-sessions/join); latency hits all",
-    )
-    t = p.add_argument_group("tenant settings")
-    t.add_argument(
-        "--join-mode",
-        choices=JOIN_MODES,
-        default="session",
-        help="session: the join joins the sessionId asked for; spec: as NICE publishes it, the join "
-        "ignores sessionId and attaches asAgentId to its own live session (default: %(default)s)",
-    )
-    t.add_argument(
-        "--no-states-session-id",
-        dest="states_session_id",
-        action="store_false",
-        help="agents/states rows without the sandbox's sessionId extension (the published schema)",
-    )
-    add_arguments(p)
     p.add_argument(
         "--log-level",
         default="warning",
@@ -144,45 +95,27 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def faults_from_args(args: argparse.Namespace) -> Faults:
-    """The :class:`Faults` the command line asks for.
+    """The :class:`Faults` the command line asks for (every knob not given at its default).
 
     :raises ValueError: when a knob is out of range.
     """
-    knobs: dict[str, Any] = {
-        "latency_ms": args.latency_ms,
-        "slow_rate": args.slow_rate,
-        "slow_ms": args.slow_ms,
-        "rate_429_retry_after": args.rate_429_retry_after,
-        "retry_after_s": args.retry_after_s,
-        "rate_429_no_retry_after": args.rate_429_no_retry_after,
-        "rate_503": args.rate_503,
-        "rate_drop": args.rate_drop,
-        "rate_html": args.rate_html,
-        "rate_non_json": args.rate_non_json,
-        "rate_truncated_json": args.rate_truncated_json,
-        "rate_no_session_id": args.rate_no_session_id,
-        "rate_huge_body": args.rate_huge_body,
-        "huge_body_bytes": args.huge_body_bytes,
-        "rate_slow_drip": args.rate_slow_drip,
-        "rate_401": args.rate_401,
-        "drip_interval_s": args.drip_interval_s,
-        "token_lifetime_s": args.token_lifetime_s,
-        "random_seed": args.random_seed,
-        "apply_to_auth": args.apply_to_auth,
-        "path_filter": args.path_filter,
-        "join_mode": args.join_mode,
-        "states_session_id": args.states_session_id,
-    }
-    return Faults.from_mapping(knobs)
+    return Faults.from_mapping(values_from_args(Faults, args))
+
+
+def settings_table() -> str:
+    """The README's table of every sandbox setting (faults, tenant and server settings), generated
+    from their declarations; ``tests/test_sandbox_settings.py`` checks the README holds it as is."""
+    return markdown_table([Faults, Settings])
 
 
 class _Server(uvicorn.Server):
     """uvicorn's server, announcing the real address once it accepts connections."""
 
-    def __init__(self, config: uvicorn.Config, url: str, sandbox: Sandbox) -> None:
+    def __init__(self, config: uvicorn.Config, url: str, sandbox: Sandbox, ca_file: str | None = None) -> None:
         super().__init__(config)
         self.url = url
         self.sandbox = sandbox
+        self.ca_file = ca_file
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)
@@ -191,7 +124,9 @@ class _Server(uvicorn.Server):
         if not self.should_exit:
             # The first line, always: SandboxServer and scripts read the address from it.
             print(f"CXone sandbox listening on {self.url}", flush=True)
-            line = connection_line(self.sandbox.seed, self.url)
+            if self.ca_file is not None:
+                print(f"{CA_FILE_PREFIX}{self.ca_file}", flush=True)
+            line = connection_line(self.sandbox.seed, self.url, ca_file=self.ca_file)
             if line:
                 print(line, flush=True)
 
@@ -244,13 +179,15 @@ def _redact_logs(secret: str) -> None:
             handler.addFilter(redacting)
 
 
-def connection_line(seed: Mapping[str, Any], url: str) -> str | None:
+def connection_line(seed: Mapping[str, Any], url: str, *, ca_file: str | None = None) -> str | None:
     """``AIRFLOW_CONN_CXONE_DEFAULT='{…}'`` for a sandbox at ``url``, quoted for a POSIX shell.
 
     ``None`` for a seed without an access key (there is nothing to log in with).
+
+    :param ca_file: the CA certificate of a sandbox serving HTTPS: the connection's ``verify_ssl``.
     """
     try:
-        conn = sandbox_connection(seed, url)
+        conn = sandbox_connection(seed, url, extra=None if ca_file is None else {"verify_ssl": ca_file})
     except (ValueError, KeyError, IndexError):
         return None
     return f"AIRFLOW_CONN_CXONE_DEFAULT={shlex.quote(json.dumps(conn))}"
@@ -301,7 +238,34 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(str(exc))
     sock.set_inheritable(True)
     shown_host = f"[{host}]" if family == socket.AF_INET6 else host
+    # The keys live in a private folder removed at exit; the CA certificate (no secret) where asked.
+    key_dir = tempfile.mkdtemp(prefix="cxone-sandbox-tls-") if args.tls else None
+    try:
+        files: TlsFiles | None = None
+        if key_dir is not None:
+            try:
+                files = make_certificates(
+                    certificate_names(args.host, args.tls_name), key_dir, args.tls_ca_file or Path(key_dir, "ca.pem")
+                )
+            except (ValueError, OSError) as exc:
+                sock.close()
+                parser.error(f"cannot make the TLS certificates: {exc}")
+        url = f"{'https' if args.tls else 'http'}://{shown_host}:{port}"
+        return _serve(app, sock, args, url, files)
+    finally:
+        if key_dir is not None:
+            shutil.rmtree(key_dir, ignore_errors=True)
 
+
+def _serve(
+    app: SandboxApp,
+    sock: socket.socket,
+    args: argparse.Namespace,
+    url: str,
+    tls: TlsFiles | None,
+) -> int:
+    """Run uvicorn on the bound socket until SIGTERM or SIGINT; the exit code (0 after a graceful stop)."""
+    settings = app.sandbox.settings
     config = uvicorn.Config(
         app,
         log_level=args.log_level,
@@ -311,10 +275,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         http="httptools" if importlib.util.find_spec("httptools") else "h11",
         loop="uvloop" if importlib.util.find_spec("uvloop") else "asyncio",
         timeout_graceful_shutdown=5,
+        ssl_certfile=None if tls is None else str(tls.cert_file),
+        ssl_keyfile=None if tls is None else str(tls.key_file),
     )
     if settings.admin_token is not None:
         _redact_logs(settings.admin_token)  # after uvicorn.Config, which installs the handlers
-    server = _Server(config, f"http://{shown_host}:{port}", app.sandbox)
+    server = _Server(config, url, app.sandbox, None if tls is None else str(tls.ca_file.resolve()))
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, _note_signal)
     server.run(sockets=[sock])

@@ -76,6 +76,8 @@ import random
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
+from cxone_provider.sandbox.declare import check, from_mapping, setting, specs
+
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
@@ -94,161 +96,116 @@ FaultKind = Literal[
     "slow",
 ]
 
-# Faults that replace the response; their rates share one die, so they must sum to at most 1.
-# New kinds go last: the windows of the older ones stay put, so seeded runs stay reproducible.
-_FAILURES: tuple[tuple[str, FaultKind], ...] = (
-    ("rate_drop", "drop"),
-    ("rate_503", "503"),
-    ("rate_429_retry_after", "429_retry_after"),
-    ("rate_429_no_retry_after", "429"),
-    ("rate_html", "html"),
-    ("rate_non_json", "non_json"),
-    ("rate_truncated_json", "truncated_json"),
-    ("rate_no_session_id", "no_session_id"),
-    ("rate_huge_body", "huge_body"),
-    ("rate_slow_drip", "slow_drip"),
-    ("rate_401", "401"),
-)
-_FAILURE_FIELDS = tuple(name for name, _ in _FAILURES)
-_RATE_FIELDS = ("slow_rate", *_FAILURE_FIELDS)
-_INT_FIELDS = {"retry_after_s", "token_lifetime_s", "random_seed", "huge_body_bytes"}
-_BOOL_FIELDS = {"apply_to_auth", "states_session_id"}
-
 JoinMode = Literal["session", "spec"]
 #: The values of ``join_mode``: the project's join (by ``sessionId``) or the published one (own session).
 JOIN_MODES: tuple[JoinMode, ...] = ("session", "spec")
 
 
+def _rate(help_text: str, fault: FaultKind, die: int | None = None) -> Any:
+    """A fraction of requests (0 to 1) that meet ``fault``.
+
+    :param die: the failure's place on the shared die (``None``: the slow-down's own die). New kinds
+        take the next place: the windows of the older ones stay put, so seeded runs stay reproducible.
+    """
+    return setting(0.0, help_text, group="faults", metavar="RATE", minimum=0, maximum=1, fault=fault, die=die)
+
+
+def _faults(default: Any, help_text: str, **kwargs: Any) -> Any:
+    return setting(default, help_text, group="faults", **kwargs)
+
+
 @dataclass(frozen=True)
 class Faults:
-    """The fault configuration of a sandbox; all knobs default to off.
+    """The fault configuration of a sandbox, all knobs off by default, and its tenant settings.
 
-    :param latency_ms: milliseconds added to every auth, discovery and API request.
-    :param slow_rate: fraction (0..1) of requests delayed by a further ``slow_ms``.
-    :param slow_ms: the extra delay of a slow request, in milliseconds.
-    :param rate_429_retry_after: fraction answered 429 with a ``Retry-After`` header.
-    :param retry_after_s: the ``Retry-After`` value, in seconds.
-    :param rate_429_no_retry_after: fraction answered 429 without ``Retry-After``.
-    :param rate_503: fraction answered 503.
-    :param rate_drop: fraction whose connection is aborted with no response at all.
-    :param rate_html: fraction answered 502 ``text/html`` (a proxy's error page).
-    :param rate_non_json: fraction answered 200 ``text/plain`` ``OK``.
-    :param rate_truncated_json: fraction answered 200 with JSON cut mid-object.
-    :param rate_no_session_id: fraction answered ``{}`` (202 for the join, else 200).
-    :param rate_huge_body: fraction answered 200 with a JSON body of ``huge_body_bytes`` bytes.
-    :param huge_body_bytes: the size of a huge body, in bytes.
-    :param rate_slow_drip: fraction whose body trickles one byte every ``drip_interval_s``.
-    :param drip_interval_s: seconds between two bytes of a dripped body.
-    :param rate_401: fraction of API requests answered ``401 invalid_token`` (a revoked token).
-    :param token_lifetime_s: lifetime of the access tokens issued, in seconds.
-    :param random_seed: seed of the dice, for reproducible runs; ``None`` seeds from the OS.
-    :param apply_to_auth: let the random faults hit the auth and discovery endpoints too.
-    :param path_filter: when set, the random faults hit only paths containing this substring.
-    :param join_mode: ``"session"`` (join the ``sessionId`` asked for) or ``"spec"`` (join the agent's
-        own live session, ignoring ``sessionId``, as NICE publishes the call).
-    :param states_session_id: whether ``agents/states`` rows carry the ``sessionId`` extension.
+    Each field is declared once, with its help text and range (see
+    :mod:`cxone_provider.sandbox.declare`): the command line, ``PUT /_sandbox/faults``,
+    :class:`~cxone_provider.testing.SandboxServer` and the README's table are derived from it.
     """
 
-    latency_ms: float = 0.0
-    slow_rate: float = 0.0
-    slow_ms: float = 200.0
-    rate_429_retry_after: float = 0.0
-    retry_after_s: int = 1
-    rate_429_no_retry_after: float = 0.0
-    rate_503: float = 0.0
-    rate_drop: float = 0.0
-    rate_html: float = 0.0
-    rate_non_json: float = 0.0
-    rate_truncated_json: float = 0.0
-    rate_no_session_id: float = 0.0
-    rate_huge_body: float = 0.0
-    huge_body_bytes: int = 5_000_000
-    rate_slow_drip: float = 0.0
-    drip_interval_s: float = 1.0
-    rate_401: float = 0.0
-    token_lifetime_s: int = 3600
-    random_seed: int | None = None
-    apply_to_auth: bool = False
-    path_filter: str | None = None
-    join_mode: JoinMode = "session"
-    states_session_id: bool = True
+    latency_ms: float = _faults(
+        0.0, "milliseconds added to every auth, discovery and API request", metavar="MS", minimum=0
+    )
+    slow_rate: float = _rate("fraction of requests delayed by a further slow_ms", "slow")
+    slow_ms: float = _faults(200.0, "the extra delay of a slow request, in milliseconds", metavar="MS", minimum=0)
+    rate_429_retry_after: float = setting(
+        0.0,
+        "fraction answered 429 with a Retry-After header",
+        group="faults",
+        flag="--rate-429",
+        metavar="RATE",
+        minimum=0,
+        maximum=1,
+        fault="429_retry_after",
+        die=2,
+    )
+    retry_after_s: int = _faults(1, "the Retry-After value, in seconds", metavar="S", minimum=0)
+    rate_429_no_retry_after: float = _rate("fraction answered 429 without Retry-After", "429", 3)
+    rate_503: float = _rate("fraction answered 503", "503", 1)
+    rate_drop: float = _rate("fraction whose connection is aborted with no response at all", "drop", 0)
+    rate_html: float = _rate("fraction answered 502 text/html (a proxy's error page)", "html", 4)
+    rate_non_json: float = _rate("fraction answered 200 text/plain 'OK'", "non_json", 5)
+    rate_truncated_json: float = _rate("fraction answered 200 with JSON cut mid-object", "truncated_json", 6)
+    rate_no_session_id: float = _rate("fraction answered '{}' (202 for the join, else 200)", "no_session_id", 7)
+    rate_huge_body: float = _rate("fraction answered 200 with a JSON body of huge_body_bytes bytes", "huge_body", 8)
+    huge_body_bytes: int = _faults(5_000_000, "the size of a huge body, in bytes", metavar="N", positive=True)
+    rate_slow_drip: float = _rate("fraction whose body trickles one byte every drip_interval_s", "slow_drip", 9)
+    drip_interval_s: float = _faults(1.0, "seconds between two bytes of a dripped body", metavar="S", minimum=0)
+    rate_401: float = _rate("fraction of API requests answered 401 invalid_token (a revoked token)", "401", 10)
+    token_lifetime_s: int = _faults(
+        3600, "expires_in of the access tokens issued, in seconds", metavar="S", positive=True
+    )
+    random_seed: int | None = _faults(
+        None, "seed of the fault dice, for reproducible runs (none: from the OS)", metavar="N"
+    )
+    apply_to_auth: bool = _faults(False, "let the random faults hit the auth and discovery endpoints too")
+    path_filter: str | None = _faults(
+        None,
+        "random faults hit only paths containing TEXT, e.g. agent-sessions/join (latency hits all; '' means none)",
+        metavar="TEXT",
+    )
+    join_mode: JoinMode = setting(  # noqa: RUF009 - setting() is dataclasses.field() with metadata
+        "session",
+        "session: the join joins the sessionId asked for; spec: as NICE publishes it, the join ignores "
+        "sessionId and attaches asAgentId to its own live session",
+        group="tenant",
+    )
+    states_session_id: bool = setting(
+        True,
+        "agents/states rows carry the sandbox's sessionId extension (off: the published schema)",
+        group="tenant",
+    )
 
     def __post_init__(self) -> None:
         if self.path_filter == "":
             # "" would match every path; a CLI or JSON caller means "no filter" by it.
             object.__setattr__(self, "path_filter", None)
-        for name in _RATE_FIELDS:
-            value = getattr(self, name)
-            if not 0.0 <= value <= 1.0:
-                raise ValueError(f"{name} must be between 0 and 1, got {value!r}")
-        total = sum(getattr(self, name) for name in _FAILURE_FIELDS)
+        check(self)
+        total = sum(getattr(self, name) for name, _ in FAILURES)
         if total > 1.0 + 1e-9:
-            raise ValueError(
-                f"the rates of the failures ({', '.join(_FAILURE_FIELDS)}) add up to {total:g}, more than 1"
-            )
-        for name in ("latency_ms", "slow_ms", "retry_after_s", "drip_interval_s"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must not be negative, got {getattr(self, name)!r}")
-        if self.token_lifetime_s <= 0:
-            raise ValueError(f"token_lifetime_s must be positive, got {self.token_lifetime_s!r}")
-        if self.huge_body_bytes <= 0:
-            raise ValueError(f"huge_body_bytes must be positive, got {self.huge_body_bytes!r}")
-        if self.join_mode not in JOIN_MODES:
-            raise ValueError(f"join_mode must be one of {', '.join(JOIN_MODES)}, got {self.join_mode!r}")
+            names = ", ".join(name for name, _ in FAILURES)
+            raise ValueError(f"the rates of the failures ({names}) add up to {total:g}, more than 1")
 
     @classmethod
     def from_mapping(cls, knobs: Mapping[str, Any] | None = None) -> Faults:
-        """Build faults from a mapping of knobs, merged over the defaults.
+        """Build faults from a mapping of knobs (JSON or command-line values), merged over the defaults.
 
         :param knobs: knob name to value; unknown names and values of the wrong type are rejected.
         :raises ValueError: on an unknown knob or a value out of range.
         """
-        if not knobs:
-            return cls()
-        fields = {f.name: f for f in dataclasses.fields(cls)}
-        unknown = sorted(set(knobs) - set(fields))
-        if unknown:
-            raise ValueError(f"unknown fault knob(s): {', '.join(unknown)}; known: {', '.join(fields)}")
-        values: dict[str, Any] = {}
-        for name, raw in knobs.items():
-            values[name] = _coerce(name, raw)
-        return cls(**values)
+        faults: Faults = from_mapping(cls, knobs, "fault knob", convert=True)
+        return faults
 
     def to_dict(self) -> dict[str, Any]:
         """The knobs as a JSON-able mapping."""
         return dataclasses.asdict(self)
 
 
-def _coerce(name: str, raw: Any) -> Any:
-    """Coerce one knob value from JSON or the command line to its declared type."""
-    if name in _BOOL_FIELDS:
-        if isinstance(raw, bool):
-            return raw
-        if isinstance(raw, str) and raw.lower() in {"true", "false", "1", "0"}:
-            return raw.lower() in {"true", "1"}
-        raise ValueError(f"{name} must be a boolean, got {raw!r}")
-    if name == "path_filter":
-        if raw is None or isinstance(raw, str):
-            return raw
-        raise ValueError(f"{name} must be a string or null, got {raw!r}")
-    if name == "join_mode":
-        if isinstance(raw, str) and raw in JOIN_MODES:
-            return raw
-        raise ValueError(f"{name} must be one of {', '.join(JOIN_MODES)}, got {raw!r}")
-    if name == "random_seed" and raw is None:
-        return None
-    # bool is an int subclass; a boolean rate is certainly a mistake.
-    if isinstance(raw, bool) or not isinstance(raw, int | float | str):
-        raise ValueError(f"{name} must be a number, got {raw!r}")
-    try:
-        if name in _INT_FIELDS:
-            number = float(raw)
-            if not number.is_integer():
-                raise ValueError
-            return int(number)
-        return float(raw)
-    except ValueError:
-        raise ValueError(f"{name} must be a number, got {raw!r}") from None
+#: The faults that replace the response, in their order on the shared die (rates sum to at most 1).
+FAILURES: tuple[tuple[str, FaultKind], ...] = tuple(
+    (spec.name, spec.meta["fault"])
+    for spec in sorted((s for s in specs(Faults) if s.meta.get("die") is not None), key=lambda s: s.meta["die"])
+)
 
 
 @dataclass(frozen=True)
@@ -291,7 +248,7 @@ class FaultInjector:
         kind: FaultKind | None = None
         if random_faults:
             roll = self._fail_rng.random()
-            for name, candidate in _FAILURES:
+            for name, candidate in FAILURES:
                 rate = getattr(f, name)
                 if roll < rate:
                     kind = candidate

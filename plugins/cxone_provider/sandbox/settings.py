@@ -2,9 +2,9 @@
 
 Unlike the fault knobs (:mod:`cxone_provider.sandbox.faults`), these are fixed when the server
 starts: no admin route changes them. Each is declared once, as a field of :class:`Settings`; the
-command line (:func:`add_arguments`, :meth:`Settings.from_args`) and
-:class:`cxone_provider.testing.SandboxServer` (:meth:`Settings.to_args`, :meth:`Settings.to_env`)
-are built from that declaration.
+command line, :class:`cxone_provider.testing.SandboxServer` (:meth:`Settings.to_args`,
+:meth:`Settings.to_env`) and the README's table are derived from that declaration
+(:mod:`cxone_provider.sandbox.declare`).
 
 ``max_body_bytes`` (``--max-body-bytes``, default 1 MiB)
     The largest request body the sandbox reads, on every route (admin routes included). A longer
@@ -27,12 +27,12 @@ are built from that declaration.
 
 from __future__ import annotations
 
-import dataclasses
 import ipaddress
-import os
 import string
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
+
+from cxone_provider.sandbox.declare import check, from_mapping, setting, to_args, to_env, values_from_args
 
 if TYPE_CHECKING:
     import argparse
@@ -53,108 +53,71 @@ _TOKEN_CHARS: Final = frozenset(string.ascii_letters + string.digits + string.pu
 _LOOPBACK_NAMES: Final = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
 
 
-def _declare(default: Any, flag: str, metavar: str, help_text: str, *, env: str | None = None) -> Any:
-    """A setting: its default, and how the command line spells it (read by :func:`add_arguments`).
-
-    :param env: the environment variable it is also read from; such a setting is a secret: it is
-        left out of ``repr`` and travels to a child process in its environment, never on its command line.
-    """
-    meta = {"flag": flag, "metavar": metavar, "help": help_text, "env": env}
-    return field(default=default, repr=env is None, metadata=meta)
-
-
 @dataclass(frozen=True)
 class Settings:
     """The sandbox's server settings (see the module's documentation).
 
-    :param max_body_bytes: the largest request body read; a longer one is answered ``413``.
-    :param journal_size: how many of the most recent requests the journal keeps.
-    :param admin_token: the token the ``/_sandbox/…`` routes need, or ``None`` (none needed on loopback).
+    Each field is declared once, with its help text and range (see
+    :mod:`cxone_provider.sandbox.declare`): the command line, :class:`~cxone_provider.testing.SandboxServer`
+    and the README's table are derived from it.
     """
 
-    max_body_bytes: int = _declare(
+    max_body_bytes: int = setting(
         1024 * 1024,
-        "--max-body-bytes",
-        "N",
-        "refuse request bodies longer than N bytes with 413, on every route (default: %(default)s)",
+        "refuse request bodies longer than N bytes with 413, on every route",
+        group="server",
+        metavar="N",
+        positive=True,
     )
-    journal_size: int = _declare(
+    journal_size: int = setting(
         10_000,
-        "--journal-size",
-        "N",
-        "keep the N most recent requests in the journal; older ones are dropped and counted (default: %(default)s)",
+        "keep the N most recent requests in the journal; older ones are dropped and counted",
+        group="server",
+        metavar="N",
+        minimum=0,
     )
-    admin_token: str | None = _declare(
+    admin_token: str | None = setting(
         None,
-        ADMIN_TOKEN_FLAG,
-        "TOKEN",
-        f"token the /_sandbox/* routes then need (Authorization: Bearer TOKEN); required beyond loopback. "
-        f"Prefer the environment variable {ADMIN_TOKEN_ENV}: a command line is visible to other local users",
+        f"token the /_sandbox/* routes then need (Authorization: Bearer TOKEN), at least "
+        f"{MIN_ADMIN_TOKEN_CHARS} characters; required beyond loopback. Prefer the environment variable: "
+        f"a command line is visible to other local users",
+        group="server",
+        flag=ADMIN_TOKEN_FLAG,
+        metavar="TOKEN",
         env=ADMIN_TOKEN_ENV,
     )
 
     def __post_init__(self) -> None:
-        for name in ("max_body_bytes", "journal_size"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise ValueError(f"{name} must be an integer, got {value!r}")
-        if self.max_body_bytes <= 0:
-            raise ValueError(f"max_body_bytes must be positive, got {self.max_body_bytes!r}")
-        if self.journal_size < 0:
-            raise ValueError(f"journal_size must not be negative, got {self.journal_size!r}")
+        check(self)
         if self.admin_token is not None:
             _check_token(self.admin_token)
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any] | None = None) -> Settings:
-        """Settings from a mapping, merged over the defaults.
+        """Settings from a mapping of values of their types, merged over the defaults.
 
         :raises ValueError: on an unknown name or a value out of range.
         """
-        if not values:
-            return cls()
-        known = [f.name for f in dataclasses.fields(cls)]
-        unknown = sorted(set(values) - set(known))
-        if unknown:
-            raise ValueError(f"unknown sandbox setting(s): {', '.join(unknown)}; known: {', '.join(known)}")
-        return cls(**values)
+        settings: Settings = from_mapping(cls, values, "sandbox setting", convert=False)
+        return settings
 
     @classmethod
     def from_args(cls, args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> Settings:
-        """The settings a command line built by :func:`add_arguments` asks for; a setting with an
-        environment variable reads it when the flag is absent (an empty variable counts as unset).
+        """The settings a command line built by :func:`~cxone_provider.sandbox.declare.add_arguments`
+        asks for; the admin token is read from its environment variable when the flag is absent.
 
         :raises ValueError: when a value is out of range.
         """
-        env = os.environ if environ is None else environ
-        values: dict[str, Any] = {}
-        for f in dataclasses.fields(cls):
-            value = getattr(args, f.name)
-            if value is None and f.metadata["env"]:
-                value = env.get(f.metadata["env"]) or None
-            if value is not None:
-                values[f.name] = value
-        return cls(**values)
+        return cls(**values_from_args(cls, args, environ))
 
     def to_args(self) -> list[str]:
         """The command-line flags of the settings that differ from the defaults, the admin token aside
         (it travels in the environment, :meth:`to_env`: a command line is visible to every local user)."""
-        args: list[str] = []
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            if f.metadata["env"] or value == f.default:
-                continue
-            args += [f.metadata["flag"], str(value)]
-        return args
+        return to_args(self)
 
     def to_env(self) -> dict[str, str]:
         """The environment variables of the settings that travel that way (the admin token, when set)."""
-        env: dict[str, str] = {}
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            if f.metadata["env"] and value is not None:
-                env[f.metadata["env"]] = str(value)
-        return env
+        return to_env(self)
 
     def check_binding(self, host: str, *, bound: str | None = None) -> None:
         """Refuse to serve beyond loopback without an admin token.
@@ -200,13 +163,3 @@ def is_loopback(host: str) -> bool:
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         return address.ipv4_mapped.is_loopback
     return address.is_loopback
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add a flag for each setting, in a group of its own, defaulting to ``None`` ("not given")."""
-    group = parser.add_argument_group("server settings")
-    for f in dataclasses.fields(Settings):
-        meta = f.metadata
-        kind = int if isinstance(f.default, int) else str
-        help_text = meta["help"].replace("%(default)s", str(f.default))
-        group.add_argument(meta["flag"], dest=f.name, metavar=meta["metavar"], type=kind, default=None, help=help_text)
