@@ -257,7 +257,6 @@ class SecurityUser:
     agent_id: int
     conn_id: str | None = None
     time_zone: str | None = None
-    business_unit: int | None = None
     name: str | None = None
 
     def to_xcom(self) -> dict[str, Any]:
@@ -304,12 +303,10 @@ def parse_security_user(value: object) -> SecurityUser:
         raise InputRejected(
             JoinCondition.INVALID_SECURITY_USER, f"security_user has no agent_id (keys: {sorted(value)})"
         )
-    business_unit = value.get("business_unit")
     return SecurityUser(
         agent_id=check_agent_id(raw_agent_id, field_name="security_user agent_id"),
         conn_id=_optional_str(value.get("conn_id")),
         time_zone=_optional_str(value.get("time_zone")),
-        business_unit=int(business_unit) if isinstance(business_unit, int) else None,
         name=_optional_str(value.get("name")),
     )
 
