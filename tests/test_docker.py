@@ -50,6 +50,8 @@ ALLOWED_CREDENTIALS = {
 # Names that hold a credential: *_PASSWORD, *_SECRET, FERNET_KEY, password, client_secret, … (not
 # *_FILE/*_PATH, which name where one is kept).
 SECRET_NAME = re.compile(r"(PASSWORD|PASSWD|SECRET|TOKEN|CREDENTIAL|KEY)S?$", re.I)
+# Where the sandbox writes its CA certificate, on the volume every Airflow container mounts read-only.
+SANDBOX_CA = "/opt/airflow/cxone-sandbox-tls/ca.pem"
 
 
 # --------------------------------------------------------------------------------------- helpers
@@ -360,7 +362,10 @@ def test_compose_has_the_distributed_topology() -> None:
         "airflow-dag-processor": ["dag-processor"],
         "airflow-worker": ["celery", "worker"],
         "airflow-triggerer": ["triggerer"],
-        "cxone-sandbox": ["cxone-sandbox", "--host", "127.0.0.1", "--port", "8765"],
+        "cxone-sandbox": [
+            *("cxone-sandbox", "--host", "0.0.0.0", "--port", "8765"),  # noqa: S104 - its container, no published port
+            *("--tls", "--tls-name", "cxone-sandbox", "--tls-ca-file", SANDBOX_CA),
+        ],
     }
     assert set(services) == {*expected_commands, "airflow-init", "postgres", "redis"}
     for name, cmd in expected_commands.items():
@@ -428,8 +433,9 @@ def test_connection_defaults_to_the_sandbox_service() -> None:
     assert conn["conn_type"] == "cxone"
     sandbox_cmd = command(services["cxone-sandbox"])
     port = sandbox_cmd[sandbox_cmd.index("--port") + 1]
-    # Loopback: the sandbox lives in the worker's network namespace (see the next tests).
-    assert conn["host"] == f"http://127.0.0.1:{port}"
+    # The sandbox by its service name, over HTTPS, verified against the CA it writes.
+    assert conn["host"] == f"https://cxone-sandbox:{port}"
+    assert conn["extra"]["verify_ssl"] == SANDBOX_CA
     assert f":{port}/" in services["cxone-sandbox"]["healthcheck"]["test"][-1]
     # The defaults are the sandbox's own seed, not a second copy that could drift.
     seed_user = next(u for u in SANDBOX_SEED["users"] if u["access_key_id"] == conn["login"])
@@ -441,15 +447,32 @@ def test_connection_defaults_to_the_sandbox_service() -> None:
     )
 
 
-def test_connection_is_accepted_by_the_hook_as_it_stands() -> None:
-    """The compose connection needs no opt-in: plain http:// is fine because the host is loopback."""
+def test_connection_is_accepted_by_the_hook_as_it_stands(tmp_path: Path) -> None:
+    """The compose connection needs no opt-in: https to the sandbox by name, verified by its CA."""
     from airflow.sdk import Connection
 
+    from cxone_provider.client.settings import check_discovered_endpoint
+
     conn = connection_json(compose())
-    assert set(conn["extra"]) == {"client_id", "client_secret", "tenant_id"}, "no extra opt-in of any kind"
+    assert set(conn["extra"]) == {"client_id", "client_secret", "tenant_id", "verify_ssl", "allowed_api_domains"}
+    # The CA file exists in the containers only: stand one in for it here.
+    assert conn["extra"]["verify_ssl"] == SANDBOX_CA
+    ca = tmp_path / "ca.pem"
+    ca.write_text("stand-in")
+    conn["extra"]["verify_ssl"] = str(ca)
     settings = CxoneSettings.from_connection(Connection.from_json(json.dumps(conn), conn_id="cxone_default"))
-    assert settings.auth_host == "http://127.0.0.1:8765"
-    # Why the loopback arrangement exists: the sandbox by its service name is refused, whatever the extras say.
+    assert settings.auth_host == "https://cxone-sandbox:8765"
+    assert settings.verify_ssl == str(ca)
+    # Discovery answers with the sandbox's own address: the token may go there, and only there.
+    assert settings.allowed_api_domains == ("cxone-sandbox",)
+    sandbox_api = "https://cxone-sandbox:8765"
+    assert (
+        check_discovered_endpoint(sandbox_api, auth_host=settings.auth_host, extra_domains=("cxone-sandbox",)) is None
+    )
+    assert check_discovered_endpoint(
+        "http://cxone-sandbox:8765", auth_host=settings.auth_host, extra_domains=("cxone-sandbox",)
+    )
+    # Why the sandbox serves HTTPS: the sandbox by its service name over http:// is refused.
     conn["host"] = "http://cxone-sandbox:8765"
     conn["extra"]["allow_insecure_http"] = True
     with pytest.raises(CxoneConfigError, match="http://"):
@@ -458,47 +481,58 @@ def test_connection_is_accepted_by_the_hook_as_it_stands() -> None:
         assert not re.search(r"allow.insecure", path.read_text(), re.I), f"{path.name} mentions a removed opt-in"
 
 
-def test_the_sandbox_is_loopback_of_the_service_that_runs_task_code() -> None:
-    """With the profile, task code reaches the sandbox on loopback, legally; nothing else reaches it."""
-    services = compose()["services"]
+def test_the_sandbox_is_its_own_service_reached_over_https() -> None:
+    """With the profile, every Airflow container reaches the sandbox by name over verified HTTPS."""
+    model = compose()
+    services = model["services"]
     sandbox = services["cxone-sandbox"]
-    sandbox_cmd = command(sandbox)
-    sandbox_port = int(sandbox_cmd[sandbox_cmd.index("--port") + 1])
-    # Loopback of the namespace it joins: not the Compose network, not the host.
-    assert sandbox_cmd[sandbox_cmd.index("--host") + 1] == "127.0.0.1"
-    # CeleryExecutor: tasks run only in Celery workers (no deferrable operators or triggers either, so
-    # the triggerer never calls CXone).
-    runs_tasks = {n for n, s in services.items() if command(s)[:2] == ["celery", "worker"]}
-    assert runs_tasks == {"airflow-worker"}
-    assert sandbox.get("network_mode") == "service:airflow-worker", "the sandbox must be the worker's sidecar"
-    # Docker refuses these with a shared network namespace.
-    refused = {"ports", "expose", "hostname", "domainname", "networks", "links", "dns", "extra_hosts"}
-    assert not refused & sandbox.keys(), f"cxone-sandbox: {refused & sandbox.keys()} conflict with network_mode"
-    # Restarting or recreating the worker replaces the namespace: the sandbox has to follow.
-    assert sandbox["depends_on"]["airflow-worker"].get("restart") is True
+    argv = command(sandbox)
+    # Its own place on the Compose network: nobody shares a network namespace.
     for name, service in services.items():
-        if name != "cxone-sandbox":
-            # The worker included: it keeps its own place on the network, so it runs without the sandbox.
-            assert "network_mode" not in service, f"{name} keeps its own place on the Compose network"
-    worker = services["airflow-worker"]
-    env = environment(worker)
+        assert "network_mode" not in service, f"{name} keeps its own place on the Compose network"
+    assert argv[argv.index("--host") + 1] == "0.0.0.0"  # noqa: S104 - inside its container; no published port
+    assert "--tls" in argv
+    assert argv[argv.index("--tls-name") + 1] == "cxone-sandbox"
+    ca_file = argv[argv.index("--tls-ca-file") + 1]
+    assert ca_file == SANDBOX_CA
+    # Beyond loopback it needs an admin token: from the environment, never on the command line.
+    assert environment(sandbox)["CXONE_SANDBOX_ADMIN_TOKEN"] == ""  # unset here; the user sets it
+    assert "${CXONE_SANDBOX_ADMIN_TOKEN" in COMPOSE.read_text()
+    assert not any("admin-token" in a for a in argv)
+    # The CA file is on a named volume: written by the sandbox, read-only in every Airflow container.
+    ca_dir = str(Path(ca_file).parent)
+
+    def mounts(service: dict[str, Any]) -> dict[str, tuple[str, str]]:
+        out = {}
+        for volume in service.get("volumes") or []:
+            source, target, *mode = volume.split(":")
+            out[target] = (source, mode[0] if mode else "rw")
+        return out
+
+    volume, mode = mounts(sandbox)[ca_dir]
+    assert mode == "rw"
+    assert volume in (model.get("volumes") or {})
+    airflow = [n for n in services if n.startswith("airflow-")]
+    for name in airflow:
+        assert mounts(services[name]).get(ca_dir) == (volume, "ro"), f"{name} must mount the sandbox's CA read-only"
+        conn = connection_json(model, name)
+        assert conn["host"].startswith("https://cxone-sandbox:")
+        assert conn["extra"]["verify_ssl"].startswith(ca_dir + "/")
+    # The image holds the folder, owned by airflow, so that a new volume there takes that owner.
+    runs = " ".join(args for word, args in dockerfile_instructions() if word == "RUN")
+    assert f"mkdir -p {ca_dir}" in runs
+    # The worker needs nothing of the sandbox: it runs against a real tenant, and scales, either way.
+    assert "cxone-sandbox" not in depends_on(services["airflow-worker"])
+    worker_env = environment(services["airflow-worker"])
     for url in (
-        env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"],
-        env["AIRFLOW__CELERY__BROKER_URL"],
-        env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"],
+        worker_env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"],
+        worker_env["AIRFLOW__CELERY__BROKER_URL"],
+        worker_env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"],
     ):
         host = urllib.parse.urlsplit(url).hostname
         assert host in services, f"the worker uses {url}: {host} is not a service"
-    # One namespace, one set of ports: the worker's log server must not collide with the sandbox.
-    from airflow.configuration import conf
-
-    log_port = int(
-        env.get("AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT")
-        or conf.get_default_value("logging", "worker_log_server_port")
-    )
-    assert log_port != sandbox_port
     # Task logs are files on a volume the api-server mounts too, not only behind the log server.
-    assert "airflow-logs:/opt/airflow/logs" in worker["volumes"]
+    assert "airflow-logs:/opt/airflow/logs" in services["airflow-worker"]["volumes"]
     assert "airflow-logs:/opt/airflow/logs" in services["airflow-apiserver"]["volumes"]
 
 
@@ -554,6 +588,7 @@ def test_a_real_tenant_is_only_environment_variables() -> None:
         "CXONE_CLIENT_ID": "real-client",
         "CXONE_CLIENT_SECRET": "real-client-secret",
         "CXONE_TENANT_ID": "11ee1111-2222-4333-8444-555566667777",
+        "CXONE_VERIFY_SSL": "true",
     }
     conn = connection_json(compose(tenant))
     assert conn == {
@@ -565,12 +600,20 @@ def test_a_real_tenant_is_only_environment_variables() -> None:
             "client_id": "real-client",
             "client_secret": "real-client-secret",
             "tenant_id": "11ee1111-2222-4333-8444-555566667777",
+            "verify_ssl": "true",
+            "allowed_api_domains": "cxone-sandbox",
         },
     }
     settings = CxoneSettings.from_connection(Connection.from_json(json.dumps(conn), conn_id="cxone_default"))
     assert settings.auth_host == "https://cxone.example.test"
+    assert settings.verify_ssl is True
+    # Forgetting CXONE_VERIFY_SSL fails at once, naming the field: the sandbox's CA is not there.
+    forgot = connection_json(compose({k: v for k, v in tenant.items() if k != "CXONE_VERIFY_SSL"}))
+    with pytest.raises(CxoneConfigError, match="verify_ssl"):
+        CxoneSettings.from_connection(Connection.from_json(json.dumps(forgot), conn_id="cxone_default"))
     # Nothing of the sandbox's seed is left once the variables are set.
     leftovers = (ALLOWED_CREDENTIALS - {"airflow"}) & {conn["login"], conn["password"], *conn["extra"].values()}
+    assert SANDBOX_CA not in conn["extra"].values()
     assert not leftovers
     # A tenant must be https://: the same variables with http:// are refused.
     plain = connection_json(compose({**tenant, "CXONE_HOST": "http://cxone.example.test"}))
@@ -594,7 +637,8 @@ def test_no_secret_other_than_documented_defaults() -> None:
     # Every credential-named variable's default is one of the documented ones.
     for path in (COMPOSE, DOCKERFILE):
         for var, default in re.findall(r"\$\{([A-Za-z_]\w*):?-([^}]*)\}", path.read_text()):
-            if SECRET_NAME.search(var) and default not in ALLOWED_CREDENTIALS:
+            # An empty default bakes in nothing (the sandbox refuses to start without its admin token).
+            if SECRET_NAME.search(var) and default not in ALLOWED_CREDENTIALS | {""}:
                 found.append(f"{path.name}: ${{{var}}} defaults to {default!r}")
     # And nothing that looks like a key, token or private key anywhere in docker/.
     shapes = re.compile(
@@ -633,24 +677,39 @@ def test_init_script_is_valid_bash() -> None:
     assert "exec /entrypoint airflow version" in args[1]
 
 
-def test_sandbox_service_command_serves_its_healthcheck() -> None:
-    """The compose command, run here on loopback and a free port, answers the healthcheck's URL."""
+def test_sandbox_service_command_serves_its_healthcheck(tmp_path: Path) -> None:
+    """The compose command, run here on loopback and a free port with a CA file of its own, passes the
+    healthcheck with the admin token, and fails it without."""
+    import secrets
+
     service = compose()["services"]["cxone-sandbox"]
     argv = command(service)
     argv[argv.index("--host") + 1] = "127.0.0.1"
     argv[argv.index("--port") + 1] = "0"
+    ca_file = tmp_path / "ca.pem"
+    argv[argv.index("--tls-ca-file") + 1] = str(ca_file)
     exe = Path(sys.executable).parent / argv[0]
     assert exe.exists(), f"{argv[0]} is not a console script of the installed package"
-    health_url = service["healthcheck"]["test"][-1]
-    assert health_url.startswith("http://localhost:8765/")
-    proc = subprocess.Popen([str(exe), *argv[1:]], stdout=subprocess.PIPE, text=True)
+    test = service["healthcheck"]["test"]
+    assert test[0] == "CMD-SHELL"
+    script = test[1]
+    assert "https://localhost:8765/" in script
+    assert f"--cacert {SANDBOX_CA}" in script
+    token = secrets.token_urlsafe(32)
+    env = {**os.environ, "CXONE_SANDBOX_ADMIN_TOKEN": token}
+    proc = subprocess.Popen([str(exe), *argv[1:]], stdout=subprocess.PIPE, text=True, env=env)
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline()  # the server prints its address once it accepts connections
-        assert line.startswith("CXone sandbox listening on http://127.0.0.1:"), line
-        url = line.split(" on ", 1)[1].strip() + health_url.removeprefix("http://localhost:8765")
-        with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310 - loopback URL built above
-            assert response.status == 200
+        assert line.startswith("CXone sandbox listening on https://127.0.0.1:"), line
+        port = line.rsplit(":", 1)[1].strip()
+        here = script.replace("localhost:8765", f"localhost:{port}").replace(SANDBOX_CA, str(ca_file))
+        healthy = subprocess.run(["sh", "-c", here], env=env, capture_output=True, text=True, check=False)
+        assert healthy.returncode == 0, healthy.stderr
+        # The token is what makes it pass: a wrong one is refused (curl --fail exits 22 on the 401).
+        wrong = {**env, "CXONE_SANDBOX_ADMIN_TOKEN": "x" * 32}
+        refused = subprocess.run(["sh", "-c", here], env=wrong, capture_output=True, text=True, check=False)
+        assert refused.returncode == 22, refused
     finally:
         proc.terminate()
         assert proc.wait(timeout=20) == 0

@@ -496,7 +496,7 @@ def test_an_unreachable_api_host_is_default(cxone_sandbox, make_hook):
 def test_bad_connection_settings_name_the_field(cxone_sandbox, monkeypatch, change, named):
     import json
 
-    conn = cxone_sandbox.connection("cxone_broken")
+    conn = cxone_sandbox.connection()
     for key, value in change.items():
         if key == "extra":
             conn["extra"].update(value)

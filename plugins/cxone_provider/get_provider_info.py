@@ -28,6 +28,7 @@ def get_provider_info() -> dict[str, Any]:
                     "cxone_provider.operators.security_user",
                     "cxone_provider.operators.agent_session",
                     "cxone_provider.operators.sweep",
+                    "cxone_provider.operators.agent_states",
                 ],
             }
         ],

@@ -309,7 +309,6 @@ class SandboxServer:
 
     def connection(
         self,
-        conn_id: str = "cxone_default",
         *,
         key: str | None = None,
         discovery: bool = True,
@@ -320,8 +319,6 @@ class SandboxServer:
         The same connection ``cxone-sandbox`` prints as ``AIRFLOW_CONN_CXONE_DEFAULT=…`` (both come from
         :func:`cxone_provider.sandbox.seed.sandbox_connection`).
 
-        :param conn_id: the connection id; not part of the mapping (Airflow's JSON form takes the id
-            from where the connection is stored), accepted so calls read like :meth:`connection_env`.
         :param key: the access key (``login``) whose secret becomes the ``password``; default: the
             seed's first access key that may impersonate (``SANDBOX-QA-KEY`` in the shipped seed).
         :param discovery: find the API host by discovery (``tenant_id``), or pin it with
@@ -341,7 +338,7 @@ class SandboxServer:
         :param conn_id: the connection id.
         :param kwargs: as for :meth:`connection`.
         """
-        return f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps(self.connection(conn_id, **kwargs))
+        return f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps(self.connection(**kwargs))
 
     # ------------------------------------------------------------------------------------ admin
 

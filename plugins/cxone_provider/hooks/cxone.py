@@ -80,14 +80,9 @@ class CxoneHook(BaseHook):
     ) -> None:
         super().__init__()
         self.cxone_conn_id = cxone_conn_id
-        self.options = TransportOptions(
-            max_attempts=max_attempts,
-            backoff_initial_s=backoff_initial_s,
-            backoff_max_s=backoff_max_s,
-            pool_size=pool_size,
-            retry_listener=retry_listener,
-            attempt_gate=attempt_gate,
-        )
+        # Every other argument says how calls are retried and paced: the transport's options, in order.
+        options = (max_attempts, backoff_initial_s, backoff_max_s, pool_size, retry_listener, attempt_gate)
+        self.options = TransportOptions(*options)
 
     # --- connection and client ---------------------------------------------------------------------
 

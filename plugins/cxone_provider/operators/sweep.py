@@ -1,4 +1,4 @@
-"""QA sweeps: list the live agent sessions, then join hundreds of them inside one task.
+"""QA sweeps: join hundreds of agent sessions inside one task.
 
 A task instance per session costs about a second of Airflow overhead and a token each; the sweep
 joins them all through one HTTP session and one token, with a bounded, self-adjusting number of
@@ -26,116 +26,30 @@ from cxone_provider.conditions import (
     parse_security_user,
     session_label,
 )
-from cxone_provider.exceptions import CxoneApiError, CxoneAuthError, NoSessionIdsError
+from cxone_provider.exceptions import CxoneApiError, CxoneAuthError
 from cxone_provider.hooks.cxone import CxoneHook
+from cxone_provider.operators.agent_states import ListAgentSessionsOperator, live_sessions
+from cxone_provider.operators.checkpoint import SweepCheckpoint
 from cxone_provider.operators.common import as_list, connection_for, join_agent_session, resolve_security_user_value
 from cxone_provider.operators.pacing import AdaptiveLimiter
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
 
     from airflow.sdk import Context, XComArg
 
+# ListAgentSessionsOperator lives in agent_states.py; it is also importable from here, where the
+# README and the DAGs have always found it.
+__all__ = [
+    "DEFAULT_MAX_CONCURRENCY",
+    "JoinAgentSessionsOperator",
+    "ListAgentSessionsOperator",
+    "live_sessions",
+    "outcomes_with",
+    "sessions_with",
+]
+
 DEFAULT_MAX_CONCURRENCY = 16
-
-
-# --- listing live sessions --------------------------------------------------------------------------
-
-
-def live_sessions(
-    agent_states: Sequence[dict[str, Any]],
-    *,
-    team_ids: Sequence[int] | None = None,
-    agent_state_names: Sequence[str] | None = None,
-) -> list[dict[str, Any]]:
-    """The agents of ``agents/states`` that hold a session, optionally only some teams or states.
-
-    ``sessionId`` is not among the published fields of a state row (the sandbox adds it): when rows
-    match the filters but none carries one, this raises :class:`NoSessionIdsError` rather than
-    returning an empty list that would look like a quiet contact centre.
-    """
-    teams = {int(t) for t in team_ids} if team_ids else None
-    states = {s.lower() for s in agent_state_names} if agent_state_names else None
-    sessions = []
-    matched_without_session = 0
-    for state in agent_states:
-        if str(state.get("agentStateName", "")).lower() == "loggedout":
-            continue
-        if teams is not None and state.get("teamId") not in teams:
-            continue
-        if states is not None and str(state.get("agentStateName", "")).lower() not in states:
-            continue
-        session_id = state.get("sessionId")
-        if not session_id:
-            matched_without_session += 1
-            continue
-        sessions.append(
-            {
-                "session_id": str(session_id),
-                "agent_id": state.get("agentId"),
-                "team_id": state.get("teamId"),
-                "agent_state": state.get("agentStateName"),
-            }
-        )
-    if matched_without_session and not sessions:
-        raise NoSessionIdsError(
-            f"agents/states lists {matched_without_session} logged-in agent(s) matching the filters, but no row "
-            "carries a sessionId (CXone's published agent state rows have none; only the sandbox adds it). "
-            "Pass the session ids from another source to JoinAgentSessionsOperator(session_ids=…): an "
-            "upstream task, a file or a query (README, section 'QA sweeps')."
-        )
-    return sessions
-
-
-class ListAgentSessionsOperator(BaseOperator):
-    """List the live agent sessions (``GET agents/states``) a QA sweep starts from.
-
-    Returns the session ids (feed ``.output`` to :class:`JoinAgentSessionsOperator`) and pushes the
-    details, ``[{"session_id", "agent_id", "team_id", "agent_state"}, ...]``, under the XCom key
-    ``sessions``.
-
-    :param team_ids: keep only these teams (templated).
-    :param agent_state_names: keep only agents in these states, e.g. ``["Available"]`` (templated).
-    :param exclude_agent_ids: leave these agents out, e.g. the supervisor's own session (templated).
-    :param cxone_conn_id: the ``cxone`` connection. (templated)
-    """
-
-    template_fields: Sequence[str] = ("team_ids", "agent_state_names", "exclude_agent_ids", "cxone_conn_id")
-
-    def __init__(
-        self,
-        *,
-        team_ids: Sequence[int] | str | None = None,
-        agent_state_names: Sequence[str] | str | None = None,
-        exclude_agent_ids: Sequence[int] | str | None = None,
-        cxone_conn_id: str = CxoneHook.default_conn_name,
-        hook_params: dict[str, Any] | None = None,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(**kwargs)
-        self.team_ids = team_ids
-        self.agent_state_names = agent_state_names
-        self.exclude_agent_ids = exclude_agent_ids
-        self.cxone_conn_id = cxone_conn_id
-        self.hook_params = hook_params or {}
-
-    def execute(self, context: Context) -> list[str]:
-        team_ids = as_list("team_ids", self.team_ids)
-        excluded = {int(a) for a in as_list("exclude_agent_ids", self.exclude_agent_ids) or []}
-        with CxoneHook(self.cxone_conn_id, **self.hook_params) as hook:
-            agent_states = hook.get_agent_states()
-        sessions = live_sessions(
-            agent_states,
-            team_ids=[int(t) for t in team_ids] if team_ids else None,
-            agent_state_names=[str(s) for s in as_list("agent_state_names", self.agent_state_names) or []] or None,
-        )
-        sessions = [s for s in sessions if s["agent_id"] not in excluded]
-        self.log.info("%d live session(s) to sweep", len(sessions))
-        context["ti"].xcom_push(key="sessions", value=sessions)
-        return [s["session_id"] for s in sessions]
-
-
-# --- the sweep ---------------------------------------------------------------------------------------
 
 
 class JoinAgentSessionsOperator(BaseOperator):
@@ -158,7 +72,7 @@ class JoinAgentSessionsOperator(BaseOperator):
     :param hook_params: extra keyword arguments for :class:`~cxone_provider.hooks.cxone.CxoneHook`.
     """
 
-    template_fields: Sequence[str] = ("session_ids", "security_user", "cxone_conn_id")
+    template_fields: Sequence[str] = ("session_ids", "security_user", "cxone_conn_id", "checkpoint_path")
     ui_color = "#d5f5e3"
 
     def __init__(
@@ -170,6 +84,8 @@ class JoinAgentSessionsOperator(BaseOperator):
         progress_interval_s: float = 5.0,
         cxone_conn_id: str | None = None,
         hook_params: dict[str, Any] | None = None,
+        checkpoint_path: str | None = None,
+        keep_checkpoint: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -181,6 +97,8 @@ class JoinAgentSessionsOperator(BaseOperator):
         self.progress_interval_s = progress_interval_s
         self.cxone_conn_id = cxone_conn_id
         self.hook_params = hook_params or {}
+        self.checkpoint_path = checkpoint_path
+        self.keep_checkpoint = keep_checkpoint
         self._stop = threading.Event()
 
     def execute(self, context: Context) -> dict[str, Any]:
@@ -198,8 +116,33 @@ class JoinAgentSessionsOperator(BaseOperator):
             retry_listener=limiter.on_retry,
             attempt_gate=limiter.slot,
         )
-        with hook:
-            return self.sweep(hook, limiter, user.agent_id, sessions, duplicates)
+        checkpoint = SweepCheckpoint.for_task(self.checkpoint_path, context, [key for key, _ in sessions], self.log)
+        resumed = checkpoint.load() if checkpoint else {}
+        if checkpoint is not None:
+            self.log.info(
+                "Checkpoint %s: %d of %d session(s) resumed from earlier tries, %d to join",
+                checkpoint.folder,
+                len(resumed),
+                len(sessions),
+                len(sessions) - len(resumed),
+            )
+        try:
+            with hook:
+                result = self.sweep(
+                    hook,
+                    limiter,
+                    user.agent_id,
+                    sessions,
+                    duplicates,
+                    resumed,
+                    checkpoint.record if checkpoint else None,
+                )
+        finally:
+            if checkpoint is not None:
+                checkpoint.close()
+        if checkpoint is not None and not self.keep_checkpoint:
+            checkpoint.remove()
+        return result
 
     def on_kill(self) -> None:
         """Stop sending: the workers finish the joins in flight and take no other session."""
@@ -213,8 +156,15 @@ class JoinAgentSessionsOperator(BaseOperator):
         agent_id: int,
         sessions: list[tuple[str, Any]],
         duplicates: list[str],
+        finished_before: dict[str, JoinOutcome] | None = None,
+        record: Callable[[JoinOutcome], None] | None = None,
     ) -> dict[str, Any]:
-        """Join ``sessions`` (report key, value as given) as ``agent_id``, paced by ``limiter``."""
+        """Join ``sessions`` (report key, value as given) as ``agent_id``, paced by ``limiter``.
+
+        Sessions in ``finished_before`` (by an earlier try) are not joined again; ``record`` hears each
+        session as it finishes (the checkpoint).
+        """
+        earlier = finished_before or {}
         started = time.monotonic()
         try:
             # One token and one API host for the whole sweep; when either is refused, every session
@@ -253,13 +203,13 @@ class JoinAgentSessionsOperator(BaseOperator):
         # matters at hundreds of joins a second on a GIL. One stop event ends them all: on_kill, or
         # a worker's failure.
         stop = self._stop
-        queue = iter(sessions)
+        queue = iter([item for item in sessions if item[0] not in earlier])
         lock = threading.Lock()
         finished = threading.Event()
         results: dict[str, JoinOutcome] = {}
         counts: Counter[str] = Counter()
         failures: list[BaseException] = []
-        workers_left = min(self.max_concurrency, len(sessions))
+        workers_left = min(self.max_concurrency, len(sessions) - len(earlier))
 
         def worker() -> None:
             nonlocal workers_left
@@ -273,6 +223,8 @@ class JoinAgentSessionsOperator(BaseOperator):
                     with lock:
                         results[item[0]] = outcome
                         counts[outcome.condition.value] += 1
+                        if record is not None:
+                            record(outcome)
             except BaseException as error:  # a bug, not an answer: stop the sweep, fail the task
                 failures.append(error)
                 stop.set()
@@ -293,12 +245,13 @@ class JoinAgentSessionsOperator(BaseOperator):
             self._log_progress(done, len(sessions), time.monotonic() - started, snapshot, limiter)
         if failures:
             raise failures[0]
-        if len(results) < len(sessions):
-            raise AirflowException(f"sweep stopped after {len(results)} of {len(sessions)} session(s)")
+        if len(results) + len(earlier) < len(sessions):
+            raise AirflowException(f"sweep stopped after {len(results) + len(earlier)} of {len(sessions)} session(s)")
         elapsed = time.monotonic() - started
-        outcomes = [results[key] for key, _ in sessions]
+        outcomes = [results.get(key) or earlier[key] for key, _ in sessions]
         stats: dict[str, Any] = {
-            "requests": sum(o.attempts for o in outcomes),
+            "requests": sum(o.attempts for o in results.values()),
+            "resumed": len(earlier),
             "retries": dict(limiter.retries),
             "token_requests": hook.token_requests,
             "max_concurrency": self.max_concurrency,
@@ -306,7 +259,7 @@ class JoinAgentSessionsOperator(BaseOperator):
             "lowest_concurrency_limit": limiter.lowest_limit,
             "concurrency_decreases": limiter.decreases,
             "elapsed_s": round(elapsed, 3),
-            "joins_per_s": round(len(sessions) / elapsed, 1) if elapsed > 0 else None,
+            "joins_per_s": round(len(results) / elapsed, 1) if elapsed > 0 else None,
             "stopped_early": verdict[0].condition.value if verdict else None,
         }
         self._log_progress(len(results), len(sessions), elapsed, counts, limiter)

@@ -1,0 +1,143 @@
+"""Resumable sweeps: a sweep stopped halfway is retried and joins only the sessions it had not finished.
+
+Real HTTP against a sandbox with live sessions; the task instance is the few fields a checkpoint is
+keyed by (what Airflow's runtime task instance carries), so the same "task" can be tried twice.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from airflow.sdk.exceptions import AirflowException
+
+from cxone_provider.operators.sweep import JoinAgentSessionsOperator
+from cxone_provider.testing import SandboxServer
+
+LIVE = 300
+FAST = {"backoff_initial_s": 0.01, "backoff_max_s": 0.05}
+USER = {"agent_id": 1001, "conn_id": "cxone_resume"}
+SESSIONS = [f"sess-{5001 + n}" for n in range(LIVE)]
+
+
+@dataclass
+class TaskInstance:
+    """The task instance fields a checkpoint is keyed by, and what the sweep pushes."""
+
+    dag_id: str = "qa"
+    run_id: str = "manual__1"
+    task_id: str = "sweep"
+    map_index: int = -1
+    pushed: dict[str, Any] = field(default_factory=dict)
+
+    def xcom_push(self, key: str, value: Any) -> None:
+        self.pushed[key] = value
+
+
+@pytest.fixture(scope="module")
+def live_sandbox():
+    with SandboxServer(live_sessions=LIVE) as server:
+        yield server
+
+
+@pytest.fixture
+def sandbox(live_sandbox, monkeypatch):
+    live_sandbox.reset()
+    name, value = live_sandbox.connection_env("cxone_resume")
+    monkeypatch.setenv(name, value)
+    return live_sandbox
+
+
+def operator(tmp_path, session_ids=SESSIONS, **kwargs) -> JoinAgentSessionsOperator:
+    kwargs.setdefault("hook_params", FAST)
+    return JoinAgentSessionsOperator(
+        task_id="sweep",
+        session_ids=session_ids,
+        security_user=USER,
+        checkpoint_path=str(tmp_path / "checkpoints"),
+        progress_interval_s=0.2,
+        **kwargs,
+    )
+
+
+def joins(sandbox: SandboxServer) -> Counter[str]:
+    return Counter(e["params"]["sessionId"] for e in sandbox.journal() if e["path"].endswith("agent-sessions/join"))
+
+
+def stopped_halfway(sandbox: SandboxServer, tmp_path, ti: TaskInstance) -> int:
+    """Run a slowed sweep and stop it (as Airflow's on_kill does) once about half is joined."""
+    sandbox.set_faults(latency_ms=20, path_filter="agent-sessions/join")
+    first = operator(tmp_path, max_concurrency=4)
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            first.execute(context={"ti": ti})
+        except BaseException as error:
+            failure.append(error)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    while sum(joins(sandbox).values()) < LIVE // 2:
+        time.sleep(0.02)
+    first.on_kill()
+    thread.join(timeout=30)
+    assert isinstance(failure[0], AirflowException)
+    assert "sweep stopped after" in str(failure[0])
+    sandbox.set_faults()
+    return sum(joins(sandbox).values())
+
+
+def test_a_retried_sweep_joins_only_what_it_had_not_finished(sandbox, tmp_path, caplog, capfd):
+    ti = TaskInstance()
+    sent_before = stopped_halfway(sandbox, tmp_path, ti)
+    assert LIVE // 2 <= sent_before < LIVE
+
+    result = operator(tmp_path).execute(context={"ti": ti})
+
+    assert result["Success"] == SESSIONS  # the same shape and order as an uninterrupted sweep
+    assert [o["session_id"] for o in result["outcomes"]] == SESSIONS
+    sent = joins(sandbox)
+    assert sorted(sent) == sorted(SESSIONS)  # none missing
+    # Joined twice: at most the sessions in flight when it stopped (4 workers), never a finished one.
+    assert sum(sent.values()) - LIVE <= 4
+    assert result["stats"]["resumed"] >= sent_before - 4
+    output = "".join(capfd.readouterr()) + caplog.text
+    assert f"{result['stats']['resumed']} of {LIVE} session(s) resumed from earlier tries" in output
+    assert not (tmp_path / "checkpoints").joinpath("qa", "manual__1", "sweep__-1").exists()  # removed when done
+
+
+def test_a_checkpoint_from_another_input_list_is_not_reused(sandbox, tmp_path, caplog, capfd):
+    ti = TaskInstance()
+    stopped_halfway(sandbox, tmp_path, ti)
+    sandbox.clear_journal()
+    other = SESSIONS[:100]
+    result = operator(tmp_path, session_ids=other).execute(context={"ti": ti})
+    assert result["Success"] == other
+    assert result["stats"]["resumed"] == 0
+    assert sorted(joins(sandbox)) == sorted(other)
+    output = "".join(capfd.readouterr()) + caplog.text
+    assert "made from a different list of sessions: not reused" in output
+
+
+def test_a_kept_checkpoint_makes_a_cleared_task_send_nothing_again(sandbox, tmp_path):
+    ti = TaskInstance(run_id="manual__2")
+    operator(tmp_path, session_ids=SESSIONS[:50], keep_checkpoint=True).execute(context={"ti": ti})
+    sandbox.clear_journal()
+    again = operator(tmp_path, session_ids=SESSIONS[:50]).execute(context={"ti": ti})
+    assert again["Success"] == SESSIONS[:50]
+    assert again["stats"]["resumed"] == 50
+    assert joins(sandbox) == Counter()
+
+
+def test_mapped_sweeps_keep_apart(sandbox, tmp_path):
+    first, second = TaskInstance(map_index=0), TaskInstance(map_index=1)
+    operator(tmp_path, session_ids=SESSIONS[:20], keep_checkpoint=True).execute(context={"ti": first})
+    sandbox.clear_journal()
+    result = operator(tmp_path, session_ids=SESSIONS[20:40]).execute(context={"ti": second})
+    assert result["stats"]["resumed"] == 0
+    assert sorted(joins(sandbox)) == sorted(SESSIONS[20:40])
