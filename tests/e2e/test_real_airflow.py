@@ -52,6 +52,7 @@ SWEEP_FILE = DAGS_FOLDER / f"{SWEEP}.py"
 # DAGs only these tests need, parsed beside the examples from a copy of both folders.
 E2E_DAGS = Path(__file__).with_name("dags")
 LONG_SWEEP = "cxone_e2e_long_sweep"
+RESUMABLE_SWEEP = "cxone_e2e_resumable_sweep"
 RUN_TIMEOUT = 150.0  # seconds for one run to end, counted from the first wait on it
 
 # The supervised-session scenarios run here: their conf, and the branch each one follows.
@@ -164,8 +165,9 @@ def airflow(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
                 api.unpause(SWEEP)
             except AssertionError as exc:
                 dag_errors[SWEEP] = str(exc)
-        api.wait_for_dag(LONG_SWEEP, f"{LONG_SWEEP}.py", 60)
-        api.unpause(LONG_SWEEP)
+        for dag_id in (LONG_SWEEP, RESUMABLE_SWEEP):
+            api.wait_for_dag(dag_id, f"{dag_id}.py", 60)
+            api.unpause(dag_id)
         timings["DAGs parsed"] = time.monotonic() - mark
         ready = True
         yield Deployment(executor, home, workdir, api, sandbox, processes, dag_errors)
@@ -336,5 +338,75 @@ def test_a_sweep_stopped_through_the_rest_api_sends_no_join_after_it_stops(airfl
         assert stopped_at < 400
         states = {ti["task_id"]: ti["state"] for ti in airflow.api.task_instances(LONG_SWEEP, run_id)}
         assert states["sweep"] == "failed"
+    finally:
+        sandbox.set_faults()
+
+
+def test_a_sweep_killed_halfway_is_retried_and_joins_each_session_once(airflow: Deployment) -> None:
+    """SIGKILL of the sweep's task process halfway (a worker lost): Airflow retries the task, the retry
+    reads the checkpoint and joins only what was not finished — no session joined twice beyond the
+    joins in flight when the process died, none missing — and its result lists every session once."""
+    import signal
+
+    import psutil
+
+    sandbox = airflow.sandbox
+    sandbox.set_faults(latency_ms=20, path_filter="agent-sessions/join")
+    sandbox.clear_journal()
+    sessions = [f"e2e-resume-{n}" for n in range(2000)]
+
+    def joins() -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for entry in sandbox.journal():
+            if entry["path"].endswith("agent-sessions/join"):
+                session = entry["params"]["sessionId"]
+                counts[session] = counts.get(session, 0) + 1
+        return counts
+
+    try:
+        run_id = airflow.api.trigger(RESUMABLE_SWEEP, {})
+        deadline = time.monotonic() + 60
+        while sum(joins().values()) < 800:
+            assert time.monotonic() < deadline, "the sweep never got going"
+            time.sleep(0.1)
+        ti_id = airflow.api.request("GET", f"dags/{RESUMABLE_SWEEP}/dagRuns/{run_id}/taskInstances/sweep")["id"]
+        # Airflow titles a task's process "airflow worker -- <task instance id>".
+        (task_process,) = [
+            p
+            for p in psutil.process_iter(["cmdline"])
+            if f"airflow worker -- {ti_id}" in " ".join(p.info["cmdline"] or [])
+        ]
+        task_process.send_signal(signal.SIGKILL)
+        killed_at = sum(joins().values())
+        assert killed_at < 2000, "the sweep ended before it could be killed"
+
+        assert airflow.wait_for_run(RESUMABLE_SWEEP, run_id) == "success", airflow.task_log_tails(
+            RESUMABLE_SWEEP, run_id, "sweep"
+        )
+        time.sleep(0.5)  # the last answers are journaled
+        sent = joins()
+        assert sorted(sent) == sorted(sessions)  # none missing
+        twice = sorted(s for s, n in sent.items() if n > 1)
+        assert len(twice) <= 8, twice  # at most the joins in flight (max_concurrency) when it died
+        assert all(n <= 2 for n in sent.values())
+
+        result = airflow.api.xcom(RESUMABLE_SWEEP, run_id, "sweep")
+        listed = [
+            s
+            for condition in (
+                "Default",
+                "Success",
+                "InvalidSecurityUser",
+                "InvalidAgentSession",
+                "InvalidAgentId",
+                "ImpersonateNotEnabled",
+            )
+            for s in result[condition]
+        ]
+        assert sorted(listed) == sorted(sessions)
+        assert result["stats"]["resumed"] >= killed_at - 8
+        logs = airflow.home / "logs" / f"dag_id={RESUMABLE_SWEEP}" / f"run_id={run_id}" / "task_id=sweep"
+        retried = "".join(log.read_text(errors="replace") for log in logs.rglob("attempt=2*.log"))
+        assert f"{result['stats']['resumed']} of 2000 session(s) resumed from earlier tries" in retried
     finally:
         sandbox.set_faults()
