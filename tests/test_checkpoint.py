@@ -121,7 +121,25 @@ def test_a_checkpoint_from_another_input_list_is_not_reused(sandbox, tmp_path, c
     assert result["stats"]["resumed"] == 0
     assert sorted(joins(sandbox)) == sorted(other)
     output = "".join(capfd.readouterr()) + caplog.text
-    assert "made from a different list of sessions: not reused" in output
+    assert "made from a different list of sessions" in output
+    assert "not reused, starting over" in output
+
+
+def test_a_checkpoint_of_another_security_user_is_not_reused(sandbox, tmp_path, monkeypatch):
+    ti = TaskInstance(run_id="manual__3")
+    operator(tmp_path, session_ids=SESSIONS[:30], keep_checkpoint=True).execute(context={"ti": ti})
+    sandbox.clear_journal()
+    other_user = JoinAgentSessionsOperator(
+        task_id="sweep",
+        session_ids=SESSIONS[:30],
+        security_user={"agent_id": 1002, "conn_id": "cxone_resume"},
+        checkpoint_path=str(tmp_path / "checkpoints"),
+        hook_params=FAST,
+    )
+    result = other_user.execute(context={"ti": ti})
+    assert result["stats"].get("resumed", 0) == 0
+    assert result["ImpersonateNotEnabled"] == SESSIONS[:30]  # asked again, as the other agent
+    assert joins(sandbox)
 
 
 def test_a_kept_checkpoint_makes_a_cleared_task_send_nothing_again(sandbox, tmp_path):
@@ -132,6 +150,34 @@ def test_a_kept_checkpoint_makes_a_cleared_task_send_nothing_again(sandbox, tmp_
     assert again["Success"] == SESSIONS[:50]
     assert again["stats"]["resumed"] == 50
     assert joins(sandbox) == Counter()
+
+
+def test_on_kill_stops_joins_waiting_to_retry_and_workers_waiting_for_a_slot(sandbox, tmp_path):
+    """Every first join is throttled (Retry-After: 1): the workers are in backoff when on_kill comes,
+    and none of them sends again."""
+    sandbox.set_faults(rate_429_retry_after=1.0, retry_after_s=1, path_filter="agent-sessions/join")
+    sweep = operator(tmp_path, max_concurrency=8, hook_params={**FAST, "max_attempts": 6})
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            sweep.execute(context={"ti": TaskInstance(run_id="manual__4")})
+        except BaseException as error:
+            failure.append(error)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while sum(joins(sandbox).values()) < 8:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    sweep.on_kill()
+    stopped_at = time.monotonic()
+    thread.join(timeout=10)
+    assert time.monotonic() - stopped_at < 0.8  # not after the 1 s Retry-After
+    time.sleep(1.5)  # had a worker gone on, its retry would have come by now
+    assert sum(joins(sandbox).values()) == 8
+    assert "sweep stopped after 0 of" in str(failure[0])
 
 
 def test_mapped_sweeps_keep_apart(sandbox, tmp_path):

@@ -15,9 +15,11 @@ from cxone_provider.conditions import (
     check_session_id,
     classify_join,
     classify_response,
+    join_outcome,
     parse_security_user,
     same_for_every_session,
 )
+from cxone_provider.exceptions import CxoneAuthError
 
 C = JoinCondition
 
@@ -130,6 +132,20 @@ def test_join_answers(status, body, expected, in_message):
 )
 def test_answers_that_hold_for_every_session(condition, status, body, every_session):
     assert same_for_every_session(condition, status, body) is every_session
+
+
+@pytest.mark.parametrize(
+    ("error", "every_session"),
+    [
+        pytest.param(CxoneAuthError("refused", status_code=400, error="invalid_grant"), True, id="key-refused"),
+        pytest.param(CxoneAuthError("down", status_code=503), False, id="token-endpoint-down"),
+        pytest.param(CxoneAuthError("no answer", status_code=None), False, id="token-endpoint-unreachable"),
+        pytest.param(CxoneAuthError("redirected", status_code=307, error="HTTP 307"), True, id="token-redirected"),
+    ],
+)
+def test_a_join_not_sent_stops_a_sweep_only_when_the_cause_lasts(error, every_session):
+    """A token endpoint that is down may be up for the next session; one that refuses the key is not."""
+    assert join_outcome("s-1", error).same_for_every_session is every_session
 
 
 @pytest.mark.parametrize(

@@ -328,3 +328,32 @@ def test_verify_ssl_accepts_a_ca_bundle_path(monkeypatch, server, tmp_path):
     assert connect(monkeypatch, server, verify_ssl=str(bundle)).session.verify == str(bundle)
     with pytest.raises(CxoneConfigError, match=r"extra 'verify_ssl'.*no-such\.pem"):
         _ = connect(monkeypatch, server, "cxone_nobundle", verify_ssl=str(tmp_path / "no-such.pem")).settings
+
+
+def test_a_secret_echoed_in_the_error_field_is_redacted_too(monkeypatch, server):
+    """A proxy that echoes the form body as the OAuth ``error`` name: the outcome (XCom) holds no form of it."""
+    server.route(
+        "POST",
+        "/auth/token",
+        lambda request: Answer(400, JSON, json.dumps({"error": request.body.decode()}).encode()),
+    )
+    outcome = join_agent_session(connect(monkeypatch, server), "sess-1", 1001)
+    text = json.dumps(outcome.to_dict())
+    for form in all_forms(SECRET):
+        assert form not in text
+    assert "***" in text
+
+
+@pytest.mark.off_contract
+def test_set_security_user_names_a_wrong_url_not_a_missing_agent(cxone_sandbox, monkeypatch):
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from cxone_provider.conditions import ROUTE_NOT_FOUND
+    from cxone_provider.operators.security_user import SetSecurityUserOperator
+
+    name, value = cxone_sandbox.connection_env("cxone_typo", api_version="v99.9")
+    monkeypatch.setenv(name, value)
+    with pytest.raises(AirflowFailException, match="API route not found") as failed:
+        SetSecurityUserOperator(task_id="s", agent_id=1001, cxone_conn_id="cxone_typo").execute(context={})
+    assert ROUTE_NOT_FOUND in str(failed.value)
+    assert "is not a CXone agent" not in str(failed.value)

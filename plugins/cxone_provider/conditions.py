@@ -153,14 +153,17 @@ def join_outcome(
     if isinstance(answer, CxoneAuthError | CxoneDiscoveryError):
         refused = isinstance(answer, CxoneAuthError) and answer.refused
         attempts = answer.attempts if isinstance(answer, CxoneAuthError) else answer.response.attempts
+        status = answer.http_status
+        # An outage (no answer, 429, 5xx) may be over for the next session; a refusal is not.
+        transient = status is None or status == 429 or status >= 500
         return JoinOutcome(
             JoinCondition.INVALID_SECURITY_USER if refused else JoinCondition.DEFAULT,
             session_id,
-            status_code=answer.http_status,
+            status_code=status,
             message=str(answer),
             attempts=attempts,
             elapsed_s=elapsed_s,
-            same_for_every_session=True,
+            same_for_every_session=refused or not transient,
         )
     response = answer.response if isinstance(answer, CxoneApiError) else answer
     condition, message = classify_join(session_id, response.status_code, response.body, response.message)

@@ -65,6 +65,10 @@ class CxoneDiscoveryError(CxoneApiError):
     so no Agent API call was sent."""
 
 
+class CxoneStopped(CxoneError):
+    """The call was not sent, or not retried, because its task is stopping (``on_kill``)."""
+
+
 class BranchConfigError(CxoneError):
     """``branches`` names an unknown condition or a task that is not directly downstream."""
 

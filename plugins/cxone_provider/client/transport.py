@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import random
 import re
+import threading
 import time
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager, nullcontext
@@ -31,6 +32,7 @@ from tenacity import (
     wait_random,
 )
 
+from cxone_provider.exceptions import CxoneStopped
 from cxone_provider.response import ApiResponse, error_name_and_message
 
 if TYPE_CHECKING:
@@ -105,6 +107,8 @@ class TransportOptions:
     pool_size: int = 10
     retry_listener: Callable[[str], None] | None = None
     attempt_gate: Callable[[], AbstractContextManager[object]] | None = None
+    #: set to stop: no further attempt is made and no backoff is waited out (the sweep's on_kill)
+    stop: threading.Event | None = None
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1:
@@ -130,6 +134,7 @@ class Transport:
         self.backoff_initial_s = options.backoff_initial_s
         self.retry_listener = options.retry_listener
         self.attempt_gate = options.attempt_gate or nullcontext
+        self.stop = options.stop or threading.Event()
         self.timeout = (settings.connect_timeout, settings.read_timeout)
         # Capped exponential backoff plus jitter, so that throttled workers do not retry in lockstep.
         self._backoff = wait_exponential(multiplier=options.backoff_initial_s, max=options.backoff_max_s) + wait_random(
@@ -164,6 +169,8 @@ class Transport:
 
         def one_attempt() -> ApiResponse:
             nonlocal attempts
+            if self.stop.is_set():
+                raise CxoneStopped("stopped before the request was sent")
             attempts += 1
             with gate():
                 return self._read(send())
@@ -191,6 +198,7 @@ class Transport:
                 )
             ),
             before_sleep=before_sleep,
+            sleep=self._sleep,
             # Out of attempts: hand back the last answer (a 429 or 503) or re-raise the last error.
             retry_error_callback=lambda state: state.outcome.result() if state.outcome else None,
         )
@@ -208,6 +216,11 @@ class Transport:
         response.attempts = attempts
         response.retries = reasons
         return response
+
+    def _sleep(self, seconds: float) -> None:
+        """Wait out a backoff, unless told to stop meanwhile."""
+        if self.stop.wait(seconds):
+            raise CxoneStopped("stopped while waiting to retry")
 
     def _wait(self, state: RetryCallState) -> float:
         backoff = self._backoff(state)
@@ -280,7 +293,8 @@ class Transport:
         return ApiResponse(
             status_code=response.status_code,
             body=body,
-            error=name if not (200 <= response.status_code < 300) else None,
+            # The error name is the server's text too: a proxy may echo the request body in it.
+            error=self.secrets.redact(name)[:80] if name and not (200 <= response.status_code < 300) else None,
             message=self.secrets.redact(message)[:MAX_MESSAGE_CHARS],
             retry_after_s=_retry_after(response.headers.get("Retry-After")),
             unreadable=problem,
@@ -353,7 +367,7 @@ def _retry_reason(state: RetryCallState) -> str:
 def _describe_redirect(response: requests.Response) -> str:
     location = response.headers.get("Location") or ""
     target = urlsplit(urljoin(response.url or "", location))
-    where = target.netloc or "no Location"
+    where = f"{target.hostname}:{target.port}" if target.hostname and target.port else target.hostname or "no Location"
     return f"redirected (HTTP {response.status_code}) to {where}; calls to CXone follow no redirect"
 
 

@@ -27,6 +27,7 @@ from cxone_provider.response import ApiResponse
 __all__ = ["CxoneApiError", "CxoneAuthError", "CxoneConfigError", "CxoneHook", "CxoneSettings"]
 
 if TYPE_CHECKING:
+    import threading
     from collections.abc import Callable
     from contextlib import AbstractContextManager
 
@@ -60,6 +61,8 @@ class CxoneHook(BaseHook):
         before each retry; the sweep uses it to shrink its concurrency when CXone throttles.
     :param attempt_gate: a context manager factory entered around every API attempt (not around the
         backoff sleeps between them); the sweep passes its concurrency limiter's slot.
+    :param stop: once set, no further attempt is sent and no backoff waited out; the call raises
+        :class:`~cxone_provider.exceptions.CxoneStopped` (the sweep's ``on_kill`` sets it).
     """
 
     conn_name_attr = "cxone_conn_id"
@@ -77,11 +80,12 @@ class CxoneHook(BaseHook):
         pool_size: int = 10,
         retry_listener: Callable[[str], None] | None = None,
         attempt_gate: Callable[[], AbstractContextManager[object]] | None = None,
+        stop: threading.Event | None = None,
     ) -> None:
         super().__init__()
         self.cxone_conn_id = cxone_conn_id
         # Every other argument says how calls are retried and paced: the transport's options, in order.
-        options = (max_attempts, backoff_initial_s, backoff_max_s, pool_size, retry_listener, attempt_gate)
+        options = (max_attempts, backoff_initial_s, backoff_max_s, pool_size, retry_listener, attempt_gate, stop)
         self.options = TransportOptions(*options)
 
     # --- connection and client ---------------------------------------------------------------------
@@ -149,7 +153,7 @@ class CxoneHook(BaseHook):
             f"get agent {agent_id}", "GET", f"agents/{int(agent_id)}", retry_when=RETRY_POLICY["get_agent"]
         )
         agents = body.get("agents") if isinstance(body, Mapping) else None
-        if not agents:
+        if not isinstance(agents, list) or not agents or not isinstance(agents[0], Mapping):
             raise CxoneApiError(ApiResponse(status_code=200, message="answer holds no agent"), f"get agent {agent_id}")
         return dict(agents[0])
 
@@ -206,7 +210,11 @@ class CxoneHook(BaseHook):
             {"stationId": station_id, "asAgentId": int(as_agent_id)},
             retry_when=RETRY_POLICY["start_session"],
         )
-        return str(body["sessionId"])
+        session_id = body.get("sessionId") if isinstance(body, Mapping) else None
+        if not session_id:
+            answer = ApiResponse(status_code=200, message="answer holds no sessionId")
+            raise CxoneApiError(answer, f"start a session for agent {as_agent_id}")
+        return str(session_id)
 
     def end_agent_session(self, session_id: str, *, force_logoff: bool = False) -> None:
         """``DELETE agent-sessions/{sessionId}``: end the session."""

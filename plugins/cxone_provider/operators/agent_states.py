@@ -107,6 +107,3 @@ class ListAgentSessionsOperator(BaseOperator):
         self.log.info("%d live session(s) to sweep", len(sessions))
         context["ti"].xcom_push(key="sessions", value=sessions)
         return [s["session_id"] for s in sessions]
-
-
-# --- the sweep ---------------------------------------------------------------------------------------

@@ -41,7 +41,8 @@ class SweepCheckpoint:
     """The finished sessions of one sweep task (see the module's docstring).
 
     :param folder: this task's checkpoint folder.
-    :param session_keys: the sweep's distinct session ids, in input order (their fingerprint keys it).
+    :param session_keys: what the sweep is of — the SecurityUser and connection, then the distinct
+        session ids in input order; their fingerprint keys the checkpoint.
     :param log: where resumption and reuse decisions are logged.
     """
 
@@ -52,6 +53,7 @@ class SweepCheckpoint:
         self._local = folder.protocol in ("", "file", "local")
         self._out: IO[str] | None = None
         self._pending: list[str] = []
+        self._closed = False
 
     @classmethod
     def for_task(
@@ -76,7 +78,8 @@ class SweepCheckpoint:
                 finished = self._read_parts()
             else:
                 self.log.warning(
-                    "Checkpoint %s was made from a different list of sessions: not reused, starting over",
+                    "Checkpoint %s was made from a different list of sessions (or SecurityUser, or connection): "
+                    "not reused, starting over",
                     self.folder,
                 )
                 self.remove()
@@ -96,7 +99,9 @@ class SweepCheckpoint:
         return finished
 
     def record(self, outcome: JoinOutcome) -> None:
-        """Add one finished session (callers serialise the calls)."""
+        """Add one finished session (callers serialise the calls); nothing once closed."""
+        if self._closed:
+            return
         line = json.dumps(outcome.to_dict()) + "\n"
         if self._local:
             if self._out is None:
@@ -114,6 +119,7 @@ class SweepCheckpoint:
             self._pending.clear()
 
     def close(self) -> None:
+        self._closed = True
         self.flush()
         if self._out is not None:
             self._out.close()

@@ -13,6 +13,8 @@ from collections import Counter
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
+from cxone_provider.exceptions import CxoneStopped
+
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
@@ -28,7 +30,9 @@ class AdaptiveLimiter:
     of throttled answers from one round counts once (``cooldown_s``).
     """
 
-    def __init__(self, maximum: int, *, minimum: int = 1, cooldown_s: float = 0.25) -> None:
+    def __init__(
+        self, maximum: int, *, minimum: int = 1, cooldown_s: float = 0.25, stop: threading.Event | None = None
+    ) -> None:
         if maximum < 1:
             raise ValueError(f"max_concurrency must be at least 1, got {maximum}")
         self.maximum = maximum
@@ -42,6 +46,8 @@ class AdaptiveLimiter:
         self._successes_since_change = 0
         self._last_decrease = float("-inf")
         self._condition = threading.Condition()
+        #: set when the sweep stops: nobody waiting for a slot gets one
+        self.stop = stop or threading.Event()
         #: retries heard, by reason ("429", "503", "connection", "timeout", "401"…)
         self.retries: Counter[str] = Counter()
 
@@ -55,7 +61,10 @@ class AdaptiveLimiter:
     def slot(self) -> Iterator[None]:
         with self._condition:
             while self.in_flight >= self.limit:
-                self._condition.wait()
+                # Woken by a freed slot, or every so often to see whether the sweep is stopping.
+                self._condition.wait(timeout=0.1)
+                if self.stop.is_set():
+                    raise CxoneStopped("stopped while waiting for a slot")
             self.in_flight += 1
             self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
         try:

@@ -8,7 +8,7 @@ import pendulum
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 
-from cxone_provider.conditions import InputRejected, SecurityUser, check_agent_id
+from cxone_provider.conditions import ROUTE_NOT_FOUND, InputRejected, SecurityUser, check_agent_id, is_route_not_found
 from cxone_provider.hooks.cxone import CxoneApiError, CxoneHook
 
 if TYPE_CHECKING:
@@ -62,6 +62,9 @@ class SetSecurityUserOperator(BaseOperator):
             with CxoneHook(self.cxone_conn_id, **self.hook_params) as hook:
                 agent = hook.get_agent(agent_id)
         except CxoneApiError as error:
+            if is_route_not_found(error.http_status, error.response.body):
+                # Not an answer about the agent: the URL is wrong (a mistyped api_base_url or api_version).
+                raise AirflowFailException(f"SetSecurityUser: {ROUTE_NOT_FOUND} ({error.response.message})") from None
             if error.http_status in (400, 404):
                 raise AirflowFailException(
                     f"SetSecurityUser: agent_id {agent_id} is not a CXone agent ({error.response.message})"

@@ -26,7 +26,7 @@ from cxone_provider.conditions import (
     parse_security_user,
     session_label,
 )
-from cxone_provider.exceptions import CxoneApiError, CxoneAuthError
+from cxone_provider.exceptions import CxoneApiError, CxoneAuthError, CxoneStopped
 from cxone_provider.hooks.cxone import CxoneHook
 from cxone_provider.operators.agent_states import ListAgentSessionsOperator, live_sessions
 from cxone_provider.operators.checkpoint import SweepCheckpoint
@@ -108,15 +108,20 @@ class JoinAgentSessionsOperator(BaseOperator):
         except InputRejected as rejected:
             outcomes = [JoinOutcome(rejected.condition, key, message=rejected.message) for key, _ in sessions]
             return self._result(outcomes, duplicates, {"requests": 0})
-        limiter = AdaptiveLimiter(self.max_concurrency)
+        self._stop = threading.Event()  # a fresh one per try: on_kill of an earlier try is over
+        limiter = AdaptiveLimiter(self.max_concurrency, stop=self._stop)
         hook_params = {"pool_size": self.max_concurrency, **self.hook_params}
         hook = CxoneHook(
             connection_for(user, self.cxone_conn_id),
             **hook_params,
             retry_listener=limiter.on_retry,
             attempt_gate=limiter.slot,
+            stop=self._stop,
         )
-        checkpoint = SweepCheckpoint.for_task(self.checkpoint_path, context, [key for key, _ in sessions], self.log)
+        # The checkpoint is of this input: these sessions, joined as this agent through this connection.
+        joined_as = [f"agent {user.agent_id} via {connection_for(user, self.cxone_conn_id)}"]
+        inputs = joined_as + [key for key, _ in sessions]
+        checkpoint = SweepCheckpoint.for_task(self.checkpoint_path, context, inputs, self.log)
         resumed = checkpoint.load() if checkpoint else {}
         if checkpoint is not None:
             self.log.info(
@@ -138,6 +143,8 @@ class JoinAgentSessionsOperator(BaseOperator):
                     checkpoint.record if checkpoint else None,
                 )
         finally:
+            # However execute() ends (an execution_timeout included), no worker sends anything more.
+            self._stop.set()
             if checkpoint is not None:
                 checkpoint.close()
         if checkpoint is not None and not self.keep_checkpoint:
@@ -219,7 +226,10 @@ class JoinAgentSessionsOperator(BaseOperator):
                         item = next(queue, None)
                     if item is None:
                         return
-                    outcome = join(*item)
+                    try:
+                        outcome = join(*item)
+                    except CxoneStopped:
+                        return  # stopping: the session is not finished, the checkpoint does not have it
                     with lock:
                         results[item[0]] = outcome
                         counts[outcome.condition.value] += 1

@@ -44,6 +44,7 @@ from cxone_provider.sandbox.incoming import (
     read_body,
     replaying,
 )
+from cxone_provider.sandbox.ratelimit import TokenBucket, retry_after_header
 from cxone_provider.sandbox.seed import load_seed
 from cxone_provider.sandbox.settings import JOURNAL_ENTRY_BYTES, Settings, is_loopback
 from cxone_provider.sandbox.state import SandboxState
@@ -83,6 +84,7 @@ class Sandbox:
         self.settings = settings or Settings()
         self.state = SandboxState(self.seed)
         self.injector = FaultInjector(faults)
+        self._bucket: tuple[tuple[float | None, int | None], TokenBucket | None] = ((None, None), None)
         #: The journal's entries, each as the JSON it is served as: compact, and its size is its cost.
         self.journal: deque[bytes] = deque(maxlen=self.settings.journal_size)
         #: Entries the ring dropped since the journal was last cleared.
@@ -102,6 +104,17 @@ class Sandbox:
         self.state = SandboxState(self.seed)
         self.injector.configure(self.initial_faults)
         self.clear_journal()
+
+    def throttle(self) -> float:
+        """Whether the tenant's rate limit lets an Agent API request through: ``0.0``, or the seconds
+        until it would. The bucket is rebuilt (full) when the limit's settings change."""
+        faults = self.injector.faults
+        key = (faults.rate_limit_rps, faults.rate_limit_burst)
+        if self._bucket[0] != key:
+            rate = faults.rate_limit_rps
+            self._bucket = (key, TokenBucket(rate, faults.rate_limit_burst) if rate else None)
+        bucket = self._bucket[1]
+        return bucket.take() if bucket is not None else 0.0
 
     def clock(self) -> float:
         """Seconds since the server started (monotonic)."""
@@ -275,6 +288,19 @@ class SandboxApp(FastAPI):
             in_scope = in_api or (in_auth and faults.apply_to_auth)
             if faults.path_filter is not None:
                 in_scope = in_scope and faults.path_filter in path
+            if in_api:
+                wait_s = sb.throttle()
+                if wait_s > 0:
+                    # Over the tenant's budget: refused at once, as a gateway does, before any latency.
+                    entry["fault"] = "rate_limit"
+                    entry["status"] = await send_error(
+                        send,
+                        429,
+                        "TooManyRequests",
+                        "The tenant's API rate limit is exceeded",
+                        [(b"retry-after", retry_after_header(wait_s).encode())],
+                    )
+                    return
             decision = sb.injector.decide(random_faults=in_scope, latency=in_api or in_auth)
             entry["fault"] = decision.kind
             if decision.delay_s > 0:

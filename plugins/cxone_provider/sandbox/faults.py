@@ -60,6 +60,12 @@ Tenant settings (not faults; their defaults are the sandbox's historical behavio
 ``states_session_id``
     ``true`` (default): ``GET agents/states`` rows carry ``sessionId``, a sandbox extension. ``false``:
     the rows follow the published schema, which has no ``sessionId``.
+``rate_limit_rps`` / ``rate_limit_burst``
+    The tenant's rate limit: a token bucket of ``rate_limit_burst`` requests (default: one second's
+    worth), refilled at ``rate_limit_rps`` per second and shared by every client of the sandbox, as a
+    tenant's budget is. An Agent API request that finds the bucket empty is answered ``429`` with
+    CXone's error body and ``Retry-After`` in whole seconds (as HTTP gateways send it), and journaled
+    with ``fault`` ``rate_limit``. Off by default.
 
 The "random faults" are everything but ``latency_ms`` and ``token_lifetime_s``. Those that replace
 the response (429, 503, drop and the malformed answers) share one die, so their rates must add up to
@@ -174,6 +180,21 @@ class Faults:
         True,
         "agents/states rows carry the sandbox's sessionId extension (off: the published schema)",
         group="tenant",
+    )
+    rate_limit_rps: float | None = setting(
+        None,
+        "the tenant's rate limit: Agent API requests per second, one token bucket shared by every client "
+        "(none: no limit); a request over it gets 429 with Retry-After in whole seconds",
+        group="tenant",
+        metavar="R",
+        positive=True,
+    )
+    rate_limit_burst: int | None = setting(
+        None,
+        "requests the rate limit's bucket holds (none: one second of rate_limit_rps, at least 1)",
+        group="tenant",
+        metavar="N",
+        positive=True,
     )
 
     def __post_init__(self) -> None:
