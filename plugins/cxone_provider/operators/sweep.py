@@ -111,16 +111,16 @@ class JoinAgentSessionsOperator(BaseOperator):
         self._stop = threading.Event()  # a fresh one per try: on_kill of an earlier try is over
         limiter = AdaptiveLimiter(self.max_concurrency, stop=self._stop)
         hook_params = {"pool_size": self.max_concurrency, **self.hook_params}
+        conn_id = connection_for(user, self.cxone_conn_id)
         hook = CxoneHook(
-            connection_for(user, self.cxone_conn_id),
+            conn_id,
             **hook_params,
             retry_listener=limiter.on_retry,
             attempt_gate=limiter.slot,
             stop=self._stop,
         )
         # The checkpoint is of this input: these sessions, joined as this agent through this connection.
-        joined_as = [f"agent {user.agent_id} via {connection_for(user, self.cxone_conn_id)}"]
-        inputs = joined_as + [key for key, _ in sessions]
+        inputs = [f"agent {user.agent_id} via {conn_id}"] + [key for key, _ in sessions]
         checkpoint = SweepCheckpoint.for_task(self.checkpoint_path, context, inputs, self.log)
         resumed = checkpoint.load() if checkpoint else {}
         if checkpoint is not None:
