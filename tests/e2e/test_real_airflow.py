@@ -38,6 +38,7 @@ from airflow_stack import (
     unavailable,
 )
 
+from cxone_provider.conditions import JoinCondition
 from cxone_provider.testing import SandboxServer
 
 if TYPE_CHECKING:
@@ -391,18 +392,7 @@ def test_a_sweep_killed_halfway_is_retried_and_joins_each_session_once(airflow: 
         assert all(n <= 2 for n in sent.values())
 
         result = airflow.api.xcom(RESUMABLE_SWEEP, run_id, "sweep")
-        listed = [
-            s
-            for condition in (
-                "Default",
-                "Success",
-                "InvalidSecurityUser",
-                "InvalidAgentSession",
-                "InvalidAgentId",
-                "ImpersonateNotEnabled",
-            )
-            for s in result[condition]
-        ]
+        listed = [s for condition in JoinCondition for s in result[condition.value]]
         assert sorted(listed) == sorted(sessions)
         assert result["stats"]["resumed"] >= killed_at - 8
         logs = airflow.home / "logs" / f"dag_id={RESUMABLE_SWEEP}" / f"run_id={run_id}" / "task_id=sweep"

@@ -63,20 +63,21 @@ def normalise_branches(
 
 def route(
     branches: Mapping[JoinCondition, list[str]], condition: JoinCondition, downstream_ids: Iterable[str]
-) -> list[str] | None:
-    """The task (group) ids to follow for ``condition``, or ``None`` when the task must fail.
+) -> tuple[list[str] | None, str]:
+    """The task (group) ids to follow for ``condition`` (``None`` when the task must fail), and which
+    rule chose them, for the log.
 
     1. the condition's own entry; 2. else the ``Default`` entry (Studio: Default is also taken when
     the branch for the condition that occurred is not defined); 3. else Success follows every direct
     downstream task, and any other condition has nowhere to go.
     """
     if condition in branches:
-        return branches[condition]
+        return branches[condition], "own branch"
     if JoinCondition.DEFAULT in branches:
-        return branches[JoinCondition.DEFAULT]
+        return branches[JoinCondition.DEFAULT], "Default fallback"
     if condition is JoinCondition.SUCCESS:
-        return sorted(downstream_ids)
-    return None
+        return sorted(downstream_ids), "every downstream task"
+    return None, "no branch"
 
 
 class JoinAgentSessionOperator(BaseBranchOperator):
@@ -164,7 +165,7 @@ class JoinAgentSessionOperator(BaseBranchOperator):
         # Pushed here, not returned: a branching execute() ends by raising DownstreamTasksSkipped, and
         # a failed route should still leave the outcome for reports.
         context["ti"].xcom_push(key=XCOM_RETURN_KEY, value=outcome.to_dict())
-        targets = route(self.branches, outcome.condition, self.downstream_task_ids)
+        targets, rule = route(self.branches, outcome.condition, self.downstream_task_ids)
         self.log.info(
             "Join Agent Session %r as %s (%s): %s (%s, %s, %.3f s) → %s%s",
             outcome.session_id,
@@ -175,7 +176,7 @@ class JoinAgentSessionOperator(BaseBranchOperator):
             plural(outcome.attempts, "attempt"),
             outcome.elapsed_s,
             ", ".join(targets) if targets is not None else "no branch",
-            f" ({route_kind(self.branches, outcome.condition)})" if targets is not None else "",
+            f" ({rule})" if targets is not None else "",
         )
         if outcome.condition is not JoinCondition.SUCCESS:
             self.log.info("CXone said: %s", outcome.message)
@@ -212,12 +213,3 @@ class JoinAgentSessionOperator(BaseBranchOperator):
             )
         with CxoneHook(connection_for(user, self.cxone_conn_id), **self.hook_params) as hook:
             return join_agent_session(hook, self.session_id, user.agent_id), user, source
-
-
-def route_kind(branches: Mapping[JoinCondition, list[str]], condition: JoinCondition) -> str:
-    """Which rule of :func:`route` chose the branch, for the log."""
-    if condition in branches:
-        return "own branch"
-    if JoinCondition.DEFAULT in branches:
-        return "Default fallback"
-    return "every downstream task"
