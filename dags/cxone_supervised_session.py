@@ -6,8 +6,12 @@ A supervisor joins one live agent session, the way a Studio script runs *SetSecu
 
 1. **set_security_user** checks that the supervisor (`supervisor_agent_id`) is an active CXone agent
    and returns the SecurityUser (no token, no secret: XCom is plain text).
-2. **join_agent_session** joins `session_id` as that SecurityUser and follows one branch per result
-   condition:
+   **wait_for_agent** (optional, off unless `wait_for_agent_id` is set) waits, deferred in Airflow's
+   triggerer, until that agent is logged in (any state but LoggedOut; at most `WAIT_TIMEOUT`), and
+   returns the agent's state row; the join then joins that agent's session instead of `session_id`.
+   Left off, it is skipped at once.
+2. **join_agent_session** joins `session_id` (or the waited-for agent's session) as that SecurityUser
+   and follows one branch per result condition:
 
 | condition | task | what it does |
 |---|---|---|
@@ -23,8 +27,9 @@ A supervisor joins one live agent session, the way a Studio script runs *SetSecu
 Records go to a JSON-lines file below `$AIRFLOW_HOME/cxone_audit`: `audit.jsonl`, or the name the
 `audit_log` param gives; swap `record_outcome` for your alerting (a Slack or email notifier).
 
-Params: `supervisor_agent_id`, `session_id`, `cxone_conn_id`, `audit_log`, and `join_as` — an optional
-stored SecurityUser (a mapping or an agent id) to join as instead of the one set by `set_security_user`.
+Params: `supervisor_agent_id`, `session_id`, `cxone_conn_id`, `audit_log`, `join_as` — an optional
+stored SecurityUser (a mapping or an agent id) to join as instead of the one set by `set_security_user`
+— and `wait_for_agent_id`, the agent to wait for before joining their session (empty: no wait).
 
 Whoever triggers a run chooses the params, so none of them can reach further than this file allows:
 `cxone_conn_id` is one of `CXONE_CONN_IDS` (edit the list to add yours) and every call of the run,
@@ -38,17 +43,19 @@ from __future__ import annotations
 import json
 import os
 import re
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pendulum
 from airflow.sdk import DAG, Param, get_current_context, task
-from airflow.sdk.exceptions import AirflowFailException
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from cxone_provider.conditions import JoinCondition
 from cxone_provider.hooks.cxone import CxoneHook
 from cxone_provider.operators.agent_session import JoinAgentSessionOperator
 from cxone_provider.operators.security_user import SetSecurityUserOperator
+from cxone_provider.sensors.agent_state import AgentStateSensor
 
 #: the task each result condition routes to
 BRANCH_TASKS = {
@@ -66,6 +73,9 @@ CXONE_CONN_IDS = ("cxone_default",)
 #: Where the audit log goes, set here and not by a param: the worker appends below this folder only.
 AUDIT_BASE = Path(os.environ.get("AIRFLOW_HOME") or Path.home() / "airflow") / "cxone_audit"
 DEFAULT_AUDIT_LOG = "audit.jsonl"
+
+#: How long the optional wait for the agent may last: a shift.
+WAIT_TIMEOUT = timedelta(hours=8)
 
 _NAME_PART = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*")
 
@@ -92,6 +102,12 @@ def path_below(base: Path, name: str | None, param: str) -> Path:
             return path
         problem = "it leads out of the folder through a link"
     raise AirflowFailException(f"param {param} {name!r} is refused: {problem}; it must be a name below {base}")
+
+
+def skip_unless_waiting(context: Any) -> None:
+    """The wait step is a param's choice: without ``wait_for_agent_id`` there is nothing to wait for."""
+    if context["params"].get("wait_for_agent_id") is None:
+        raise AirflowSkipException("no wait_for_agent_id given: joining session_id without waiting")
 
 
 @task
@@ -161,6 +177,12 @@ with DAG(
             type=["null", "string"],
             description="a JSON-lines file below $AIRFLOW_HOME/cxone_audit (a name: not absolute, no '..')",
         ),
+        "wait_for_agent_id": Param(
+            None,
+            type=["null", "integer"],
+            minimum=1,
+            description="optional: wait until this agent is logged in, then join their session",
+        ),
     },
 ) as dag:
     set_security_user = SetSecurityUserOperator(
@@ -169,14 +191,31 @@ with DAG(
         cxone_conn_id="{{ params.cxone_conn_id }}",
     )
 
+    # Off unless the run names an agent: then it waits in the triggerer, holding no worker slot.
+    wait_for_agent = AgentStateSensor(
+        task_id="wait_for_agent",
+        agent_id="{{ params.wait_for_agent_id }}",
+        cxone_conn_id="{{ params.cxone_conn_id }}",
+        poll_interval=30,
+        timeout=WAIT_TIMEOUT,
+        deferrable=True,
+        pre_execute=skip_unless_waiting,
+    )
+
     join_agent_session = JoinAgentSessionOperator(
         task_id="join_agent_session",
-        session_id="{{ params.session_id }}",
+        # The waited-for agent's session (its state row's sessionId), else the session_id param.
+        session_id=(
+            "{{ ti.xcom_pull(task_ids='wait_for_agent')['sessionId'] if params.wait_for_agent_id is not none "
+            "else params.session_id }}"
+        ),
         # "SecurityUser" is Studio's default: the nearest upstream SetSecurityUser's return value.
         security_user="{{ params.join_as if params.join_as is not none else 'SecurityUser' }}",
         branches=BRANCH_TASKS,
         # The run's connection, always: a conn_id inside join_as would otherwise pick any connection.
         cxone_conn_id="{{ params.cxone_conn_id }}",
+        # Runs after a wait that was skipped (switched off) as after one that succeeded.
+        trigger_rule="none_failed",
     )
     # The join's outcome mapping, resolved from XCom when each branch task runs.
     outcome: Any = join_agent_session.output
@@ -190,4 +229,4 @@ with DAG(
             if condition is not JoinCondition.SUCCESS
         ],
     ]
-    set_security_user >> join_agent_session >> branch_tasks >> finish()
+    [set_security_user, wait_for_agent] >> join_agent_session >> branch_tasks >> finish()

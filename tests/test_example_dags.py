@@ -85,6 +85,7 @@ def test_supervised_session_routes_each_condition(airflow_db, cxone_sandbox, tmp
     expected.update(
         {followed: "success", "set_security_user": "success", "join_agent_session": "success", "finish": "success"}
     )
+    expected["wait_for_agent"] = "skipped"  # the optional wait, off without wait_for_agent_id
     assert states == expected
     assert run.state == "success"
 
@@ -102,6 +103,39 @@ def test_supervised_session_routes_each_condition(airflow_db, cxone_sandbox, tmp
     if condition == "Default":
         assert outcome["attempts"] == 6
         assert "gave up after 6 attempts" in outcome["message"]
+
+
+def test_supervised_session_waits_for_the_agent_when_asked(airflow_db, cxone_sandbox):
+    """With wait_for_agent_id the run waits (deferred) until the agent logs in, then joins their session."""
+    import threading
+    import time
+
+    import requests
+
+    def log_in_once_polled() -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if sum(1 for e in cxone_sandbox.journal() if e["path"].endswith("/agents/states")) >= 1:
+                break
+            time.sleep(0.1)
+        requests.put(
+            f"{cxone_sandbox.url}/_sandbox/agents/2009/state",
+            json={"state": "Available"},
+            headers=cxone_sandbox.admin_headers(),
+            timeout=10,
+        ).raise_for_status()
+
+    dag = fresh_dag(SUPERVISED, SUPERVISED)
+    dag.get_task("wait_for_agent").poke_interval = 0.5  # the example's 30 s poll, shortened for the test
+    login = threading.Thread(target=log_in_once_polled, daemon=True)
+    login.start()
+    run = dag.test(run_conf={"wait_for_agent_id": 2009, "audit_log": "wait.jsonl"})
+    login.join(10)
+    states = {ti.task_id: ti.state for ti in run.get_task_instances()}
+    assert states["wait_for_agent"] == states["start_monitoring"] == "success"
+    assert run.get_task_instance("wait_for_agent").xcom_pull(task_ids="wait_for_agent")["agentId"] == 2009
+    outcome = run.get_task_instance("join_agent_session").xcom_pull(task_ids="join_agent_session")
+    assert (outcome["condition"], outcome["session_id"]) == ("Success", "sess-2009-1")
 
 
 def test_supervised_session_audit_log_defaults_below_airflow_home(airflow_db, cxone_sandbox):

@@ -32,6 +32,8 @@ def get_provider_info() -> dict[str, Any]:
                 ],
             }
         ],
+        "sensors": [{"integration-name": "NICE CXone", "python-modules": ["cxone_provider.sensors.agent_state"]}],
+        "triggers": [{"integration-name": "NICE CXone", "python-modules": ["cxone_provider.triggers.agent_state"]}],
         "hooks": [{"integration-name": "NICE CXone", "python-modules": ["cxone_provider.hooks.cxone"]}],
         "connection-types": [
             {

@@ -400,6 +400,14 @@ class SandboxServer:
         """Back to the seed state and the starting faults, with an empty journal; tokens are revoked."""
         self._admin("POST", "reset")
 
+    def set_agent_state(self, agent_id: int, state: str) -> dict[str, Any]:
+        """Change an agent's state as the agent would (``PUT /_sandbox/agents/{agent_id}/state``).
+
+        ``LoggedOut`` logs them out and ends their session; any other state logs them in first.
+        Returns their ``agents/states`` row.
+        """
+        return dict(self._admin("PUT", f"agents/{int(agent_id)}/state", {"state": state}))
+
 
 # The fixtures exist only inside a pytest run, which has imported pytest before it loads this module as a
 # plugin (``pytest_plugins = ["cxone_provider.testing"]`` or ``-p cxone_provider.testing``). Elsewhere

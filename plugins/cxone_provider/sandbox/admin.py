@@ -1,4 +1,4 @@
-"""The sandbox's own routes under ``/_sandbox/``: faults, journal, state and reset.
+"""The sandbox's own routes under ``/_sandbox/``: faults, journal, state, reset and agents' states.
 
 The raw ASGI layer (:mod:`cxone_provider.sandbox.asgi`) checks the admin token before any of them
 runs, and neither faults nor journals them.
@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse, Response
 
 from cxone_provider.sandbox.answers import error_response
 from cxone_provider.sandbox.faults import Faults
+from cxone_provider.sandbox.params import ApiError, parse_agent_id
 from cxone_provider.sandbox.settings import JOURNAL_DROPPED_HEADER, JOURNAL_SIZE_HEADER
 
 if TYPE_CHECKING:
@@ -54,6 +55,21 @@ def add_admin_routes(app: SandboxApp) -> None:
         snapshot = sb.state.snapshot()
         snapshot["inflight"] = sb.inflight
         return JSONResponse(snapshot)
+
+    @app.put("/_sandbox/agents/{agent_id}/state")
+    async def put_agent_state(agent_id: str, request: Request) -> JSONResponse:
+        # What an agent does at their phone (log in, go Available, log out), for testing waits on it.
+        try:
+            body = json.loads(await request.body() or b"{}")
+        except ValueError:
+            return error_response(400, "InvalidState", 'the body must be JSON: {"state": "Available"}')
+        if not isinstance(body, dict) or "state" not in body:
+            return error_response(400, "InvalidState", 'the body must be a JSON object like {"state": "Available"}')
+        try:
+            row = sb.state.set_agent_state(parse_agent_id(agent_id), body["state"])
+        except ApiError as exc:
+            return error_response(exc.status, exc.error, exc.description)
+        return JSONResponse(row)
 
     @app.post("/_sandbox/reset")
     async def reset() -> JSONResponse:

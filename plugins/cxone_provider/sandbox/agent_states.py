@@ -7,6 +7,7 @@ states, are the sandbox's own (documented) values, as the published schema gives
 from __future__ import annotations
 
 import functools
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from cxone_provider.sandbox.params import POSITIVE_INT, ApiError, iso_time, parse_datetime
@@ -38,6 +39,8 @@ _CONTACT_SKILLS: dict[str, tuple[int, str]] = {
     "OutboundConsult": (4200, "Sandbox Outbound Voice"),
     "Dialer": (4200, "Sandbox Outbound Voice"),
 }
+#: The station an agent logged in by ``PUT /_sandbox/agents/{agentId}/state`` sits at.
+ADMIN_LOGIN_STATION = "sandbox-admin"
 #: The fields of an ``agents/states`` row, in the order the sandbox writes them: CXone's published
 #: fields, then ``sessionId``, the sandbox's extension (present unless the tenant setting
 #: ``states_session_id`` is off).
@@ -72,6 +75,47 @@ class AgentStatesListing:
     agents: dict[int, Agent]
     sessions: dict[str, Session]
     active_session_of: dict[int, str]
+
+    if TYPE_CHECKING:  # SandboxState's, used to log an agent in or out
+
+        def _agent(self, agent_id: int) -> Agent: ...
+
+        def start_session(
+            self, raw_agent_id: str | None, station_id: str | None, station_phone: str | None
+        ) -> dict[str, Any]: ...
+
+        def _end(self, session: Session) -> None: ...
+
+    def set_agent_state(self, agent_id: int, state_name: object) -> dict[str, Any]:
+        """Change an agent's state as the agent would (``PUT /_sandbox/agents/{agentId}/state``).
+
+        ``LoggedOut`` ends the agent's live session (a logout); any other state logs a logged-out agent
+        in first (a new session at station :data:`ADMIN_LOGIN_STATION`), then sets the state. Either way
+        the agent's ``lastUpdateTime`` moves, so ``updatedSince`` lists the change.
+
+        :return: the agent's ``agents/states`` row after the change, with ``sessionId``.
+        :raises ApiError: 404 ``InvalidAgentId`` for an unknown agent, 400 ``InvalidState`` for a state
+            name not in :data:`AGENT_STATE_CODES`, 409 ``InvalidAgentState`` to log in an inactive agent.
+        """
+        agent = self._agent(agent_id)
+        if not isinstance(state_name, str) or state_name not in AGENT_STATE_CODES:
+            raise ApiError(
+                400,
+                "InvalidState",
+                f"state must be one of {', '.join(AGENT_STATE_CODES)}, got {state_name!r}",
+            )
+        live = self.active_session_of.get(agent_id)
+        if state_name == "LoggedOut":
+            if live is not None:
+                self._end(self.sessions[live])
+        else:
+            if live is None:
+                if not agent.active:
+                    raise ApiError(409, "InvalidAgentState", f"Agent {agent_id} is not active and cannot log in")
+                live = self.start_session(str(agent_id), ADMIN_LOGIN_STATION, None)["sessionId"]
+            self.sessions[live].agent_state = state_name
+        agent.updated_at = datetime.now(UTC)
+        return self._state_row(agent, with_session_id=True)
 
     def agent_states(
         self,

@@ -1,0 +1,186 @@
+"""AgentStateSensor: wait until a CXone agent is in a given state (logged in, Available…).
+
+A supervised-session DAG is scheduled at shift start; the agent logs in when they log in. The sensor
+reads ``GET agents/states`` (every page) until the agent's row shows one of ``states``, and returns that
+row, so a downstream join can template ``session_id`` from it where the tenant's rows carry a
+``sessionId`` (the sandbox's do).
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseSensorOperator, PokeReturnValue, conf
+from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSensorTimeout, AirflowSkipException
+
+from cxone_provider.conditions import InputRejected, check_agent_id
+from cxone_provider.exceptions import CxoneAuthError
+from cxone_provider.hooks.cxone import CxoneHook
+from cxone_provider.triggers.agent_state import (
+    AgentStateTrigger,
+    describe_wanted,
+    find_agent,
+    last_seen,
+    state_matches,
+    unknown_agent_message,
+    wanted_states,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
+
+    from airflow.sdk import Context
+
+# Airflow's own sensor timeout message starts so; the sensor adds the last state it saw.
+_TIMEOUT_PREFIX = "Sensor has timed out"
+
+
+class AgentStateSensor(BaseSensorOperator):
+    """Wait until a CXone agent is in one of ``states``; return the agent's ``agents/states`` row.
+
+    The XCom ``return_value`` is the row as CXone lists it (``agentId``, ``agentStateName``,
+    ``teamId``…, plus ``sessionId`` where the tenant's rows carry one), e.g.
+    ``session_id="{{ ti.xcom_pull(task_ids='wait_for_agent')['sessionId'] }}"`` on a join.
+
+    With ``deferrable=True`` (the default follows ``[operators] default_deferrable``) the sensor
+    checks once, then hands the wait to Airflow's triggerer
+    (:class:`~cxone_provider.triggers.agent_state.AgentStateTrigger`) and frees its worker slot.
+    Otherwise it waits in ``mode="poke"`` (holding the slot) or ``mode="reschedule"``.
+
+    Errors: an agent CXone does not list, or an access key CXone refuses, fails the task without
+    retries, naming the agent or the access key id; a timeout fails it with Airflow's sensor timeout
+    message and the last state seen (skipped with ``soft_fail=True``).
+
+    .. seealso:: ``README.md``, section "AgentStateSensor".
+
+    :param agent_id: the agent to wait for. (templated)
+    :param states: agent state names (``"Available"``, ``["Available", "Unavailable"]``…), matched
+        without regard to case; default: any state but ``LoggedOut``, i.e. logged in. (templated)
+    :param cxone_conn_id: the ``cxone`` connection. (templated)
+    :param poll_interval: seconds between two reads of ``agents/states`` (Airflow's ``poke_interval``).
+    :param deferrable: wait in the triggerer instead of a worker slot.
+    :param hook_params: extra keyword arguments for :class:`~cxone_provider.hooks.cxone.CxoneHook`
+        (poke and reschedule modes, and the first check of a deferrable sensor).
+    :param kwargs: :class:`~airflow.sdk.BaseSensorOperator`'s: ``timeout``, ``mode``, ``soft_fail``…
+    """
+
+    template_fields: Sequence[str] = ("agent_id", "states", "cxone_conn_id")
+    ui_color = "#d6eaf8"
+
+    def __init__(
+        self,
+        *,
+        agent_id: int | str,
+        states: str | Iterable[str] | None = None,
+        cxone_conn_id: str = CxoneHook.default_conn_name,
+        poll_interval: float | timedelta = 30.0,
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        hook_params: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if "poke_interval" in kwargs:
+            raise TypeError("AgentStateSensor takes poll_interval, not poke_interval")
+        super().__init__(poke_interval=poll_interval, **kwargs)
+        self.agent_id = agent_id
+        self.states = states
+        self.cxone_conn_id = cxone_conn_id
+        self.deferrable = deferrable
+        self.hook_params = hook_params or {}
+        self._last_state: Any = None
+
+    @property
+    def poll_interval(self) -> float:
+        return float(self.poke_interval)
+
+    def _checked_inputs(self) -> tuple[int, tuple[str, ...]]:
+        try:
+            agent_id = check_agent_id(self.agent_id)
+            states = wanted_states(self.states)
+        except (InputRejected, ValueError) as rejected:
+            raise AirflowFailException(f"AgentStateSensor: {rejected}") from None
+        return agent_id, states
+
+    @cached_property
+    def hook(self) -> CxoneHook:
+        """One hook, so one token, for every poke of one execution (closed when it ends)."""
+        return CxoneHook(self.cxone_conn_id, **self.hook_params)
+
+    def poke(self, context: Context) -> PokeReturnValue:
+        agent_id, states = self._checked_inputs()
+        try:
+            rows = self.hook.get_agent_states()
+        except CxoneAuthError as error:
+            if error.refused:  # asking again cannot help: no retry, whatever the task's retries
+                raise AirflowFailException(f"AgentStateSensor: {error}") from None
+            raise
+        row = find_agent(rows, agent_id)
+        if row is None:
+            raise AirflowFailException(unknown_agent_message(agent_id, len(rows)))
+        self._last_state = row.get("agentStateName")
+        if state_matches(row, states):
+            self.log.info("Agent %s is %s (waited for %s)", agent_id, self._last_state, describe_wanted(states))
+            return PokeReturnValue(is_done=True, xcom_value=row)
+        self.log.info("Agent %s is %s; waiting for %s", agent_id, self._last_state, describe_wanted(states))
+        return PokeReturnValue(is_done=False)
+
+    def execute(self, context: Context) -> Any:
+        try:
+            return self._execute(context)
+        finally:
+            if "hook" in self.__dict__:
+                self.__dict__.pop("hook").close()
+
+    def _execute(self, context: Context) -> Any:
+        agent_id, states = self._checked_inputs()
+        started_at = time.time()
+        if not self.deferrable:
+            try:
+                return super().execute(context)
+            except (AirflowSensorTimeout, AirflowSkipException) as stopped:
+                if not str(stopped).startswith(_TIMEOUT_PREFIX):
+                    raise
+                # Airflow's message, then what the sensor saw last: the first thing a reader asks.
+                raise type(stopped)(f"{stopped} {last_seen(agent_id, self._last_state, states)}") from None
+        # Deferrable: an agent already there costs no deferral.
+        try:
+            first = self.poke(context)
+        except AirflowFailException as failed:
+            if self.soft_fail or self.never_fail:  # as BaseSensorOperator.execute treats a failed poke
+                raise AirflowSkipException(f"Skipping: {failed}") from failed
+            raise
+        if first.is_done:
+            return first.xcom_value
+        self.defer(
+            trigger=AgentStateTrigger(
+                agent_id=agent_id,
+                cxone_conn_id=self.cxone_conn_id,
+                states=states,
+                poll_interval=self.poll_interval,
+                timeout=self.timeout,
+                started_at=started_at,
+            ),
+            method_name="execute_complete",
+            # A backstop only, should no triggerer run the trigger: the trigger ends the wait itself at
+            # `timeout`, with the last state seen, and a poll may take its retries.
+            timeout=timedelta(seconds=self.timeout + self.poll_interval + 120),
+        )
+        return None  # not reached: defer() raises
+
+    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Resume after the trigger fired: the agent's row, or the error the trigger met."""
+        status = (event or {}).get("status")
+        message = str((event or {}).get("message") or f"AgentStateSensor: unexpected trigger event {event!r}")
+        if status == "success":
+            row: dict[str, Any] = event["row"]  # type: ignore[index]
+            self.log.info("Agent %s is %s", row.get("agentId"), row.get("agentStateName"))
+            return row
+        if status == "timeout":
+            if self.soft_fail:  # the skip's reason will be Airflow's generic one: the log keeps the cause
+                self.log.warning("%s", message)
+            raise AirflowSensorTimeout(message)
+        if status in ("unknown_agent", "auth_refused"):
+            raise AirflowFailException(message if status == "unknown_agent" else f"AgentStateSensor: {message}")
+        raise AirflowException(f"AgentStateSensor: {message}")
