@@ -25,6 +25,7 @@ from cxone_provider.operators.common import (
     resolve_security_user_value,
     security_user_source,
 )
+from cxone_provider.ui.links import JoinOutcomeLink
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -110,6 +111,8 @@ class JoinAgentSessionOperator(BaseBranchOperator):
 
     template_fields: Sequence[str] = ("session_id", "security_user", "cxone_conn_id")
     ui_color = "#d5f5e3"
+    # "CXone outcome": this join's row in the CXone UI (condition, branch followed, SecurityUser).
+    operator_extra_links = (JoinOutcomeLink(),)
 
     def __init__(
         self,
