@@ -40,6 +40,7 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from cxone_provider.conditions import JoinCondition
 from cxone_provider.hooks.cxone import CxoneHook
+from cxone_provider.operators.report import read_report
 from cxone_provider.operators.security_user import SetSecurityUserOperator
 from cxone_provider.operators.sweep import JoinAgentSessionsOperator, ListAgentSessionsOperator, outcomes_with
 
@@ -146,11 +147,13 @@ def report(report_dir: str | None = None) -> dict[str, Any]:
     directory.mkdir(parents=True, exist_ok=True)
     stem = "qa_sweep_" + re.sub(r"[^A-Za-z0-9_.-]+", "_", context["run_id"])
     json_path, csv_path = directory / f"{stem}.json", directory / f"{stem}.csv"
-    json_path.write_text(json.dumps(sweep, indent=2), encoding="utf-8")
-    write_csv(csv_path, sweep["outcomes"])
+    # The XCom lists Success sessions by id only; the sweep's own report has every session's outcome.
+    outcomes = read_report(sweep)
+    json_path.write_text(json.dumps({**sweep, "outcomes": outcomes}, indent=2), encoding="utf-8")
+    write_csv(csv_path, outcomes)
     width = max(len(c.value) for c in JoinCondition)
     table = "\n".join(f"  {c.value:<{width}}  {sweep['counts'][c.value]:>6}" for c in JoinCondition)
-    print(f"QA sweep of {len(sweep['outcomes'])} session(s):\n{table}\nReports: {json_path}, {csv_path}")
+    print(f"QA sweep of {len(outcomes)} session(s):\n{table}\nReports: {json_path}, {csv_path}")
     return {"json": str(json_path), "csv": str(csv_path), "counts": sweep["counts"]}
 
 

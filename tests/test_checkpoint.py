@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from airflow.sdk.exceptions import AirflowException
 
+from cxone_provider.operators.report import read_report
 from cxone_provider.operators.sweep import JoinAgentSessionsOperator
 from cxone_provider.testing import SandboxServer
 
@@ -100,7 +101,7 @@ def test_a_retried_sweep_joins_only_what_it_had_not_finished(sandbox, tmp_path, 
     result = operator(tmp_path).execute(context={"ti": ti})
 
     assert result["Success"] == SESSIONS  # the same shape and order as an uninterrupted sweep
-    assert [o["session_id"] for o in result["outcomes"]] == SESSIONS
+    assert [o["session_id"] for o in read_report(result)] == SESSIONS
     sent = joins(sandbox)
     assert sorted(sent) == sorted(SESSIONS)  # none missing
     # Joined twice: at most the sessions in flight when it stopped (4 workers), never a finished one.

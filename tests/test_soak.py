@@ -11,14 +11,17 @@ from __future__ import annotations
 
 import bisect
 import math
+import tempfile
 import time
 from collections import Counter, defaultdict
 from itertools import pairwise
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from cxone_provider.conditions import JoinCondition
+from cxone_provider.operators.report import read_report
 from cxone_provider.operators.sweep import JoinAgentSessionsOperator
 from cxone_provider.testing import SOAK_FAULTS, SandboxServer
 
@@ -26,6 +29,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
 
 SESSIONS = 2000
+REPORTS = Path(tempfile.mkdtemp(prefix="cxone-soak-reports-"))
 CONN_ID = "cxone_soak"
 SECURITY_USER = {"agent_id": 1001, "conn_id": CONN_ID}
 TOKEN_LIFETIME_S = SOAK_FAULTS["token_lifetime_s"]
@@ -78,6 +82,7 @@ def sweep(session_ids: list[str], hook_params: dict[str, Any]) -> dict[str, Any]
     operator = JoinAgentSessionsOperator(
         task_id="soak",
         session_ids=session_ids,
+        report_path=str(REPORTS / f"soak-{time.monotonic_ns()}.jsonl"),
         security_user=SECURITY_USER,
         max_concurrency=MAX_CONCURRENCY,
         progress_interval_s=3600,
@@ -107,8 +112,9 @@ def check_accounting(
     listed = Counter(s for condition in JoinCondition for s in result[condition.value])
     assert sorted(listed) == sorted(session_ids)
     assert set(listed.values()) == {1}
-    assert [o["session_id"] for o in result["outcomes"]] == session_ids
-    outcomes = {o["session_id"]: o for o in result["outcomes"]}
+    every = read_report(result)
+    assert [o["session_id"] for o in every] == session_ids
+    outcomes = {o["session_id"]: o for o in every}
     for condition in JoinCondition:
         assert all(outcomes[s]["condition"] == condition.value for s in result[condition.value])
     # Live sessions and a valid security user: the faults can only make a join Success or Default.

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import csv
 import json
+import tempfile
+import uuid
+from pathlib import Path
 
 import pytest
 from conftest import fresh_dag
@@ -11,10 +14,12 @@ from conftest import fresh_dag
 from cxone_provider.conditions import ROUTE_NOT_FOUND, JoinCondition
 from cxone_provider.exceptions import NoSessionIdsError
 from cxone_provider.operators.pacing import AdaptiveLimiter
+from cxone_provider.operators.report import read_report
 from cxone_provider.operators.sweep import JoinAgentSessionsOperator, ListAgentSessionsOperator, live_sessions
 from cxone_provider.testing import SandboxServer
 
 LIVE = 300
+REPORTS = Path(tempfile.mkdtemp(prefix="cxone-sweep-reports-"))
 FAST = {"backoff_initial_s": 0.01, "backoff_max_s": 0.05}
 QA_USER = {"agent_id": 1001, "conn_id": "cxone_sweep"}
 
@@ -35,6 +40,8 @@ def sandbox(big_sandbox, monkeypatch):
 
 def sweep(session_ids, security_user=QA_USER, **kwargs):
     kwargs.setdefault("hook_params", FAST)
+    # Outside a task run the report goes only where it is told to.
+    kwargs.setdefault("report_path", str(REPORTS / f"{uuid.uuid4().hex}.jsonl"))
     operator = JoinAgentSessionsOperator(
         task_id="sweep", session_ids=session_ids, security_user=security_user, **kwargs
     )
@@ -115,7 +122,13 @@ def test_sweep_accounts_for_every_session_exactly_once(sandbox):
     listed = [s for c in JoinCondition for s in result[c.value]]
     assert sorted(listed) == sorted(set(session_ids))  # each distinct id in exactly one list
     assert result["duplicates"] == duplicated
-    assert [o["session_id"] for o in result["outcomes"]] == list(dict.fromkeys(session_ids))
+    every = read_report(result)
+    assert [o["session_id"] for o in every] == list(dict.fromkeys(session_ids))
+    assert all(o["attempts"] == 1 for o in every if o["condition"] == "Success")
+    # The XCom keeps Success sessions by id only, the others with their full outcome, in input order.
+    assert [o["session_id"] for o in result["outcomes"]] == [
+        o["session_id"] for o in every if o["condition"] != "Success"
+    ]
 
     sent = [e["params"]["sessionId"] for e in joins_sent(sandbox)]
     assert sorted(sent) == sorted(live + ended + unknown)  # one join per distinct well-formed id

@@ -107,6 +107,8 @@ class TransportOptions:
     pool_size: int = 10
     retry_listener: Callable[[str], None] | None = None
     attempt_gate: Callable[[], AbstractContextManager[object]] | None = None
+    #: hears the status of every gated attempt's answer (``None``: no answer came)
+    answer_listener: Callable[[int | None], None] | None = None
     #: set to stop: no further attempt is made and no backoff is waited out (the sweep's on_kill)
     stop: threading.Event | None = None
 
@@ -134,6 +136,7 @@ class Transport:
         self.backoff_initial_s = options.backoff_initial_s
         self.retry_listener = options.retry_listener
         self.attempt_gate = options.attempt_gate or nullcontext
+        self.answer_listener = options.answer_listener
         self.stop = options.stop or threading.Event()
         self.timeout = (settings.connect_timeout, settings.read_timeout)
         # Capped exponential backoff plus jitter, so that throttled workers do not retry in lockstep.
@@ -173,7 +176,10 @@ class Transport:
                 raise CxoneStopped("stopped before the request was sent")
             attempts += 1
             with gate():
-                return self._read(send())
+                response = self._read(send())
+            if gated and self.answer_listener is not None:
+                self.answer_listener(response.status_code)
+            return response
 
         def before_sleep(state: RetryCallState) -> None:
             reason = _retry_reason(state)

@@ -60,7 +60,9 @@ class CxoneHook(BaseHook):
     :param retry_listener: called with the reason (``"429"``, ``"503"``, ``"connection"``, ``"401"``…)
         before each retry; the sweep uses it to shrink its concurrency when CXone throttles.
     :param attempt_gate: a context manager factory entered around every API attempt (not around the
-        backoff sleeps between them); the sweep passes its concurrency limiter's slot.
+        backoff sleeps between them); the sweep passes its limiter's slot.
+    :param answer_listener: called with the status of every answer to a gated attempt; the sweep's
+        limiter measures CXone's rate limit from them.
     :param stop: once set, no further attempt is sent and no backoff waited out; the call raises
         :class:`~cxone_provider.exceptions.CxoneStopped` (the sweep's ``on_kill`` sets it).
     """
@@ -81,12 +83,21 @@ class CxoneHook(BaseHook):
         retry_listener: Callable[[str], None] | None = None,
         attempt_gate: Callable[[], AbstractContextManager[object]] | None = None,
         stop: threading.Event | None = None,
+        answer_listener: Callable[[int | None], None] | None = None,
     ) -> None:
         super().__init__()
         self.cxone_conn_id = cxone_conn_id
-        # Every other argument says how calls are retried and paced: the transport's options, in order.
-        options = (max_attempts, backoff_initial_s, backoff_max_s, pool_size, retry_listener, attempt_gate, stop)
-        self.options = TransportOptions(*options)
+        # Every other argument says how calls are retried and paced: the transport's options.
+        self.options = TransportOptions(
+            max_attempts=max_attempts,
+            backoff_initial_s=backoff_initial_s,
+            backoff_max_s=backoff_max_s,
+            pool_size=pool_size,
+            retry_listener=retry_listener,
+            attempt_gate=attempt_gate,
+            answer_listener=answer_listener,
+            stop=stop,
+        )
 
     # --- connection and client ---------------------------------------------------------------------
 

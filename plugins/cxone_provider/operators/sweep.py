@@ -32,11 +32,13 @@ from cxone_provider.operators.agent_states import ListAgentSessionsOperator, liv
 from cxone_provider.operators.checkpoint import SweepCheckpoint
 from cxone_provider.operators.common import as_list, connection_for, join_agent_session, resolve_security_user_value
 from cxone_provider.operators.pacing import AdaptiveLimiter
+from cxone_provider.operators.report import report_location, write_report
+from cxone_provider.ui.links import SweepOutcomeLink
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
-    from airflow.sdk import Context, XComArg
+    from airflow.sdk import Context, ObjectStoragePath, XComArg
 
 # ListAgentSessionsOperator lives in agent_states.py; it is also importable from here, where the
 # README and the DAGs have always found it.
@@ -57,11 +59,13 @@ class JoinAgentSessionsOperator(BaseOperator):
 
     Every session id of the input ends in exactly one condition list of the XCom ``return_value``:
     ``{"Success": [...], "InvalidAgentSession": [...], ..., "outcomes": [...], "duplicates": [...],
-    "stats": {...}}`` — all six condition keys are present, empty lists included. Map downstream
-    work over one condition with ``.expand(session_id=sessions_with(sweep, "Success"))`` (an empty
-    list skips the mapped task).
+    "counts": {...}, "stats": {...}, "report": "..."}`` — all six condition keys are present, empty
+    lists included. Map downstream work over one condition with
+    ``.expand(session_id=sessions_with(sweep, "Success"))`` (an empty list skips the mapped task).
     Duplicated ids are joined once and listed under ``duplicates``; malformed ids get their condition
-    without a request. ``outcomes`` holds one JSON outcome per distinct session id, in input order.
+    without a request. The XCom stays small as sweeps grow: ``outcomes`` holds the full outcome of
+    each session that did not succeed, in input order, and Success sessions are listed by id only;
+    the report (``report``, see :mod:`cxone_provider.operators.report`) holds every session's outcome.
 
     :param session_ids: the sessions to join (templated): a list, or its JSON/repr rendering.
     :param security_user: as for :class:`JoinAgentSessionOperator` (templated); default: the nearest
@@ -70,10 +74,22 @@ class JoinAgentSessionsOperator(BaseOperator):
     :param progress_interval_s: seconds between progress log lines.
     :param cxone_conn_id: overrides the SecurityUser's connection. (templated)
     :param hook_params: extra keyword arguments for :class:`~cxone_provider.hooks.cxone.CxoneHook`.
+    :param checkpoint_path: where finished sessions are recorded, so that a retry joins only the rest
+        (templated); default ``$AIRFLOW_HOME/cxone_checkpoints``; any path or fsspec URL.
+    :param keep_checkpoint: keep the checkpoint after the sweep finished.
+    :param report_path: the report file (templated; a path or fsspec URL); default
+        ``$AIRFLOW_HOME/cxone_reports/<dag>/<run>/<task>__<map index>.jsonl``.
     """
 
-    template_fields: Sequence[str] = ("session_ids", "security_user", "cxone_conn_id", "checkpoint_path")
+    template_fields: Sequence[str] = (
+        "session_ids",
+        "security_user",
+        "cxone_conn_id",
+        "checkpoint_path",
+        "report_path",
+    )
     ui_color = "#d5f5e3"
+    operator_extra_links = (SweepOutcomeLink(),)
 
     def __init__(
         self,
@@ -86,6 +102,7 @@ class JoinAgentSessionsOperator(BaseOperator):
         hook_params: dict[str, Any] | None = None,
         checkpoint_path: str | None = None,
         keep_checkpoint: bool = False,
+        report_path: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -99,10 +116,13 @@ class JoinAgentSessionsOperator(BaseOperator):
         self.hook_params = hook_params or {}
         self.checkpoint_path = checkpoint_path
         self.keep_checkpoint = keep_checkpoint
+        self.report_path = report_path
         self._stop = threading.Event()
+        self._report_to: ObjectStoragePath | None = None
 
     def execute(self, context: Context) -> dict[str, Any]:
         sessions, duplicates = _distinct(as_list("session_ids", self.session_ids) or [])
+        self._report_to = report_location(self.report_path, context)
         try:
             user = parse_security_user(resolve_security_user_value(self, context, self.security_user))
         except InputRejected as rejected:
@@ -117,6 +137,7 @@ class JoinAgentSessionsOperator(BaseOperator):
             **hook_params,
             retry_listener=limiter.on_retry,
             attempt_gate=limiter.slot,
+            answer_listener=limiter.on_answer,
             stop=self._stop,
         )
         # The checkpoint is of this input: these sessions, joined as this agent through this connection.
@@ -268,6 +289,7 @@ class JoinAgentSessionsOperator(BaseOperator):
             "peak_in_flight": limiter.peak_in_flight,
             "lowest_concurrency_limit": limiter.lowest_limit,
             "concurrency_decreases": limiter.decreases,
+            **limiter.figures(),
             "elapsed_s": round(elapsed, 3),
             "joins_per_s": round(len(results) / elapsed, 1) if elapsed > 0 else None,
             "stopped_early": verdict[0].condition.value if verdict else None,
@@ -298,7 +320,18 @@ class JoinAgentSessionsOperator(BaseOperator):
         self.log.info("Sweep of %d session(s): %s", len(outcomes), counts)
         if duplicates:
             self.log.warning("%d duplicated session id(s) were joined once: %s", len(duplicates), duplicates[:20])
-        result.update(outcomes=[o.to_dict() for o in outcomes], duplicates=duplicates, counts=counts, stats=stats)
+        report = None
+        if self._report_to is not None:
+            write_report(self._report_to, outcomes)
+            report = str(self._report_to)
+            self.log.info("Every session's outcome: %s", report)
+        result.update(
+            outcomes=[o.to_dict() for o in outcomes if o.condition is not JoinCondition.SUCCESS],
+            duplicates=duplicates,
+            counts=counts,
+            stats=stats,
+            report=report,
+        )
         return result
 
 
