@@ -4,7 +4,7 @@ PYTHON ?= python3
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install lint test demo bench soak clean
+.PHONY: install lint test demo bench bench-rate-limit bench-scale bench-ui bench-triggerer soak clean
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -30,6 +30,19 @@ demo: install
 
 bench: install
 	$(PY) bench/bench_sweep.py
+
+# Issue 12's figures: pacing at a tenant's rate limit (beside the code before it), and a sweep's cost at scale.
+bench-rate-limit: install
+	$(PY) bench/bench_rate_limit.py
+
+bench-scale: install
+	$(PY) bench/bench_scale.py
+
+bench-ui: install
+	$(PY) bench/bench_ui.py
+
+bench-triggerer: install
+	$(PY) bench/bench_triggerer.py
 
 soak: install
 	$(PY) bench/soak.py --sessions 10000

@@ -190,11 +190,24 @@ def test_a_429_storm_shrinks_the_concurrency_and_loses_nothing(sandbox):
     stats = result["stats"]
     assert stats["concurrency_decreases"] > 0
     assert stats["lowest_concurrency_limit"] < 16
+    assert stats["rate_limit_found"] is None  # random 429s that slowing down does not end are no budget
     assert stats["retries"]["429"] == len([e for e in joins_sent(sandbox) if e["status"] == 429])
     assert result["Success"] == live
     assert sorted(s for s, _agent in sandbox.state()["joins"]) == sorted(live)
     # The server never saw more joins at once than the configured maximum.
     assert max(e["inflight"] for e in joins_sent(sandbox)) <= 16
+
+
+def test_the_sweep_finds_the_tenants_rate_limit_and_keeps_to_it(sandbox):
+    sandbox.set_faults(rate_limit_rps=100, latency_ms=5)
+    live = [f"sess-{5001 + n}" for n in range(LIVE)]
+    result = sweep(live, max_concurrency=16)
+
+    assert result["Success"] == live  # every 429 was retried: nothing lost
+    assert result["stats"]["rate_limit_found"] is not None
+    throttled = [e for e in joins_sent(sandbox) if e["status"] == 429]
+    # Once found, the limit is kept to: the 429s are the first second's, not one per session.
+    assert len(throttled) < LIVE // 4
 
 
 def test_duplicates_are_keyed_as_sent_and_malformed_values_send_nothing(sandbox):

@@ -16,9 +16,9 @@ Two controls, one per kind of trouble:
   rate, and keeps the cut only if the next window shows that this ended most 429s: sending under
   what a budget accepts stays within it. Random 429s (a sick node, a proxy) do not stop when the client
   slows down, so the cut is undone and that share of 429s is learnt as background noise instead of
-  collapsing the rate. Once a limit is known, the rate probes back up by 1 % of it per window in
-  which the pacer held a request back, so the sweep sits just under the limit and finds budget that
-  frees up (another sweep ended).
+  collapsing the rate. Once a limit is known, the rate probes back up (:meth:`RatePacer._probe`), so
+  the sweep sits just under the limit and finds budget that frees up (another sweep ended). The README
+  ("QA sweeps") has the whole rule in one paragraph.
 """
 
 from __future__ import annotations
@@ -124,15 +124,14 @@ class RatePacer:
 
     def _judge(self, window: _Window, now: float) -> None:
         accepted, share = window.accepted_rate(now), window.share
-        if self._verifying is not None:
-            self._verify(window, accepted, share)
+        if self._verifying is not None and self.rate is not None:
+            self._verify(self._verifying, self.rate, window, accepted, share)
         elif window.throttled >= 3 and share > self.noise_share + self.over_limit_share:
             self._cut(self.rate, accepted, share)
         elif self.limit_found is not None and self.rate is not None and window.paced:
-            self._probe(window, now)
             # Never far over what went through: each step is checked before the next, and an overshoot
             # into the limit costs at most a window of 429s on a sixth of the sends.
-            self.rate = min(self.rate, 1.2 * accepted)
+            self.rate = min(self._probe(self.rate, self.limit_found, window, now), 1.2 * accepted)
         self.noise_share *= 0.9  # forget old noise, so that a limit appearing later is still found
         self._accepted_before = accepted
 
@@ -147,12 +146,13 @@ class RatePacer:
         self.rate = max(self.headroom * accepted, 0.5 * self._accepted_before, MIN_RATE)
         self._clean_s = 0.0
 
-    def _verify(self, window: _Window, accepted: float, share: float) -> None:
-        assert self._verifying is not None
-        assert self.rate is not None
-        rate_before, accepted_before, share_before = self._verifying
+    def _verify(
+        self, before: tuple[float | None, float, float], rate: float, window: _Window, accepted: float, share: float
+    ) -> None:
+        """The window after a cut to ``rate``: was it a limit? ``before``: rate, accepted and share before."""
+        rate_before, accepted_before, share_before = before
         self._verifying = None
-        if window.throttled >= 3 and accepted < 0.9 * self.rate * (1.0 - share_before):
+        if window.throttled >= 3 and accepted < 0.9 * rate * (1.0 - share_before):
             # Still over: the accepted rate did not even follow the cut sends (random 429s would have
             # let through their usual share). The first measure was a full bucket's burst, or another
             # client sped up. Cut again, to what is accepted now.
@@ -177,25 +177,22 @@ class RatePacer:
             # up just as this one slowed down).
             self.noise_share = min(share, share_before)
 
-    def _probe(self, window: _Window, now: float) -> None:
-        """Send a little faster: the limit may have risen, or another sweep ended.
+    def _probe(self, rate: float, limit: float, window: _Window, now: float) -> float:
+        """The next rate, a little faster: the limit may have risen, or another sweep ended.
 
         Per second, not per window: a slow sweep's windows are longer, and it must not grow slower
         than a fast one. Up to just over the limit found, by 1 % of it (at least ``probe_step``) per
         second; beyond it, doubling that every quarter second that nothing is throttled, so that
         freed budget is found in a few seconds.
         """
-        assert self.rate is not None
-        assert self.limit_found is not None
         seconds = now - window.started
-        step = max(self.probe_step, 0.01 * self.limit_found)
-        if self.rate < 1.02 * self.limit_found or window.throttled:
+        step = max(self.probe_step, 0.01 * limit)
+        if rate < 1.02 * limit or window.throttled:
             self._clean_s = 0.0
-            self.rate += step * seconds
-            return
+            return rate + step * seconds
         # Past the limit and nothing throttled: the budget has grown. Find it fast.
         self._clean_s += seconds
-        self.rate += step * 2 ** min(4 * self._clean_s, 12.0) * seconds
+        return rate + step * 2 ** min(4 * self._clean_s, 12.0) * seconds
 
     @property
     def knows_a_limit(self) -> bool:

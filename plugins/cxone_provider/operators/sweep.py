@@ -31,6 +31,13 @@ from cxone_provider.hooks.cxone import CxoneHook
 from cxone_provider.operators.agent_states import ListAgentSessionsOperator, live_sessions
 from cxone_provider.operators.checkpoint import SweepCheckpoint
 from cxone_provider.operators.common import as_list, connection_for, join_agent_session, resolve_security_user_value
+from cxone_provider.operators.mapped import (
+    chunk_sessions,
+    chunked,
+    merge_sweep_results,
+    outcomes_with,
+    sessions_with,
+)
 from cxone_provider.operators.pacing import AdaptiveLimiter
 from cxone_provider.operators.report import report_location, write_report
 from cxone_provider.ui.links import SweepOutcomeLink
@@ -38,7 +45,7 @@ from cxone_provider.ui.links import SweepOutcomeLink
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
-    from airflow.sdk import Context, ObjectStoragePath, XComArg
+    from airflow.sdk import Context, ObjectStoragePath
 
 # ListAgentSessionsOperator lives in agent_states.py; it is also importable from here, where the
 # README and the DAGs have always found it.
@@ -46,7 +53,10 @@ __all__ = [
     "DEFAULT_MAX_CONCURRENCY",
     "JoinAgentSessionsOperator",
     "ListAgentSessionsOperator",
+    "chunk_sessions",
+    "chunked",
     "live_sessions",
+    "merge_sweep_results",
     "outcomes_with",
     "sessions_with",
 ]
@@ -346,47 +356,6 @@ def _same_answer(first: JoinOutcome, key: str, value: Any) -> JoinOutcome:
         return JoinOutcome(rejected.condition, key, message=rejected.message)
     cause = first.message if first.session_id in ("", key) else f"{first.session_id!r} was answered: {first.message}"
     return JoinOutcome(first.condition, key, status_code=first.status_code, message=f"not sent: {cause}")
-
-
-def sessions_with(sweep: JoinAgentSessionsOperator, condition: str | JoinCondition) -> XComArg:
-    """The session ids that ended in ``condition``, as an XComArg to ``.expand()`` over.
-
-    Airflow maps only over a task's ``return_value``, not over one key of it
-    (``sweep.output["Success"]`` raises "cannot map over XCom with custom key"), so this adds a small
-    task, ``<sweep>_<condition>``, that returns the one list.
-    """
-    from airflow.sdk import task  # the TaskFlow machinery costs ~15 ms to import; only DAG files need it
-
-    wanted = JoinCondition.parse(condition)
-
-    @task(task_id=f"{sweep.task_id}_{_snake(wanted.value)}")
-    def select(result: dict[str, Any]) -> list[str]:
-        return list(result[wanted.value])
-
-    sweep_result: Any = sweep.output
-    return select(sweep_result)
-
-
-def outcomes_with(sweep: JoinAgentSessionsOperator, condition: str | JoinCondition) -> XComArg:
-    """Like :func:`sessions_with`, but each element is the session's whole outcome mapping.
-
-    Expand a follow-up over it (``.expand(outcome=outcomes_with(sweep, "Default"))``) when the task
-    needs the message or status: each mapped task gets its own outcome instead of pulling all of them.
-    """
-    from airflow.sdk import task
-
-    wanted = JoinCondition.parse(condition)
-
-    @task(task_id=f"{sweep.task_id}_{_snake(wanted.value)}_outcomes")
-    def select(result: dict[str, Any]) -> list[dict[str, Any]]:
-        return [outcome for outcome in result["outcomes"] if outcome["condition"] == wanted.value]
-
-    sweep_result: Any = sweep.output
-    return select(sweep_result)
-
-
-def _snake(name: str) -> str:
-    return "".join(f"_{c.lower()}" if c.isupper() and i else c.lower() for i, c in enumerate(name))
 
 
 def _distinct(raw_ids: list[Any]) -> tuple[list[tuple[str, Any]], list[str]]:
