@@ -67,6 +67,18 @@ def test_the_hook_joins_over_https_verifying_the_sandboxs_ca(sandbox: SandboxSer
     assert paths[-1].endswith("/agent-sessions/join")
 
 
+def test_the_connections_ca_wins_over_a_ca_bundle_in_the_environment(sandbox: SandboxServer, monkeypatch) -> None:
+    import certifi
+
+    # A machine-wide bundle (as many images set) that does not hold the sandbox's CA.
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", certifi.where())
+    monkeypatch.setenv("CURL_CA_BUNDLE", certifi.where())
+    monkeypatch.setenv("AIRFLOW_CONN_CXONE_TLS", json.dumps(sandbox.connection()))
+    with CxoneHook("cxone_tls") as hook:
+        outcome = join_agent_session(hook, "sess-2001", 1001)
+    assert outcome.condition is JoinCondition.SUCCESS, outcome
+
+
 def test_without_the_ca_verification_fails_and_nothing_is_sent(sandbox: SandboxServer, monkeypatch) -> None:
     conn = sandbox.connection()
     del conn["extra"]["verify_ssl"]  # verification on, against the default trust store

@@ -333,6 +333,10 @@ class _EnvironmentOnceSession(requests.Session):
     def merge_environment_settings(  # type: ignore[override]  # the stub's TypedDict is private
         self, url: str | bytes | None, proxies: Any, stream: Any, verify: Any, cert: Any
     ) -> dict[str, Any]:
+        if verify is None and self.verify is not True:
+            # The connection's CA bundle (or verification off) wins: ``requests`` would otherwise let
+            # REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE from the environment replace it on every request.
+            verify = self.verify
         if proxies:  # per-request proxies are never cached
             return dict(super().merge_environment_settings(url, proxies, stream, verify, cert))
         target = urlsplit(url if isinstance(url, str) else (url or b"").decode())
