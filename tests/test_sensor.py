@@ -92,7 +92,9 @@ def test_the_sensor_succeeds_when_the_agent_logs_in_mid_wait(cxone_sandbox, mode
     assert row["sessionId"] == "sess-2009-1"  # a downstream join templates session_id from it
     reads = states_reads(cxone_sandbox)
     assert len(reads) >= 3
-    assert all(e["status"] == 200 for e in reads)
+    # A triggerer keeps one token per connection for every trigger: one an earlier test's reset
+    # revoked is answered 401 once, renewed, and the read repeated.
+    assert [e["status"] for e in reads if e["status"] != 200] in ([], [401])
     if mode == "poke":
         assert token_requests(cxone_sandbox) == 1  # one token for every poke of the wait
 
