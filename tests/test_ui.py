@@ -17,6 +17,7 @@ import textwrap
 from urllib.parse import quote
 
 import pytest
+from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity
 from airflow.api_fastapi.auth.managers.simple.simple_auth_manager import SimpleAuthManager
 from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
 from airflow.models.xcom import XComModel
@@ -73,11 +74,14 @@ UI_DAGS = textwrap.dedent(
 
 
 class HidesOneDagAuthManager(SimpleAuthManager):
-    """The simple auth manager, except that the user ``restricted`` may not read :data:`HIDDEN_DAG`."""
+    """The simple auth manager, except that the user ``restricted`` may not read :data:`HIDDEN_DAG`,
+    and ``no_xcom`` may read every DAG but no XCom."""
 
     def is_authorized_dag(self, *, method, user, access_entity=None, details=None):
         if user.get_name() == "restricted" and details is not None and details.id == HIDDEN_DAG:
             return False
+        if user.get_name() == "no_xcom" and access_entity is DagAccessEntity.XCOM:
+            return False  # may see every DAG, but none of their XComs
         return super().is_authorized_dag(method=method, user=user, access_entity=access_entity, details=details)
 
 
@@ -127,7 +131,7 @@ def api(runs):
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("AIRFLOW__CORE__AUTH_MANAGER", f"{__name__}.HidesOneDagAuthManager")
-        patch.setenv("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS", "admin:admin,restricted:viewer")
+        patch.setenv("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS", "admin:admin,restricted:viewer,no_xcom:viewer")
         patch.setenv("AIRFLOW__API_AUTH__JWT_SECRET", "a-test-only-secret-" * 4)
         purge_cached_app()
         app = create_app()
@@ -281,6 +285,15 @@ def test_the_lists_leave_out_dags_the_user_may_not_read(admin, restricted):
     filtered = restricted_client.get("/cxone/sweeps", params={"dag_id": HIDDEN_DAG})
     assert HIDDEN_DAG not in filtered.text
     assert "No sweep matches" in filtered.text
+
+
+@pytest.mark.parametrize("listing", ["/cxone/sweeps", "/cxone/joins"])
+def test_a_user_who_may_not_read_xcoms_sees_no_outcome_in_the_lists(runs, api, listing):
+    client, _ = login(api, "no_xcom", "viewer")
+    page = client.get(listing)
+    assert page.status_code == 200
+    assert "sess-" not in page.text
+    assert SWEEP_DAG not in page.text
 
 
 def test_a_join_page_of_a_dag_the_user_may_not_read_is_refused_before_any_lookup(admin, restricted):

@@ -19,7 +19,7 @@ from urllib.parse import quote, urlencode
 
 from airflow.api_fastapi.app import get_auth_manager
 from airflow.api_fastapi.auth.managers.models.base_user import BaseUser
-from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity
+from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity, DagDetails
 from airflow.api_fastapi.core_api.security import get_user, requires_access_dag
 from airflow.utils.session import create_session
 from fastapi import Depends, FastAPI, HTTPException, Query, Request, status
@@ -230,7 +230,15 @@ def _roots(request: Request) -> tuple[str, str]:
 
 
 def _readable_dag_ids(user: BaseUser) -> set[str]:
-    return get_auth_manager().get_authorized_dag_ids(user=user, method="GET")
+    """The DAGs whose XComs ``user`` may read: every list shows what the run pages read from XCom."""
+    manager = get_auth_manager()
+    return {
+        dag_id
+        for dag_id in manager.get_authorized_dag_ids(user=user, method="GET")
+        if manager.is_authorized_dag(
+            method="GET", access_entity=DagAccessEntity.XCOM, details=DagDetails(id=dag_id), user=user
+        )
+    }
 
 
 def _sweep_detail(dag_id: str, run_id: str, task_id: str, map_index: int) -> data.SweepDetail:
