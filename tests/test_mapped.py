@@ -9,6 +9,7 @@ import pytest
 from conftest import DAGS_FOLDER, fresh_dag
 
 from cxone_provider.operators.mapped import chunk_sessions, chunked, merge_sweep_results
+from cxone_provider.operators.report import read_report
 
 # --- chunked ------------------------------------------------------------------------------------------
 
@@ -234,3 +235,9 @@ def test_a_mapped_sweep_joins_every_session_once_and_merges_in_map_index_order(c
     follow_ups = [ti for ti in dag_run.get_task_instances() if ti.task_id == "follow_up"]
     assert len(follow_ups) == len(listed)
     assert {ti.state for ti in follow_ups} == {"success"}
+    # Each chunk wrote its own report; merged, they hold every session's full outcome, in order.
+    results = [ti.xcom_pull(task_ids="sweep", map_indexes=ti.map_index) for ti in sweeps]
+    assert len({r["report"] for r in results}) == len(chunks)
+    every = read_report(merge_sweep_results(results))
+    assert [o["session_id"] for o in every] == listed
+    assert all(o["attempts"] >= 1 for o in every)

@@ -82,7 +82,7 @@ def sweep(session_ids: list[str], hook_params: dict[str, Any]) -> dict[str, Any]
     operator = JoinAgentSessionsOperator(
         task_id="soak",
         session_ids=session_ids,
-        report_path=str(REPORTS / f"soak-{time.monotonic_ns()}.jsonl"),
+        report_path=str(REPORTS / f"soak-{time.monotonic_ns()}"),
         security_user=SECURITY_USER,
         max_concurrency=MAX_CONCURRENCY,
         progress_interval_s=3600,

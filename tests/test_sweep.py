@@ -41,7 +41,7 @@ def sandbox(big_sandbox, monkeypatch):
 def sweep(session_ids, security_user=QA_USER, **kwargs):
     kwargs.setdefault("hook_params", FAST)
     # Outside a task run the report goes only where it is told to.
-    kwargs.setdefault("report_path", str(REPORTS / f"{uuid.uuid4().hex}.jsonl"))
+    kwargs.setdefault("report_path", str(REPORTS / uuid.uuid4().hex))
     operator = JoinAgentSessionsOperator(
         task_id="sweep", session_ids=session_ids, security_user=security_user, **kwargs
     )

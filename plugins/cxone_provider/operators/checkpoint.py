@@ -14,27 +14,21 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import uuid
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import ObjectStoragePath
-
 from cxone_provider.conditions import JoinOutcome
+from cxone_provider.operators.storage import task_instance_path
 
 if TYPE_CHECKING:
     import logging
     from typing import IO
 
-    from airflow.sdk import Context
+    from airflow.sdk import Context, ObjectStoragePath
 
 FINGERPRINT_FILE = "input.sha256"
 #: outcomes per part on an object store, which cannot append to an object
 REMOTE_BATCH = 200
-
-
-def default_checkpoint_root() -> str:
-    return os.path.join(os.environ.get("AIRFLOW_HOME") or os.path.expanduser("~/airflow"), "cxone_checkpoints")
 
 
 class SweepCheckpoint:
@@ -60,11 +54,8 @@ class SweepCheckpoint:
         cls, root: str | None, context: Context, session_keys: list[str], log: logging.Logger | Any
     ) -> SweepCheckpoint | None:
         """The checkpoint of the task instance in ``context``; ``None`` outside a task run."""
-        ti = context.get("ti")
-        if ti is None or not getattr(ti, "run_id", None):
-            return None
-        folder = ObjectStoragePath(root or default_checkpoint_root()) / ti.dag_id / ti.run_id
-        return cls(folder / f"{ti.task_id}__{ti.map_index}", session_keys, log)
+        folder = task_instance_path(root, "cxone_checkpoints", context)
+        return None if folder is None else cls(folder, session_keys, log)
 
     def load(self) -> dict[str, JoinOutcome]:
         """The outcomes finished by earlier tries, by session id; opens the checkpoint for this try.

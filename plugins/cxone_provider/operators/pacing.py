@@ -35,8 +35,6 @@ from cxone_provider.exceptions import CxoneStopped
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-#: Retry reasons that mean CXone is throttling (the others are our side's or the network's).
-THROTTLE_REASONS = frozenset({"429", "503"})
 TOO_MANY_REQUESTS = 429
 #: the slowest the pacer ever sends, requests per second: a window of nothing but 429s is no reason to stop
 MIN_RATE = 1.0
@@ -84,7 +82,6 @@ class RatePacer:
     rate: float | None = None
     #: the accepted rate at the last confirmed limit
     limit_found: float | None = None
-    limits_found: int = 0
     cuts_undone: int = 0
     #: the share of 429s that sending slower did not reduce: background, not budget
     noise_share: float = 0.0
@@ -131,7 +128,8 @@ class RatePacer:
         elif self.limit_found is not None and self.rate is not None and window.paced:
             # Never far over what went through: each step is checked before the next, and an overshoot
             # into the limit costs at most a window of 429s on a sixth of the sends.
-            self.rate = min(self._probe(self.rate, self.limit_found, window, now), 1.2 * accepted)
+            probed = min(self._probe(self.rate, self.limit_found, window, now), 1.2 * accepted)
+            self.rate = max(probed, MIN_RATE)
         self.noise_share *= 0.9  # forget old noise, so that a limit appearing later is still found
         self._accepted_before = accepted
 
@@ -163,7 +161,6 @@ class RatePacer:
             # With 429s still coming, what was accepted now is the better measure of it.
             self.limit_found = accepted if window.throttled else accepted_before
             self.rate = max(self.headroom * self.limit_found, MIN_RATE)
-            self.limits_found += 1
             self._cuts_in_vain = 0
             return
         # Sending slower did not help. Back to the rate before, but not above a limit found earlier.
@@ -235,8 +232,10 @@ class AdaptiveLimiter:
 
         A 429 under a known rate limit is the pacer's business: a narrower sweep would not send slower.
         """
-        self.retries[reason] += 1
-        if reason == "503" or (reason in THROTTLE_REASONS and not self.pacer.knows_a_limit):
+        with self._condition:
+            self.retries[reason] += 1
+            limit_known = self.pacer.knows_a_limit
+        if reason == "503" or (reason == "429" and not limit_known):
             self.throttled()
 
     def on_answer(self, status: int | None) -> None:
@@ -252,9 +251,11 @@ class AdaptiveLimiter:
 
     @contextmanager
     def slot(self) -> Iterator[None]:
-        # One worker at a time waits for the pace, the others queue behind it: no send is booked
-        # ahead, so a new rate applies at once.
+        # One worker at a time waits for the pace, the others queue behind it: a new rate applies to
+        # the next send at once.
         with self._pace:
+            if self.stop.is_set():
+                raise CxoneStopped("stopped while waiting for the send rate")
             held = False
             while True:
                 with self._condition:
@@ -266,11 +267,11 @@ class AdaptiveLimiter:
                 if self.stop.wait(min(wait, 0.1)):
                     raise CxoneStopped("stopped while waiting for the send rate")
         with self._condition:
-            while self.in_flight >= self.limit:
+            while self.in_flight >= self.limit and not self.stop.is_set():
                 # Woken by a freed slot, or every so often to see whether the sweep is stopping.
                 self._condition.wait(timeout=0.1)
-                if self.stop.is_set():
-                    raise CxoneStopped("stopped while waiting for a slot")
+            if self.stop.is_set():
+                raise CxoneStopped("stopped while waiting for a slot")
             self.in_flight += 1
             self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
         try:

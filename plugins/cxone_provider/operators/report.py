@@ -3,18 +3,20 @@
 The XCom of a sweep stays small as sweeps grow — Success sessions by id only, full outcomes for the
 rest — and the report holds every session's full outcome (condition, status, message, attempts,
 elapsed time) in input order. It is written once, when the sweep ends, at an
-:class:`~airflow.sdk.ObjectStoragePath`: by default ``$AIRFLOW_HOME/cxone_reports/<dag>/<run>/
-<task>__<map index>.jsonl``, or any path or fsspec URL (``s3://…``) given as ``report_path``; the
-XCom's ``report`` names it and :func:`read_report` reads it back.
+:class:`~airflow.sdk.ObjectStoragePath`, ``<dag>/<run>/<task>__<map index>.jsonl`` below
+``report_path`` (a folder path or any fsspec URL, ``s3://…``; by default ``$AIRFLOW_HOME/cxone_reports``); the
+XCom's ``report`` names it and :func:`read_report` reads it back. Other workers can read it only where
+they share the storage: give ``report_path`` an object store when tasks run on several machines.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import ObjectStoragePath
+
+from cxone_provider.operators.storage import task_instance_path
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
@@ -23,22 +25,19 @@ if TYPE_CHECKING:
 
     from cxone_provider.conditions import JoinOutcome
 
-
-def default_report_root() -> str:
-    return os.path.join(os.environ.get("AIRFLOW_HOME") or os.path.expanduser("~/airflow"), "cxone_reports")
+DEFAULT_FOLDER = "cxone_reports"
 
 
-def report_location(report_path: str | None, context: Context) -> ObjectStoragePath | None:
-    """Where this sweep's report goes: ``report_path`` as given, else the default for the task instance.
+def report_location(report_path: str | None, context: Context, task_id: str) -> ObjectStoragePath | None:
+    """Where this sweep's report goes: ``<root>/<dag>/<run>/<task>__<map index>.jsonl``.
 
-    ``None`` (no report) outside a task run without a ``report_path``: nothing keys a default there.
+    The root is ``report_path`` (a folder path or fsspec URL), by default ``$AIRFLOW_HOME/cxone_reports``.
+    Outside a task run the report goes to ``<report_path>/<task>.jsonl`` when a root is given, else nowhere.
     """
-    if report_path:
-        return ObjectStoragePath(report_path)
-    ti = context.get("ti")
-    if ti is None or not getattr(ti, "run_id", None):
-        return None
-    return ObjectStoragePath(default_report_root()) / ti.dag_id / ti.run_id / f"{ti.task_id}__{ti.map_index}.jsonl"
+    keyed = task_instance_path(report_path, DEFAULT_FOLDER, context)
+    if keyed is not None:
+        return keyed.parent / f"{keyed.name}.jsonl"
+    return ObjectStoragePath(report_path) / f"{task_id}.jsonl" if report_path else None
 
 
 def write_report(location: ObjectStoragePath, outcomes: Iterable[JoinOutcome]) -> None:
@@ -50,19 +49,31 @@ def write_report(location: ObjectStoragePath, outcomes: Iterable[JoinOutcome]) -
 
 
 def read_report(sweep_result_or_location: Mapping[str, Any] | str) -> list[dict[str, Any]]:
-    """Every session's outcome of a sweep, in input order: from its XCom value or its report's path.
+    """Every session's outcome of a sweep, in input order, from its XCom value or its report's location.
 
-    Without a report (a sweep run outside Airflow without ``report_path``), the outcomes the XCom holds,
-    with the Success sessions by id only.
+    The XCom value of a mapped sweep merged by ``merge_sweep_results`` names one report per chunk:
+    they are read in map-index order. Without a report (a sweep run outside Airflow without
+    ``report_path``), the outcomes the XCom holds: the Success sessions first, by id only.
+
+    :raises FileNotFoundError: a report this worker cannot read, naming it.
     """
     if isinstance(sweep_result_or_location, str):
-        location: str | None = sweep_result_or_location
+        locations: list[str] = [sweep_result_or_location]
         result: Mapping[str, Any] = {}
     else:
         result = sweep_result_or_location
-        location = result.get("report")
-    if location:
-        text = ObjectStoragePath(location).read_text()
-        return [json.loads(line) for line in text.splitlines() if line.strip()]
-    succeeded = [{"condition": "Success", "session_id": session_id} for session_id in result.get("Success", [])]
-    return succeeded + list(result.get("outcomes", []))
+        named = result.get("report")
+        locations = [named] if isinstance(named, str) else [n for n in named or () if n]
+    if not locations:
+        succeeded = [{"condition": "Success", "session_id": session_id} for session_id in result.get("Success", [])]
+        return succeeded + list(result.get("outcomes", []))
+    outcomes: list[dict[str, Any]] = []
+    for location in locations:
+        path = ObjectStoragePath(location)
+        if not path.exists():
+            raise FileNotFoundError(
+                f"the sweep's report {location} cannot be read here: a task on another worker reads it only "
+                "where every worker shares storage (give the sweep a report_path such as s3://bucket/cxone)"
+            )
+        outcomes += [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return outcomes

@@ -87,8 +87,8 @@ class JoinAgentSessionsOperator(BaseOperator):
     :param checkpoint_path: where finished sessions are recorded, so that a retry joins only the rest
         (templated); default ``$AIRFLOW_HOME/cxone_checkpoints``; any path or fsspec URL.
     :param keep_checkpoint: keep the checkpoint after the sweep finished.
-    :param report_path: the report file (templated; a path or fsspec URL); default
-        ``$AIRFLOW_HOME/cxone_reports/<dag>/<run>/<task>__<map index>.jsonl``.
+    :param report_path: the folder of the reports (templated; a path or fsspec URL), default
+        ``$AIRFLOW_HOME/cxone_reports``; this sweep's is ``<dag>/<run>/<task>__<map index>.jsonl`` below it.
     """
 
     template_fields: Sequence[str] = (
@@ -132,7 +132,7 @@ class JoinAgentSessionsOperator(BaseOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         sessions, duplicates = _distinct(as_list("session_ids", self.session_ids) or [])
-        self._report_to = report_location(self.report_path, context)
+        self._report_to = report_location(self.report_path, context, self.task_id)
         try:
             user = parse_security_user(resolve_security_user_value(self, context, self.security_user))
         except InputRejected as rejected:
