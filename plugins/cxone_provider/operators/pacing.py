@@ -78,6 +78,8 @@ class RatePacer:
     #: per second every second (see :meth:`_probe`). The same steps for every sweep sharing a limit,
     #: big or small: after each cut they even out.
     probe_step: float = 0.5
+    #: seconds without a 429 after which a pacer under its limit starts looking for more budget
+    quiet_s: float = 3.0
     #: requests per second; ``None`` while no limit is known
     rate: float | None = None
     #: the accepted rate at the last confirmed limit
@@ -184,12 +186,13 @@ class RatePacer:
         """
         seconds = now - window.started
         step = max(self.probe_step, 0.01 * limit)
-        if rate < 1.02 * limit or window.throttled:
-            self._clean_s = 0.0
+        self._clean_s = 0.0 if window.throttled else self._clean_s + seconds
+        # How long the budget has looked bigger than the limit found: at once past that limit with
+        # nothing throttled; under it, after a few quiet seconds (another sweep may have ended).
+        bigger_for = self._clean_s - (0.0 if rate >= 1.02 * limit else self.quiet_s)
+        if bigger_for <= 0:
             return rate + step * seconds
-        # Past the limit and nothing throttled: the budget has grown. Find it fast.
-        self._clean_s += seconds
-        return rate + step * 2 ** min(4 * self._clean_s, 12.0) * seconds
+        return rate + step * 2 ** min(4 * bigger_for, 12.0) * seconds
 
     @property
     def knows_a_limit(self) -> bool:
