@@ -74,9 +74,8 @@ class RatePacer:
     #: the pacer sends at this share of the limit: a bucket kept a little short of empty answers
     #: requests that arrive a few milliseconds early instead of throttling them
     headroom: float = 0.95
-    #: once a limit is known, while the pacer holds requests back, the rate grows by this many requests
-    #: per second every second (see :meth:`_probe`). The same steps for every sweep sharing a limit,
-    #: big or small: after each cut they even out.
+    #: once a limit is known, while the pacer holds requests back, the rate grows by at least this many
+    #: requests per second every second (see :meth:`_probe`)
     probe_step: float = 0.5
     #: seconds without a 429 after which a pacer under its limit starts looking for more budget
     quiet_s: float = 3.0
