@@ -2,10 +2,11 @@
 
     .venv/bin/python bench/bench_scale.py [--sizes 10000 100000] [--concurrency 16]
 
-Each sweep runs in its own process, as a task would, against the sandbox with that many live
-sessions. Printed per size: wall seconds of the sweep, joins per second, the process's peak RSS, the
-XCom ``return_value`` in bytes (JSON), what that XCom would weigh with every session's full outcome in
-it (the shape before the report), and the report's size. Issue 12's target: the 100,000-session sweep
+Each sweep runs in its own process, as a task would, against the sandbox with as many live sessions
+as the largest size; the smaller sizes run three times and their median is kept. Printed per size:
+wall seconds of the sweep, joins per second, the process's peak RSS, the XCom ``return_value`` in
+bytes (JSON), what that XCom would weigh with every session's full outcome in it (the shape before
+the report), and the report's size. Issue 12's target: the 100,000-session sweep
 within 11x the 10,000-session time.
 """
 
@@ -25,10 +26,10 @@ SWEEP_SCRIPT = """
 import json, resource, sys, time
 from cxone_provider.operators.report import read_report
 from cxone_provider.operators.sweep import JoinAgentSessionsOperator
-count, concurrency, report = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+count, concurrency, reports = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
 operator = JoinAgentSessionsOperator(
     task_id="sweep", session_ids=[f"sess-{5001 + n}" for n in range(count)], security_user={"agent_id": 1001},
-    max_concurrency=concurrency, progress_interval_s=3600, report_path=report,
+    max_concurrency=concurrency, progress_interval_s=3600, report_path=reports,
 )
 started = time.monotonic()
 result = operator.execute(context={})
@@ -39,7 +40,7 @@ print(json.dumps({
     "wall": wall, "success": len(result["Success"]), "peak_kib": peak_kib,
     "xcom_bytes": len(json.dumps(result)),
     "full_xcom_bytes": len(json.dumps({**result, "outcomes": every})),
-    "report_lines": len(every),
+    "report_lines": len(every), "report": result["report"],
 }))
 """
 
@@ -57,18 +58,23 @@ def main() -> int:
         name, value = sandbox.connection_env()
         env = {**os.environ, name: value, "PYTHONWARNINGS": "ignore"}
         for size in args.sizes:
-            sandbox.reset()
-            report = Path(scratch) / f"report-{size}.jsonl"
-            done = subprocess.run(
-                [sys.executable, "-c", SWEEP_SCRIPT, str(size), str(args.concurrency), str(report)],
-                capture_output=True,
-                text=True,
-                env=env,
-                timeout=3600,
-                check=True,
-            )
-            figure = json.loads(done.stdout.strip().splitlines()[-1])
-            figure["report_bytes"] = report.stat().st_size
+            # The short sweeps are timed three times (their median kept): a few seconds on a shared
+            # machine vary by a fifth from one run to the next, which would swing the ratio.
+            tries = []
+            for attempt in range(3 if size < max(args.sizes) else 1):
+                sandbox.reset()
+                reports = Path(scratch) / f"reports-{size}-{attempt}"
+                done = subprocess.run(
+                    [sys.executable, "-c", SWEEP_SCRIPT, str(size), str(args.concurrency), str(reports)],
+                    capture_output=True,
+                    text=True,
+                    env=env,
+                    timeout=3600,
+                    check=True,
+                )
+                tries.append(json.loads(done.stdout.strip().splitlines()[-1]))
+            figure = sorted(tries, key=lambda f: f["wall"])[len(tries) // 2]
+            figure["report_bytes"] = Path(figure["report"]).stat().st_size
             assert figure["success"] == size == figure["report_lines"], figure
             rows.append((size, figure))
     columns = (
