@@ -28,10 +28,8 @@ from cxone_provider.operators.common import as_list
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
-    from airflow.sdk import XComArg
+    from airflow.sdk import BaseOperator, XComArg
     from airflow.sdk.definitions.mappedoperator import MappedOperator
-
-    from cxone_provider.operators.sweep import JoinAgentSessionsOperator
 
 __all__ = ["chunk_sessions", "chunked", "merge_sweep_results", "outcomes_with", "sessions_with"]
 
@@ -122,7 +120,7 @@ def merge_sweep_results(results: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     return merged
 
 
-def sessions_with(sweep: JoinAgentSessionsOperator | MappedOperator, condition: str | JoinCondition) -> XComArg:
+def sessions_with(sweep: BaseOperator | MappedOperator, condition: str | JoinCondition) -> XComArg:
     """The session ids that ended in ``condition``, as an XComArg to ``.expand()`` over.
 
     ``sweep`` is a ``JoinAgentSessionsOperator`` or a mapped one (``.partial(…).expand(…)``): the ids
@@ -142,7 +140,7 @@ def sessions_with(sweep: JoinAgentSessionsOperator | MappedOperator, condition: 
     return select(sweep_result)
 
 
-def outcomes_with(sweep: JoinAgentSessionsOperator | MappedOperator, condition: str | JoinCondition) -> XComArg:
+def outcomes_with(sweep: BaseOperator | MappedOperator, condition: str | JoinCondition) -> XComArg:
     """Like :func:`sessions_with`, but each element is the session's whole outcome mapping.
 
     Expand a follow-up over it (``.expand(outcome=outcomes_with(sweep, "Default"))``) when the task
