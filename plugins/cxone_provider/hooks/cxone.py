@@ -185,32 +185,10 @@ class CxoneHook(BaseHook):
             if not isinstance(body, Mapping):  # 204 No Content: nobody to list
                 return rows
             rows.extend(dict(row) for row in body.get("agentStates") or [])
-            path, params = self._next_page(body, seen), None
+            path, params = next_page_url(body, self.api_base_url, seen), None
         raise CxoneApiError(
             ApiResponse(status_code=200, message=f"more than {MAX_STATE_PAGES} pages"), "list agent states"
         )
-
-    def _next_page(self, body: Mapping[str, Any], seen: set[str]) -> str | None:
-        """The absolute URL of the next ``agents/states`` page, or ``None`` after the last one.
-
-        The link must stay on the API host: the token goes with it.
-        """
-        links = body.get("_links")
-        link = links.get("next") if isinstance(links, Mapping) else None
-        if isinstance(link, Mapping):  # some CXone answers wrap links as {"href": …}
-            link = link.get("href")
-        if not isinstance(link, str) or not link.strip():
-            return None
-        url = urljoin(self.api_base_url, link.strip())
-        if not url.startswith(self.api_base_url):
-            raise CxoneApiError(
-                ApiResponse(status_code=200, message=f"next page link leaves the API base: {link[:120]!r}"),
-                "list agent states",
-            )
-        if url in seen:
-            return None
-        seen.add(url)
-        return url
 
     def start_agent_session(self, *, as_agent_id: int, station_id: str) -> str:
         """``POST agent-sessions``: log ``as_agent_id`` in at ``station_id``; returns the new session id."""
@@ -294,3 +272,27 @@ class CxoneHook(BaseHook):
         except Exception as exc:
             return False, self.redact(str(exc)) if "client" in self.__dict__ else str(exc)
         return True, f"Connected to {base}: token issued, {len(states)} agent state(s) visible"
+
+
+def next_page_url(body: Mapping[str, Any], api_base: str, seen: set[str]) -> str | None:
+    """The absolute URL of the next ``agents/states`` page, or ``None`` after the last one.
+
+    The link must stay on the API base (the token goes with it); a link already followed ends the
+    listing. The hook and the deferrable sensor's trigger both page with it.
+    """
+    links = body.get("_links")
+    link = links.get("next") if isinstance(links, Mapping) else None
+    if isinstance(link, Mapping):  # some CXone answers wrap links as {"href": …}
+        link = link.get("href")
+    if not isinstance(link, str) or not link.strip():
+        return None
+    url = urljoin(api_base, link.strip())
+    if not url.startswith(api_base):
+        raise CxoneApiError(
+            ApiResponse(status_code=200, message=f"next page link leaves the API base: {link[:120]!r}"),
+            "list agent states",
+        )
+    if url in seen:
+        return None
+    seen.add(url)
+    return url

@@ -53,7 +53,7 @@ def chunked(ids: Any, size: int) -> list[list[Any]]:
     distinct_in_last = 0
     chunk_of: dict[str, list[Any]] = {}
     for value in values:
-        key = _session_key(value)
+        key = session_key(value)
         earlier = chunk_of.get(key)
         if earlier is not None:
             earlier.append(value)
@@ -175,7 +175,7 @@ def _outcomes_of(result: Mapping[str, Any], condition: str) -> list[dict[str, An
     return [full.get(s) or {"condition": condition, "session_id": s} for s in result.get(condition) or []]
 
 
-def _session_key(value: Any) -> str:
+def session_key(value: Any) -> str:
     """The session a value names, as the sweep keys it: trimmed when well-formed, else as given."""
     try:
         return check_session_id(value)

@@ -24,7 +24,6 @@ from cxone_provider.conditions import (
     check_session_id,
     join_outcome,
     parse_security_user,
-    session_label,
 )
 from cxone_provider.exceptions import CxoneApiError, CxoneAuthError, CxoneStopped
 from cxone_provider.hooks.cxone import CxoneHook
@@ -36,6 +35,7 @@ from cxone_provider.operators.mapped import (
     chunked,
     merge_sweep_results,
     outcomes_with,
+    session_key,
     sessions_with,
 )
 from cxone_provider.operators.pacing import AdaptiveLimiter
@@ -368,10 +368,7 @@ def _distinct(raw_ids: list[Any]) -> tuple[list[tuple[str, Any]], list[str]]:
     sessions: list[tuple[str, Any]] = []
     duplicates: list[str] = []
     for raw in raw_ids:
-        try:
-            key = check_session_id(raw)
-        except InputRejected:
-            key = session_label(raw)
+        key = session_key(raw)
         if key in seen:
             if key not in duplicates:
                 duplicates.append(key)

@@ -63,7 +63,7 @@ from cxone_provider.client.transport import (
     plural,
 )
 from cxone_provider.exceptions import CxoneApiError, CxoneAuthError
-from cxone_provider.hooks.cxone import AGENT_STATES_PATH, MAX_STATE_PAGES
+from cxone_provider.hooks.cxone import AGENT_STATES_PATH, MAX_STATE_PAGES, next_page_url
 from cxone_provider.response import ApiResponse, error_name_and_message
 
 if TYPE_CHECKING:
@@ -448,30 +448,6 @@ class AsyncAgentStates:
             retry_after_s=_retry_after(response.headers.get("Retry-After")),
             unreadable=problem,
         )
-
-
-def next_page_url(body: Mapping[str, Any], api_base: str, seen: set[str]) -> str | None:
-    """The absolute URL of the next ``agents/states`` page, or ``None`` after the last one.
-
-    The hook's rule: the link must stay on the API base (the token goes with it); a link already
-    followed ends the listing.
-    """
-    links = body.get("_links")
-    link = links.get("next") if isinstance(links, Mapping) else None
-    if isinstance(link, Mapping):  # some CXone answers wrap links as {"href": …}
-        link = link.get("href")
-    if not isinstance(link, str) or not link.strip():
-        return None
-    url = urljoin(api_base, link.strip())
-    if not url.startswith(api_base):
-        raise CxoneApiError(
-            ApiResponse(status_code=200, message=f"next page link leaves the API base: {link[:120]!r}"),
-            "list agent states",
-        )
-    if url in seen:
-        return None
-    seen.add(url)
-    return url
 
 
 def _retry_reason(state: RetryCallState) -> str:
