@@ -279,31 +279,14 @@ class Transport:
                 response.raw.release_conn()  # the connection is reusable: back to the pool
             else:
                 response.close()
-        text = raw[:MAX_BODY_BYTES].decode(response.encoding or "utf-8", errors="replace")
-        content_type = response.headers.get("Content-Type", "")
-        body: Any = None
-        problem = ""
-        if not complete:
-            problem = f"answer larger than {MAX_BODY_BYTES // 1024} KiB ({content_type or 'no type'}), not read"
-        elif text:
-            try:
-                body = json.loads(text)
-            except RecursionError:
-                problem = f"invalid JSON ({len(raw)} bytes): nested too deeply"
-            except ValueError:
-                if "json" in content_type:
-                    problem = f"invalid JSON ({len(raw)} bytes): {_one_line(text)[:80]}"
-        # The text summary only matters when there is no JSON object to read the error from.
-        fallback = "" if isinstance(body, Mapping) else problem or _summarise_text(text, response)
-        name, message = error_name_and_message(body, fallback)
-        return ApiResponse(
-            status_code=response.status_code,
-            body=body,
-            # The error name is the server's text too: a proxy may echo the request body in it.
-            error=self.secrets.redact(name)[:80] if name and not (200 <= response.status_code < 300) else None,
-            message=self.secrets.redact(message)[:MAX_MESSAGE_CHARS],
-            retry_after_s=_retry_after(response.headers.get("Retry-After")),
-            unreadable=problem,
+        return read_answer(
+            raw,
+            complete,
+            status=response.status_code,
+            reason=response.reason or "",
+            headers=response.headers,
+            encoding=response.encoding,
+            redact=self.secrets.redact,
         )
 
     def _describe(self, exc: BaseException) -> str:
@@ -385,16 +368,59 @@ def _one_line(text: str) -> str:
     return " ".join(text.split())
 
 
-def _summarise_text(text: str, response: requests.Response) -> str:
+def read_answer(
+    raw: bytes,
+    complete: bool,
+    *,
+    status: int,
+    reason: str,
+    headers: Mapping[str, str],
+    encoding: str | None,
+    redact: Callable[[str], str],
+) -> ApiResponse:
+    """An answer's body (at most ``MAX_BODY_BYTES``; ``complete``: all of it) as an :class:`ApiResponse`.
+
+    The one reading of an answer, whatever client fetched it (the hook's requests, the trigger's httpx):
+    JSON when it parses, CXone's error name and message from it, else a one-line summary; every text
+    the server chose is redacted before it is cut.
+    """
+    text = raw[:MAX_BODY_BYTES].decode(encoding or "utf-8", errors="replace")
+    content_type = headers.get("Content-Type", "")
+    body: Any = None
+    problem = ""
+    if not complete:
+        problem = f"answer larger than {MAX_BODY_BYTES // 1024} KiB ({content_type or 'no type'}), not read"
+    elif text:
+        try:
+            body = json.loads(text)
+        except RecursionError:
+            problem = f"invalid JSON ({len(raw)} bytes): nested too deeply"
+        except ValueError:
+            if "json" in content_type:
+                problem = f"invalid JSON ({len(raw)} bytes): {_one_line(text)[:80]}"
+    # The text summary only matters when there is no JSON object to read the error from.
+    fallback = "" if isinstance(body, Mapping) else problem or _summarise_text(text, status, reason, content_type)
+    name, message = error_name_and_message(body, fallback)
+    return ApiResponse(
+        status_code=status,
+        body=body,
+        # The error name is the server's text too: a proxy may echo the request body in it.
+        error=redact(name)[:80] if name and not (200 <= status < 300) else None,
+        message=redact(message)[:MAX_MESSAGE_CHARS],
+        retry_after_s=_retry_after(headers.get("Retry-After")),
+        unreadable=problem,
+    )
+
+
+def _summarise_text(text: str, status: int, reason: str, content_type: str) -> str:
     """A one-line description of a non-JSON body (an HTML error page from a proxy, say)."""
     stripped = _one_line(text)
     if not stripped:
-        return f"HTTP {response.status_code} {response.reason or ''}".strip()
-    content_type = response.headers.get("Content-Type", "unknown type")
+        return f"HTTP {status} {reason}".strip()
     if "json" not in content_type and stripped.startswith("<"):
         title = re.search(r"<title>(.*?)</title>", stripped, re.IGNORECASE)
         label = title.group(1).strip() if title else "no title"
-        return f"non-JSON answer ({content_type}): {label}"
+        return f"non-JSON answer ({content_type or 'unknown type'}): {label}"
     return stripped  # cut by the caller, after redaction: a cut could split a secret the redaction would miss
 
 

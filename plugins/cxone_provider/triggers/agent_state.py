@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import ast
 import asyncio
-import json
 import logging
 import random
 import ssl
@@ -59,12 +58,12 @@ from cxone_provider.client.transport import (
     USER_AGENT,
     RetryWhen,
     TransportOptions,
-    _retry_after,
     plural,
+    read_answer,
 )
 from cxone_provider.exceptions import CxoneApiError, CxoneAuthError
 from cxone_provider.hooks.cxone import AGENT_STATES_PATH, MAX_STATE_PAGES, next_page_url
-from cxone_provider.response import ApiResponse, error_name_and_message
+from cxone_provider.response import ApiResponse
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Sequence
@@ -420,33 +419,14 @@ class AsyncAgentStates:
                 f"the answer was still arriving after {self.settings.read_timeout:g}s (read_timeout); "
                 f"{len(raw)} bytes read"
             ) from None
-        text = raw[:MAX_BODY_BYTES].decode(response.encoding or "utf-8", errors="replace")
-        content_type = response.headers.get("Content-Type", "")
-        body: Any = None
-        problem = ""
-        if not complete:
-            problem = f"answer larger than {MAX_BODY_BYTES // 1024} KiB ({content_type or 'no type'}), not read"
-        elif text:
-            try:
-                body = json.loads(text)
-            except RecursionError:
-                problem = f"invalid JSON ({len(raw)} bytes): nested too deeply"
-            except ValueError:
-                if "json" in content_type:
-                    problem = f"invalid JSON ({len(raw)} bytes): {' '.join(text.split())[:80]}"
-        fallback = (
-            ""
-            if isinstance(body, Mapping)
-            else problem or " ".join(text.split()) or f"HTTP {status} {response.reason_phrase}".strip()
-        )
-        name, message = error_name_and_message(body, fallback)
-        return ApiResponse(
-            status_code=status,
-            body=body,
-            error=self.redact(name)[:80] if name and not (200 <= status < 300) else None,
-            message=self.redact(message)[:MAX_MESSAGE_CHARS],
-            retry_after_s=_retry_after(response.headers.get("Retry-After")),
-            unreadable=problem,
+        return read_answer(
+            raw,
+            complete,
+            status=status,
+            reason=response.reason_phrase,
+            headers=response.headers,
+            encoding=response.encoding,
+            redact=self.redact,
         )
 
 
