@@ -1,21 +1,26 @@
 """
 ### CXone QA sweep
 
-A QA supervisor joins every live agent session of the contact centre in **one** task, then acts per
-result condition with mapped tasks.
+A QA sweep checks every logged-in agent's live session in **one** task, then acts per result
+condition with mapped tasks.
 
-1. **set_security_user** — the QA supervisor (`qa_agent_id`) must be an active CXone agent.
-2. **list_live_sessions** — `GET agents/states`, keeping agents with a live session (optionally only
-   `team_ids` / `agent_state_names`; the supervisor's own session is left out).
-3. **sweep** — joins them all through one HTTP session and one token, at most `max_concurrency` joins
-   in flight (halved while CXone answers 429/503), and returns `{condition: [session ids]}`.
-4. Per condition, mapped tasks (an empty list skips the task): `monitor_agent` (Success: start
-   monitoring the session's agent, paired with it by `joined_agents` from the listing),
-   `note_ended_session` (InvalidAgentSession) and `retry_later` (Default), each over
-   `outcomes_with(sweep, condition)` so every mapped task gets its own outcome. The SecurityUser
-   conditions (InvalidSecurityUser, ImpersonateNotEnabled, InvalidAgentId) hit every session alike, so
-   one `alert_security_user` task handles them, and skips when none occurred.
-5. **report** — writes `qa_sweep_<run>.json` and `.csv` below `$AIRFLOW_HOME/cxone_reports` (in the
+CXone's published join attaches the caller to *an agent's own* live session, so the sweep joins each
+agent **as that agent** through the connection's access key, whose user needs impersonation for
+every agent but its own (design: "What a join is").
+
+1. **list_live_sessions** — `GET agents/states`, keeping the logged-in agents (every state but
+   LoggedOut; optionally only `team_ids` / `agent_state_names`, without `exclude_agent_ids`). The rows
+   carry no session id: each item is an agent, checked against its live session whatever its id.
+2. **sweep** — joins them all through one HTTP session and one token, at most `max_concurrency` joins
+   in flight (halved while CXone answers 429/503), and returns `{condition: [agent ids]}` with
+   `live_sessions`, each Success agent's session.
+3. Per condition, mapped tasks (an empty list skips the task), each over
+   `outcomes_with(sweep, condition)` so every mapped task gets its own outcome: `review_live_session`
+   (Success: the agent and its live session, for a QA reviewer), `note_ended_session`
+   (InvalidAgentSession: the agent has no live session any more) and `retry_later` (Default). The
+   conditions about who acts (InvalidSecurityUser, ImpersonateNotEnabled, InvalidAgentId) get one
+   `alert_security_user` task, which skips when none occurred.
+4. **report** — writes `qa_sweep_<run>.json` and `.csv` below `$AIRFLOW_HOME/cxone_reports` (in the
    sub-folder `report_dir` names, if any) and logs a table of counts per condition.
 
 Whoever triggers a run chooses the params, so none of them can reach further than this file allows:
@@ -35,13 +40,11 @@ from pathlib import Path
 from typing import Any
 
 import pendulum
-from airflow.sdk import DAG, Param, XComArg, get_current_context, task
+from airflow.sdk import DAG, Param, get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from cxone_provider.conditions import JoinCondition
-from cxone_provider.hooks.cxone import CxoneHook
 from cxone_provider.operators.report import read_report
-from cxone_provider.operators.security_user import SetSecurityUserOperator
 from cxone_provider.operators.sweep import JoinAgentSessionsOperator, ListAgentSessionsOperator, outcomes_with
 
 SECURITY_USER_CONDITIONS = (
@@ -57,7 +60,7 @@ CXONE_CONN_IDS = ("cxone_default",)
 REPORTS_BASE = Path(os.environ.get("AIRFLOW_HOME") or Path.home() / "airflow") / "cxone_reports"
 
 #: Report columns, in order.
-CSV_COLUMNS = ("session_id", "condition", "status_code", "message", "attempts", "elapsed_s")
+CSV_COLUMNS = ("agent_id", "session_id", "condition", "status_code", "message", "attempts", "elapsed_s")
 
 #: A spreadsheet reads a cell starting with one of these as a formula (OWASP, "CSV Injection").
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
@@ -104,25 +107,12 @@ def write_csv(path: Path, outcomes: list[dict[str, Any]]) -> None:
         writer.writerows([csv_cell(outcome.get(column)) for column in CSV_COLUMNS] for outcome in outcomes)
 
 
-@task
-def joined_agents(sweep: dict[str, Any], sessions: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Pair each joined session with its agent, from the listing: one lookup for the whole sweep."""
-    agent_of = {s["session_id"]: s["agent_id"] for s in sessions}
-    return [{"session_id": s, "agent_id": agent_of[s]} for s in sweep[JoinCondition.SUCCESS.value] if s in agent_of]
-
-
-@task(map_index_template="{{ session_id }}")
-def monitor_agent(session_id: str, agent_id: int, cxone_conn_id: str) -> dict[str, Any]:
-    """Success: start monitoring the agent of the joined session."""
-    with CxoneHook(cxone_conn_id) as hook:
-        hook.monitor(session_id, target_agent_id=agent_id)
-    return {"session_id": session_id, "monitoring_agent_id": agent_id}
-
-
-@task(map_index_template="{{ outcome['session_id'] }}")
+@task(map_index_template="{{ outcome.get('agent_id') or outcome['session_id'] }}")
 def follow_up(outcome: dict[str, Any], action: str) -> dict[str, Any]:
-    """Record a session the sweep could not supervise, for the next sweep or a person to look at."""
-    print(f"{action}: {outcome['condition']} for session {outcome['session_id']!r}: {outcome['message']}")
+    """Record one agent's outcome for a person or the next sweep to act on."""
+    agent = outcome.get("agent_id")
+    session = outcome.get("session_id") or "no live session"
+    print(f"{action}: {outcome['condition']} for agent {agent} ({session}): {outcome.get('message') or 'joined'}")
     return {"action": action, **outcome}
 
 
@@ -153,22 +143,22 @@ def report(report_dir: str | None = None) -> dict[str, Any]:
     write_csv(csv_path, outcomes)
     width = max(len(c.value) for c in JoinCondition)
     table = "\n".join(f"  {c.value:<{width}}  {sweep['counts'][c.value]:>6}" for c in JoinCondition)
-    print(f"QA sweep of {len(outcomes)} session(s):\n{table}\nReports: {json_path}, {csv_path}")
+    print(f"QA sweep of {len(outcomes)} agent session(s):\n{table}\nReports: {json_path}, {csv_path}")
     return {"json": str(json_path), "csv": str(csv_path), "counts": sweep["counts"]}
 
 
 with DAG(
     dag_id="cxone_qa_sweep",
-    description="Join every live CXone agent session as the QA supervisor and act per result condition",
+    description="Check every logged-in CXone agent's live session, each joined as its own agent, and act per condition",
     schedule=None,
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     doc_md=__doc__,
     tags=["cxone", "example"],
     params={
-        "qa_agent_id": Param(1001, type="integer", minimum=1, description="the QA supervisor's agent"),
         "team_ids": Param([], type="array", description="only these teams (empty: all)"),
         "agent_state_names": Param([], type="array", description="only agents in these states (empty: all)"),
+        "exclude_agent_ids": Param([], type="array", description="leave these agents out"),
         "cxone_conn_id": Param(
             CXONE_CONN_IDS[0], type="string", enum=list(CXONE_CONN_IDS), description="the cxone connection"
         ),
@@ -179,36 +169,26 @@ with DAG(
         ),
     },
 ) as dag:
-    set_security_user = SetSecurityUserOperator(
-        task_id="set_security_user",
-        agent_id="{{ params.qa_agent_id }}",
-        cxone_conn_id="{{ params.cxone_conn_id }}",
-    )
     list_live_sessions = ListAgentSessionsOperator(
         task_id="list_live_sessions",
         team_ids="{{ params.team_ids }}",
         agent_state_names="{{ params.agent_state_names }}",
-        exclude_agent_ids="{{ [params.qa_agent_id] }}",
+        exclude_agent_ids="{{ params.exclude_agent_ids }}",
         cxone_conn_id="{{ params.cxone_conn_id }}",
     )
-    # security_user left out: the SecurityUser of set_security_user, upstream.
-    sweep = JoinAgentSessionsOperator(task_id="sweep", session_ids=list_live_sessions.output)
-    set_security_user >> list_live_sessions
+    sweep = JoinAgentSessionsOperator(
+        task_id="sweep", agents=list_live_sessions.output, cxone_conn_id="{{ params.cxone_conn_id }}"
+    )
 
-    # One mapped task per session of a condition. Airflow maps only over a whole return value, hence
-    # the small selecting tasks (joined_agents, outcomes_with) between the sweep and the mapped work.
-    results: Any = sweep.output
-    listed_sessions: Any = XComArg(list_live_sessions, key="sessions")
+    # One mapped task per agent of a condition. Airflow maps only over a whole return value, hence
+    # the small selecting tasks (outcomes_with) between the sweep and the mapped work.
     follow_ups = [
-        monitor_agent.partial(cxone_conn_id="{{ params.cxone_conn_id }}").expand_kwargs(
-            joined_agents(results, listed_sessions)
-        ),
-        follow_up.override(task_id="note_ended_session")
-        .partial(action="note_ended_session")
-        .expand(outcome=outcomes_with(sweep, JoinCondition.INVALID_AGENT_SESSION)),
-        follow_up.override(task_id="retry_later")
-        .partial(action="retry_later")
-        .expand(outcome=outcomes_with(sweep, JoinCondition.DEFAULT)),
+        follow_up.override(task_id=task_id).partial(action=task_id).expand(outcome=outcomes_with(sweep, condition))
+        for condition, task_id in (
+            (JoinCondition.SUCCESS, "review_live_session"),
+            (JoinCondition.INVALID_AGENT_SESSION, "note_ended_session"),
+            (JoinCondition.DEFAULT, "retry_later"),
+        )
     ]
     alert = alert_security_user()
     sweep >> alert

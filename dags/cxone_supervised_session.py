@@ -1,24 +1,29 @@
 """
 ### CXone supervised session
 
-A supervisor joins one live agent session, the way a Studio script runs *SetSecurityUser* then
-*Join Agent Session* and follows the result branch.
+A supervisor joins their own live agent session and monitors an agent from it, the way a Studio
+script runs *SetSecurityUser* then *Join Agent Session* and follows the result branch.
+
+CXone's published join attaches the caller to **its own** live session (`asAgentId`) and answers that
+session's id: Studio's SessionId is the SecurityUser's login session, and the join is Success when the
+supervisor's live session is the one asked for. Supervising then happens from that session
+(`agent-sessions/{supervisor's session}/monitor?targetAgentId=…`).
 
 1. **set_security_user** checks that the supervisor (`supervisor_agent_id`) is an active CXone agent
    and returns the SecurityUser (no token, no secret: XCom is plain text).
    **wait_for_agent** (optional, off unless `wait_for_agent_id` is set) waits, deferred in Airflow's
    triggerer, until that agent is logged in (any state but LoggedOut; at most `WAIT_TIMEOUT`), and
-   returns the agent's state row; the join then joins that agent's session instead of `session_id`.
+   returns the agent's state row; that agent is then the one monitored instead of `agent_id`.
    Left off, it is skipped at once.
-2. **join_agent_session** joins `session_id` (or the waited-for agent's session) as that SecurityUser
-   and follows one branch per result condition:
+2. **join_agent_session** joins the supervisor's session `session_id` as that SecurityUser and
+   follows one branch per result condition:
 
 | condition | task | what it does |
 |---|---|---|
-| Success | `start_monitoring` | finds the session's agent and starts monitoring them (supervise call) |
-| InvalidAgentSession | `report_invalid_session` | records that the session is unknown or has ended |
+| Success | `start_monitoring` | monitors the agent (`agent_id`) from the supervisor's session (supervise call) |
+| InvalidAgentSession | `report_invalid_session` | records that `session_id` is not the supervisor's live session |
 | InvalidSecurityUser | `alert_security_user` | alerts: the SecurityUser cannot act (inactive, not authenticated) |
-| ImpersonateNotEnabled | `alert_impersonation_disabled` | alerts: the supervisor's profile lacks impersonation |
+| ImpersonateNotEnabled | `alert_impersonation_disabled` | alerts: the connection's key may not act as the supervisor |
 | InvalidAgentId | `alert_invalid_agent_id` | alerts: the SecurityUser's agent id is not valid |
 | Default | `retry_later` | anything else (CXone throttled or unreachable after retries): records it for a later run |
 
@@ -27,9 +32,10 @@ A supervisor joins one live agent session, the way a Studio script runs *SetSecu
 Records go to a JSON-lines file below `$AIRFLOW_HOME/cxone_audit`: `audit.jsonl`, or the name the
 `audit_log` param gives; swap `record_outcome` for your alerting (a Slack or email notifier).
 
-Params: `supervisor_agent_id`, `session_id`, `cxone_conn_id`, `audit_log`, `join_as` — an optional
-stored SecurityUser (a mapping or an agent id) to join as instead of the one set by `set_security_user`
-— and `wait_for_agent_id`, the agent to wait for before joining their session (empty: no wait).
+Params: `supervisor_agent_id`, `session_id` (the supervisor's own session), `agent_id` (the agent to
+monitor), `cxone_conn_id`, `audit_log`, `join_as` — an optional stored SecurityUser (a mapping or an
+agent id) to join as instead of the one set by `set_security_user` — and `wait_for_agent_id`, an
+agent to wait for and then monitor (empty: no wait).
 
 Whoever triggers a run chooses the params, so none of them can reach further than this file allows:
 `cxone_conn_id` is one of `CXONE_CONN_IDS` (edit the list to add yours) and every call of the run,
@@ -107,19 +113,16 @@ def path_below(base: Path, name: str | None, param: str) -> Path:
 def skip_unless_waiting(context: Any) -> None:
     """The wait step is a param's choice: without ``wait_for_agent_id`` there is nothing to wait for."""
     if context["params"].get("wait_for_agent_id") is None:
-        raise AirflowSkipException("no wait_for_agent_id given: joining session_id without waiting")
+        raise AirflowSkipException("no wait_for_agent_id given: monitoring agent_id without waiting")
 
 
 @task
-def start_monitoring(outcome: dict[str, Any], cxone_conn_id: str) -> dict[str, Any]:
-    """Success: monitor the agent whose session was joined (``agent-sessions/{id}/monitor``)."""
+def start_monitoring(outcome: dict[str, Any], agent_id: int | str, cxone_conn_id: str) -> dict[str, Any]:
+    """Success: monitor ``agent_id`` from the supervisor's joined session (``agent-sessions/{id}/monitor``)."""
     session_id = outcome["session_id"]
     with CxoneHook(cxone_conn_id) as hook:
-        agent = next((s for s in hook.get_agent_states() if s.get("sessionId") == session_id), None)
-        if agent is None:
-            raise ValueError(f"session_id {session_id!r} was joined but no agent holds it any more")
-        hook.monitor(session_id, target_agent_id=agent["agentId"])
-    return {"monitoring_agent_id": agent["agentId"], "session_id": session_id}
+        hook.monitor(session_id, target_agent_id=int(agent_id))
+    return {"monitoring_agent_id": int(agent_id), "session_id": session_id}
 
 
 @task
@@ -153,7 +156,7 @@ def finish() -> str:
 
 with DAG(
     dag_id="cxone_supervised_session",
-    description="Join one CXone agent session as a supervisor and act on the result condition",
+    description="Join the supervisor's CXone session, monitor an agent from it, and act on the result condition",
     schedule=None,
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
@@ -161,7 +164,8 @@ with DAG(
     tags=["cxone", "example"],
     params={
         "supervisor_agent_id": Param(1001, type="integer", minimum=1, description="the SecurityUser's agent"),
-        "session_id": Param("sess-2001", type="string", description="the agent session to join"),
+        "session_id": Param("sess-1001", type="string", description="the supervisor's own live session"),
+        "agent_id": Param(2001, type="integer", minimum=1, description="the agent to monitor"),
         "cxone_conn_id": Param(
             CXONE_CONN_IDS[0], type="string", enum=list(CXONE_CONN_IDS), description="the cxone connection"
         ),
@@ -181,7 +185,7 @@ with DAG(
             None,
             type=["null", "integer"],
             minimum=1,
-            description="optional: wait until this agent is logged in, then join their session",
+            description="optional: wait until this agent is logged in, then monitor them instead of agent_id",
         ),
     },
 ) as dag:
@@ -204,11 +208,8 @@ with DAG(
 
     join_agent_session = JoinAgentSessionOperator(
         task_id="join_agent_session",
-        # The waited-for agent's session (its state row's sessionId), else the session_id param.
-        session_id=(
-            "{{ ti.xcom_pull(task_ids='wait_for_agent')['sessionId'] if params.wait_for_agent_id is not none "
-            "else params.session_id }}"
-        ),
+        # The supervisor's own live session: CXone's join attaches the SecurityUser to its own session.
+        session_id="{{ params.session_id }}",
         # "SecurityUser" is Studio's default: the nearest upstream SetSecurityUser's return value.
         security_user="{{ params.join_as if params.join_as is not none else 'SecurityUser' }}",
         branches=BRANCH_TASKS,
@@ -222,7 +223,11 @@ with DAG(
     audit_log = "{{ params.audit_log or '' }}"
 
     branch_tasks = [
-        start_monitoring(outcome, cxone_conn_id="{{ params.cxone_conn_id }}"),
+        start_monitoring(
+            outcome,
+            agent_id="{{ params.wait_for_agent_id or params.agent_id }}",
+            cxone_conn_id="{{ params.cxone_conn_id }}",
+        ),
         *[
             record_outcome.override(task_id=task_id)(outcome, action=task_id, audit_log=audit_log)
             for condition, task_id in BRANCH_TASKS.items()

@@ -419,7 +419,8 @@ def test_run_page_search_finds_a_session(runs, admin):
     assert 'data-session-id="sess-2007"' in page
     assert 'data-session-id="sess-2001"' not in page
     assert "1 matching" in page
-    assert "No session id contains" in client.get(run_url(runs["sweep"], "sweep"), params={"q": "nope"}).text
+    page = client.get(run_url(runs["sweep"], "sweep"), params={"q": "nope"}).text
+    assert "No session id or agent id contains" in page
 
 
 def test_run_page_downloads_csv_and_json(runs, admin):

@@ -116,7 +116,7 @@ def is_route_not_found(status_code: int | None, body: object) -> bool:
 
 
 def classify_join(
-    requested_session_id: str, status_code: int | None, body: object, message: str
+    requested_session_id: str | None, status_code: int | None, body: object, message: str
 ) -> tuple[JoinCondition, str]:
     """The condition of a join's final answer and the message to report with it.
 
@@ -130,6 +130,8 @@ def classify_join(
         joined = body.get("sessionId") if isinstance(body, Mapping) else None
         if joined is None or joined == "":
             return JoinCondition.DEFAULT, f"HTTP {status_code} without a sessionId in the answer: {message or 'empty'}"
+        if not requested_session_id:  # "the agent's live session, whatever its id": CXone named it
+            return condition, "joined"
         if str(joined) != requested_session_id:
             return JoinCondition.INVALID_AGENT_SESSION, (
                 f"CXone joined session {str(joined)[:80]!r}, not the session asked for "
@@ -142,7 +144,7 @@ def classify_join(
 
 
 def join_outcome(
-    session_id: str, answer: ApiResponse | CxoneAuthError | CxoneApiError, elapsed_s: float = 0.0
+    session_id: str | None, answer: ApiResponse | CxoneAuthError | CxoneApiError, elapsed_s: float = 0.0
 ) -> JoinOutcome:
     """The outcome of one join of ``session_id``, from the 2xx answer the hook returned or the error it raised.
 
@@ -158,7 +160,7 @@ def join_outcome(
         transient = status is None or status == 429 or status >= 500
         return JoinOutcome(
             JoinCondition.INVALID_SECURITY_USER if refused else JoinCondition.DEFAULT,
-            session_id,
+            session_id or "",
             status_code=status,
             message=str(answer),
             attempts=attempts,
@@ -169,9 +171,12 @@ def join_outcome(
     condition, message = classify_join(session_id, response.status_code, response.body, response.message)
     if response.retries and condition is JoinCondition.DEFAULT:
         message = f"{message} (retries: {', '.join(response.retries)})"
+    joined = response.body.get("sessionId") if isinstance(response.body, Mapping) else None
+    # Without an expected session, the outcome names the live session CXone answered (when it did).
+    reported = session_id or (str(joined) if condition is JoinCondition.SUCCESS and joined else "")
     return JoinOutcome(
         condition,
-        session_id,
+        reported,
         status_code=response.status_code,
         message=message,
         attempts=response.attempts,
@@ -365,10 +370,18 @@ class JoinOutcome:
     message: str = ""
     attempts: int = 0
     elapsed_s: float = 0.0
+    agent_id: int | None = None
     same_for_every_session: bool = field(default=False, compare=False)
+    #: how a sweep of (agent, session) items names this outcome (the agent id); ``None``: the session id
+    item_key: str | None = field(default=None, compare=False)
+
+    @property
+    def key(self) -> str:
+        """What a sweep keys this outcome by in its checkpoint and report."""
+        return self.item_key if self.item_key is not None else self.session_id
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "condition": self.condition.value,
             "session_id": self.session_id,
             "status_code": self.status_code,
@@ -376,6 +389,11 @@ class JoinOutcome:
             "attempts": self.attempts,
             "elapsed_s": round(self.elapsed_s, 4),
         }
+        if self.agent_id is not None or self.item_key is not None:
+            data["agent_id"] = self.agent_id
+        if self.item_key is not None:
+            data["item"] = self.item_key
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> JoinOutcome:
@@ -386,4 +404,6 @@ class JoinOutcome:
             message=str(data.get("message", "")),
             attempts=int(data.get("attempts", 0)),
             elapsed_s=float(data.get("elapsed_s", 0.0)),
+            agent_id=data.get("agent_id"),
+            item_key=data.get("item"),
         )

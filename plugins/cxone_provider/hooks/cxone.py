@@ -247,17 +247,24 @@ class CxoneHook(BaseHook):
     def take_over(self, session_id: str, *, target_agent_id: int | None = None) -> None:
         self.supervise(session_id, "take-over", target_agent_id=target_agent_id)
 
-    def join_session(self, session_id: str, *, as_agent_id: int) -> ApiResponse:
-        """``POST agent-sessions/join``: join ``session_id`` as ``as_agent_id``; CXone's 2xx answer.
+    def join_session(self, session_id: str | None, *, as_agent_id: int) -> ApiResponse:
+        """``POST agent-sessions/join``: join as ``as_agent_id``; CXone's 2xx answer.
 
-        Send checked inputs (:func:`~cxone_provider.conditions.check_session_id`); what the answer means
-        is :func:`~cxone_provider.conditions.join_outcome`'s to say.
+        CXone attaches the caller to ``as_agent_id``'s own live session and answers its id;
+        ``session_id`` (the session expected, sent beside ``asAgentId``) may be ``None``: the agent's
+        live session, whatever its id. Send checked inputs
+        (:func:`~cxone_provider.conditions.check_session_id`); what the answer means is
+        :func:`~cxone_provider.conditions.join_outcome`'s to say.
         """
+        params: dict[str, Any] = {"asAgentId": int(as_agent_id)}
+        if session_id is not None:
+            params[JOIN_SESSION_PARAM] = session_id
+        which = f"session {session_id!r}" if session_id is not None else "the live session"
         return self.client.request(
-            f"join session {session_id!r} as agent {as_agent_id}",
+            f"join {which} as agent {as_agent_id}",
             "POST",
             JOIN_PATH,
-            params={"asAgentId": int(as_agent_id), JOIN_SESSION_PARAM: session_id},
+            params=params,
             retry_when=RETRY_POLICY["join"],
         )
 

@@ -86,7 +86,7 @@ class SweepCheckpoint:
                     outcome = JoinOutcome.from_dict(json.loads(line))
                 except (ValueError, KeyError, TypeError):
                     continue  # a line torn when the task was killed: that session is joined again
-                finished[outcome.session_id] = outcome
+                finished[outcome.key] = outcome
         return finished
 
     def record(self, outcome: JoinOutcome) -> None:

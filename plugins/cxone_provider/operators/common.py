@@ -42,15 +42,18 @@ def join_agent_session(hook: CxoneHook, session_id: object, agent_id: object) ->
     """Studio's *Join Agent Session*: join ``session_id`` as ``agent_id``; its outcome, never raising
     for what CXone answers.
 
+    ``session_id`` ``None`` asks for the agent's live session, whatever its id (a sweep item that
+    names no session): Success when CXone answers one, and the outcome names it.
     Inputs that cannot be valid (blank or malformed session id, non-positive agent id) get their
     condition without a request. Only an unusable connection raises (``CxoneConfigError``).
     """
     started = time.monotonic()
     try:
-        checked_session = check_session_id(session_id)
+        checked_session = None if session_id is None else check_session_id(session_id)
         checked_agent = check_agent_id(agent_id)
     except InputRejected as rejected:
-        return JoinOutcome(rejected.condition, session_label(session_id), message=rejected.message)
+        shown = session_label(session_id) if session_id is not None else ""
+        return JoinOutcome(rejected.condition, shown, message=rejected.message)
     try:
         answer: Any = hook.join_session(checked_session, as_agent_id=checked_agent)
     except (CxoneAuthError, CxoneApiError) as error:

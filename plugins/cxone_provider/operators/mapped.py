@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from cxone_provider.agent_sessions import parse_item
 from cxone_provider.conditions import InputRejected, JoinCondition, check_session_id, session_label
 from cxone_provider.operators.common import as_list
 
@@ -31,7 +32,7 @@ if TYPE_CHECKING:
     from airflow.sdk import BaseOperator, XComArg
     from airflow.sdk.definitions.mappedoperator import MappedOperator
 
-__all__ = ["chunk_sessions", "chunked", "merge_sweep_results", "outcomes_with", "sessions_with"]
+__all__ = ["agents_with", "chunk_sessions", "chunked", "merge_sweep_results", "outcomes_with", "sessions_with"]
 
 #: Result keys that are not a condition's session ids and are merged their own way.
 _MERGED_APART = ("counts", "stats")
@@ -53,7 +54,7 @@ def chunked(ids: Any, size: int) -> list[list[Any]]:
     distinct_in_last = 0
     chunk_of: dict[str, list[Any]] = {}
     for value in values:
-        key = session_key(value)
+        key = item_key(value)
         earlier = chunk_of.get(key)
         if earlier is not None:
             earlier.append(value)
@@ -91,10 +92,11 @@ def chunk_sessions(ids: XComArg | Any, size: int, *, task_id: str | None = None)
 def merge_sweep_results(results: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     """The results of a mapped sweep's chunks (in map-index order) as one sweep result.
 
-    Lists (each condition's session ids, ``outcomes``, ``duplicates``) are concatenated, ``counts``
-    summed; ``stats`` has ``requests`` and ``token_requests`` summed and every chunk's own stats
-    under ``chunks``. Every condition key is present, as in a sweep's own result; any other key that
-    is not a list becomes the list of the chunks' values.
+    Lists (each condition's session ids or agent ids, ``outcomes``, ``duplicates``) are concatenated,
+    mappings (``live_sessions``) merged, ``counts`` summed; ``stats`` has ``requests`` and
+    ``token_requests`` summed and every chunk's own stats under ``chunks``. Every condition key is
+    present, as in a sweep's own result; any other key that is neither becomes the list of the
+    chunks' values.
     """
     merged: dict[str, Any] = {condition.value: [] for condition in JoinCondition}
     merged.update(outcomes=[], duplicates=[])
@@ -106,6 +108,8 @@ def merge_sweep_results(results: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
                 continue
             if isinstance(value, list):
                 merged.setdefault(key, []).extend(value)
+            elif isinstance(value, Mapping):  # live_sessions: each chunk's agents are its own
+                merged.setdefault(key, {}).update(value)
             else:  # a key this module does not know: every chunk's value, none lost
                 merged.setdefault(key, []).append(value)
         for condition, count in (result.get("counts") or {}).items():
@@ -134,6 +138,39 @@ def sessions_with(sweep: BaseOperator | MappedOperator, condition: str | JoinCon
 
     @task(task_id=f"{sweep.task_id}_{_snake(wanted.value)}")
     def select(result: Any) -> list[str]:
+        return session_ids_of(merge_sweep_results(_chunks(result)), wanted.value)
+
+    sweep_result: Any = sweep.output
+    return select(sweep_result)
+
+
+def session_ids_of(result: Mapping[str, Any], condition: str) -> list[str]:
+    """The session ids of one condition in a (merged) sweep result.
+
+    A sweep of session ids lists them under the condition. A sweep of agents lists agent ids there:
+    Success gives each agent's live session (``live_sessions``), any other condition the session each
+    item expected; an item that expected none has no session to give (:func:`agents_with` and
+    :func:`outcomes_with` name every item).
+    """
+    if "live_sessions" not in result:
+        return list(result[condition])
+    if condition == JoinCondition.SUCCESS.value:
+        live = result["live_sessions"]
+        return [live[str(agent)] for agent in result[condition] if str(agent) in live]
+    return [o["session_id"] for o in _outcomes_of(result, condition) if o.get("session_id")]
+
+
+def agents_with(sweep: BaseOperator | MappedOperator, condition: str | JoinCondition) -> XComArg:
+    """The agent ids that ended in ``condition`` in a sweep of ``agents``, to ``.expand()`` over.
+
+    Like :func:`sessions_with`, it adds a small selecting task, ``<sweep>_<condition>_agents``.
+    """
+    from airflow.sdk import task
+
+    wanted = JoinCondition.parse(condition)
+
+    @task(task_id=f"{sweep.task_id}_{_snake(wanted.value)}_agents")
+    def select(result: Any) -> list[Any]:
         return list(merge_sweep_results(_chunks(result))[wanted.value])
 
     sweep_result: Any = sweep.output
@@ -168,11 +205,21 @@ def _chunks(result: Any) -> list[Mapping[str, Any]]:
 
 
 def _outcomes_of(result: Mapping[str, Any], condition: str) -> list[dict[str, Any]]:
-    """One outcome per session of ``condition`` in one sweep result, in the order of its id list."""
+    """One outcome per item of ``condition`` in one sweep result, in the order of its list."""
     full: dict[str, dict[str, Any]] = {
-        o["session_id"]: o for o in result.get("outcomes") or [] if o.get("condition") == condition
+        str(o.get("item", o["session_id"])): o for o in result.get("outcomes") or [] if o.get("condition") == condition
     }
-    return [full.get(s) or {"condition": condition, "session_id": s} for s in result.get(condition) or []]
+    live = result.get("live_sessions")
+    outcomes = []
+    for listed in result.get(condition) or []:
+        known = full.get(str(listed))
+        if known is not None:
+            outcomes.append(known)
+        elif live is not None:  # a sweep of agents keeps Success items as agent ids and live sessions
+            outcomes.append({"condition": condition, "agent_id": listed, "session_id": live.get(str(listed))})
+        else:
+            outcomes.append({"condition": condition, "session_id": listed})
+    return outcomes
 
 
 def session_key(value: Any) -> str:
@@ -181,6 +228,13 @@ def session_key(value: Any) -> str:
         return check_session_id(value)
     except InputRejected:
         return session_label(value)
+
+
+def item_key(value: Any) -> str:
+    """How a sweep keys one input value: an agent item by its agent, a session id by itself."""
+    if isinstance(value, Mapping) or (isinstance(value, int) and not isinstance(value, bool)):
+        return parse_item(value).key
+    return session_key(value)
 
 
 def _snake(name: str) -> str:

@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import threading
 import time
+import warnings
 from collections import Counter
 from typing import TYPE_CHECKING, Any
 
+from airflow.exceptions import AirflowProviderDeprecationWarning
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowException
 
+from cxone_provider.agent_sessions import AgentSessionItem, distinct_items
 from cxone_provider.conditions import (
     InputRejected,
     JoinCondition,
@@ -31,6 +34,7 @@ from cxone_provider.operators.agent_states import ListAgentSessionsOperator, liv
 from cxone_provider.operators.checkpoint import SweepCheckpoint
 from cxone_provider.operators.common import as_list, connection_for, join_agent_session, resolve_security_user_value
 from cxone_provider.operators.mapped import (
+    agents_with,
     chunk_sessions,
     chunked,
     merge_sweep_results,
@@ -53,6 +57,7 @@ __all__ = [
     "DEFAULT_MAX_CONCURRENCY",
     "JoinAgentSessionsOperator",
     "ListAgentSessionsOperator",
+    "agents_with",
     "chunk_sessions",
     "chunked",
     "live_sessions",
@@ -65,9 +70,19 @@ DEFAULT_MAX_CONCURRENCY = 16
 
 
 class JoinAgentSessionsOperator(BaseOperator):
-    """Join many agent sessions as one SecurityUser inside one task: a QA sweep.
+    """Check many agents' live sessions inside one task: a QA sweep.
 
-    Every session id of the input ends in exactly one condition list of the XCom ``return_value``:
+    ``agents`` lists (agent, expected session) items (see :mod:`cxone_provider.agent_sessions`): each
+    is joined *as its own agent* through the connection's access key, as NICE publishes the join,
+    so the key's user needs impersonation for every agent but its own. An item with no session id is
+    Success when CXone answers the agent's live session; one with a session id, when that is the
+    session CXone answers. Every item ends in exactly one condition list of the XCom
+    ``return_value``, by agent id; ``live_sessions`` maps each Success agent (as text) to its session.
+
+    The older form, ``session_ids`` joined as one ``security_user``, is deprecated: CXone's published
+    join cannot join another agent's session by id, so it works only against the sandbox's
+    ``join_mode=session`` extension. In that form every session id of the input ends in exactly one
+    condition list of the XCom ``return_value``:
     ``{"Success": [...], "InvalidAgentSession": [...], ..., "outcomes": [...], "duplicates": [...],
     "counts": {...}, "stats": {...}, "report": "..."}`` — all six condition keys are present, empty
     lists included. Map downstream work over one condition with
@@ -77,9 +92,11 @@ class JoinAgentSessionsOperator(BaseOperator):
     each session that did not succeed, in input order, and Success sessions are listed by id only;
     the report (``report``, see :mod:`cxone_provider.operators.report`) holds every session's outcome.
 
-    :param session_ids: the sessions to join (templated): a list, or its JSON/repr rendering.
-    :param security_user: as for :class:`JoinAgentSessionOperator` (templated); default: the nearest
-        upstream ``SetSecurityUserOperator``.
+    :param agents: the (agent, session) items to check (templated): a list, or its JSON/repr
+        rendering; typically ``ListAgentSessionsOperator(...).output``.
+    :param session_ids: deprecated (templated): session ids joined as ``security_user``.
+    :param security_user: with ``session_ids`` only, as for :class:`JoinAgentSessionOperator`
+        (templated); default: the nearest upstream ``SetSecurityUserOperator``.
     :param max_concurrency: most joins in flight at once; halves while CXone answers 429/503.
     :param progress_interval_s: seconds between progress log lines.
     :param cxone_conn_id: overrides the SecurityUser's connection. (templated)
@@ -92,6 +109,7 @@ class JoinAgentSessionsOperator(BaseOperator):
     """
 
     template_fields: Sequence[str] = (
+        "agents",
         "session_ids",
         "security_user",
         "cxone_conn_id",
@@ -104,7 +122,8 @@ class JoinAgentSessionsOperator(BaseOperator):
     def __init__(
         self,
         *,
-        session_ids: Any,
+        agents: Any = None,
+        session_ids: Any = None,
         security_user: Any = None,
         max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
         progress_interval_s: float = 5.0,
@@ -118,6 +137,25 @@ class JoinAgentSessionsOperator(BaseOperator):
         super().__init__(**kwargs)
         if max_concurrency < 1:
             raise ValueError(f"max_concurrency must be at least 1, got {max_concurrency}")
+        if (agents is None) == (session_ids is None):
+            raise ValueError(
+                f"{self.task_id}: give agents (the (agent, session) items to check) or the deprecated "
+                "session_ids, not both and not neither"
+            )
+        if agents is not None and security_user is not None:
+            raise ValueError(
+                f"{self.task_id}: security_user goes with session_ids only: with agents, each item is "
+                "joined as its own agent through the connection's access key"
+            )
+        if session_ids is not None:
+            warnings.warn(
+                "JoinAgentSessionsOperator(session_ids=…, security_user=…) joins other agents' sessions by id, "
+                "which CXone does not publish (only the sandbox's join_mode=session does): pass "
+                "agents=[{'agent_id': …, 'session_id': …}, …] (e.g. ListAgentSessionsOperator's output)",
+                AirflowProviderDeprecationWarning,
+                stacklevel=2,
+            )
+        self.agents = agents
         self.session_ids = session_ids
         self.security_user = security_user
         self.max_concurrency = max_concurrency
@@ -131,17 +169,31 @@ class JoinAgentSessionsOperator(BaseOperator):
         self._report_to: ObjectStoragePath | None = None
 
     def execute(self, context: Context) -> dict[str, Any]:
-        sessions, duplicates = _distinct(as_list("session_ids", self.session_ids) or [])
         self._report_to = report_location(self.report_path, context, self.task_id)
-        try:
-            user = parse_security_user(resolve_security_user_value(self, context, self.security_user))
-        except InputRejected as rejected:
-            outcomes = [JoinOutcome(rejected.condition, key, message=rejected.message) for key, _ in sessions]
-            return self._result(outcomes, duplicates, {"requests": 0})
+        if self.agents is not None:
+            items, duplicates = distinct_items(as_list("agents", self.agents) or [])
+            jobs: list[tuple[str, Any]] = [(item.key, item) for item in items]
+            conn_id = self.cxone_conn_id or CxoneHook.default_conn_name
+            # The checkpoint is of this input: these items, joined through this connection.
+            fingerprint = [f"agents via {conn_id}"] + [f"{i.key} {i.session_id or ''}" for i in items]
+            joiner: Callable[[CxoneHook, Any], JoinOutcome] = _join_item
+        else:
+            jobs, duplicates = _distinct(as_list("session_ids", self.session_ids) or [])
+            try:
+                user = parse_security_user(resolve_security_user_value(self, context, self.security_user))
+            except InputRejected as rejected:
+                outcomes = [JoinOutcome(rejected.condition, key, message=rejected.message) for key, _ in jobs]
+                return self._result(outcomes, duplicates, {"requests": 0})
+            conn_id = connection_for(user, self.cxone_conn_id)
+            fingerprint = [f"agent {user.agent_id} via {conn_id}"] + [key for key, _ in jobs]
+            agent_id = user.agent_id
+
+            def joiner(hook: CxoneHook, value: Any) -> JoinOutcome:
+                return join_agent_session(hook, value, agent_id)
+
         self._stop = threading.Event()  # a fresh one per try: on_kill of an earlier try is over
         limiter = AdaptiveLimiter(self.max_concurrency, stop=self._stop)
         hook_params = {"pool_size": self.max_concurrency, **self.hook_params}
-        conn_id = connection_for(user, self.cxone_conn_id)
         hook = CxoneHook(
             conn_id,
             **hook_params,
@@ -150,25 +202,23 @@ class JoinAgentSessionsOperator(BaseOperator):
             answer_listener=limiter.on_answer,
             stop=self._stop,
         )
-        # The checkpoint is of this input: these sessions, joined as this agent through this connection.
-        inputs = [f"agent {user.agent_id} via {conn_id}"] + [key for key, _ in sessions]
-        checkpoint = SweepCheckpoint.for_task(self.checkpoint_path, context, inputs, self.log)
+        checkpoint = SweepCheckpoint.for_task(self.checkpoint_path, context, fingerprint, self.log)
         resumed = checkpoint.load() if checkpoint else {}
         if checkpoint is not None:
             self.log.info(
-                "Checkpoint %s: %d of %d session(s) resumed from earlier tries, %d to join",
+                "Checkpoint %s: %d of %d item(s) resumed from earlier tries, %d to join",
                 checkpoint.folder,
                 len(resumed),
-                len(sessions),
-                len(sessions) - len(resumed),
+                len(jobs),
+                len(jobs) - len(resumed),
             )
         try:
             with hook:
                 result = self.sweep(
                     hook,
                     limiter,
-                    user.agent_id,
-                    sessions,
+                    joiner,
+                    jobs,
                     duplicates,
                     resumed,
                     checkpoint.record if checkpoint else None,
@@ -191,16 +241,16 @@ class JoinAgentSessionsOperator(BaseOperator):
         self,
         hook: CxoneHook,
         limiter: AdaptiveLimiter,
-        agent_id: int,
+        joiner: Callable[[CxoneHook, Any], JoinOutcome],
         sessions: list[tuple[str, Any]],
         duplicates: list[str],
         finished_before: dict[str, JoinOutcome] | None = None,
         record: Callable[[JoinOutcome], None] | None = None,
     ) -> dict[str, Any]:
-        """Join ``sessions`` (report key, value as given) as ``agent_id``, paced by ``limiter``.
+        """Join each of ``sessions`` (report key, value) with ``joiner(hook, value)``, paced by ``limiter``.
 
-        Sessions in ``finished_before`` (by an earlier try) are not joined again; ``record`` hears each
-        session as it finishes (the checkpoint).
+        Items in ``finished_before`` (by an earlier try) are not joined again; ``record`` hears each
+        item as it finishes (the checkpoint).
         """
         earlier = finished_before or {}
         started = time.monotonic()
@@ -223,9 +273,17 @@ class JoinAgentSessionsOperator(BaseOperator):
         def join(key: str, value: Any) -> JoinOutcome:
             if verdict:
                 return _same_answer(verdict[0], key, value)
-            outcome = join_agent_session(hook, value, agent_id)
-            outcome.session_id = key
-            if outcome.same_for_every_session and not verdict:
+            outcome = joiner(hook, value)
+            if not isinstance(value, AgentSessionItem):
+                outcome.session_id = key
+            # Items of the agents form are joined each as its own agent: an answer about one agent
+            # (unknown, inactive) says nothing of the next; only the URL or the key's missing
+            # impersonation right repeats for all of them.
+            about_all = outcome.same_for_every_session and (
+                not isinstance(value, AgentSessionItem)
+                or outcome.condition in (JoinCondition.DEFAULT, JoinCondition.IMPERSONATE_NOT_ENABLED)
+            )
+            if about_all and not verdict:
                 verdict.append(outcome)
                 self.log.warning(
                     "Stopping the sweep after %s on session %r: every session would get it (%s)",
@@ -324,8 +382,9 @@ class JoinAgentSessionsOperator(BaseOperator):
 
     def _result(self, outcomes: list[JoinOutcome], duplicates: list[str], stats: dict[str, Any]) -> dict[str, Any]:
         result: dict[str, Any] = {condition.value: [] for condition in JoinCondition}
+        by_agent = self.agents is not None
         for outcome in outcomes:
-            result[outcome.condition.value].append(outcome.session_id)
+            result[outcome.condition.value].append(_listed(outcome) if by_agent else outcome.session_id)
         counts = {condition.value: len(result[condition.value]) for condition in JoinCondition}
         self.log.info("Sweep of %d session(s): %s", len(outcomes), counts)
         if duplicates:
@@ -335,6 +394,10 @@ class JoinAgentSessionsOperator(BaseOperator):
             write_report(self._report_to, outcomes)
             report = str(self._report_to)
             self.log.info("Every session's outcome: %s", report)
+        if by_agent:
+            result["live_sessions"] = {
+                o.key: o.session_id for o in outcomes if o.condition is JoinCondition.SUCCESS and o.session_id
+            }
         result.update(
             outcomes=[o.to_dict() for o in outcomes if o.condition is not JoinCondition.SUCCESS],
             duplicates=duplicates,
@@ -345,11 +408,45 @@ class JoinAgentSessionsOperator(BaseOperator):
         return result
 
 
+def _join_item(hook: CxoneHook, item: AgentSessionItem) -> JoinOutcome:
+    """Join ``item``'s agent's live session as that agent; its outcome, keyed by the item."""
+    if item.rejected is not None or item.agent_id is None:
+        return _rejected_item(item)
+    outcome = join_agent_session(hook, item.session_id, item.agent_id)
+    outcome.agent_id = item.agent_id
+    outcome.item_key = item.key
+    return outcome
+
+
+def _rejected_item(item: AgentSessionItem) -> JoinOutcome:
+    """A malformed item's outcome: its documented condition, no request."""
+    condition = item.rejected.condition if item.rejected else JoinCondition.INVALID_AGENT_ID
+    message = item.rejected.message if item.rejected else f"sweep item {item.key!r} names no agent"
+    return JoinOutcome(condition, item.session_id or "", message=message, agent_id=item.agent_id, item_key=item.key)
+
+
+def _listed(outcome: JoinOutcome) -> int | str:
+    """How an item of the agents form is listed under its condition: its agent id, else as given."""
+    return outcome.agent_id if outcome.agent_id is not None else outcome.key
+
+
 def _same_answer(first: JoinOutcome, key: str, value: Any) -> JoinOutcome:
-    """The outcome of a session not sent because ``first`` answered for every session.
+    """The outcome of an item not sent because ``first`` answered for every item.
 
     Malformed ids keep their own condition: they would never have been sent anyway.
     """
+    if isinstance(value, AgentSessionItem):
+        if value.rejected is not None or value.agent_id is None:
+            return _rejected_item(value)
+        cause = first.message if first.key in ("", key) else f"{first.key!r} was answered: {first.message}"
+        return JoinOutcome(
+            first.condition,
+            value.session_id or "",
+            status_code=first.status_code,
+            message=f"not sent: {cause}",
+            agent_id=value.agent_id,
+            item_key=key,
+        )
     try:
         check_session_id(value)
     except InputRejected as rejected:

@@ -57,7 +57,7 @@ CONDITION_COLOURS: dict[str, str] = {
 }
 
 #: The columns of a run page's CSV and JSON downloads, in order.
-SESSION_COLUMNS = ("session_id", "condition", "status_code", "message", "attempts", "elapsed_s")
+SESSION_COLUMNS = ("agent_id", "session_id", "condition", "status_code", "message", "attempts", "elapsed_s")
 
 #: A spreadsheet runs a cell starting with one of these as a formula (OWASP, "CSV Injection").
 _FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
@@ -133,11 +133,14 @@ class SweepDetail:
         return [(c, matching[c]) for c in order if matching.get(c)]
 
     def matching(self, query: str) -> dict[str, list[dict[str, Any]]]:
-        """The sessions whose id contains ``query`` (case-insensitive), per condition."""
+        """The sessions whose id or agent id contains ``query`` (case-insensitive), per condition."""
         needle = query.strip().lower()
         if not needle:
             return self.sessions
-        return {c: [s for s in rows if needle in str(s["session_id"]).lower()] for c, rows in self.sessions.items()}
+        return {
+            c: [s for s in rows if needle in f"{s.get('session_id')} {s.get('agent_id', '')}".lower()]
+            for c, rows in self.sessions.items()
+        }
 
     def rows(self, query: str = "") -> list[dict[str, Any]]:
         """Every (matching) session as one flat record, in the page's condition order."""
@@ -184,16 +187,23 @@ def sessions_of(result: Mapping[str, Any]) -> dict[str, list[dict[str, Any]]]:
     with its id alone.
     """
     known = {
-        (o.get("condition"), str(o.get("session_id"))): o
+        (o.get("condition"), str(o.get("item", o.get("session_id")))): o
         for o in result.get("outcomes") or ()
         if isinstance(o, Mapping)
     }
+    # A sweep of agents lists agent ids under each condition and its Success agents' live sessions.
+    live = result.get("live_sessions")
     sessions: dict[str, list[dict[str, Any]]] = {}
     for condition in CONDITIONS:
         rows = []
-        for session_id in result.get(condition) or ():
-            outcome = known.get((condition, str(session_id)))
-            rows.append(dict(outcome) if outcome else {"session_id": session_id, "condition": condition})
+        for listed in result.get(condition) or ():
+            outcome = known.get((condition, str(listed)))
+            if outcome:
+                rows.append(dict(outcome))
+            elif isinstance(live, Mapping):
+                rows.append({"agent_id": listed, "session_id": live.get(str(listed)), "condition": condition})
+            else:
+                rows.append({"session_id": listed, "condition": condition})
         sessions[condition] = rows
     return sessions
 
