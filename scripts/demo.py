@@ -34,12 +34,16 @@ class Scenario:
     name: str
     conf: dict[str, Any] = field(default_factory=dict)
     faults: dict[str, Any] = field(default_factory=dict)
+    #: the access key of the connection (default: the sandbox's key whose user may impersonate)
+    key: str | None = None
 
 
+# CXone's published join attaches the SecurityUser to its own live session: the supervisor (1001)
+# joins sess-1001 and monitors agent 2001 from it.
 SCENARIOS = (
-    Scenario("supervisor joins a live session"),
-    Scenario("session has ended", {"session_id": "sess-2007"}),
-    Scenario("supervisor without impersonation", {"supervisor_agent_id": 1002}),
+    Scenario("supervisor joins their live session"),
+    Scenario("not the supervisor's live session", {"session_id": "sess-2007"}),
+    Scenario("access key may not act as the supervisor", key="SANDBOX-NOIMP-KEY"),
     Scenario("stored SecurityUser is now inactive", {"join_as": 1003}),
     Scenario("stored SecurityUser's agent does not exist", {"join_as": {"agent_id": 9999}}),
     Scenario(
@@ -85,9 +89,9 @@ def run_scenarios(logs: Path) -> list[dict[str, Any]]:
     rows = []
     with SandboxServer() as sandbox:
         name, value = sandbox.connection_env()
-        os.environ[name] = value
         print(f"CXone sandbox at {sandbox.url}; {name} points at it.\n")
         for number, scenario in enumerate(SCENARIOS, start=1):
+            os.environ[name] = sandbox.connection_env(key=scenario.key)[1]
             sandbox.reset()
             if scenario.faults:
                 sandbox.set_faults(**scenario.faults)

@@ -27,14 +27,16 @@ if TYPE_CHECKING:
 SUPERVISED = "cxone_supervised_session"
 SWEEP = "cxone_qa_sweep"
 
-# One scenario per result condition: run conf, and the faults that make CXone misbehave.
+# One scenario per result condition: run conf, the faults that make CXone misbehave, and the
+# connection's access key (None: the sandbox's key whose user may impersonate). The supervisor
+# (1001) joins its own live session, sess-1001, as CXone publishes the join.
 SCENARIOS = {
-    "Success": ({}, {}),
-    "InvalidAgentSession": ({"session_id": "sess-2007"}, {}),
-    "ImpersonateNotEnabled": ({"supervisor_agent_id": 1002}, {}),
-    "InvalidSecurityUser": ({"join_as": 1003}, {}),
-    "InvalidAgentId": ({"join_as": {"agent_id": 9999, "conn_id": "cxone_default"}}, {}),
-    "Default": ({}, {"rate_503": 1.0, "path_filter": "agent-sessions/join"}),
+    "Success": ({}, {}, None),
+    "InvalidAgentSession": ({"session_id": "sess-2007"}, {}, None),
+    "ImpersonateNotEnabled": ({}, {}, "SANDBOX-NOIMP-KEY"),
+    "InvalidSecurityUser": ({"join_as": 1003}, {}, None),
+    "InvalidAgentId": ({"join_as": {"agent_id": 9999, "conn_id": "cxone_default"}}, {}, None),
+    "Default": ({}, {"rate_503": 1.0, "path_filter": "agent-sessions/join"}, None),
 }
 BRANCH_OF = {
     "Success": "start_monitoring",
@@ -70,10 +72,12 @@ def test_every_dag_file_imports_offline_without_errors(tmp_path):
 
 
 @pytest.mark.parametrize("condition", list(SCENARIOS))
-def test_supervised_session_routes_each_condition(airflow_db, cxone_sandbox, tmp_path, condition):
-    conf, faults = SCENARIOS[condition]
+def test_supervised_session_routes_each_condition(airflow_db, cxone_sandbox, tmp_path, condition, monkeypatch):
+    conf, faults, key = SCENARIOS[condition]
     if faults:
         cxone_sandbox.set_faults(**faults)
+    if key:
+        monkeypatch.setenv(*cxone_sandbox.connection_env(key=key))
     name = f"routes-{condition}.jsonl"
     audit_log = dag_module(SUPERVISED).AUDIT_BASE / name
     audit_log.unlink(missing_ok=True)
@@ -93,7 +97,10 @@ def test_supervised_session_routes_each_condition(airflow_db, cxone_sandbox, tmp
     assert outcome["condition"] == condition
     state = cxone_sandbox.state()
     if condition == "Success":
-        assert [a for a in state["supervise_actions"] if a["action"] == "monitor"]
+        assert outcome["session_id"] == "sess-1001"
+        (monitor,) = [a for a in state["supervise_actions"] if a["action"] == "monitor"]
+        # From the supervisor's own session, of the agent the run names.
+        assert (monitor["session_id"], monitor["target_agent_id"]) == ("sess-1001", 2001)
         assert not audit_log.exists()
     else:
         (record,) = [json.loads(line) for line in audit_log.read_text().splitlines()]
@@ -106,7 +113,7 @@ def test_supervised_session_routes_each_condition(airflow_db, cxone_sandbox, tmp
 
 
 def test_supervised_session_waits_for_the_agent_when_asked(airflow_db, cxone_sandbox):
-    """With wait_for_agent_id the run waits (deferred) until the agent logs in, then joins their session."""
+    """With wait_for_agent_id the run waits (deferred) until the agent logs in, then monitors them."""
     import threading
     import time
 
@@ -135,7 +142,9 @@ def test_supervised_session_waits_for_the_agent_when_asked(airflow_db, cxone_san
     assert states["wait_for_agent"] == states["start_monitoring"] == "success"
     assert run.get_task_instance("wait_for_agent").xcom_pull(task_ids="wait_for_agent")["agentId"] == 2009
     outcome = run.get_task_instance("join_agent_session").xcom_pull(task_ids="join_agent_session")
-    assert (outcome["condition"], outcome["session_id"]) == ("Success", "sess-2009-1")
+    assert (outcome["condition"], outcome["session_id"]) == ("Success", "sess-1001")
+    monitors = [a for a in cxone_sandbox.state()["supervise_actions"] if a["action"] == "monitor"]
+    assert [(a["session_id"], a["target_agent_id"]) for a in monitors] == [("sess-1001", 2009)]
 
 
 def test_supervised_session_audit_log_defaults_below_airflow_home(airflow_db, cxone_sandbox):
