@@ -88,7 +88,7 @@ def run_scenarios(logs: Path) -> list[dict[str, Any]]:
 
     rows = []
     with SandboxServer() as sandbox:
-        name, value = sandbox.connection_env()
+        name = sandbox.connection_env()[0]
         print(f"CXone sandbox at {sandbox.url}; {name} points at it.\n")
         for number, scenario in enumerate(SCENARIOS, start=1):
             os.environ[name] = sandbox.connection_env(key=scenario.key)[1]
