@@ -46,11 +46,14 @@ class CxoneClient:
         params: Mapping[str, Any] | None = None,
         json_body: Any = None,
         retry_when: RetryWhen = RetryWhen.ANY_FAILURE,
+        wait_s: float = 0.0,
     ) -> ApiResponse:
         """Call the Agent API at ``path`` (relative to the API base, or an absolute URL under it).
 
         :param action: what the call does, for the error message ("get agent 1001").
         :param retry_when: the call's entry of :data:`~cxone_provider.client.transport.RETRY_POLICY`.
+        :param wait_s: how long CXone may hold the answer on purpose (a long poll): added to the read
+            timeout, which otherwise bounds every wait for an answer.
         :raises CxoneApiError: an error answer, a 2xx whose body could not be read, or no answer.
         :raises CxoneAuthError: no token; :raises CxoneConfigError: the connection is unusable.
         """
@@ -58,6 +61,8 @@ class CxoneClient:
         url = path if path.startswith(base) else base + path.lstrip("/")
         started = time.monotonic()
         token_sent = ""
+        connect_timeout, read_timeout = self.transport.timeout
+        timeout = (connect_timeout, read_timeout + max(0.0, wait_s))
 
         def send() -> requests.Response:
             nonlocal token_sent
@@ -68,7 +73,7 @@ class CxoneClient:
                 params=params,
                 json=json_body,
                 headers={"Authorization": f"Bearer {token_sent}"},
-                timeout=self.transport.timeout,
+                timeout=timeout,
                 stream=True,
                 allow_redirects=False,
             )

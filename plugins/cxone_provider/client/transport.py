@@ -62,6 +62,8 @@ RETRY_POLICY: Mapping[str, RetryWhen] = {
     "start_session": RetryWhen.NOT_RECEIVED,  # a second start would end the first session
     "end_session": RetryWhen.NOT_RECEIVED,
     "supervise": RetryWhen.NOT_RECEIVED,  # monitor, coach, barge, take-over
+    # A poll that CXone answered moves the session to a new id: a repeat would use a spent one.
+    "get_next_event": RetryWhen.NOT_RECEIVED,
 }
 
 RETRYABLE_STATUS = frozenset({429, 503})

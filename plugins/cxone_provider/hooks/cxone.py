@@ -11,6 +11,7 @@ answer means for Studio is decided in :mod:`cxone_provider.conditions`, not here
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urljoin
@@ -24,7 +25,7 @@ from cxone_provider.exceptions import CxoneApiError, CxoneAuthError, CxoneConfig
 from cxone_provider.response import ApiResponse
 
 # The errors this hook raises, importable from here too (they are defined in cxone_provider.exceptions).
-__all__ = ["CxoneApiError", "CxoneAuthError", "CxoneConfigError", "CxoneHook", "CxoneSettings"]
+__all__ = ["CxoneApiError", "CxoneAuthError", "CxoneConfigError", "CxoneHook", "CxoneSettings", "SessionEvents"]
 
 if TYPE_CHECKING:
     import threading
@@ -37,6 +38,8 @@ JOIN_PATH = "agent-sessions/join"
 # Public specs name only asAgentId; Studio's SessionId input travels as this query parameter.
 JOIN_SESSION_PARAM = "sessionId"
 SUPERVISE_ACTIONS = ("monitor", "coach", "barge", "take-over")
+#: ``get-next-event``'s ``timeout`` (seconds CXone may hold the poll), as NICE publishes its range.
+MAX_EVENT_WAIT_S = 60
 AGENT_STATES_PATH = "agents/states"
 # agents/states pages are followed through _links.next; a loop or a runaway listing stops here.
 MAX_STATE_PAGES = 1000
@@ -268,6 +271,37 @@ class CxoneHook(BaseHook):
             retry_when=RETRY_POLICY["join"],
         )
 
+    def get_next_event(self, session_id: str, *, timeout: int = 30) -> SessionEvents:
+        """``GET agent-sessions/{sessionId}/get-next-event?timeout=N``: the session's next events.
+
+        CXone holds the poll up to ``timeout`` seconds (0 to 60) and answers 200 with events, 304 with
+        none, or 409 once the session has ended. An answer names the session id the next poll must
+        use (:attr:`SessionEvents.next_session_id`); polling is also what keeps a joined session alive.
+        """
+        if isinstance(timeout, bool) or not isinstance(timeout, int) or not 0 <= timeout <= MAX_EVENT_WAIT_S:
+            raise ValueError(f"get_next_event timeout must be a whole number of seconds from 0 to 60, got {timeout!r}")
+        action = f"get the next event of session {session_id!r}"
+        try:
+            answer = self.client.request(
+                action,
+                "GET",
+                f"agent-sessions/{quote(session_id, safe='')}/get-next-event",
+                params={"timeout": timeout},
+                retry_when=RETRY_POLICY["get_next_event"],
+                wait_s=timeout,
+            )
+        except CxoneApiError as error:
+            if error.http_status == 304:  # nothing happened within the timeout
+                return SessionEvents(session_id, session_id, [])
+            if error.http_status == 409:  # the session is over: NICE's SDK reports AgentSessionEnd
+                return SessionEvents(session_id, None, [], ended=True)
+            raise
+        body = answer.body if isinstance(answer.body, Mapping) else {}
+        events = [dict(e) for e in body.get("events") or [] if isinstance(e, Mapping)]
+        next_id = body.get("sessionId")
+        ended = any(str(e.get("Type", "")) == "AgentSessionEnd" for e in events)
+        return SessionEvents(session_id, str(next_id) if next_id else session_id, events, ended=ended)
+
     # --- the Airflow UI's Test button -------------------------------------------------------------
 
     def test_connection(self) -> tuple[bool, str]:
@@ -279,6 +313,23 @@ class CxoneHook(BaseHook):
         except Exception as exc:
             return False, self.redact(str(exc)) if "client" in self.__dict__ else str(exc)
         return True, f"Connected to {base}: token issued, {len(states)} agent state(s) visible"
+
+
+@dataclass(frozen=True)
+class SessionEvents:
+    """What one ``get-next-event`` poll answered.
+
+    :param session_id: the session id the poll used.
+    :param next_session_id: the id the next poll must use (CXone names a new one in each answer with
+        a body; a 304 keeps the one used); ``None`` once the session has ended.
+    :param events: the events, as CXone sends them (PascalCase keys, string values).
+    :param ended: the session has ended (409, or an ``AgentSessionEnd`` event).
+    """
+
+    session_id: str
+    next_session_id: str | None
+    events: list[dict[str, Any]] = field(default_factory=list)
+    ended: bool = False
 
 
 def next_page_url(body: Mapping[str, Any], api_base: str, seen: set[str]) -> str | None:
