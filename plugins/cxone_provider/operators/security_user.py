@@ -64,7 +64,7 @@ class SetSecurityUserOperator(BaseOperator):
             with CxoneHook(self.cxone_conn_id, **self.hook_params) as hook:
                 agent = hook.get_agent(agent_id)
         except CxoneApiError as error:
-            if is_route_not_found(error.http_status, error.response.body):
+            if is_route_not_found(error.response):
                 # Not an answer about the agent: the URL is wrong (a mistyped api_base_url or api_version).
                 raise AirflowFailException(f"SetSecurityUser: {ROUTE_NOT_FOUND} ({error.response.message})") from None
             if error.http_status in (400, 404):
