@@ -9,17 +9,22 @@ import pytest
 from cxone_provider.conditions import (
     InputRejected,
     JoinCondition,
+    JoinFacts,
     JoinOutcome,
     SecurityUser,
     check_agent_id,
     check_session_id,
     classify_join,
     classify_response,
+    decide,
     join_outcome,
+    needs_probe,
+    parse_condition_rules,
     parse_security_user,
     same_for_every_session,
 )
-from cxone_provider.exceptions import CxoneAuthError
+from cxone_provider.exceptions import CxoneApiError, CxoneAuthError
+from cxone_provider.response import ApiResponse
 
 C = JoinCondition
 
@@ -59,7 +64,8 @@ def _err(name: str, text: str = "") -> dict[str, str]:
         pytest.param(400, _err("InvalidAgentSession"), C.INVALID_AGENT_SESSION, id="400-session-name"),
         pytest.param(404, _err("InvalidAgentSession"), C.INVALID_AGENT_SESSION, id="404-session-name"),
         pytest.param(409, _err("InvalidAgentSession"), C.INVALID_AGENT_SESSION, id="409-session-name"),
-        pytest.param(409, {"message": "Agent session has ended"}, C.DEFAULT, id="409-session-text-only"),
+        # a 409 to a join: the session is in no state to join, whatever the text says
+        pytest.param(409, {"message": "Agent session has ended"}, C.INVALID_AGENT_SESSION, id="409-session-text-only"),
         pytest.param(
             404,
             {"message": "Not Found: POST /inContactAPI/services/v33.0/typo/agent-sessions/join"},
@@ -67,7 +73,7 @@ def _err(name: str, text: str = "") -> dict[str, str]:
             id="404-route-naming-a-session",
         ),
         pytest.param(404, {"errorCode": "InvalidAgentSession"}, C.DEFAULT, id="404-name-outside-error-field"),
-        pytest.param(409, _err("InvalidAgentId"), C.DEFAULT, id="409-agent-name-not-in-table"),
+        pytest.param(409, _err("InvalidAgentId"), C.INVALID_AGENT_SESSION, id="409-agent-name-does-not-fit-409"),
         pytest.param(400, {"message": "the agent is busy"}, C.DEFAULT, id="400-agent-word-alone"),
         pytest.param(429, _err("TooManyRequests"), C.DEFAULT, id="429"),
         pytest.param(500, _err("InternalError"), C.DEFAULT, id="500"),
@@ -100,14 +106,6 @@ def test_free_text_never_decides():
         ),
         pytest.param(202, {}, C.DEFAULT, "without a sessionId", id="no-session-id"),
         pytest.param(200, None, C.DEFAULT, "without a sessionId", id="no-body"),
-        pytest.param(404, None, C.DEFAULT, "API route not found: check api_base_url / api_version", id="route-html"),
-        pytest.param(
-            404,
-            {"message": "Not Found"},
-            C.DEFAULT,
-            "API route not found: check api_base_url / api_version",
-            id="route-json",
-        ),
         pytest.param(404, _err("InvalidAgentSession", "gone"), C.INVALID_AGENT_SESSION, "gone", id="cxone-404"),
     ],
 )
@@ -118,20 +116,21 @@ def test_join_answers(status, body, expected, in_message):
 
 
 @pytest.mark.parametrize(
-    ("condition", "status", "body", "every_session"),
+    ("condition", "status", "route_not_found", "every_session"),
     [
-        pytest.param(C.DEFAULT, 404, {"message": "Not Found"}, True, id="route-not-found"),
-        pytest.param(C.DEFAULT, 503, _err("ServiceUnavailable"), False, id="outage"),
-        pytest.param(C.IMPERSONATE_NOT_ENABLED, 403, _err("ImpersonateNotEnabled"), True, id="no-impersonation"),
-        pytest.param(C.INVALID_SECURITY_USER, 403, _err("Forbidden"), True, id="403"),
-        pytest.param(C.INVALID_SECURITY_USER, 401, _err("invalid_token"), False, id="401-may-be-one-token"),
-        pytest.param(C.INVALID_AGENT_ID, 404, _err("InvalidAgentId"), True, id="unknown-agent"),
-        pytest.param(C.INVALID_AGENT_SESSION, 409, _err("InvalidAgentSession"), False, id="ended-session"),
-        pytest.param(C.SUCCESS, 202, {"sessionId": "s"}, False, id="success"),
+        pytest.param(C.DEFAULT, 404, True, True, id="route-not-found"),
+        pytest.param(C.DEFAULT, 404, False, False, id="404-undecided"),
+        pytest.param(C.DEFAULT, 503, False, False, id="outage"),
+        pytest.param(C.IMPERSONATE_NOT_ENABLED, 403, False, True, id="no-impersonation"),
+        pytest.param(C.INVALID_SECURITY_USER, 403, False, True, id="403"),
+        pytest.param(C.INVALID_SECURITY_USER, 401, False, False, id="401-may-be-one-token"),
+        pytest.param(C.INVALID_AGENT_ID, 404, False, True, id="unknown-agent"),
+        pytest.param(C.INVALID_AGENT_SESSION, 409, False, False, id="ended-session"),
+        pytest.param(C.SUCCESS, 202, False, False, id="success"),
     ],
 )
-def test_answers_that_hold_for_every_session(condition, status, body, every_session):
-    assert same_for_every_session(condition, status, body) is every_session
+def test_answers_that_hold_for_every_session(condition, status, route_not_found, every_session):
+    assert same_for_every_session(condition, status, route_not_found=route_not_found) is every_session
 
 
 @pytest.mark.parametrize(
@@ -242,3 +241,227 @@ def test_outcome_round_trips_through_json():
         "elapsed_s": 0.0123,
     }
     assert JoinOutcome.from_dict(data).condition is C.INVALID_AGENT_SESSION
+
+
+# --- the published facts: icStatusDescription, the errorDescription shape, the call, what is known ----
+
+ACTING_AS_OTHER = JoinFacts(as_agent_id=2001, token_holder_agent_id=1001)
+ACTING_AS_SELF = JoinFacts(as_agent_id=1001, token_holder_agent_id=1001)
+HOLDER_UNKNOWN = JoinFacts(as_agent_id=2001)
+
+
+@pytest.mark.parametrize(
+    ("status", "description", "body", "facts", "expected"),
+    [
+        # each wording CXone publishes in the icStatusDescription header, with no body
+        pytest.param(404, "InvalidAgentSession", None, None, C.INVALID_AGENT_SESSION, id="404-InvalidAgentSession"),
+        pytest.param(404, "Invalid agent session Id.", None, None, C.INVALID_AGENT_SESSION, id="404-sentence"),
+        pytest.param(409, "Invalid State", None, None, C.INVALID_AGENT_SESSION, id="409-Invalid-State"),
+        pytest.param(404, "InvalidAgentId", None, None, C.INVALID_AGENT_ID, id="404-InvalidAgentId"),
+        pytest.param(400, "Invalid Agent Id", None, None, C.INVALID_AGENT_ID, id="400-Invalid-Agent-Id"),
+        pytest.param(400, "Invalid state request.", None, None, C.DEFAULT, id="400-state-request-is-no-join-fact"),
+        # a wording whose status does not fit it decides nothing
+        pytest.param(500, "InvalidAgentSession", None, None, C.DEFAULT, id="500-wording-does-not-fit"),
+        # the published {"error", "errorDescription"} shape
+        pytest.param(
+            404,
+            "",
+            {"error": "NotFound", "errorDescription": "Invalid agent session Id."},
+            None,
+            C.INVALID_AGENT_SESSION,
+            id="errorDescription-shape",
+        ),
+        pytest.param(
+            400,
+            "",
+            {"error": "InvalidAgentId", "errorDescription": "Agent 9 unknown"},
+            None,
+            C.INVALID_AGENT_ID,
+            id="errorDescription-shape-error-name",
+        ),
+        # an unknown JSON shape: its free text never decides, an exact Studio name in `error` does
+        pytest.param(404, "", {"message": "Invalid agent session Id."}, None, C.DEFAULT, id="unknown-shape-text"),
+        pytest.param(404, "", {"error": "InvalidAgentSession"}, None, C.INVALID_AGENT_SESSION, id="unknown-shape-name"),
+        pytest.param(404, "", {"error": "invalid agent session"}, None, C.DEFAULT, id="unknown-shape-not-exact"),
+        # 403: decided by who acted as whom
+        pytest.param(403, "", None, ACTING_AS_OTHER, C.IMPERSONATE_NOT_ENABLED, id="403-as-another-agent"),
+        pytest.param(403, "", None, ACTING_AS_SELF, C.INVALID_SECURITY_USER, id="403-as-own-agent"),
+        pytest.param(403, "", None, HOLDER_UNKNOWN, C.INVALID_SECURITY_USER, id="403-holder-unknown"),
+        pytest.param(403, "Forbidden", "<html>403</html>", ACTING_AS_OTHER, C.IMPERSONATE_NOT_ENABLED, id="403-html"),
+        pytest.param(401, "", None, ACTING_AS_OTHER, C.INVALID_SECURITY_USER, id="401"),
+        pytest.param(409, "", None, None, C.INVALID_AGENT_SESSION, id="409-no-text"),
+        pytest.param(404, "", None, None, C.DEFAULT, id="404-nothing-names-a-condition"),
+    ],
+)
+def test_published_facts_decide(status, description, body, facts, expected):
+    assert classify_response(status, body, description=description, facts=facts) is expected
+
+
+def test_403_explains_the_inference():
+    condition, note = decide(403, None, "", facts=ACTING_AS_OTHER)
+    assert condition is C.IMPERSONATE_NOT_ENABLED
+    assert "agent 2001" in note
+    assert "agent 1001" in note
+
+
+def test_only_an_undecided_404_needs_a_probe():
+    assert needs_probe(404, None, "")
+    assert needs_probe(404, {"message": "Not Found"}, "")
+    assert not needs_probe(404, None, "InvalidAgentSession")
+    assert not needs_probe(404, {"error": "InvalidAgentId"}, "")
+    assert not needs_probe(409, None, "")
+    rules = parse_condition_rules([{"status": 404, "condition": "InvalidAgentSession"}])
+    assert not needs_probe(404, None, "", JoinFacts(rules=rules))
+
+
+def _answer(status, body=None, description="", size=None):
+    size = size if size is not None else (0 if body is None else len(json.dumps(body)))
+    return ApiResponse(
+        status,
+        body=body,
+        message=description or f"HTTP {status}",
+        status_description=description,
+        body_size=size,
+        attempts=1,
+    )
+
+
+@pytest.mark.parametrize(
+    ("probe", "expected", "every_session", "says"),
+    [
+        pytest.param(
+            _answer(200, {"agents": [{"agentId": 2001}]}),
+            C.INVALID_AGENT_SESSION,
+            False,
+            "agent 2001 exists",
+            id="agent-exists-so-the-session-is-unknown",
+        ),
+        pytest.param(
+            CxoneApiError(_answer(404), "check"), C.INVALID_AGENT_ID, True, "no such agent", id="agent-404-no-body"
+        ),
+        pytest.param(
+            CxoneApiError(_answer(404, description="Invalid Agent Id"), "check"),
+            C.INVALID_AGENT_ID,
+            True,
+            "no such agent",
+            id="agent-404-named",
+        ),
+        pytest.param(
+            CxoneApiError(_answer(404, {"message": "Not Found"}), "check"),
+            C.DEFAULT,
+            True,
+            "API route not found",
+            id="agent-404-page-route",
+        ),
+        pytest.param(
+            CxoneApiError(_answer(503), "check"),
+            C.DEFAULT,
+            False,
+            "GET agents/2001: HTTP 503",
+            id="agent-503-undecided",
+        ),
+        pytest.param(None, C.DEFAULT, False, "no check was possible", id="no-probe"),
+    ],
+)
+def test_an_ambiguous_404_is_decided_by_one_read_of_the_agent(probe, expected, every_session, says):
+    outcome = join_outcome("sess-1", CxoneApiError(_answer(404), "join"), facts=ACTING_AS_OTHER, probe=probe)
+    assert outcome.condition is expected
+    assert outcome.same_for_every_session is every_session
+    assert says in outcome.message
+
+
+def test_a_404_probe_for_the_key_users_own_agent_means_the_route():
+    outcome = join_outcome(
+        "sess-1", CxoneApiError(_answer(404), "join"), facts=ACTING_AS_SELF, probe=CxoneApiError(_answer(404), "c")
+    )
+    assert (outcome.condition, outcome.same_for_every_session) == (C.DEFAULT, True)
+    assert "API route not found" in outcome.message
+
+
+def test_without_a_probe_a_404_page_is_the_route():
+    outcome = join_outcome("sess-1", CxoneApiError(_answer(404, {"message": "Not Found"}), "join"))
+    assert (outcome.condition, outcome.same_for_every_session) == (C.DEFAULT, True)
+    assert "API route not found: check api_base_url / api_version" in outcome.message
+
+
+def test_a_join_expecting_no_session_reports_the_live_one():
+    outcome = join_outcome(None, _answer(202, {"sessionId": "live-9"}))
+    assert (outcome.condition, outcome.session_id, outcome.message) == (C.SUCCESS, "live-9", "joined")
+    assert join_outcome(None, _answer(202, {})).condition is C.DEFAULT
+    assert join_outcome("sess-1", _answer(202, {"sessionId": "live-9"})).condition is C.INVALID_AGENT_SESSION
+
+
+# --- a tenant's own rules -----------------------------------------------------------------------------
+
+
+def test_rules_come_before_the_published_table():
+    rules = parse_condition_rules(
+        [
+            {"status": 404, "pattern": "(?i)session .* expired", "condition": "InvalidAgentSession"},
+            {"status": [400, 422], "pattern": "agent", "condition": "InvalidAgentId"},
+            {"status": "403", "condition": "InvalidSecurityUser"},
+        ]
+    )
+    facts = JoinFacts(as_agent_id=2001, token_holder_agent_id=1001, rules=rules)
+    assert decide(404, None, "", description="Session 42 EXPIRED", facts=facts) == (
+        C.INVALID_AGENT_SESSION,
+        "condition_rules[0]",
+    )
+    assert classify_response(422, {"error": "bad agent"}, facts=facts) is C.INVALID_AGENT_ID
+    assert classify_response(422, {"error": "bad station"}, facts=facts) is C.DEFAULT
+    # the third rule overrides the impersonation inference for every 403
+    assert classify_response(403, None, facts=facts) is C.INVALID_SECURITY_USER
+    assert classify_response(403, None, facts=ACTING_AS_OTHER) is C.IMPERSONATE_NOT_ENABLED
+
+
+def test_rules_may_be_json_text():
+    (rule,) = parse_condition_rules('[{"status": 409, "condition": "Default"}]')
+    assert (rule.statuses, rule.pattern, rule.condition) == (frozenset({409}), None, C.DEFAULT)
+    assert parse_condition_rules(None) == parse_condition_rules("") == parse_condition_rules([]) == ()
+
+
+@pytest.mark.parametrize(
+    ("rules", "says"),
+    [
+        pytest.param(
+            [{"status": 404, "pattern": "(", "condition": "InvalidAgentId"}],
+            r"condition_rules\[0\]\.pattern '\(' is not a valid regular expression",
+            id="bad-regex",
+        ),
+        pytest.param(
+            [{"status": 404, "condition": "InvalidSession"}],
+            r"condition_rules\[0\]\.condition: unknown result condition 'InvalidSession'",
+            id="unknown-condition",
+        ),
+        pytest.param(
+            [{"status": 404, "condition": "Success"}], r"condition_rules\[0\]\.condition 'Success'", id="success"
+        ),
+        pytest.param(
+            [{"status": 200, "condition": "Default"}],
+            r"condition_rules\[0\]\.status 200 is not an HTTP error",
+            id="status-2xx",
+        ),
+        pytest.param(
+            [{"status": "four-oh-four", "condition": "Default"}],
+            r"\.status 'four-oh-four' is not an HTTP",
+            id="status-text",
+        ),
+        pytest.param([{"status": True, "condition": "Default"}], r"\.status True is not an HTTP", id="status-bool"),
+        pytest.param([{"status": [], "condition": "Default"}], r"\.status is an empty list", id="status-empty"),
+        pytest.param([{"condition": "Default"}], r"\.status None is not an HTTP", id="status-missing"),
+        pytest.param(
+            [{"status": 404, "condition": "Default", "regex": "x"}], r"unknown key\(s\) \['regex'\]", id="unknown-key"
+        ),
+        pytest.param(
+            [{"status": 404, "pattern": 5, "condition": "Default"}],
+            r"\.pattern must be a regular expression",
+            id="pattern-not-text",
+        ),
+        pytest.param(["404 -> Default"], r"condition_rules\[0\] must be a mapping", id="not-a-mapping"),
+        pytest.param({"status": 404}, r"condition_rules must be a list of rules, got dict", id="not-a-list"),
+        pytest.param("[{", r"condition_rules must be a list of rules \(JSON\)", id="bad-json"),
+    ],
+)
+def test_bad_rules_are_refused_naming_the_field_and_value(rules, says):
+    with pytest.raises(ValueError, match=says):
+        parse_condition_rules(rules)

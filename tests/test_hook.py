@@ -257,7 +257,6 @@ def test_session_id_is_url_encoded(cxone_sandbox, make_hook):
 @pytest.mark.parametrize(
     ("session_id", "agent_id", "condition"),
     [
-        ("", 1001, C.INVALID_AGENT_SESSION),
         ("   ", 1001, C.INVALID_AGENT_SESSION),
         ("None", 1001, C.INVALID_AGENT_SESSION),
         ("sess 2001", 1001, C.INVALID_AGENT_SESSION),
@@ -271,6 +270,20 @@ def test_bad_input_sends_nothing(cxone_sandbox, make_hook, session_id, agent_id,
     assert outcome.condition is condition
     assert outcome.status_code is None
     assert cxone_sandbox.journal() == []
+
+
+@pytest.mark.parametrize("no_session", [None, ""])
+def test_a_join_expecting_no_session_is_success_with_the_agents_live_session(cxone_sandbox, make_hook, no_session):
+    hook = make_hook()
+    # Agent 1001 has no live session yet: CXone's answer names the session as the unknown part.
+    outcome = join_agent_session(hook, no_session, 1001)
+    assert (outcome.condition, outcome.session_id, outcome.status_code) == (C.INVALID_AGENT_SESSION, "", 404)
+    live = hook.start_agent_session(as_agent_id=1001, station_id="7100")
+    outcome = join_agent_session(hook, no_session, 1001)
+    assert (outcome.condition, outcome.session_id) == (C.SUCCESS, live)
+    joins = _calls(cxone_sandbox, "agent-sessions/join")
+    assert len(joins) == 2
+    assert all("sessionId" not in e["params"] for e in joins)  # the published request: asAgentId only
 
 
 def test_refused_token_makes_the_join_invalid_security_user(cxone_sandbox, make_hook):

@@ -73,6 +73,10 @@ class BranchConfigError(CxoneError):
     """``branches`` names an unknown condition or a task that is not directly downstream."""
 
 
+class ConditionRulesError(CxoneError, ValueError):
+    """``condition_rules`` holds a bad rule (status, pattern or condition); the message names it."""
+
+
 class AmbiguousSecurityUserError(CxoneError, AirflowFailException):
     """Two SetSecurityUserOperators are equally near: which supervisor joins must not be left to chance."""
 

@@ -10,8 +10,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+#: CXone's error text travels in this response header (NICE publishes no Agent API error body).
+STATUS_DESCRIPTION_HEADER = "icStatusDescription"
+
 # Human text, in the order CXone's and gateways' error shapes carry it; never used to decide a condition.
-_MESSAGE_KEYS = ("error_description", "message", "errorMessage", "Message", "detail", "description")
+_MESSAGE_KEYS = ("errorDescription", "error_description", "message", "errorMessage", "Message", "detail", "description")
 
 
 def error_name_and_message(body: object, text: str = "") -> tuple[str | None, str]:
@@ -38,6 +41,10 @@ class ApiResponse:
     retry_after_s: float | None = None
     #: why the body could not be read (too large, invalid or too deeply nested JSON); '' when it could
     unreadable: str = ""
+    #: CXone's ``icStatusDescription`` header (redacted, one line, bounded); '' when absent
+    status_description: str = ""
+    #: bytes of body read: CXone answers Agent API errors with none, a gateway or proxy with a page
+    body_size: int = 0
 
     @property
     def ok(self) -> bool:

@@ -38,7 +38,14 @@ class _Token:
 
 
 def _jwt_claims(token: str | None) -> dict[str, Any]:
-    """Read a JWT's claims without verifying it: only the tenant id is taken, to find the API host."""
+    """Read a JWT's claims without verifying its signature.
+
+    Unverified is enough here: the id_token comes straight from the auth host over the connection's
+    TLS, in the answer that carries the access token itself, and its claims only *describe* that token
+    to us — the tenant id (to find the API host) and the key user's agent (``icAgentId``, to tell an
+    impersonation refusal from a missing permission). Nothing is granted on their strength; CXone checks
+    the access token on every call.
+    """
     if not token or token.count(".") != 2:
         return {}
     payload = token.split(".")[1]
@@ -143,6 +150,23 @@ class Auth:
             renew_at=answered_at + lifetime - min(60.0, lifetime * 0.1),
             claims=_jwt_claims(body.get("id_token")),
         )
+
+    @property
+    def token_holder_agent_id(self) -> int | None:
+        """The agent of the access key's user (the id_token's ``icAgentId``), once a token was issued.
+
+        ``None`` before the first token, or when the id_token carries no usable ``icAgentId``. Never
+        requests a token itself.
+        """
+        token = self._token
+        raw = token.claims.get("icAgentId") if token is not None else None
+        if isinstance(raw, bool):
+            return None
+        if isinstance(raw, int):
+            return raw if raw > 0 else None
+        if isinstance(raw, str) and raw.strip().isdigit():
+            return int(raw.strip()) or None
+        return None
 
     @property
     def api_base_url(self) -> str:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
+from cxone_provider.conditions import ConditionRule, parse_condition_rules
 from cxone_provider.exceptions import CxoneConfigError
 
 if TYPE_CHECKING:
@@ -46,6 +47,8 @@ class CxoneSettings:
     read_timeout: float
     verify_ssl: bool | str  # or the path of a CA bundle
     allowed_api_domains: tuple[str, ...] = ()
+    #: the tenant's own readings of error answers (extra ``condition_rules``), tried before the table
+    condition_rules: tuple[ConditionRule, ...] = ()
 
     @classmethod
     def from_connection(cls, conn: Connection) -> CxoneSettings:
@@ -93,7 +96,15 @@ class CxoneSettings:
             read_timeout=seconds("read_timeout", 30.0),
             verify_ssl=_verify_setting(extra.get("verify_ssl", True), fail),
             allowed_api_domains=_domains(extra.get("allowed_api_domains"), fail),
+            condition_rules=_condition_rules(extra.get("condition_rules"), conn_id),
         )
+
+
+def _condition_rules(raw: object, conn_id: str) -> tuple[ConditionRule, ...]:
+    try:
+        return parse_condition_rules(raw, "extra 'condition_rules'")
+    except ValueError as bad:  # the message names the rule's field and value
+        raise CxoneConfigError(f"connection {conn_id!r}: {bad}") from None
 
 
 def _auth_host(conn: Connection) -> str | None:

@@ -33,7 +33,7 @@ from tenacity import (
 )
 
 from cxone_provider.exceptions import CxoneStopped
-from cxone_provider.response import ApiResponse, error_name_and_message
+from cxone_provider.response import STATUS_DESCRIPTION_HEADER, ApiResponse, error_name_and_message
 
 if TYPE_CHECKING:
     import logging
@@ -72,6 +72,8 @@ MAX_RETRY_AFTER_S = 30.0
 # Error bodies are for messages; a proxy's multi-megabyte HTML page is not read past this.
 MAX_BODY_BYTES = 64 * 1024
 MAX_MESSAGE_CHARS = 300
+# icStatusDescription is a short sentence ("Invalid agent session Id."); a server may send anything.
+MAX_STATUS_DESCRIPTION_CHARS = 200
 USER_AGENT = "airflow-provider-cxone"
 
 
@@ -383,7 +385,8 @@ def read_answer(
     """An answer's body (at most ``MAX_BODY_BYTES``; ``complete``: all of it) as an :class:`ApiResponse`.
 
     The one reading of an answer, whatever client fetched it (the hook's requests, the trigger's httpx):
-    JSON when it parses, CXone's error name and message from it, else a one-line summary; every text
+    JSON when it parses, CXone's error name and message from it, else a one-line summary; CXone's
+    ``icStatusDescription`` header is kept, and is the message of an answer with no body. Every text
     the server chose is redacted before it is cut.
     """
     text = raw[:MAX_BODY_BYTES].decode(encoding or "utf-8", errors="replace")
@@ -400,9 +403,18 @@ def read_answer(
         except ValueError:
             if "json" in content_type:
                 problem = f"invalid JSON ({len(raw)} bytes): {_one_line(text)[:80]}"
+    # Redacted before it is cut, like every text the server chose.
+    description = redact(_one_line(headers.get(STATUS_DESCRIPTION_HEADER) or ""))[:MAX_STATUS_DESCRIPTION_CHARS]
     # The text summary only matters when there is no JSON object to read the error from.
-    fallback = "" if isinstance(body, Mapping) else problem or _summarise_text(text, status, reason, content_type)
+    if isinstance(body, Mapping):
+        fallback = ""
+    elif not text.strip() and description:
+        fallback = description  # CXone's way: no body, the error text in the header
+    else:
+        fallback = problem or _summarise_text(text, status, reason, content_type)
     name, message = error_name_and_message(body, fallback)
+    if not message and description:
+        message = description
     return ApiResponse(
         status_code=status,
         body=body,
@@ -411,6 +423,8 @@ def read_answer(
         message=redact(message)[:MAX_MESSAGE_CHARS],
         retry_after_s=_retry_after(headers.get("Retry-After")),
         unreadable=problem,
+        status_description=description,
+        body_size=len(raw),
     )
 
 

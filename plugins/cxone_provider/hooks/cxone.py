@@ -34,6 +34,8 @@ if TYPE_CHECKING:
 
     import requests
 
+    from cxone_provider.conditions import ConditionRule
+
 JOIN_PATH = "agent-sessions/join"
 # Public specs name only asAgentId; Studio's SessionId input travels as this query parameter.
 JOIN_SESSION_PARAM = "sessionId"
@@ -253,18 +255,17 @@ class CxoneHook(BaseHook):
     def join_session(self, session_id: str | None, *, as_agent_id: int) -> ApiResponse:
         """``POST agent-sessions/join``: join as ``as_agent_id``; CXone's 2xx answer.
 
-        CXone attaches the caller to ``as_agent_id``'s own live session and answers its id;
-        ``session_id`` (the session expected, sent beside ``asAgentId``) may be ``None``: the agent's
-        live session, whatever its id. Send checked inputs
-        (:func:`~cxone_provider.conditions.check_session_id`); what the answer means is
+        ``session_id`` is the session expected (sent beside ``asAgentId``), or ``None`` to join the
+        agent's live session, whichever it is (the published request: ``asAgentId`` only). Send checked
+        inputs (:func:`~cxone_provider.conditions.check_session_id`); what the answer means is
         :func:`~cxone_provider.conditions.join_outcome`'s to say.
         """
         params: dict[str, Any] = {"asAgentId": int(as_agent_id)}
         if session_id is not None:
             params[JOIN_SESSION_PARAM] = session_id
-        which = f"session {session_id!r}" if session_id is not None else "the live session"
+        what = f"session {session_id!r}" if session_id is not None else "the live session"
         return self.client.request(
-            f"join {which} as agent {as_agent_id}",
+            f"join {what} as agent {as_agent_id}",
             "POST",
             JOIN_PATH,
             params=params,
@@ -301,6 +302,30 @@ class CxoneHook(BaseHook):
         next_id = body.get("sessionId")
         ended = any(str(e.get("Type", "")) == "AgentSessionEnd" for e in events)
         return SessionEvents(session_id, str(next_id) if next_id else session_id, events, ended=ended)
+
+    def probe_agent(self, agent_id: int) -> ApiResponse | CxoneApiError | CxoneAuthError:
+        """``GET agents/{agentId}`` once, read-only, as evidence: CXone's answer or the error, never raised.
+
+        Tells an ambiguous 404 to a join apart (:func:`~cxone_provider.conditions.probe_verdict`): the
+        route, the agent or the session. Retried as any read of an agent is (429, 503, no answer).
+        """
+        try:
+            return self.client.request(
+                f"check agent {agent_id}", "GET", f"agents/{int(agent_id)}", retry_when=RETRY_POLICY["get_agent"]
+            )
+        except (CxoneApiError, CxoneAuthError) as error:
+            return error
+
+    @property
+    def token_holder_agent_id(self) -> int | None:
+        """The access key user's own agent (the id_token's ``icAgentId``); ``None`` before a token or
+        when the id_token names none. Never requests a token."""
+        return self.client.auth.token_holder_agent_id if "client" in self.__dict__ else None
+
+    @property
+    def condition_rules(self) -> tuple[ConditionRule, ...]:
+        """The connection's ``condition_rules`` extra, parsed (a bad one raised ``CxoneConfigError``)."""
+        return self.settings.condition_rules
 
     # --- the Airflow UI's Test button -------------------------------------------------------------
 

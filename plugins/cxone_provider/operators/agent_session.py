@@ -14,10 +14,12 @@ from cxone_provider.conditions import (
     JoinCondition,
     JoinOutcome,
     SecurityUser,
+    check_session_id,
+    parse_condition_rules,
     parse_security_user,
     session_label,
 )
-from cxone_provider.exceptions import BranchConfigError, describe_status
+from cxone_provider.exceptions import BranchConfigError, ConditionRulesError, describe_status
 from cxone_provider.hooks.cxone import CxoneHook
 from cxone_provider.operators.common import (
     connection_for,
@@ -107,6 +109,10 @@ class JoinAgentSessionOperator(BaseBranchOperator):
     :param cxone_conn_id: overrides the connection named by the SecurityUser (else ``cxone_default``).
         (templated)
     :param hook_params: extra keyword arguments for :class:`~cxone_provider.hooks.cxone.CxoneHook`.
+    :param condition_rules: the tenant's own readings of error answers, tried before the connection's
+        extra ``condition_rules`` and the published table (``docs/conditions.md``): a list of
+        ``{"status": 404, "pattern": "<regex over CXone's error text>", "condition": "InvalidAgentSession"}``.
+        Checked when the DAG is parsed; a bad rule is an import error naming the field and the value.
     """
 
     template_fields: Sequence[str] = ("session_id", "security_user", "cxone_conn_id")
@@ -122,6 +128,7 @@ class JoinAgentSessionOperator(BaseBranchOperator):
         branches: Branches | None = None,
         cxone_conn_id: str | None = None,
         hook_params: dict[str, Any] | None = None,
+        condition_rules: Sequence[Mapping[str, Any]] | str | None = None,
         **kwargs: Any,
     ) -> None:
         # choose_branch() pushes the outcome as return_value itself (a branching execute may end by
@@ -133,6 +140,11 @@ class JoinAgentSessionOperator(BaseBranchOperator):
         self.branches = normalise_branches(branches)
         self.cxone_conn_id = cxone_conn_id
         self.hook_params = hook_params or {}
+        self.condition_rules = condition_rules
+        try:
+            self._rules = parse_condition_rules(condition_rules)
+        except ValueError as bad:
+            raise ConditionRulesError(f"{self.task_id}: {bad}") from None
 
     # --- parse-time checks --------------------------------------------------------------------------
 
@@ -208,6 +220,9 @@ class JoinAgentSessionOperator(BaseBranchOperator):
         source = security_user_source(self, self.security_user)
         try:
             user = parse_security_user(resolve_security_user_value(self, context, self.security_user))
+            # Studio's SessionId is required here: a blank one is a template that rendered to nothing,
+            # not a wish to join whichever session the agent has (join_agent_session's None).
+            session_id = check_session_id(self.session_id)
         except InputRejected as rejected:
             return (
                 JoinOutcome(rejected.condition, session_label(self.session_id), message=rejected.message),
@@ -215,4 +230,5 @@ class JoinAgentSessionOperator(BaseBranchOperator):
                 source,
             )
         with CxoneHook(connection_for(user, self.cxone_conn_id), **self.hook_params) as hook:
-            return join_agent_session(hook, self.session_id, user.agent_id), user, source
+            outcome = join_agent_session(hook, session_id, user.agent_id, condition_rules=self._rules)
+            return outcome, user, source

@@ -15,21 +15,26 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk.exceptions import AirflowFailException
 
 from cxone_provider.conditions import (
+    ConditionRule,
     InputRejected,
     JoinCondition,
+    JoinFacts,
     JoinOutcome,
     SecurityUser,
     check_agent_id,
     check_session_id,
     join_outcome,
+    needs_probe,
     parse_rendered_literal,
     session_label,
 )
-from cxone_provider.exceptions import AmbiguousSecurityUserError, CxoneApiError, CxoneAuthError
+from cxone_provider.exceptions import AmbiguousSecurityUserError, CxoneApiError, CxoneAuthError, CxoneDiscoveryError
 from cxone_provider.hooks.cxone import CxoneHook
 from cxone_provider.operators.security_user import SetSecurityUserOperator
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from airflow.sdk import Context
     from airflow.sdk.definitions._internal.abstractoperator import AbstractOperator
 
@@ -38,18 +43,27 @@ if TYPE_CHECKING:
 DEFAULT_SECURITY_USER = "SecurityUser"
 
 
-def join_agent_session(hook: CxoneHook, session_id: object, agent_id: object) -> JoinOutcome:
-    """Studio's *Join Agent Session*: join ``session_id`` as ``agent_id``; its outcome, never raising
-    for what CXone answers.
+def join_agent_session(
+    hook: CxoneHook,
+    session_id: object | None,
+    agent_id: object,
+    *,
+    condition_rules: Sequence[ConditionRule] = (),
+) -> JoinOutcome:
+    """Studio's *Join Agent Session*: join as ``agent_id``, expecting ``session_id``; its outcome, never
+    raising for what CXone answers.
 
-    ``session_id`` ``None`` asks for the agent's live session, whatever its id (a sweep item that
-    names no session): Success when CXone answers one, and the outcome names it.
-    Inputs that cannot be valid (blank or malformed session id, non-positive agent id) get their
-    condition without a request. Only an unusable connection raises (``CxoneConfigError``).
+    ``session_id`` ``None`` or ``""`` expects none: ``Success`` is CXone answering the agent's live
+    session, whose id the outcome carries. Inputs that cannot be valid (a blank or malformed session id,
+    a non-positive agent id) get their condition without a request. A 404 that names no condition costs
+    one read-only ``GET agents/{agent_id}`` to tell a wrong route, an unknown agent and an unknown
+    session apart. ``condition_rules`` (the operator's) are tried before the connection's extra
+    ``condition_rules``, and both before the published table. Only an unusable connection raises
+    (``CxoneConfigError``).
     """
     started = time.monotonic()
     try:
-        checked_session = None if session_id is None else check_session_id(session_id)
+        checked_session = None if session_id is None or session_id == "" else check_session_id(session_id)
         checked_agent = check_agent_id(agent_id)
     except InputRejected as rejected:
         shown = session_label(session_id) if session_id is not None else ""
@@ -58,7 +72,19 @@ def join_agent_session(hook: CxoneHook, session_id: object, agent_id: object) ->
         answer: Any = hook.join_session(checked_session, as_agent_id=checked_agent)
     except (CxoneAuthError, CxoneApiError) as error:
         answer = error
-    return join_outcome(checked_session, answer, time.monotonic() - started)
+    facts = JoinFacts(
+        as_agent_id=checked_agent,
+        token_holder_agent_id=hook.token_holder_agent_id,
+        rules=(*condition_rules, *hook.condition_rules),
+    )
+    probe = None
+    if (
+        isinstance(answer, CxoneApiError)
+        and not isinstance(answer, CxoneDiscoveryError)
+        and needs_probe(answer.http_status, answer.response.body, answer.response.status_description, facts)
+    ):
+        probe = hook.probe_agent(checked_agent)
+    return join_outcome(checked_session, answer, time.monotonic() - started, facts=facts, probe=probe)
 
 
 def connection_for(user: SecurityUser, override: str | None) -> str:

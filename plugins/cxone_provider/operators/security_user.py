@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-import pendulum
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 
 from cxone_provider.conditions import ROUTE_NOT_FOUND, InputRejected, SecurityUser, check_agent_id, is_route_not_found
 from cxone_provider.hooks.cxone import CxoneApiError, CxoneHook
+from cxone_provider.timezones import resolve_time_zone
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -30,7 +30,9 @@ class SetSecurityUserOperator(BaseOperator):
     .. seealso:: ``README.md``, section "SetSecurityUserOperator".
 
     :param agent_id: the agent (employee profile) whose security profile the API calls use. (templated)
-    :param time_zone: IANA time zone for the SecurityUser; defaults to the agent's own. (templated)
+    :param time_zone: time zone for the SecurityUser, as an IANA name, a Windows id ("Mountain Standard
+        Time") or a CXone display name ("(GMT-07:00) Arizona"); defaults to the agent's own. It becomes an
+        IANA name; one that cannot be read becomes UTC with a warning in the task log. (templated)
     :param cxone_conn_id: the ``cxone`` connection whose access key impersonates the agent. (templated)
     :param hook_params: extra keyword arguments for :class:`~cxone_provider.hooks.cxone.CxoneHook`.
     """
@@ -62,7 +64,7 @@ class SetSecurityUserOperator(BaseOperator):
             with CxoneHook(self.cxone_conn_id, **self.hook_params) as hook:
                 agent = hook.get_agent(agent_id)
         except CxoneApiError as error:
-            if is_route_not_found(error.http_status, error.response.body):
+            if is_route_not_found(error.response):
                 # Not an answer about the agent: the URL is wrong (a mistyped api_base_url or api_version).
                 raise AirflowFailException(f"SetSecurityUser: {ROUTE_NOT_FOUND} ({error.response.message})") from None
             if error.http_status in (400, 404):
@@ -75,11 +77,13 @@ class SetSecurityUserOperator(BaseOperator):
             raise AirflowFailException(
                 f"SetSecurityUser: agent_id {agent_id} ({name or 'no name'}) is not an active CXone agent"
             )
-        time_zone = str(self.time_zone or agent.get("timeZone") or "UTC")
-        try:
-            pendulum.timezone(time_zone)
-        except Exception:
-            raise AirflowFailException(f"SetSecurityUser: time_zone {time_zone!r} is not a known time zone") from None
+        # CXone writes Windows display names ("(GMT-05:00) Eastern Time (US & Canada)"); a time zone
+        # that cannot be read is UTC with a warning, never a failed task.
+        given = self.time_zone if self.time_zone not in (None, "") else agent.get("timeZone")
+        resolved = resolve_time_zone(given)
+        if resolved.warning:
+            self.log.warning("SetSecurityUser: agent %s: %s", agent_id, resolved.warning)
+        time_zone = resolved.name
         user = SecurityUser(agent_id=agent_id, conn_id=self.cxone_conn_id, time_zone=time_zone, name=name)
         self.log.info("SecurityUser is agent %s (%s), time zone %s", agent_id, name, time_zone)
         return user.to_xcom()
