@@ -47,13 +47,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Final
 
 from fastapi import Request  # noqa: TC002 - FastAPI reads route annotations at run time
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from cxone_provider.sandbox.admin import add_admin_routes
-from cxone_provider.sandbox.answers import error_response
+from cxone_provider.sandbox.answers import agent_error_response, error_response
 from cxone_provider.sandbox.asgi import Sandbox, SandboxApp
 from cxone_provider.sandbox.faults import Faults
+from cxone_provider.sandbox.incoming import API_PREFIX
 from cxone_provider.sandbox.params import ApiError
 from cxone_provider.sandbox.routes import (
     add_api_routes,
@@ -91,18 +92,29 @@ def create_app(
     )
     app.sandbox = Sandbox(seed, initial, server_settings)
 
+    def in_agent_api(request: Request) -> bool:
+        return request.url.path.startswith(API_PREFIX)
+
     @app.exception_handler(ApiError)
-    async def api_error(request: Request, exc: Exception) -> JSONResponse:
+    async def api_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, ApiError)
+        if in_agent_api(request):
+            faults = app.sandbox.injector.faults
+            return agent_error_response(
+                faults, exc.status, exc.error, exc.description, exc.headers, sentence=exc.sentence
+            )
         return error_response(exc.status, exc.error, exc.description, exc.headers)
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(request: Request, exc: Exception) -> JSONResponse:
+    async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
         if exc.status_code in (404, 405):
             # No such route (or method): the gateway answers, not CXone, so there is no `error` field.
             message = GATEWAY_NOT_FOUND["message"] if exc.status_code == 404 else "Method Not Allowed"
             return JSONResponse({"message": message}, status_code=exc.status_code, headers=exc.headers)
+        if in_agent_api(request):
+            description = f"{exc.detail}: {request.method} {request.url.path}"
+            return agent_error_response(app.sandbox.injector.faults, exc.status_code, "BadRequest", description)
         return error_response(
             exc.status_code, "BadRequest", f"{exc.detail}: {request.method} {request.url.path}", exc.headers
         )
