@@ -358,7 +358,8 @@ def test_impersonation_is_judged_on_the_token_holder(sb: SandboxServer) -> None:
     started = api(sb, "POST", "agent-sessions", noimp, stationId="7102")
     assert started.status_code == 202, started.text
     assert join(sb, noimp, 1002, None).json() == started.json()
-    assert_error(api(sb, "POST", "agent-sessions", noimp, stationId="7109", asAgentId=2009), 403, "ImpersonateNotEnabled")
+    as_another = api(sb, "POST", "agent-sessions", noimp, stationId="7109", asAgentId=2009)
+    assert_error(as_another, 403, "ImpersonateNotEnabled")
 
 
 @pytest.mark.parametrize("body", [{"asAgentId": ""}, {}], ids=["empty", "missing"])
@@ -463,7 +464,11 @@ def test_join_mode_spec_without_a_live_session_is_invalid_agent_session(sb: Sand
 
 @pytest.mark.parametrize(
     ("key", "agent", "status", "error"),
-    [(QA, 1003, 403, "InvalidSecurityUser"), (NOIMP, 2001, 403, "ImpersonateNotEnabled"), (QA, 9999, 404, "InvalidAgentId")],
+    [
+        (QA, 1003, 403, "InvalidSecurityUser"),
+        (NOIMP, 2001, 403, "ImpersonateNotEnabled"),
+        (QA, 9999, 404, "InvalidAgentId"),
+    ],
     ids=["inactive", "no-impersonation", "unknown"],
 )
 @pytest.mark.parametrize("mode", ["spec", "session"])
