@@ -14,10 +14,13 @@ ASGI messages: FastAPI's responses would not let a body be cut short, streamed o
 
 What NICE's published clients send is accepted as they send it: Agent API parameters in the query
 string (the clients generated from NICE's OpenAPI specs) or in a JSON body (NICE's agent SDK, the Ruby
-gem), the ``inContactAPI`` path prefix in any case, application credentials as HTTP Basic or as form
-fields. A route that does not exist, including an unknown API version, answers ``404`` the way a
-gateway does, ``{"message": "Not Found"}`` with no CXone ``error`` field; CXone's own 404s
-(``InvalidAgentId``, ``InvalidAgentSession``) keep CXone's ``{"error", "error_description"}``.
+gem; any ``Content-Type`` or none), the ``inContactAPI`` prefix and the version segment in any case,
+application credentials as HTTP Basic or as form fields. A route that does not exist, including an
+unknown API version, answers ``404`` the way a gateway does, ``{"message": "Not Found"}``. CXone's own
+Agent API errors (``InvalidAgentId``, ``InvalidAgentSession``…) are the status and the
+``icStatusDescription`` header with no body, as NICE publishes them (the tenant settings
+``status_description`` and ``error_body`` choose the header's wording and the legacy body); the token
+endpoint and discovery answer ``{"error", "error_description"}``.
 
 The journal entry of a request (``GET /_sandbox/journal`` and
 :meth:`cxone_provider.testing.SandboxServer.journal` return the same list of them)::
