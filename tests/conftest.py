@@ -64,6 +64,21 @@ def airflow_db() -> Path:
     return AIRFLOW_HOME
 
 
+#: The sandbox's extensions of CXone's published behaviour that older provider tests rely on: joining a
+#: session by its id (``join_mode="session"``), ``sessionId`` in ``agents/states`` rows, and the
+#: ``{"error", "error_description"}`` body the provider's conditions were read from. Not CXone's defaults.
+LEGACY_SANDBOX_EXTENSIONS: dict[str, Any] = {"join_mode": "session", "states_session_id": True, "error_body": "legacy"}
+
+
+@pytest.fixture
+def legacy_sandbox_extensions(cxone_sandbox: Any) -> dict[str, Any]:
+    """Turn on the sandbox's extensions (:data:`LEGACY_SANDBOX_EXTENSIONS`) for a test that relies on
+    them, and return them: a test that sets faults of its own must pass them again
+    (``set_faults(**legacy_sandbox_extensions, rate_503=…)``), as ``set_faults`` replaces every knob."""
+    cxone_sandbox.set_faults(**LEGACY_SANDBOX_EXTENSIONS)
+    return dict(LEGACY_SANDBOX_EXTENSIONS)
+
+
 #: The fixtures under which a test's CXone traffic goes to a sandbox whose journal is checked.
 _SANDBOX_FIXTURES = ("cxone_sandbox", "sandbox")
 HOOK_USER_AGENT = "airflow-provider-cxone"

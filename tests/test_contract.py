@@ -100,6 +100,12 @@ PUBLISHED_CALLS: tuple[PublishedCall, ...] = (
     PublishedCall("coach", "POST", _API + r"agent-sessions/[^/]+/coach", decided=_NAMED_TARGET),
     PublishedCall("barge", "POST", _API + r"agent-sessions/[^/]+/barge", decided=_NAMED_TARGET),
     PublishedCall("take-over", "POST", _API + r"agent-sessions/[^/]+/take-over", decided=_NAMED_TARGET),
+    # The session's life, as NICE's SDK drives it.
+    PublishedCall("get next event", "GET", _API + r"agent-sessions/[^/]+/get-next-event", frozenset({"timeout"})),
+    PublishedCall("set state", "POST", _API + r"agent-sessions/[^/]+/state", frozenset({"state", "reason"})),
+    PublishedCall("agent settings", "GET", _API + r"agents/[^/]+/agent-settings"),
+    PublishedCall("agent state directory", "GET", _API + r"cache/agentstate", frozenset({"fields", "updatedSince"})),
+    PublishedCall("time zones", "GET", _API + r"timezones"),
 )
 _ADMIN_PREFIX = "/_sandbox/"
 
@@ -136,7 +142,7 @@ def contract_violations(entries: Iterable[Mapping[str, Any]]) -> list[str]:
             continue
         call, match = found
         version = match.groupdict().get("version")
-        if version is not None and version not in KNOWN_API_VERSIONS:
+        if version is not None and version.lower() not in KNOWN_API_VERSIONS:
             violations.append(f"{where}: unknown API version {version!r}")
         in_query = set(entry.get("params") or {})
         in_body = set(entry.get("body_fields") or [])
@@ -207,10 +213,11 @@ def session_of(sb: SandboxServer, session_id: str) -> dict[str, Any]:
 
 
 def log_in_supervisor(sb: SandboxServer, token: str) -> str:
-    """Quinn (1001) logs in, as the published start does: the session the published join attaches to."""
+    """Quinn (1001)'s live session, the one the published join attaches to: seeded, so the published
+    start answers 409 (NICE's SDK then joins)."""
     response = generated(sb, token, "POST", "agent-sessions", stationId="7100", asAgentId=1001)
-    assert response.status_code == 202, response.text
-    return str(response.json()["sessionId"])
+    assert response.status_code == 409, response.text
+    return "sess-1001"
 
 
 def assert_conforms(sb: SandboxServer) -> None:
@@ -400,7 +407,8 @@ def test_join_as_published_in_both_join_modes(sb: SandboxServer, token: str, joi
 
 
 def test_join_with_the_projects_session_id(sb: SandboxServer, token: str) -> None:
-    # The one documented addition: sessionId beside asAgentId.
+    # The one documented addition: sessionId beside asAgentId; joining by it is the sandbox's extension.
+    sb.set_faults(join_mode="session")
     response = generated(sb, token, "POST", "agent-sessions/join", asAgentId="1001", sessionId="sess-2001")
     assert (response.status_code, response.json()) == (202, {"sessionId": "sess-2001"})
     assert_conforms(sb)

@@ -100,7 +100,13 @@ def join(sb: SandboxServer, token: str, agent: object, session: object) -> reque
 
 
 def assert_error(response: requests.Response, status: int, error: str) -> dict[str, str]:
+    """CXone's error answer: on the Agent API the status and ``icStatusDescription`` with no body (as
+    NICE publishes it); on the token endpoint and discovery an ``{"error", …}`` body."""
     assert response.status_code == status, response.text
+    if "/services/" in response.url:
+        assert response.headers.get("icStatusDescription") == error
+        assert response.content == b"", "an Agent API error has no body"
+        return {"error": error}
     body = response.json()
     assert set(body) == {"error", "error_description"}
     assert body["error"] == error
@@ -288,50 +294,102 @@ def test_discovery_unknown_tenant(sb: SandboxServer, params: dict[str, str]) -> 
 # ------------------------------------------------------------------------------------------ join
 
 
+NOIMP = ("SANDBOX-NOIMP-KEY", "sandbox-noimp-secret")
+
+
+def token_of(sb: SandboxServer, key: tuple[str, str]) -> str:
+    response = get_token(sb, key)
+    assert response.status_code == 200, response.text
+    return str(response.json()["access_token"])
+
+
 @pytest.mark.parametrize(
-    ("agent", "session", "status", "error", "text"),
+    ("key", "agent", "status", "error", "joined"),
     [
-        (1001, "sess-2001", 202, None, None),
-        (1003, "sess-2001", 403, "InvalidSecurityUser", "Agent 1003 is not active"),
-        (1002, "sess-2001", 403, "ImpersonateNotEnabled", "Impersonation is not enabled for agent 1002"),
-        (9999, "sess-2001", 404, "InvalidAgentId", "Agent 9999 was not found"),
-        (1001, "sess-2007", 409, "InvalidAgentSession", "Session sess-2007 has ended"),
-        (1001, "no-such", 404, "InvalidAgentSession", "Session no-such was not found"),
+        (QA, 1001, 202, None, "sess-1001"),
+        (QA, 2001, 202, None, "sess-2001"),
+        (QA, 1003, 403, "InvalidSecurityUser", None),
+        (NOIMP, 1001, 403, "ImpersonateNotEnabled", None),
+        (QA, 9999, 404, "InvalidAgentId", None),
+        (QA, 2009, 404, "InvalidAgentSession", None),
+        (QA, 2007, 404, "InvalidAgentSession", None),
     ],
-    ids=["Success", "InvalidSecurityUser", "ImpersonateNotEnabled", "InvalidAgentId", "ended", "unknown"],
+    ids=["own", "impersonated", "inactive", "no-impersonation", "unknown-agent", "not-logged-in", "session-ended"],
 )
 def test_join_conditions(
-    sb: SandboxServer, token: str, agent: int, session: str, status: int, error: str | None, text: str | None
+    sb: SandboxServer, key: tuple[str, str], agent: int, status: int, error: str | None, joined: str | None
 ) -> None:
+    # The published join: asAgentId only; the session asked for plays no part.
+    response = join(sb, token_of(sb, key), agent, "sess-2003")
+    if error is None:
+        assert (response.status_code, response.json()) == (status, {"sessionId": joined})
+    else:
+        assert_error(response, status, error)
+    assert sb.state()["joins"] == ([[joined, agent]] if error is None else [])
+
+
+@pytest.mark.parametrize(
+    ("agent", "session", "status", "error"),
+    [
+        (1001, "sess-2001", 202, None),
+        (9999, "sess-2001", 404, "InvalidAgentId"),
+        (1001, "sess-2007", 409, "InvalidAgentSession"),
+        (1001, "no-such", 404, "InvalidAgentSession"),
+    ],
+    ids=["Success", "InvalidAgentId", "ended", "unknown"],
+)
+def test_join_conditions_under_the_session_extension(
+    sb: SandboxServer, token: str, agent: int, session: str, status: int, error: str | None
+) -> None:
+    sb.set_faults(join_mode="session")  # this project's extension: join a session by its id
     response = join(sb, token, agent, session)
     if error is None:
-        assert response.status_code == status
-        assert response.json() == {"sessionId": session}
+        assert (response.status_code, response.json()) == (status, {"sessionId": session})
     else:
-        assert assert_error(response, status, error)["error_description"] == text
-    joins = sb.state()["joins"]
-    assert joins == ([[session, agent]] if error is None else [])
+        assert_error(response, status, error)
+    assert sb.state()["joins"] == ([[session, agent]] if error is None else [])
 
 
-@pytest.mark.parametrize("agent", ["abc", "0", "-5", "1.5", None], ids=["text", "zero", "negative", "float", "missing"])
+def test_impersonation_is_judged_on_the_token_holder(sb: SandboxServer) -> None:
+    noimp = token_of(sb, NOIMP)
+    # Its own agent needs no impersonation: 1002 is not logged in, so the session is what fails.
+    assert_error(join(sb, noimp, 1002, None), 404, "InvalidAgentSession")
+    assert_error(join(sb, noimp, 2001, None), 403, "ImpersonateNotEnabled")
+    started = api(sb, "POST", "agent-sessions", noimp, stationId="7102")
+    assert started.status_code == 202, started.text
+    assert join(sb, noimp, 1002, None).json() == started.json()
+    as_another = api(sb, "POST", "agent-sessions", noimp, stationId="7109", asAgentId=2009)
+    assert_error(as_another, 403, "ImpersonateNotEnabled")
+
+
+@pytest.mark.parametrize("body", [{"asAgentId": ""}, {}], ids=["empty", "missing"])
+def test_join_without_an_agent_joins_as_the_token_holder(sb: SandboxServer, token: str, body: dict[str, str]) -> None:
+    # NICE's SDK sends asAgentId "" when it has no agent id.
+    response = api(sb, "POST", "agent-sessions/join", token, body=body)
+    assert (response.status_code, response.json()) == (202, {"sessionId": "sess-1001"})
+
+
+@pytest.mark.parametrize("agent", ["abc", "0", "-5", "1.5"], ids=["text", "zero", "negative", "float"])
 def test_join_malformed_agent_id(sb: SandboxServer, token: str, agent: str | None) -> None:
     assert_error(join(sb, token, agent, "sess-2001"), 400, "InvalidAgentId")
 
 
 def test_join_without_session_id_and_no_own_session(sb: SandboxServer, token: str) -> None:
-    body = assert_error(join(sb, token, 1001, None), 404, "InvalidAgentSession")
-    assert body["error_description"] == "Agent 1001 has no live session to join"
+    sb.set_faults(join_mode="session")
+    assert_error(join(sb, token, 2009, None), 404, "InvalidAgentSession")
 
 
 def test_join_without_session_id_attaches_to_the_agents_own_session(sb: SandboxServer, token: str) -> None:
-    # The published request (asAgentId only) in the default join_mode: NICE's SDK's use of the call.
-    own = api(sb, "POST", "agent-sessions", token, stationId="7101", asAgentId=1001).json()["sessionId"]
-    response = join(sb, token, 1001, None)
+    # The published request (asAgentId only) also in the session extension: NICE's SDK's use of the call.
+    sb.set_faults(join_mode="session")
+    own = api(sb, "POST", "agent-sessions", token, stationId="7101", asAgentId=2009).json()["sessionId"]
+    response = join(sb, token, 2009, None)
     assert (response.status_code, response.json()) == (202, {"sessionId": own})
-    assert sb.state()["joins"] == [[own, 1001]]
+    assert sb.state()["joins"] == [[own, 2009]]
 
 
 def test_join_is_idempotent_and_counted(sb: SandboxServer, token: str) -> None:
+    sb.set_faults(join_mode="session")
     first = join(sb, token, 1001, "sess-2003")
     second = join(sb, token, 1001, "sess-2003")
     assert first.status_code == second.status_code == 202
@@ -346,6 +404,7 @@ def test_join_is_idempotent_and_counted(sb: SandboxServer, token: str) -> None:
 
 def test_join_takes_its_parameters_from_a_json_body(sb: SandboxServer, token: str) -> None:
     # NICE's agent SDK and the Ruby gem send {"asAgentId": …} as JSON; the project adds sessionId beside it.
+    sb.set_faults(join_mode="session")
     response = api(sb, "POST", "agent-sessions/join", token, body={"asAgentId": 1001, "sessionId": "sess-2004"})
     assert response.status_code == 202, response.text
     assert response.json() == {"sessionId": "sess-2004"}
@@ -353,6 +412,7 @@ def test_join_takes_its_parameters_from_a_json_body(sb: SandboxServer, token: st
 
 
 def test_join_takes_its_parameters_from_a_form_body(sb: SandboxServer, token: str) -> None:
+    sb.set_faults(join_mode="session")
     response = requests.post(
         f"{sb.url}/inContactAPI/services/{VERSION}/agent-sessions/join",
         data={"asAgentId": "1001", "sessionId": "sess-2005"},
@@ -364,6 +424,7 @@ def test_join_takes_its_parameters_from_a_form_body(sb: SandboxServer, token: st
 
 
 def test_a_query_parameter_wins_over_the_same_in_the_body(sb: SandboxServer, token: str) -> None:
+    sb.set_faults(join_mode="session")
     response = api(
         sb, "POST", "agent-sessions/join", token, body={"asAgentId": 1002}, asAgentId=1001, sessionId="sess-2001"
     )
@@ -384,43 +445,69 @@ def test_api_body_that_is_not_a_json_object(sb: SandboxServer, token: str, raw: 
 
 
 def test_join_mode_spec_attaches_the_agent_to_its_own_session(sb: SandboxServer, token: str) -> None:
-    own = api(sb, "POST", "agent-sessions", token, stationId="7101", asAgentId=1001).json()["sessionId"]
-    sb.set_faults(join_mode="spec")
+    own = api(sb, "POST", "agent-sessions", token, stationId="7101", asAgentId=2009).json()["sessionId"]
     # The published join: asAgentId only.
-    response = api(sb, "POST", "agent-sessions/join", token, body={"asAgentId": 1001})
+    response = api(sb, "POST", "agent-sessions/join", token, body={"asAgentId": 2009})
     assert response.status_code == 202, response.text
     assert response.json() == {"sessionId": own}
     # The session asked for is ignored: the answer names the agent's own session, not sess-2001.
-    response = join(sb, token, 1001, "sess-2001")
+    response = join(sb, token, 2009, "sess-2001")
     assert (response.status_code, response.json()) == (202, {"sessionId": own})
-    assert sb.state()["joins"] == [[own, 1001]]
+    assert sb.state()["joins"] == [[own, 2009]]
 
 
 def test_join_mode_spec_without_a_live_session_is_invalid_agent_session(sb: SandboxServer, token: str) -> None:
-    sb.set_faults(join_mode="spec")
-    body = assert_error(join(sb, token, 1001, "sess-2001"), 404, "InvalidAgentSession")
-    assert body["error_description"] == "Agent 1001 has no live session to join"
+    sb.set_faults(status_description="sentence")
+    assert_error(join(sb, token, 2009, "sess-2001"), 404, "Invalid agent session Id.")
     assert sb.state()["join_calls"] == 0
 
 
 @pytest.mark.parametrize(
-    ("agent", "status", "error"),
-    [(1003, 403, "InvalidSecurityUser"), (1002, 403, "ImpersonateNotEnabled"), (9999, 404, "InvalidAgentId")],
+    ("key", "agent", "status", "error"),
+    [
+        (QA, 1003, 403, "InvalidSecurityUser"),
+        (NOIMP, 2001, 403, "ImpersonateNotEnabled"),
+        (QA, 9999, 404, "InvalidAgentId"),
+    ],
     ids=["inactive", "no-impersonation", "unknown"],
 )
-def test_join_mode_spec_keeps_the_agent_checks_first(
-    sb: SandboxServer, token: str, agent: int, status: int, error: str
+@pytest.mark.parametrize("mode", ["spec", "session"])
+def test_join_keeps_the_agent_checks_first(
+    sb: SandboxServer, key: tuple[str, str], agent: int, status: int, error: str, mode: str
 ) -> None:
-    # 1002 is logged in, so only the impersonation check can refuse it.
-    assert api(sb, "POST", "agent-sessions", token, stationId="7102", asAgentId=1002).status_code == 202
-    sb.set_faults(join_mode="spec")
-    assert_error(join(sb, token, agent, "sess-2001"), status, error)
+    # 2001 is logged in, so only the impersonation check can refuse it.
+    sb.set_faults(join_mode=mode)
+    assert_error(join(sb, token_of(sb, key), agent, "sess-2001"), status, error)
 
 
-def test_join_mode_session_is_the_default(sb: SandboxServer, token: str) -> None:
-    assert sb.faults()["join_mode"] == "session"
-    api(sb, "POST", "agent-sessions", token, stationId="7101", asAgentId=1001)
-    assert join(sb, token, 1001, "sess-2001").json() == {"sessionId": "sess-2001"}
+def test_the_published_shapes_are_the_default(sb: SandboxServer, token: str) -> None:
+    defaults = sb.faults()
+    assert (defaults["join_mode"], defaults["states_session_id"]) == ("spec", False)
+    assert (defaults["status_description"], defaults["error_body"]) == ("name", "none")
+    assert join(sb, token, 1001, "sess-2001").json() == {"sessionId": "sess-1001"}
+
+
+@pytest.mark.parametrize(
+    ("knobs", "header", "body"),
+    [
+        ({}, "InvalidAgentId", None),
+        ({"status_description": "sentence"}, "Invalid Agent Id", None),
+        ({"status_description": "none"}, None, None),
+        ({"error_body": "legacy"}, "InvalidAgentId", "InvalidAgentId"),
+    ],
+    ids=["name", "sentence", "none", "legacy-body"],
+)
+def test_agent_api_error_shapes(
+    sb: SandboxServer, token: str, knobs: dict[str, str], header: str | None, body: str | None
+) -> None:
+    sb.set_faults(**knobs)
+    response = api(sb, "GET", "agents/4242", token)
+    assert response.status_code == 404
+    assert response.headers.get("icStatusDescription") == header
+    if body is None:
+        assert response.content == b""
+    else:
+        assert response.json() == {"error": body, "error_description": "Agent 4242 was not found"}
 
 
 # ------------------------------------------------------------------------------------------ API basics
@@ -428,8 +515,9 @@ def test_join_mode_session_is_the_default(sb: SandboxServer, token: str) -> None
 
 @pytest.mark.parametrize("bearer", [None, "not-a-token"], ids=["missing", "unknown"])
 def test_api_needs_a_valid_token(sb: SandboxServer, bearer: str | None) -> None:
-    body = assert_error(api(sb, "GET", "agents/1001", bearer), 401, "invalid_token")
-    assert body["error_description"] == "The access token is invalid or has expired"
+    response = api(sb, "GET", "agents/1001", bearer)
+    assert_error(response, 401, "invalid_token")
+    assert response.headers["WWW-Authenticate"] == 'Bearer error="invalid_token"'
 
 
 def test_token_expires(sb: SandboxServer) -> None:
@@ -442,21 +530,23 @@ def test_token_expires(sb: SandboxServer) -> None:
     assert_error(api(sb, "GET", "agents/1001", token), 401, "invalid_token")
 
 
-@pytest.mark.parametrize("version", ["v99.9", "v34.0", "v0.0", "v33.1", "V33.0", "latest", "33.0", "v33"])
+@pytest.mark.parametrize("version", ["v99.9", "v35.0", "v0.0", "v33.1", "latest", "33.0", "v33"])
 def test_unknown_api_version_is_a_gateway_404(sb: SandboxServer, token: str, version: str) -> None:
     assert_gateway_404(api(sb, "GET", "agents/1001", token, version=version))
     assert_gateway_404(api(sb, "POST", "agent-sessions/join", token, version=version, asAgentId=1001))
     assert_gateway_404(api(sb, "GET", "agents/1001", None, version=version))  # before the token check
 
 
-@pytest.mark.parametrize("version", ["v1.0", "v8.0", "v23.0", "v33.0"])
+@pytest.mark.parametrize(
+    "version", ["v1.0", "v2.0", "V4.0", "v8.0", "v21.0", "v23.0", "v27.0", "v31.0", "v33.0", "V33.0", "v34.0"]
+)
 def test_known_api_versions_are_served(sb: SandboxServer, token: str, version: str) -> None:
-    assert version in KNOWN_API_VERSIONS
+    assert version.lower() in KNOWN_API_VERSIONS
     assert api(sb, "GET", "agents/1001", token, version=version).status_code == 200
 
 
-def test_known_api_versions_are_v1_to_v33() -> None:
-    assert sorted(KNOWN_API_VERSIONS, key=lambda v: float(v[1:])) == [f"v{n}.0" for n in range(1, 34)]
+def test_known_api_versions_are_v1_to_v34() -> None:
+    assert sorted(KNOWN_API_VERSIONS, key=lambda v: float(v[1:])) == [f"v{n}.0" for n in range(1, 35)]
 
 
 @pytest.mark.parametrize(
@@ -491,25 +581,24 @@ def test_api_prefix_is_case_insensitive(sb: SandboxServer, token: str, prefix: s
 def test_get_agent(sb: SandboxServer, token: str) -> None:
     response = api(sb, "GET", "agents/1001", token)
     assert response.status_code == 200
-    assert response.json() == {
-        "agents": [
-            {
-                "agentId": 1001,
-                "isActive": True,
-                "firstName": "Quinn",
-                "lastName": "Supervisor",
-                "teamId": 10,
-                "timeZone": "America/Denver",
-            }
-        ]
+    record = response.json()["agents"][0]
+    assert response.json()["businessUnitId"] == 4600001
+    assert {k: record[k] for k in ("agentId", "isActive", "firstName", "lastName", "teamId", "timeZone")} == {
+        "agentId": 1001,
+        "isActive": True,
+        "firstName": "Quinn",
+        "lastName": "Supervisor",
+        "teamId": 10,
+        "timeZone": "America/Denver",
     }
+    assert (record["userName"], record["emailAddress"]) == ("quinn.supervisor@sandbox.local",) * 2
+    assert record["timeZoneOffset"] in {"-07:00", "-06:00"}  # standard or daylight time
     assert api(sb, "GET", "agents/1003", token).json()["agents"][0]["isActive"] is False
 
 
 def test_get_agent_errors(sb: SandboxServer, token: str) -> None:
     assert_error(api(sb, "GET", "agents/abc", token), 400, "InvalidAgentId")
-    body = assert_error(api(sb, "GET", "agents/4242", token), 404, "InvalidAgentId")
-    assert "4242" in body["error_description"]
+    assert_error(api(sb, "GET", "agents/4242", token), 404, "InvalidAgentId")
 
 
 PUBLISHED_ROW_FIELDS = {
@@ -538,11 +627,11 @@ def test_agent_states_rows(sb: SandboxServer, token: str) -> None:
     assert response.status_code == 200
     states = {s["agentId"]: s for s in response.json()["agentStates"]}
     assert set(states) == {1001, 1002, 1003, *range(2001, 2010)}
-    # The published fields, lastUpdateTime (published too), and the sandbox's sessionId extension.
-    assert all(set(s) == PUBLISHED_ROW_FIELDS | {"lastUpdateTime", "sessionId"} for s in states.values())
+    # The published fields and lastUpdateTime (published too); the sessionId extension is off.
+    assert all(set(s) == PUBLISHED_ROW_FIELDS | {"lastUpdateTime"} for s in states.values())
     assert set(AGENT_STATE_FIELDS) == PUBLISHED_ROW_FIELDS | {"lastUpdateTime", "sessionId"}
-    live = {a: s for a, s in states.items() if s["sessionId"]}
-    assert {s["sessionId"] for s in live.values()} == {f"sess-{a}" for a in range(2001, 2007)}
+    live = {a: s for a, s in states.items() if s["agentStateName"] != "LoggedOut"}
+    assert set(live) == {1001, *range(2001, 2007)}
     assert {s["agentStateName"] for s in live.values()} == {"Available", "InboundContact", "Unavailable"}
     ava = states[2001]
     assert (ava["agentStateName"], ava["agentStateId"], ava["agentStateCategory"]) == ("Available", 1, "Available")
@@ -554,10 +643,10 @@ def test_agent_states_rows(sb: SandboxServer, token: str) -> None:
     on_call = states[2002]
     assert (on_call["agentStateName"], on_call["agentStateCategory"]) == ("InboundContact", "Working")
     assert all(on_call[k] for k in ("contactId", "skillId", "skillName"))
-    for logged_out in (2007, 2008, 2009, 1001):
+    for logged_out in (2007, 2008, 2009, 1002):
         assert states[logged_out]["agentStateName"] == "LoggedOut"
         assert states[logged_out]["agentStateId"] == 0
-        assert states[logged_out]["sessionId"] is None
+        assert states[logged_out]["stationId"] is None
         assert states[logged_out]["sessionStartTime"] is None
     assert states[1003]["isActive"] is False
 
@@ -576,14 +665,14 @@ def test_agent_states_envelope(sb: SandboxServer, token: str) -> None:
 
 
 def test_agent_states_pages_with_top_and_skip(sb: SandboxServer, token: str) -> None:
-    first = api(sb, "GET", "agents/states", token, top=5, fields="agentId,sessionId").json()
+    first = api(sb, "GET", "agents/states", token, top=5, fields="agentId,teamId").json()
     assert first["totalRecords"] == 12
     assert [r["agentId"] for r in first["agentStates"]] == [1001, 1002, 1003, 2001, 2002]
     assert first["_links"]["previous"] is None
     headers = {"Authorization": f"Bearer {token}"}
     second = requests.get(first["_links"]["next"], headers=headers, timeout=10).json()
     assert [r["agentId"] for r in second["agentStates"]] == [2003, 2004, 2005, 2006, 2007]
-    assert set(second["agentStates"][0]) == {"agentId", "sessionId"}, "the next link keeps the other parameters"
+    assert set(second["agentStates"][0]) == {"agentId", "teamId"}, "the next link keeps the other parameters"
     back = requests.get(second["_links"]["previous"], headers=headers, timeout=10).json()
     assert back["agentStates"] == first["agentStates"]
     third = requests.get(second["_links"]["next"], headers=headers, timeout=10).json()
@@ -648,13 +737,12 @@ def test_agent_states_updated_since_sees_a_new_login(sb: SandboxServer, token: s
     assert [r["agentId"] for r in rows] == [2009]
 
 
-def test_agent_states_without_the_session_id_extension(sb: SandboxServer, token: str) -> None:
-    sb.set_faults(states_session_id=False)
+def test_agent_states_session_id_is_an_extension(sb: SandboxServer, token: str) -> None:
     rows = api(sb, "GET", "agents/states", token).json()["agentStates"]
     assert rows
     assert all("sessionId" not in r for r in rows)
     assert all(set(r) == PUBLISHED_ROW_FIELDS | {"lastUpdateTime"} for r in rows)
-    sb.set_faults()
+    sb.set_faults(states_session_id=True)
     assert "sessionId" in api(sb, "GET", "agents/states", token).json()["agentStates"][0]
 
 
@@ -666,14 +754,15 @@ def test_start_join_and_end_a_session(sb: SandboxServer, token: str) -> None:
     assert started.status_code == 202
     session_id = started.json()["sessionId"]
     states = {s["agentId"]: s for s in api(sb, "GET", "agents/states", token).json()["agentStates"]}
-    assert states[2009]["sessionId"] == session_id
-    assert states[2009]["agentStateName"] == "Available"
-    assert join(sb, token, 1001, session_id).status_code == 202
+    assert (states[2009]["stationId"], states[2009]["agentStateName"]) == (7009, "Available")
+    assert join(sb, token, 2009, None).json() == {"sessionId": session_id}
+    # A second start for a logged-in agent is refused: NICE's SDK then joins.
+    assert_error(api(sb, "POST", "agent-sessions", token, stationId="7010", asAgentId=2009), 409, "InvalidState")
 
     ended = api(sb, "DELETE", f"agent-sessions/{session_id}", token, forceLogoff="true")
     assert ended.status_code == 202
     assert_error(api(sb, "DELETE", f"agent-sessions/{session_id}", token), 409, "InvalidAgentSession")
-    assert_error(join(sb, token, 1001, session_id), 409, "InvalidAgentSession")
+    assert_error(join(sb, token, 2009, None), 404, "InvalidAgentSession")
     assert_error(api(sb, "DELETE", "agent-sessions/no-such", token), 404, "InvalidAgentSession")
     states = {s["agentId"]: s for s in api(sb, "GET", "agents/states", token).json()["agentStates"]}
     assert states[2009]["agentStateName"] == "LoggedOut"
@@ -690,9 +779,9 @@ def test_start_session_by_phone_number(sb: SandboxServer, token: str) -> None:
         ({"stationId": "7009", "asAgentId": 9999}, 404, "InvalidAgentId"),
         ({"stationId": "7009", "asAgentId": 1003}, 403, "InvalidSecurityUser"),
         ({"asAgentId": 2009}, 400, "InvalidStation"),
-        ({"stationId": "7009"}, 400, "InvalidAgentId"),
+        ({"stationId": "7009"}, 409, "InvalidState"),
     ],
-    ids=["unknown-agent", "inactive-agent", "no-station", "no-agent"],
+    ids=["unknown-agent", "inactive-agent", "no-station", "own-agent-logged-in"],
 )
 def test_start_session_errors(sb: SandboxServer, token: str, params: dict[str, Any], status: int, error: str) -> None:
     assert_error(api(sb, "POST", "agent-sessions", token, **params), status, error)
@@ -793,10 +882,9 @@ def test_supervise_takes_target_agent_id_from_a_json_body(sb: SandboxServer, tok
 
 
 def supervisor_session(sb: SandboxServer, token: str) -> str:
-    """Quinn (1001) logs in at a station of its own: the session a supervisor monitors from."""
-    response = api(sb, "POST", "agent-sessions", token, stationId="7100", asAgentId=1001)
-    assert response.status_code == 202, response.text
-    return str(response.json()["sessionId"])
+    """Quinn (1001)'s own live session, seeded: the session a supervisor monitors from."""
+    assert state_of(sb, "sess-1001")["state"] == "active"
+    return "sess-1001"
 
 
 @pytest.mark.parametrize("action", ["coach", "barge", "take-over"])
@@ -814,6 +902,7 @@ def test_coach_barge_take_over_act_on_the_monitored_agent(sb: SandboxServer, tok
 
 @pytest.mark.parametrize("action", ["coach", "barge", "take-over"])
 def test_coach_barge_take_over_act_on_a_joined_sessions_agent(sb: SandboxServer, token: str, action: str) -> None:
+    sb.set_faults(join_mode="session")  # a supervisor joining an agent's session: this project's extension
     assert join(sb, token, 1001, "sess-2004").status_code == 202
     assert api(sb, "POST", f"agent-sessions/sess-2004/{action}", token).status_code == 202
     (acted,) = sb.state()["supervise_actions"]
@@ -822,13 +911,13 @@ def test_coach_barge_take_over_act_on_a_joined_sessions_agent(sb: SandboxServer,
 
 @pytest.mark.parametrize("action", ["coach", "barge", "take-over"])
 def test_coach_barge_take_over_with_no_agent_to_act_on(sb: SandboxServer, token: str, action: str) -> None:
-    own = supervisor_session(sb, token)  # neither monitoring nor joined
-    body = assert_error(api(sb, "POST", f"agent-sessions/{own}/{action}", token), 409, "InvalidAgentSession")
-    assert "monitor" in body["error_description"]
+    own = "sess-1001"  # neither monitoring nor joined
+    assert_error(api(sb, "POST", f"agent-sessions/{own}/{action}", token), 409, "InvalidAgentSession")
     assert sb.state()["supervise_actions"] == []
 
 
 def test_monitor_keeps_its_target_agent_id(sb: SandboxServer, token: str) -> None:
+    sb.set_faults(join_mode="session")
     assert join(sb, token, 1001, "sess-2001").status_code == 202
     assert_error(api(sb, "POST", "agent-sessions/sess-2001/monitor", token), 400, "InvalidAgentId")
 
@@ -1126,12 +1215,15 @@ def test_cli_fault_flags() -> None:
 
 
 def test_cli_tenant_setting_flags() -> None:
-    args = build_parser().parse_args(["--join-mode", "spec", "--no-states-session-id"])
-    assert faults_from_args(args) == Faults(join_mode="spec", states_session_id=False)
+    args = build_parser().parse_args(
+        ["--join-mode", "session", "--states-session-id", "--status-description", "sentence", "--error-body", "legacy"]
+    )
+    legacy = Faults(join_mode="session", states_session_id=True, status_description="sentence", error_body="legacy")
+    assert faults_from_args(args) == legacy
     with pytest.raises(SystemExit):
         build_parser().parse_args(["--join-mode", "own"])
-    command = SandboxServer(faults={"join_mode": "spec", "states_session_id": False}).command()
-    assert command[-3:] == ["--join-mode", "spec", "--no-states-session-id"]
+    command = SandboxServer(faults={"join_mode": "session", "states_session_id": True}).command()
+    assert command[-3:] == ["--join-mode", "session", "--states-session-id"]
 
 
 # ------------------------------------------------------------------------------------------ journal
@@ -1384,7 +1476,8 @@ def test_the_body_limit_is_a_setting() -> None:
         at_limit = requests.post(url, data=body(4096), headers=bearer, timeout=10)
         assert at_limit.status_code == 202, at_limit.text
         over = requests.post(url, data=body(4097), headers=bearer, timeout=10)
-        assert_error(over, 413, "RequestEntityTooLarge")
+        # Refused by the gateway in front of the API, before CXone: the gateway's body.
+        assert (over.status_code, over.json()["error"]) == (413, "RequestEntityTooLarge")
         assert "4096 bytes" in over.json()["error_description"]
         assert [e["status"] for e in server.journal()] == [200, 202, 413]
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from cxone_provider.sandbox.cli import build_parser, faults_from_args, settings_table
-from cxone_provider.sandbox.declare import specs
+from cxone_provider.sandbox.declare import Spec, specs
 from cxone_provider.sandbox.faults import FAILURES, Faults
 from cxone_provider.sandbox.settings import Settings
 from cxone_provider.testing import SandboxServer
@@ -51,6 +51,8 @@ def test_every_field_is_declared_with_help(cls: type) -> None:
         (["--rate-429", "0.2"], {"rate_429_retry_after": 0.2}),
         (["--rate-429-retry-after", "0.2"], {"rate_429_retry_after": 0.2}),
         (["--no-states-session-id"], {"states_session_id": False}),
+        (["--states-session-id"], {"states_session_id": True}),
+        (["--no-apply-to-auth"], {"apply_to_auth": False}),
         (["--apply-to-auth"], {"apply_to_auth": True}),
         (["--random-seed", "7"], {"random_seed": 7}),
         (["--path-filter=-join"], {"path_filter": "-join"}),
@@ -64,10 +66,13 @@ def test_every_existing_flag_still_works(flags: list[str], knobs: dict[str, obje
 
 def test_server_command_round_trips_every_fault() -> None:
     """What SandboxServer puts on the command line parses back to the same faults."""
-    faults = {
-        spec.name: {"float": 0.05, "int": 3, "bool": spec.default is not True, "str": "-x", "choice": "spec"}[spec.kind]
-        for spec in specs(Faults)
-    }
+
+    def other_than_default(spec: Spec) -> object:
+        if spec.kind == "choice":
+            return next(c for c in spec.choices if c != spec.default)
+        return {"float": 0.05, "int": 3, "bool": spec.default is not True, "str": "-x"}[spec.kind]
+
+    faults = {spec.name: other_than_default(spec) for spec in specs(Faults)}
     command = SandboxServer(faults=faults).command()
     args = command[command.index("0") + 1 :]  # after --port 0
     assert faults_from_args(build_parser().parse_args(args)) == Faults.from_mapping(faults)

@@ -76,22 +76,27 @@ class AgentStatesListing:
     sessions: dict[str, Session]
     active_session_of: dict[int, str]
 
-    if TYPE_CHECKING:  # SandboxState's, used to log an agent in or out
+    if TYPE_CHECKING:  # SandboxState's and SessionEvents', used to log an agent in or out
 
         def _agent(self, agent_id: int) -> Agent: ...
 
-        def start_session(
-            self, raw_agent_id: str | None, station_id: str | None, station_phone: str | None
-        ) -> dict[str, Any]: ...
+        def _login(
+            self, agent: Agent, station_id: str | None, station_phone: str | None, *, softphone: bool
+        ) -> Session: ...
 
         def _end(self, session: Session) -> None: ...
+
+        def _change_state(self, session: Session, state: str, reason: str = "") -> None: ...
+
+        def expire_idle(self) -> None: ...
 
     def set_agent_state(self, agent_id: int, state_name: object) -> dict[str, Any]:
         """Change an agent's state as the agent would (``PUT /_sandbox/agents/{agentId}/state``).
 
         ``LoggedOut`` ends the agent's live session (a logout); any other state logs a logged-out agent
-        in first (a new session at station :data:`ADMIN_LOGIN_STATION`), then sets the state. Either way
-        the agent's ``lastUpdateTime`` moves, so ``updatedSince`` lists the change.
+        in first (a new session at station :data:`ADMIN_LOGIN_STATION`, kept alive by the agent's own
+        softphone), then sets the state, which the session's polls read as an ``AgentState`` event.
+        Either way the agent's ``lastUpdateTime`` moves, so ``updatedSince`` lists the change.
 
         :return: the agent's ``agents/states`` row after the change, with ``sessionId``.
         :raises ApiError: 404 ``InvalidAgentId`` for an unknown agent, 400 ``InvalidState`` for a state
@@ -112,8 +117,8 @@ class AgentStatesListing:
             if live is None:
                 if not agent.active:
                     raise ApiError(409, "InvalidAgentState", f"Agent {agent_id} is not active and cannot log in")
-                live = self.start_session(str(agent_id), ADMIN_LOGIN_STATION, None)["sessionId"]
-            self.sessions[live].agent_state = state_name
+                live = self._login(agent, ADMIN_LOGIN_STATION, None, softphone=True).session_id
+            self._change_state(self.sessions[live], state_name)
         agent.updated_at = datetime.now(UTC)
         return self._state_row(agent, with_session_id=True)
 
@@ -135,6 +140,7 @@ class AgentStatesListing:
         :param with_session_id: add the ``sessionId`` extension to each row.
         :raises ApiError: 400 ``InvalidParameter`` on a malformed date or business unit id.
         """
+        self.expire_idle()
         since = parse_datetime(updated_since, "updatedSince") if updated_since else None
         units: set[int] | None = None
         if req_bu_ids:
@@ -153,6 +159,47 @@ class AgentStatesListing:
         for name, descending in reversed(_order_keys(order_by)):
             rows.sort(key=functools.partial(_row_key, name), reverse=descending)
         return [only_fields(row, fields) for row in rows]
+
+    def agent_state_cache(self, fields: str | None = None) -> dict[str, Any]:
+        """``GET cache/agentstate``: the agent-state directory NICE's SDK polls, every active agent's
+        row under ``resultSet.agentState`` (the SDK reads ``lastPollTime`` beside it for its next
+        ``updatedSince``; the sandbox lists every agent each time).
+        """
+        self.expire_idle()
+        now = iso_time(datetime.now(UTC))
+        rows = []
+        for agent in sorted(self.agents.values(), key=lambda a: a.agent_id):
+            row = self._state_row(agent, with_session_id=False)
+            sid = self.active_session_of.get(agent.agent_id)
+            session = self.sessions[sid] if sid is not None else None
+            rows.append(
+                only_fields(
+                    {
+                        "agentId": agent.agent_id,
+                        "userId": f"00000000-0000-4000-8000-{agent.agent_id:012d}",
+                        "agentStateName": row["agentStateName"],
+                        "contactId": row["contactId"],
+                        "firstName": agent.first_name,
+                        "isActive": agent.active,
+                        "isOutbound": row["agentStateName"] in {"OutboundContact", "OutboundConsult", "Dialer"},
+                        "lastName": agent.last_name,
+                        "lastPollTime": now,
+                        "lastUpdateTime": row["lastUpdateTime"],
+                        "mediaName": "Call" if row["skillId"] else None,
+                        "outStateCode": 0,
+                        "outStateDescription": session.out_reason if session else "",
+                        "skillId": row["skillId"],
+                        "skillName": row["skillName"],
+                        "startDate": iso_time(session.state_since) if session else row["lastUpdateTime"],
+                        "stationPhoneNumber": row["stationPhoneNumber"],
+                        "teamId": agent.team_id,
+                        "teamName": agent.team_name,
+                        "userName": agent.user_name,
+                    },
+                    fields,
+                )
+            )
+        return {"resultSet": {"lastPollTime": now, "agentState": rows}}
 
     def _state_row(self, agent: Agent, with_session_id: bool) -> dict[str, Any]:
         sid = self.active_session_of.get(agent.agent_id)
@@ -178,11 +225,16 @@ class AgentStatesListing:
             "stationPhoneNumber": session.station_phone_number if session else None,
             "teamId": agent.team_id,
             "teamName": agent.team_name,
-            "userName": f"{agent.first_name}.{agent.last_name}@{SANDBOX_DOMAIN}".lower().replace(" ", ""),
+            "userName": agent.user_name,
         }
         if with_session_id:
             row["sessionId"] = session.session_id if session else None
         return row
+
+
+def user_name(first_name: str, last_name: str) -> str:
+    """The login name (and e-mail address) the sandbox gives an agent whose seed names none."""
+    return f"{first_name}.{last_name}@{SANDBOX_DOMAIN}".lower().replace(" ", "")
 
 
 def _sort_key(value: Any) -> tuple[int, Any]:

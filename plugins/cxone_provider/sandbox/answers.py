@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -42,14 +42,66 @@ _DRIP_BODY: Final = b'{"sessionId":"drip"}'  # 20 bytes: enough to outlast any p
 _CHUNK_BYTES: Final = 64 * 1024
 
 
+#: The response header in which CXone's Agent API names an error (it publishes no error body).
+STATUS_DESCRIPTION_HEADER: Final = "icStatusDescription"
+
+
 def error_response(status: int, error: str, description: str, headers: Mapping[str, str] | None = None) -> JSONResponse:
     return JSONResponse({"error": error, "error_description": description}, status_code=status, headers=headers)
 
 
+def agent_error_headers(faults: Faults, error: str, sentence: str) -> dict[str, str]:
+    """The ``icStatusDescription`` header of an Agent API error, as ``status_description`` says."""
+    if faults.status_description == "none":
+        return {}
+    text = error if faults.status_description == "name" else sentence
+    # A header value is latin-1 on the wire, one line: anything else would break the answer.
+    return {STATUS_DESCRIPTION_HEADER: " ".join(text.encode("latin-1", "replace").decode("latin-1").split())}
+
+
+def agent_error_response(
+    faults: Faults,
+    status: int,
+    error: str,
+    description: str,
+    headers: Mapping[str, str] | None = None,
+    *,
+    sentence: str | None = None,
+) -> Response:
+    """An Agent API error as NICE publishes it: the status, the ``icStatusDescription`` header and no
+    body; with ``error_body="legacy"`` (an extension) also the old ``{"error", "error_description"}``.
+
+    :param sentence: the published wording (``status_description="sentence"``); default: ``description``.
+    """
+    all_headers = {**(headers or {}), **agent_error_headers(faults, error, sentence or description)}
+    if faults.error_body == "legacy":
+        return error_response(status, error, description, all_headers)
+    return Response(status_code=status, headers=all_headers)
+
+
 async def send_error(
-    send: Send, status: int, error: str, description: str, headers: Sequence[tuple[bytes, bytes]] = ()
+    send: Send,
+    status: int,
+    error: str,
+    description: str,
+    headers: Sequence[tuple[bytes, bytes]] = (),
+    *,
+    agent_api: Faults | None = None,
 ) -> int:
-    """Answer with CXone's error shape from the ASGI layer (before any route); return the status."""
+    """Answer with CXone's error shape from the ASGI layer (before any route); return the status.
+
+    :param agent_api: for an Agent API path, the faults in effect: the answer then takes the Agent
+        API's shape (``icStatusDescription``, a body only with ``error_body="legacy"``).
+    """
+    if agent_api is not None:
+        named = agent_error_headers(agent_api, error, description)
+        extra = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in named.items()]
+        if agent_api.error_body != "legacy":
+            head = [(b"content-length", b"0"), *headers, *extra]
+            await send({"type": "http.response.start", "status": status, "headers": head})
+            await send({"type": "http.response.body", "body": b""})
+            return status
+        headers = [*headers, *extra]
     body = json.dumps({"error": error, "error_description": description}).encode()
     head = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *headers]
     await send({"type": "http.response.start", "status": status, "headers": head})

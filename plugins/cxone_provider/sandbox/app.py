@@ -14,10 +14,13 @@ ASGI messages: FastAPI's responses would not let a body be cut short, streamed o
 
 What NICE's published clients send is accepted as they send it: Agent API parameters in the query
 string (the clients generated from NICE's OpenAPI specs) or in a JSON body (NICE's agent SDK, the Ruby
-gem), the ``inContactAPI`` path prefix in any case, application credentials as HTTP Basic or as form
-fields. A route that does not exist, including an unknown API version, answers ``404`` the way a
-gateway does, ``{"message": "Not Found"}`` with no CXone ``error`` field; CXone's own 404s
-(``InvalidAgentId``, ``InvalidAgentSession``) keep CXone's ``{"error", "error_description"}``.
+gem; any ``Content-Type`` or none), the ``inContactAPI`` prefix and the version segment in any case,
+application credentials as HTTP Basic or as form fields. A route that does not exist, including an
+unknown API version, answers ``404`` the way a gateway does, ``{"message": "Not Found"}``. CXone's own
+Agent API errors (``InvalidAgentId``, ``InvalidAgentSession``…) are the status and the
+``icStatusDescription`` header with no body, as NICE publishes them (the tenant settings
+``status_description`` and ``error_body`` choose the header's wording and the legacy body); the token
+endpoint and discovery answer ``{"error", "error_description"}``.
 
 The journal entry of a request (``GET /_sandbox/journal`` and
 :meth:`cxone_provider.testing.SandboxServer.journal` return the same list of them)::
@@ -47,13 +50,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Final
 
 from fastapi import Request  # noqa: TC002 - FastAPI reads route annotations at run time
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from cxone_provider.sandbox.admin import add_admin_routes
-from cxone_provider.sandbox.answers import error_response
+from cxone_provider.sandbox.answers import agent_error_response, error_response
 from cxone_provider.sandbox.asgi import Sandbox, SandboxApp
 from cxone_provider.sandbox.faults import Faults
+from cxone_provider.sandbox.incoming import API_PREFIX
 from cxone_provider.sandbox.params import ApiError
 from cxone_provider.sandbox.routes import (
     add_api_routes,
@@ -91,18 +95,29 @@ def create_app(
     )
     app.sandbox = Sandbox(seed, initial, server_settings)
 
+    def in_agent_api(request: Request) -> bool:
+        return request.url.path.startswith(API_PREFIX)
+
     @app.exception_handler(ApiError)
-    async def api_error(request: Request, exc: Exception) -> JSONResponse:
+    async def api_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, ApiError)
+        if in_agent_api(request):
+            faults = app.sandbox.injector.faults
+            return agent_error_response(
+                faults, exc.status, exc.error, exc.description, exc.headers, sentence=exc.sentence
+            )
         return error_response(exc.status, exc.error, exc.description, exc.headers)
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(request: Request, exc: Exception) -> JSONResponse:
+    async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
         if exc.status_code in (404, 405):
             # No such route (or method): the gateway answers, not CXone, so there is no `error` field.
             message = GATEWAY_NOT_FOUND["message"] if exc.status_code == 404 else "Method Not Allowed"
             return JSONResponse({"message": message}, status_code=exc.status_code, headers=exc.headers)
+        if in_agent_api(request):
+            description = f"{exc.detail}: {request.method} {request.url.path}"
+            return agent_error_response(app.sandbox.injector.faults, exc.status_code, "BadRequest", description)
         return error_response(
             exc.status_code, "BadRequest", f"{exc.detail}: {request.method} {request.url.path}", exc.headers
         )

@@ -299,6 +299,7 @@ class SandboxApp(FastAPI):
                         "TooManyRequests",
                         "The tenant's API rate limit is exceeded",
                         [(b"retry-after", retry_after_header(wait_s).encode())],
+                        agent_api=faults,
                     )
                     return
             decision = sb.injector.decide(random_faults=in_scope, latency=in_api or in_auth)
@@ -310,7 +311,7 @@ class SandboxApp(FastAPI):
                 await drop_connection(send)
                 return
             if decision.kind in FAULT_RESPONSES:
-                entry["status"] = await self._send_fault(decision.kind, send)
+                entry["status"] = await self._send_fault(decision.kind, send, faults if in_api else None)
                 return
             if decision.kind in MALFORMED:
                 malformed = MALFORMED[decision.kind]
@@ -346,9 +347,9 @@ class SandboxApp(FastAPI):
             return
         await super().__call__(scope, replaying(raw, receive), send)
 
-    async def _send_fault(self, kind: str, send: Send) -> int:
+    async def _send_fault(self, kind: str, send: Send, agent_api: Faults | None) -> int:
         status, error, description = FAULT_RESPONSES[kind]
         headers = []
         if kind == "429_retry_after":
             headers.append((b"retry-after", str(self.sandbox.injector.faults.retry_after_s).encode()))
-        return await send_error(send, status, error, description, headers)
+        return await send_error(send, status, error, description, headers, agent_api=agent_api)

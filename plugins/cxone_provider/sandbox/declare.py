@@ -15,6 +15,7 @@ name, its command-line spelling. From that one declaration come:
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import os
 import types
@@ -23,7 +24,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
-    import argparse
     from collections.abc import Callable, Iterable, Mapping
 
 Kind = Literal["float", "int", "bool", "str", "choice"]
@@ -272,6 +272,15 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
             options["metavar"] = spec.metavar
             options["type"] = _ARG_TYPES[spec.kind]
         groups[spec.group].add_argument(*spec.flags, **options)
+        if spec.kind == "bool":
+            # The other spelling too, so that a flag keeps working when its setting's default flips
+            # (``--no-states-session-id`` from when the extension was on by default).
+            name = spec.name.replace("_", "-")
+            opposite = f"--{name}" if spec.default is True else f"--no-{name}"
+            action = "store_true" if spec.default is True else "store_false"
+            groups[spec.group].add_argument(
+                opposite, dest=spec.name, action=action, default=None, help=argparse.SUPPRESS
+            )
 
 
 _ARG_TYPES: dict[str, Callable[[str], Any]] = {"float": float, "int": int, "str": str}

@@ -48,18 +48,34 @@ travel with the knobs (``PUT /_sandbox/faults``, command-line flags) so one call
     scope ``apply_to_auth`` sets), e.g. ``"agent-sessions/join"`` to fail the join while the agent
     lookup stays healthy. ``latency_ms`` still applies everywhere; ``""`` means unset.
 
-Tenant settings (not faults; their defaults are the sandbox's historical behaviour):
+Tenant settings (not faults). Their defaults follow what NICE publishes (design.md, "Published facts");
+the other values are this project's extensions, kept for old tests and documented as such:
 
 ``join_mode``
-    ``"session"`` (default): ``POST agent-sessions/join`` joins the session named by the project's
-    ``sessionId`` parameter (a request without one, as NICE publishes it, attaches the agent to its
-    own live session). ``"spec"``: the join behaves as NICE publishes it, taking ``asAgentId`` only:
-    ``sessionId`` is ignored and the agent is attached to *its own* live session, whose id the answer
-    carries (``404 InvalidAgentSession`` when it has none). The agent, active and impersonation
-    checks come first in both modes.
+    ``"spec"`` (default): ``POST agent-sessions/join`` behaves as NICE publishes it, taking
+    ``asAgentId`` only (missing or ``""``: the token holder's own agent): ``sessionId`` is ignored and
+    the agent is attached to *its own* live session, whose current id the answer carries
+    (``404 InvalidAgentSession`` when it has none). ``"session"`` (extension): the join joins the
+    session named by the project's ``sessionId`` parameter (a request without one still attaches the
+    agent to its own live session). The agent, active and impersonation checks come first in both modes.
 ``states_session_id``
-    ``true`` (default): ``GET agents/states`` rows carry ``sessionId``, a sandbox extension. ``false``:
-    the rows follow the published schema, which has no ``sessionId``.
+    ``false`` (default): ``GET agents/states`` rows follow the published schema, which has no
+    ``sessionId``. ``true`` (extension): the rows carry ``sessionId``.
+``status_description``
+    How an Agent API error names itself in the ``icStatusDescription`` response header (the only place
+    CXone puts it): ``"name"`` (default, e.g. ``InvalidAgentSession``), ``"sentence"`` (NICE's published
+    wordings: 404 ``Invalid agent session Id.``, ``Invalid Agent Id``, 409 ``Invalid State``, 400
+    ``Invalid state request.``; the sandbox's own sentence where NICE publishes none) or ``"none"`` (no
+    header: the status alone).
+``error_body``
+    ``"none"`` (default): an Agent API error has no body, as NICE publishes it. ``"legacy"``
+    (extension): it also carries the sandbox's historical ``{"error", "error_description"}`` body.
+``session_timeout_s``
+    Seconds after which a session that a client must keep alive and nobody polls ends (a logout). A
+    session started through ``POST agent-sessions`` must be polled (``get-next-event``) from its start;
+    a seeded session or one logged in by ``PUT /_sandbox/agents/{agentId}/state`` is kept alive by its
+    agent's own (simulated) softphone until a client first polls it, and from then on by that client.
+    A poll in progress counts as alive; the clock restarts when it answers.
 ``rate_limit_rps`` / ``rate_limit_burst``
     The tenant's rate limit: a token bucket of ``rate_limit_burst`` requests (default: one second's
     worth), refilled at ``rate_limit_rps`` per second and shared by every client of the sandbox, as a
@@ -102,9 +118,13 @@ FaultKind = Literal[
     "slow",
 ]
 
-JoinMode = Literal["session", "spec"]
-#: The values of ``join_mode``: the project's join (by ``sessionId``) or the published one (own session).
-JOIN_MODES: tuple[JoinMode, ...] = ("session", "spec")
+JoinMode = Literal["spec", "session"]
+#: The values of ``join_mode``: the published join (own session) or the project's (by ``sessionId``).
+JOIN_MODES: tuple[JoinMode, ...] = ("spec", "session")
+StatusDescription = Literal["name", "sentence", "none"]
+ErrorBody = Literal["none", "legacy"]
+#: Default of ``session_timeout_s``: two of NICE's SDK's longest polls (60 s each) may be missed.
+DEFAULT_SESSION_TIMEOUT_S = 120.0
 
 
 def _rate(help_text: str, fault: FaultKind, die: int | None = None) -> Any:
@@ -171,15 +191,35 @@ class Faults:
         metavar="TEXT",
     )
     join_mode: JoinMode = setting(  # noqa: RUF009 - setting() is dataclasses.field() with metadata
-        "session",
-        "session: the join joins the sessionId asked for; spec: as NICE publishes it, the join ignores "
-        "sessionId and attaches asAgentId to its own live session",
+        "spec",
+        "spec: as NICE publishes it, the join takes asAgentId only (none: the token holder's agent) and "
+        "attaches it to its own live session; session (extension): the join joins the sessionId asked for",
         group="tenant",
     )
     states_session_id: bool = setting(
-        True,
+        False,
         "agents/states rows carry the sandbox's sessionId extension (off: the published schema)",
         group="tenant",
+    )
+    status_description: StatusDescription = setting(  # noqa: RUF009 - setting() is dataclasses.field()
+        "name",
+        "what an Agent API error says in its icStatusDescription header: name (InvalidAgentSession), "
+        "sentence (NICE's published wording, e.g. 'Invalid agent session Id.') or none (no header)",
+        group="tenant",
+    )
+    error_body: ErrorBody = setting(  # noqa: RUF009 - setting() is dataclasses.field() with metadata
+        "none",
+        "none: Agent API errors have no body, as NICE publishes; legacy (extension): they also carry the "
+        "sandbox's old {error, error_description} body",
+        group="tenant",
+    )
+    session_timeout_s: float = setting(
+        DEFAULT_SESSION_TIMEOUT_S,
+        "seconds after which a session its client must keep alive by polling get-next-event, and does "
+        "not, ends (seeded sessions: once a client has polled them)",
+        group="tenant",
+        metavar="S",
+        positive=True,
     )
     rate_limit_rps: float | None = setting(
         None,

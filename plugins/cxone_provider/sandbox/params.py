@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -12,12 +12,27 @@ if TYPE_CHECKING:
 POSITIVE_INT = re.compile(r"^\d{1,18}$")
 
 
+#: NICE's published wordings of the Agent API's errors (``icStatusDescription``), by status and name;
+#: ``status_description="sentence"`` sends them. A pair missing here sends the error's own description.
+PUBLISHED_SENTENCES: Final[dict[tuple[int, str], str]] = {
+    (404, "InvalidAgentSession"): "Invalid agent session Id.",
+    (409, "InvalidAgentSession"): "Invalid State",
+    (400, "InvalidAgentId"): "Invalid Agent Id",
+    (404, "InvalidAgentId"): "Invalid Agent Id",
+    (400, "InvalidState"): "Invalid state request.",
+    (409, "InvalidState"): "Invalid State",
+}
+
+
 class ApiError(Exception):
-    """A failure the sandbox answers with CXone's error shape.
+    """A failure the sandbox answers in CXone's shape: on the Agent API the status and the
+    ``icStatusDescription`` header (see :func:`~cxone_provider.sandbox.answers.agent_error_response`),
+    on the token endpoint and discovery ``{"error", "error_description"}``.
 
     :param status: the HTTP status.
-    :param error: the ``error`` name of the body (``InvalidAgentId``…).
-    :param description: the ``error_description`` text.
+    :param error: the error's name (``InvalidAgentId``…): the header's text under
+        ``status_description="name"``, the body's ``error`` field.
+    :param description: a sentence for people (the legacy body's ``error_description``).
     :param headers: extra response headers.
     """
 
@@ -27,6 +42,11 @@ class ApiError(Exception):
         self.error = error
         self.description = description
         self.headers = dict(headers or {})
+
+    @property
+    def sentence(self) -> str:
+        """NICE's published wording for this error, else its own description."""
+        return PUBLISHED_SENTENCES.get((self.status, self.error), self.description)
 
 
 def iso_time(moment: datetime | None) -> str | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -18,6 +19,9 @@ class Agent:
     team_id: int
     time_zone: str = "UTC"
     team_name: str = ""
+    #: the agent's login name and e-mail address (the seed's, else made from the name)
+    user_name: str = ""
+    email_address: str = ""
     #: when the agent's state last changed (a login or a logout), for ``updatedSince``
     updated_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
@@ -52,3 +56,25 @@ class Session:
     end_options: dict[str, bool] = field(default_factory=dict)
     #: the agent this (supervisor's) session monitors since its last ``monitor``
     monitoring: int | None = None
+    #: the reason of an Unavailable state (``POST …/state``'s ``reason``), ``""`` otherwise
+    out_reason: str = ""
+    #: when the agent entered its current state
+    state_since: datetime = field(default_factory=lambda: datetime.now(UTC))
+    #: the id the next ``get-next-event`` must use: every answer to a poll issues a new one
+    current_id: str = ""
+    #: how many ids this session has had (the next one is ``<session_id>-<polls + 1>``)
+    polls: int = 0
+    #: events not yet delivered to a poll, oldest first (PascalCase keys, string values)
+    events: list[dict[str, str]] = field(default_factory=list)
+    #: kept alive by its agent's softphone (seeded or admin logins) until a client polls it
+    softphone: bool = False
+    #: time.monotonic() of the last poll's answer (or of the start): the idle clock
+    alive_at: float = 0.0
+    #: polls waiting on it now: a poll in progress keeps it alive
+    waiting: int = 0
+    #: set whenever an event is queued or the session ends, to wake the polls waiting on it
+    wakeup: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def __post_init__(self) -> None:
+        if not self.current_id:
+            self.current_id = self.session_id

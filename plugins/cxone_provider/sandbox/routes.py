@@ -15,23 +15,26 @@ from typing import TYPE_CHECKING, Final
 from urllib.parse import urlencode
 
 from fastapi import Request  # noqa: TC002 - FastAPI reads route annotations at run time
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from cxone_provider.sandbox.incoming import DISCOVERY_PATH, SENT_PATH, TOKEN_PATH, fields_as_params, parse_body
 from cxone_provider.sandbox.params import ApiError, iso_time, parse_int
 from cxone_provider.sandbox.seed import SANDBOX_DOMAIN
 from cxone_provider.sandbox.state import SUPERVISE_ACTIONS
+from cxone_provider.sandbox.timezones import timezone_rows
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
     from cxone_provider.sandbox.asgi import SandboxApp
+    from cxone_provider.sandbox.tokens import Token
 
 
-#: The Agent API versions the sandbox serves, ``v1.0`` … ``v33.0`` (published clients use v8.0, v23.0
-#: and v33.0); any other answers a gateway's 404, as a mistyped ``api_version`` would on a tenant.
-KNOWN_API_VERSIONS: Final = frozenset(f"v{n}.0" for n in range(1, 34))
+#: The Agent API versions the sandbox serves, ``v1.0`` … ``v34.0``, in any case (NICE's own clients
+#: write v2.0, V4.0, v8.0, v12.0, v21.0, v23.0, v25.0, v27.0, v30.0, v31.0, v33.0 and v34.0); any other
+#: answers a gateway's 404, as a mistyped ``api_version`` would on a tenant.
+KNOWN_API_VERSIONS: Final = frozenset(f"v{n}.0" for n in range(1, 35))
 #: ``agents/states`` rows per page without ``top``, and the most a page holds whatever ``top`` asks
 #: (the published spec gives neither number): a client must follow ``_links.next``.
 DEFAULT_STATES_PAGE_SIZE: Final = 100
@@ -94,11 +97,15 @@ def add_api_routes(app: SandboxApp) -> None:
     """Add the auth, discovery and Agent API routes to ``app``."""
     sb = app.sandbox
 
-    def authorize(request: Request, version: str) -> None:
-        if version not in KNOWN_API_VERSIONS:
+    def authorize(request: Request, version: str) -> Token:
+        """The token holder of an Agent API call; first, idle sessions time out (see ``events``)."""
+        if version.lower() not in KNOWN_API_VERSIONS:
             # Before the token: the gateway has no route for the version, CXone never sees the call.
             raise StarletteHTTPException(404, "Not Found")
-        sb.state.check_token(request.headers.get("authorization"))
+        holder = sb.state.check_token(request.headers.get("authorization"))
+        sb.state.session_timeout_s = sb.injector.faults.session_timeout_s
+        sb.state.expire_idle()
+        return holder
 
     # ------------------------------------------------------------------------------------ auth
 
@@ -184,11 +191,35 @@ def add_api_routes(app: SandboxApp) -> None:
         q = await _api_params(request)
         return JSONResponse(sb.state.get_agent(agent_id, q.get("fields")))
 
-    @app.post(api + "/agent-sessions")
-    async def start_session(request: Request, version: str) -> JSONResponse:
+    @app.get(api + "/agents/{agent_id}/agent-settings")
+    async def agent_settings(request: Request, version: str, agent_id: str) -> JSONResponse:
+        authorize(request, version)
+        return JSONResponse(sb.state.agent_settings(agent_id))
+
+    @app.get(api + "/cache/agentstate")
+    async def agent_state_cache(request: Request, version: str) -> JSONResponse:
         authorize(request, version)
         q = await _api_params(request)
+        return JSONResponse(sb.state.agent_state_cache(q.get("fields")))
+
+    @app.get(api + "/timezones")
+    async def timezones(request: Request, version: str) -> JSONResponse:
+        authorize(request, version)
+        return JSONResponse({"timeZones": timezone_rows()})
+
+    # Versions are listed with or without a version segment of their own (the sandbox's shape: a list).
+    @app.get("/inContactAPI/services/apiversion")
+    @app.get(api + "/apiversion")
+    async def api_versions(request: Request, version: str = "v1.0") -> JSONResponse:
+        authorize(request, version)
+        return JSONResponse(sorted(KNOWN_API_VERSIONS, key=lambda v: float(v[1:])))
+
+    @app.post(api + "/agent-sessions")
+    async def start_session(request: Request, version: str) -> JSONResponse:
+        holder = authorize(request, version)
+        q = await _api_params(request)
         body = sb.state.start_session(
+            holder,
             q.get("asAgentId"),
             q.get("stationId"),
             q.get("stationPhoneNumber"),
@@ -199,10 +230,27 @@ def add_api_routes(app: SandboxApp) -> None:
 
     @app.post(api + "/agent-sessions/join")
     async def join(request: Request, version: str) -> JSONResponse:
+        holder = authorize(request, version)
+        q = await _api_params(request)
+        body = sb.state.join(holder, q.get("asAgentId"), q.get("sessionId"), mode=sb.injector.faults.join_mode)
+        return JSONResponse(body, status_code=202)
+
+    @app.get(api + "/agent-sessions/{session_id}/get-next-event")
+    async def get_next_event(request: Request, version: str, session_id: str) -> Response:
         authorize(request, version)
         q = await _api_params(request)
-        body = sb.state.join(q.get("asAgentId"), q.get("sessionId"), mode=sb.injector.faults.join_mode)
-        return JSONResponse(body, status_code=202)
+        answer = await sb.state.next_event(session_id, q.get("timeout"), sb.stopping)
+        if answer is None:
+            return Response(status_code=304)
+        return JSONResponse(answer)
+
+    # Declared before the supervise actions' {action}, which would otherwise swallow "state".
+    @app.post(api + "/agent-sessions/{session_id}/state")
+    async def set_state(request: Request, version: str, session_id: str) -> Response:
+        authorize(request, version)
+        q = await _api_params(request)
+        sb.state.set_session_state(session_id, q.get("state"), q.get("reason"))
+        return Response(status_code=202)
 
     @app.delete(api + "/agent-sessions/{session_id}")
     async def end_session(request: Request, version: str, session_id: str) -> JSONResponse:

@@ -11,7 +11,10 @@ The seed format (the shipped one is ``default_seed.json``, described in :mod:`cx
      "sessions": [{"session_id": "sess-2001", "agent_id": 2001, "state": "active",
                    "station_id": 7001, "agent_state": "Available"}]}
 
-``business_unit_id``, ``team_name``, ``time_zone``, ``station_id`` and ``agent_state`` are optional.
+``business_unit_id``, ``team_name``, ``time_zone``, ``user_name``, ``email_address``, ``station_id``
+and ``agent_state`` are optional. ``time_zone`` is served as given: a CXone display name
+(``"(GMT-05:00) Eastern Time (US & Canada)"``), a Windows id (``"Eastern Standard Time"``) or an IANA
+name (see :mod:`cxone_provider.sandbox.timezones`).
 """
 
 from __future__ import annotations

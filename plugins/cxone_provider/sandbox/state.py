@@ -1,21 +1,27 @@
 """The sandbox's contact centre: a seed turned into in-memory state, and the API's rules over it.
 
 The rules live beside it by role: the token endpoint's in :mod:`~cxone_provider.sandbox.tokens`, the
-``agents/states`` listing in :mod:`~cxone_provider.sandbox.agent_states`, the parameter rules and the
-error shape in :mod:`~cxone_provider.sandbox.params`; the seed it starts from in
+``agents/states`` listing in :mod:`~cxone_provider.sandbox.agent_states`, a session's events, polls and
+keep-alive in :mod:`~cxone_provider.sandbox.events`, time zones in
+:mod:`~cxone_provider.sandbox.timezones`, the parameter rules and the error shape in
+:mod:`~cxone_provider.sandbox.params`; the seed it starts from in
 :mod:`~cxone_provider.sandbox.seed`. All state lives on the event loop's thread (every route is
 ``async``), so it needs no locks.
 """
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from cxone_provider.sandbox.agent_states import AgentStatesListing, only_fields
+from cxone_provider.sandbox.agent_states import AgentStatesListing, only_fields, user_name
+from cxone_provider.sandbox.events import SessionEvents
+from cxone_provider.sandbox.faults import DEFAULT_SESSION_TIMEOUT_S
 from cxone_provider.sandbox.params import ApiError, iso_time, parse_agent_id, parse_bool, parse_int
 from cxone_provider.sandbox.records import Agent, Session, User
 from cxone_provider.sandbox.seed import DEFAULT_BUSINESS_UNIT_ID, validate_seed
+from cxone_provider.sandbox.timezones import current_offset
 from cxone_provider.sandbox.tokens import (
     ACCESS_TOKEN_PREFIX,
     ID_TOKEN_HEADER,
@@ -37,7 +43,7 @@ SUPERVISE_ACTIONS = ("monitor", "coach", "barge", "take-over")
 __all__ = ["ACCESS_TOKEN_PREFIX", "ID_TOKEN_HEADER", "REFRESH_TOKEN_PREFIX", "SUPERVISE_ACTIONS", "SandboxState"]
 
 
-class SandboxState(TokenRules, AgentStatesListing):
+class SandboxState(TokenRules, AgentStatesListing, SessionEvents):
     """The tenant's state: apps, users, agents, sessions, tokens, joins and supervise actions.
 
     :param seed: a validated seed (see :func:`~cxone_provider.sandbox.seed.load_seed`).
@@ -64,13 +70,15 @@ class SandboxState(TokenRules, AgentStatesListing):
                 a["team_id"],
                 a.get("time_zone") or "UTC",
                 a.get("team_name") or f"Team {a['team_id']}",
+                a.get("user_name") or user_name(a["first_name"], a["last_name"]),
+                a.get("email_address") or user_name(a["first_name"], a["last_name"]),
                 day_start,
             )
             for a in seed.get("agents", [])
         }
-        # Impersonation is a property of the agent's user record(s): any record allowing it will do.
-        self.impersonators: set[int] = {u.agent_id for u in self.users.values() if u.can_impersonate}
+        self.session_timeout_s: float = DEFAULT_SESSION_TIMEOUT_S
         self.sessions: dict[str, Session] = {}
+        self.session_ids: dict[str, str] = {}
         # The agent's current login; an agent has at most one active session, as in CXone.
         self.active_session_of: dict[int, str] = {}
         for i, s in enumerate(seed.get("sessions", [])):
@@ -85,8 +93,13 @@ class SandboxState(TokenRules, AgentStatesListing):
                 station_id=s.get("station_id"),
                 agent_state=s.get("agent_state") or "Available",
                 ended_at=None if active else now,
+                state_since=started,
+                softphone=True,
+                alive_at=time.monotonic(),
             )
+            self.session_ids[s["session_id"]] = s["session_id"]
             if active:
+                self._queue_start(self.sessions[s["session_id"]])
                 self.active_session_of[s["agent_id"]] = s["session_id"]
             self.agents[s["agent_id"]].updated_at = started if active else now
         self.tokens: dict[str, Token] = {}
@@ -104,23 +117,80 @@ class SandboxState(TokenRules, AgentStatesListing):
             raise ApiError(404, "InvalidAgentId", f"Agent {agent_id} was not found")
         return agent
 
+    def _acting_agent(self, holder: Token, raw_agent_id: str | None) -> Agent:
+        """The agent a call acts as: ``asAgentId``, or the token holder's own when it is missing or ``""``.
+
+        The checks run in a fixed order (agent id, agent, active, impersonation) so that each seed row
+        gives exactly one condition. Impersonation belongs to the token holder: acting as another agent
+        needs the access key's user to be allowed to impersonate; acting as its own agent needs nothing.
+
+        :raises ApiError: 400/404 ``InvalidAgentId``, 403 ``InvalidSecurityUser`` (inactive agent),
+            403 ``ImpersonateNotEnabled``.
+        """
+        agent_id = holder.agent_id if raw_agent_id is None or raw_agent_id == "" else parse_agent_id(raw_agent_id)
+        agent = self._agent(agent_id)
+        if not agent.active:
+            raise ApiError(403, "InvalidSecurityUser", f"Agent {agent.agent_id} is not active")
+        user = self.users.get(holder.access_key_id)
+        if agent.agent_id != holder.agent_id and not (user is not None and user.can_impersonate):
+            raise ApiError(
+                403,
+                "ImpersonateNotEnabled",
+                f"The access key's user (agent {holder.agent_id}) may not act as agent {agent.agent_id}: "
+                "impersonation is not enabled for it",
+            )
+        return agent
+
     def get_agent(self, raw_agent_id: str, fields: str | None = None) -> dict[str, Any]:
-        """``GET agents/{agentId}``; ``fields`` (comma-separated) keeps only the fields named."""
+        """``GET agents/{agentId}`` with the published fields; ``fields`` (comma-separated) keeps only
+        the fields named. ``timeZone`` is served as seeded (CXone writes display names)."""
         agent = self._agent(parse_agent_id(raw_agent_id))
-        row = {
+        row: dict[str, Any] = {
             "agentId": agent.agent_id,
-            "isActive": agent.active,
+            "userName": agent.user_name,
             "firstName": agent.first_name,
+            "middleName": "",
             "lastName": agent.last_name,
+            "emailAddress": agent.email_address,
+            "isActive": agent.active,
             "teamId": agent.team_id,
+            "teamName": agent.team_name,
+            "reportToId": None,
+            "isSupervisor": any(u.agent_id == agent.agent_id and u.can_impersonate for u in self.users.values()),
+            "lastUpdated": iso_time(agent.updated_at),
             "timeZone": agent.time_zone,
+            "timeZoneOffset": current_offset(agent.time_zone),
+            "country": "US",
+            "internalId": "",
+            "profileName": "Agent",
         }
-        return {"agents": [only_fields(row, fields)]}
+        return {"businessUnitId": self.business_unit_id, "agents": [only_fields(row, fields)]}
+
+    def agent_settings(self, raw_agent_id: str) -> dict[str, Any]:
+        """``GET agents/{agentId}/agent-settings``: the fields NICE's SDK reads before it polls (the
+        sandbox has no softphone, so the WebRTC settings are empty)."""
+        agent = self._agent(parse_agent_id(raw_agent_id))
+        return {
+            "agentId": agent.agent_id,
+            "cxaClientVersion": "",
+            "webRTCType": "",
+            "webRTCWSSUrls": [],
+            "webRTCServerDomain": "",
+            "webRTCICEUrls": [],
+            "webRTCDNIS": "",
+            "deleteCommitmentString": "",
+            "persistentPanels": "",
+            "maxConferenceParties": 1,
+            "VQMIntegratedSoftPhoneMonitoring": False,
+            "EnableUIQueue": False,
+        }
 
     # ----------------------------------------------------------------------------------- sessions
 
     def _session(self, session_id: str | None) -> Session:
-        session = self.sessions.get(session_id or "")
+        """The session that has (or had) the id ``session_id``: every id a poll issued names it too."""
+        key = self.session_ids.get(session_id or "")
+        session = self.sessions.get(key) if key is not None else None
         if session is None:
             shown = session_id if session_id else "(missing)"
             raise ApiError(404, "InvalidAgentSession", f"Session {shown} was not found")
@@ -134,60 +204,74 @@ class SandboxState(TokenRules, AgentStatesListing):
 
     def start_session(
         self,
+        holder: Token,
         raw_agent_id: str | None,
         station_id: str | None,
         station_phone: str | None,
         inactivity_timeout: str | None = None,
         inactivity_force_logout: str | None = None,
     ) -> dict[str, Any]:
-        """``POST agent-sessions``: log an agent in; a previous login of the agent ends, as in CXone."""
-        agent = self._agent(parse_agent_id(raw_agent_id))
-        if not agent.active:
-            raise ApiError(403, "InvalidSecurityUser", f"Agent {agent.agent_id} is not active")
+        """``POST agent-sessions``: log an agent in (``asAgentId``, or the token holder's own agent).
+
+        :raises ApiError: those of :meth:`_acting_agent`; 400 ``InvalidStation`` without a station;
+            409 ``InvalidState`` when the agent already has a live session (NICE's SDK then joins it).
+        """
+        agent = self._acting_agent(holder, raw_agent_id)
         if not station_id and not station_phone:
             raise ApiError(400, "InvalidStation", "stationId or stationPhoneNumber is required")
         timeout = parse_int(inactivity_timeout, "inactivityTimeout", minimum=1)
         force_logout = parse_bool(inactivity_force_logout, "inactivityForceLogout")
-        previous = self.active_session_of.get(agent.agent_id)
-        if previous is not None:
-            self._end(self.sessions[previous])
+        live = self.active_session_of.get(agent.agent_id)
+        if live is not None:
+            raise ApiError(409, "InvalidState", f"Agent {agent.agent_id} already has a live session: join it instead")
+        session = self._login(agent, station_id, station_phone, softphone=False)
+        session.inactivity_timeout = timeout
+        session.inactivity_force_logout = force_logout
+        return {"sessionId": session.current_id}
+
+    def _login(self, agent: Agent, station_id: str | None, station_phone: str | None, *, softphone: bool) -> Session:
+        """A new live session for ``agent`` (who has none), its first events queued.
+
+        :param softphone: kept alive by the agent's own phone (an admin login) rather than by polls.
+        """
         while True:
             self._session_counter += 1
             session_id = f"sess-{agent.agent_id}-{self._session_counter}"
-            if session_id not in self.sessions:
+            if session_id not in self.session_ids:
                 break
-        station: Any = int(station_id) if station_id and station_id.isdigit() else station_id
+        station: Any = int(station_id) if station_id and station_id.isdigit() else (station_id or None)
         now = datetime.now(UTC)
-        self.sessions[session_id] = Session(
+        session = Session(
             session_id=session_id,
             agent_id=agent.agent_id,
             active=True,
             started_at=now,
             station_id=station,
-            station_phone_number=station_phone,
-            inactivity_timeout=timeout,
-            inactivity_force_logout=force_logout,
+            station_phone_number=station_phone or None,
+            state_since=now,
+            softphone=softphone,
+            alive_at=time.monotonic(),
         )
+        self.sessions[session_id] = session
+        self.session_ids[session_id] = session_id
         self.active_session_of[agent.agent_id] = session_id
         agent.updated_at = now
-        return {"sessionId": session_id}
+        self._queue_start(session)
+        return session
 
-    def join(self, raw_agent_id: str | None, session_id: str | None, *, mode: str = "session") -> dict[str, Any]:
-        """``POST agent-sessions/join``: the agent ``asAgentId`` joins a session.
+    def join(
+        self, holder: Token, raw_agent_id: str | None, session_id: str | None, *, mode: str = "spec"
+    ) -> dict[str, Any]:
+        """``POST agent-sessions/join``: attach to a session as ``asAgentId`` (missing or ``""``: the
+        token holder's own agent). Joining again is a no-op that answers the same session.
 
-        The checks run in a fixed order (agent id, agent, active, impersonation, then the session) so
-        that each seed row gives exactly one condition. Joining again is a no-op that answers the same.
-
-        :param mode: ``"session"``: join ``session_id`` (the project's decision, see the README), or,
-            when the request names none (the published request, ``asAgentId`` only), the agent's own
-            live session; ``"spec"``: always the agent's own live session, ``session_id`` ignored, as
-            NICE publishes the call. No own live session: ``404 InvalidAgentSession``.
+        :param mode: ``"spec"`` (NICE's published join): the agent's own live session, ``session_id``
+            ignored; ``"session"`` (this project's extension): join ``session_id`` (any id it has had),
+            or, when the request names none, the agent's own live session. No own live session:
+            ``404 InvalidAgentSession``.
+        :return: ``{"sessionId": …}``, the session's current id (the one its next poll must use).
         """
-        agent = self._agent(parse_agent_id(raw_agent_id))
-        if not agent.active:
-            raise ApiError(403, "InvalidSecurityUser", f"Agent {agent.agent_id} is not active")
-        if agent.agent_id not in self.impersonators:
-            raise ApiError(403, "ImpersonateNotEnabled", f"Impersonation is not enabled for agent {agent.agent_id}")
+        agent = self._acting_agent(holder, raw_agent_id)
         if mode == "spec" or not session_id:
             own = self.active_session_of.get(agent.agent_id)
             if own is None:
@@ -198,7 +282,7 @@ class SandboxState(TokenRules, AgentStatesListing):
         session.joined_agents.add(agent.agent_id)
         session.join_calls += 1
         self.join_calls += 1
-        return {"sessionId": session.session_id}
+        return {"sessionId": session.current_id}
 
     def end_session(
         self,
@@ -220,6 +304,8 @@ class SandboxState(TokenRules, AgentStatesListing):
     def _end(self, session: Session) -> None:
         session.active = False
         session.ended_at = datetime.now(UTC)
+        session.events.clear()
+        session.wakeup.set()  # its waiting polls answer 409
         if self.active_session_of.get(session.agent_id) == session.session_id:
             del self.active_session_of[session.agent_id]
             self.agents[session.agent_id].updated_at = session.ended_at
@@ -271,6 +357,7 @@ class SandboxState(TokenRules, AgentStatesListing):
 
     def snapshot(self) -> dict[str, Any]:
         """Everything a test may inspect; never a token value or a secret."""
+        self.expire_idle()
         return {
             "tenant_id": self.tenant_id,
             "applications": sorted(self.applications),
@@ -302,6 +389,10 @@ class SandboxState(TokenRules, AgentStatesListing):
                     "station_id": s.station_id,
                     "station_phone_number": s.station_phone_number,
                     "agent_state": s.agent_state,
+                    "out_reason": s.out_reason,
+                    "current_id": s.current_id,
+                    "events_pending": len(s.events),
+                    "kept_alive_by": "softphone" if s.softphone else "polls",
                     "started_at": iso_time(s.started_at),
                     "ended_at": iso_time(s.ended_at),
                     "joined_agents": sorted(s.joined_agents),
