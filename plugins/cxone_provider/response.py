@@ -10,8 +10,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-# Human text, in the order CXone's and gateways' error shapes carry it; never used to decide a condition.
-_MESSAGE_KEYS = ("error_description", "message", "errorMessage", "Message", "detail", "description")
+# Human text, in the order CXone's and gateways' error shapes carry it (Global Auth writes errorDescription,
+# its legacy token service and the sandbox's Agent API error_description); never used to decide a condition.
+_MESSAGE_KEYS = ("errorDescription", "error_description", "message", "errorMessage", "Message", "detail", "description")
 
 
 def error_name_and_message(body: object, text: str = "") -> tuple[str | None, str]:
