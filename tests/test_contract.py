@@ -15,6 +15,7 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import jwt
 import pytest
 import requests
 
@@ -70,10 +71,20 @@ PUBLISHED_CALLS: tuple[PublishedCall, ...] = (
         "token",
         "POST",
         r"/auth/token",
-        frozenset({"grant_type", "username", "password", "client_id", "client_secret", "refresh_token", "scope"}),
+        frozenset(
+            {"grant_type", "username", "password", "client_id", "client_secret", "refresh_token", "scope"}
+            | {"code", "redirect_uri", "code_verifier"}  # authorization_code
+            | {"subject_token", "subject_token_type", "audience"}  # token exchange
+        ),
         in_query=False,
     ),
     PublishedCall("discovery", "GET", r"/\.well-known/cxone-configuration", frozenset({"tenantId"})),
+    PublishedCall("OIDC configuration", "GET", r"/\.well-known/openid-configuration"),
+    PublishedCall("JWKS", "GET", r"/auth/jwks"),
+    # Not in the OpenAPI specs: NICE's SDK asks it on the ACD's host, the token in the body.
+    PublishedCall(
+        "whoami", "POST", r"/incontactauthorizationserver/token/whoami", frozenset({"token"}), in_query=False
+    ),
     PublishedCall(
         "agent states",
         "GET",
@@ -284,6 +295,52 @@ def test_refresh_token_grant_as_published(sb: SandboxServer) -> None:
     assert_conforms(sb)
 
 
+def test_the_auth_host_as_nices_sdk_uses_it(sb: SandboxServer) -> None:
+    """OIDC document, JWKS, token exchange, refresh and whoami, each as NICE's SDK sends it (forms labelled
+    application/json, no client on the refresh), every id_token answered verifying against the JWKS."""
+    oidc = requests.get(f"{sb.url}/.well-known/openid-configuration", timeout=10).json()
+    keys = requests.get(oidc["jwks_uri"], timeout=10).json()["keys"]
+    first = requests.post(
+        oidc["token_endpoint"],
+        data={"grant_type": "password", "username": QA[0], "password": QA[1]},
+        auth=CLIENT,
+        timeout=10,
+    ).json()
+    sdk = {"Content-Type": "application/json"}
+    exchanged = requests.post(
+        oidc["token_endpoint"],
+        data=(
+            "grant_type=urn:ietf:params:oauth:grant-type:token-exchange&scope=openid&client_id="
+            + CLIENT[0]
+            + "&subject_token="
+            + first["access_token"]
+            + "&subject_token_type=urn:ietf:params:oauth:token-type:access_token"
+        ).encode(),
+        headers=sdk,
+        timeout=10,
+    )
+    assert exchanged.status_code == 200, exchanged.text
+    refreshed = requests.post(
+        oidc["token_endpoint"],
+        data=f"grant_type=refresh_token&scope=openid&refresh_token={exchanged.json()['refresh_token']}".encode(),
+        headers=sdk,
+        timeout=10,
+    )
+    assert refreshed.status_code == 200, refreshed.text
+    for body in (first, exchanged.json(), refreshed.json()):
+        header = jwt.get_unverified_header(body["id_token"])
+        key = next(k for k in keys if k["kid"] == header["kid"])
+        claims = jwt.decode(body["id_token"], jwt.PyJWK(key).key, algorithms=["RS256"], audience=CLIENT[0])
+        assert claims["tenantId"] == sb.tenant_id
+    whoami = requests.post(
+        f"{sb.url}/incontactauthorizationserver/token/whoami",
+        json={"token": refreshed.json()["access_token"]},
+        timeout=10,
+    )
+    assert whoami.json()["agent_id"] == 1001
+    assert_conforms(sb)
+
+
 # ------------------------------------------------------------------------------------------ discovery
 
 
@@ -297,7 +354,7 @@ def test_discovery_as_published(sb: SandboxServer) -> None:
     assert response.status_code == 200, response.text
     body = response.json()
     required = {"private": bool, "ui_endpoint": str, "auth_endpoint": str, "api_endpoint": str, "domain": str}
-    for name, kind in {**required, "uhDomain": str}.items():
+    for name, kind in {**required, "uhDomain": str, "cluster": str, "acdDomain": str}.items():
         assert isinstance(body[name], kind), name
     assert_conforms(sb)
 

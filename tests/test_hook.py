@@ -80,6 +80,8 @@ def test_refused_access_key_raises_auth_error_without_the_secret(cxone_sandbox, 
     with pytest.raises(CxoneAuthError, match="invalid_grant") as refused:
         hook.access_token()
     assert "SANDBOX-QA-KEY" in str(refused.value)
+    # The token endpoint's errorDescription (Global Auth's published shape) is the message.
+    assert "The access key id or secret is invalid" in str(refused.value)
     assert "Wrong-Secret-7f3a9" not in str(refused.value)
     assert refused.value.http_status == 400
 
@@ -93,6 +95,7 @@ def test_test_connection_reports_success_and_failure(cxone_sandbox, make_hook, m
     ok, message = CxoneHook("cxone_bad").test_connection()
     assert not ok
     assert "invalid_client" in message
+    assert "Client authentication failed" in message
     assert "Not-The-Client-Secret-42" not in message
 
 

@@ -1,4 +1,4 @@
-"""The CXone sandbox over real HTTP: auth, discovery, the Agent API, faults, journal, admin and CLI.
+"""The CXone sandbox over real HTTP: the Agent API, faults, journal, admin and CLI (auth: test_sandbox_auth.py).
 
 One sandbox process serves the whole module (the ``cxone_sandbox`` fixture resets it per test);
 plain ``requests`` talks to it, so these tests pin the wire contract the hook relies on.
@@ -7,7 +7,6 @@ plain ``requests`` talks to it, so these tests pin the wire contract the hook re
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import os
 import shlex
@@ -136,159 +135,7 @@ def all_states(sb: SandboxServer, token: str) -> dict[int, dict[str, Any]]:
     return rows
 
 
-def jwt_part(part: str) -> dict[str, object]:
-    return json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
-
-
-# ------------------------------------------------------------------------------------------ auth
-
-
-def test_token_is_issued_with_an_unsigned_id_token(sb: SandboxServer) -> None:
-    response = get_token(sb)
-    assert response.status_code == 200
-    body = response.json()
-    assert body["token_type"] == "bearer"
-    assert body["expires_in"] == 3600
-    assert body["access_token"]
-    assert body["refresh_token"]
-    header, payload, signature = body["id_token"].split(".")
-    assert jwt_part(header) == {"alg": "none", "typ": "JWT"}
-    claims = jwt_part(payload)
-    assert claims["tenantId"] == TENANT
-    assert claims["sub"] == "user:1001"
-    assert claims["iss"] == sb.url
-    assert claims["exp"] - claims["iat"] == 3600  # type: ignore[operator]
-    assert signature == ""
-    assert sb.state()["tokens_issued"] == 1
-
-
-@pytest.mark.parametrize(
-    "client",
-    [None, ("sandbox-client", "wrong"), ("no-such-client", "sandbox-client-secret")],
-    ids=["missing", "wrong-secret", "unknown-client"],
-)
-def test_token_bad_client_is_invalid_client(sb: SandboxServer, client: tuple[str, str] | None) -> None:
-    response = requests.post(
-        f"{sb.url}/auth/token",
-        data={"grant_type": "password", "username": QA[0], "password": QA[1]},
-        auth=client,
-        timeout=10,
-    )
-    assert_error(response, 401, "invalid_client")
-
-
-def test_token_other_grant_is_unsupported(sb: SandboxServer) -> None:
-    response = requests.post(f"{sb.url}/auth/token", data={"grant_type": "client_credentials"}, auth=CLIENT, timeout=10)
-    assert_error(response, 400, "unsupported_grant_type")
-
-
-@pytest.mark.parametrize(
-    ("key", "words"),
-    [
-        (("NO-SUCH-KEY", "whatever"), "invalid"),
-        (("SANDBOX-QA-KEY", "not-the-secret"), "invalid"),
-        (("SANDBOX-INACTIVE-KEY", "sandbox-inactive-secret"), "inactive"),
-    ],
-    ids=["unknown-key", "wrong-secret", "inactive-agent"],
-)
-def test_token_bad_grant_is_invalid_grant(sb: SandboxServer, key: tuple[str, str], words: str) -> None:
-    body = assert_error(get_token(sb, key), 400, "invalid_grant")
-    assert words in body["error_description"]
-
-
-def test_token_accepts_a_json_body_too(sb: SandboxServer) -> None:
-    body = {"grant_type": "password", "username": QA[0], "password": QA[1]}
-    response = requests.post(f"{sb.url}/auth/token", json=body, auth=CLIENT, timeout=10)
-    assert response.status_code == 200
-
-
-def test_token_with_client_credentials_as_form_fields(sb: SandboxServer) -> None:
-    fields = {"grant_type": "password", "username": QA[0], "password": QA[1]}
-    response = requests.post(
-        f"{sb.url}/auth/token",
-        data={**fields, "client_id": CLIENT[0], "client_secret": CLIENT[1]},
-        timeout=10,
-    )
-    assert response.status_code == 200, response.text
-    assert sb.journal()[-1]["client_auth"] == "form"
-    wrong = requests.post(
-        f"{sb.url}/auth/token", data={**fields, "client_id": CLIENT[0], "client_secret": "nope"}, timeout=10
-    )
-    assert_error(wrong, 401, "invalid_client")
-
-
-def test_token_with_the_secret_both_ways_is_invalid_request(sb: SandboxServer) -> None:
-    data = {"grant_type": "password", "username": QA[0], "password": QA[1], "client_secret": CLIENT[1]}
-    response = requests.post(f"{sb.url}/auth/token", data=data, auth=CLIENT, timeout=10)
-    assert_error(response, 400, "invalid_request")
-
-
-def test_refresh_token_grant(sb: SandboxServer) -> None:
-    first = get_token(sb).json()
-    data = {"grant_type": "refresh_token", "refresh_token": first["refresh_token"]}
-    refreshed = requests.post(f"{sb.url}/auth/token", data=data, auth=CLIENT, timeout=10)
-    assert refreshed.status_code == 200, refreshed.text
-    body = refreshed.json()
-    assert body["access_token"] != first["access_token"]
-    assert body["refresh_token"] != first["refresh_token"]
-    assert jwt_part(body["id_token"].split(".")[1])["sub"] == "user:1001"
-    assert api(sb, "GET", "agents/1001", body["access_token"]).status_code == 200
-    # A refresh token is good once.
-    again = requests.post(f"{sb.url}/auth/token", data=data, auth=CLIENT, timeout=10)
-    assert_error(again, 400, "invalid_grant")
-    assert sb.state()["tokens_issued"] == 2
-
-
-def test_refresh_token_grant_as_published_with_client_id_only(sb: SandboxServer) -> None:
-    # The published refresh request: {"client_id", "grant_type", "refresh_token"}, no secret.
-    refresh = get_token(sb).json()["refresh_token"]
-    body = {"client_id": CLIENT[0], "grant_type": "refresh_token", "refresh_token": refresh}
-    response = requests.post(f"{sb.url}/auth/token", json=body, timeout=10)
-    assert response.status_code == 200, response.text
-    assert sb.journal()[-1]["client_auth"] == "form"
-
-
-@pytest.mark.parametrize(
-    ("data", "client", "status", "error"),
-    [
-        ({"refresh_token": "sbx-rt-never-issued"}, CLIENT, 400, "invalid_grant"),
-        ({}, CLIENT, 400, "invalid_request"),
-        ({"refresh_token": None}, ("sandbox-client", "wrong"), 401, "invalid_client"),
-        ({"refresh_token": None, "client_id": "no-such-client"}, None, 401, "invalid_client"),
-    ],
-    ids=["unknown", "missing", "wrong-secret", "unknown-client"],
-)
-def test_refresh_token_grant_refused(
-    sb: SandboxServer, data: dict[str, Any], client: tuple[str, str] | None, status: int, error: str
-) -> None:
-    issued = get_token(sb).json()["refresh_token"]
-    fields = {"grant_type": "refresh_token", **{k: v or issued for k, v in data.items()}}
-    response = requests.post(f"{sb.url}/auth/token", data=fields, auth=client, timeout=10)
-    assert_error(response, status, error)
-
-
-# ------------------------------------------------------------------------------------------ discovery
-
-
-def test_discovery_points_back_at_the_sandbox(sb: SandboxServer) -> None:
-    response = requests.get(f"{sb.url}/.well-known/cxone-configuration", params={"tenantId": TENANT}, timeout=10)
-    assert response.status_code == 200
-    assert response.json() == {
-        "private": False,
-        "ui_endpoint": sb.url,
-        "auth_endpoint": sb.url,
-        "api_endpoint": sb.url,
-        "domain": "sandbox.local",
-        "uhDomain": "sandbox.local",
-        "area": "na1",
-        "tenantId": TENANT,
-    }
-
-
-@pytest.mark.parametrize("params", [{"tenantId": "no-such-tenant"}, {}], ids=["unknown", "missing"])
-def test_discovery_unknown_tenant(sb: SandboxServer, params: dict[str, str]) -> None:
-    response = requests.get(f"{sb.url}/.well-known/cxone-configuration", params=params, timeout=10)
-    assert_error(response, 404, "InvalidTenant")
+# The auth host (token, OIDC, JWKS, discovery) is tests/test_sandbox_auth.py's.
 
 
 # ------------------------------------------------------------------------------------------ join

@@ -255,14 +255,16 @@ def test_the_endpoint_rule(endpoint, auth_host, extra_domains, allowed):
 # --- 7: redaction ------------------------------------------------------------------------------------------
 
 
-def test_secrets_are_redacted_before_the_cut_and_in_url_encoded_form(monkeypatch, server, caplog):
+# Global Auth's published shape (errorDescription) and the legacy token service's (error_description).
+@pytest.mark.parametrize("field", ["errorDescription", "error_description"])
+def test_secrets_are_redacted_before_the_cut_and_in_url_encoded_form(monkeypatch, server, caplog, field):
     caplog.set_level(logging.DEBUG)
 
     def echo_the_form(request):
         # A careless auth proxy that echoes the request body, URL-encoded, near the end of a long message.
         padding = "p" * (300 - len("grant_type=password&username=KEY-1&password=") - 10)
         described = f"{padding}{request.body.decode()}"
-        return Answer(400, JSON, json.dumps({"error": "invalid_request", "error_description": described}).encode())
+        return Answer(400, JSON, json.dumps({"error": "invalid_request", field: described}).encode())
 
     server.route("POST", "/auth/token", echo_the_form)
     hook = connect(monkeypatch, server)
@@ -273,6 +275,7 @@ def test_secrets_are_redacted_before_the_cut_and_in_url_encoded_form(monkeypatch
         assert form not in text
         assert form[:8] not in text  # not even the part that survives a cut
     assert "***" in text
+    assert "pppppppp" in str(refused.value)  # the description was read, only the secret withheld
 
 
 # --- 8: the cluster policy costs nothing for DAGs without CXone operators ----------------------------------

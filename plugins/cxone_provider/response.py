@@ -13,7 +13,8 @@ from typing import Any
 #: CXone's error text travels in this response header (NICE publishes no Agent API error body).
 STATUS_DESCRIPTION_HEADER = "icStatusDescription"
 
-# Human text, in the order CXone's and gateways' error shapes carry it; never used to decide a condition.
+# Human text, in the order CXone's and gateways' error shapes carry it (Global Auth writes errorDescription,
+# its legacy token service and the sandbox's Agent API error_description); never used to decide a condition.
 _MESSAGE_KEYS = ("errorDescription", "error_description", "message", "errorMessage", "Message", "detail", "description")
 
 

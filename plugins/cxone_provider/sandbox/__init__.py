@@ -1,13 +1,14 @@
 """An embedded NICE CXone for demos, tests and users' own DAG tests (the moto of this provider).
 
-A real HTTP server (FastAPI on uvicorn, both shipped with Airflow 3) that serves CXone's token
-endpoint, API discovery and the Agent API calls this provider and NICE's own agent SDK make, with
-CXone's paths, bodies and failure shapes, accepting requests shaped as NICE's published clients send
-them (see :mod:`cxone_provider.sandbox.app`), fault knobs (latency, 429, 503, dropped connections,
-malformed answers such as a proxy's HTML page or a dripping body, a path filter, token lifetime) and
-tenant settings (``join_mode``, ``states_session_id``, ``status_description``, ``error_body``,
-``session_timeout_s``; see :mod:`cxone_provider.sandbox.faults`), and inspectable state and request
-journal under ``/_sandbox/``. Start it with ``cxone-sandbox --port 8765`` (or
+A real HTTP server (FastAPI on uvicorn, both shipped with Airflow 3) that serves CXone's auth host
+(token endpoint, OIDC document, JWKS and RS256-signed id_tokens, discovery; see
+:mod:`cxone_provider.sandbox.oidc`) and the Agent API calls this provider and NICE's own agent SDK
+make, with CXone's paths, bodies and failure shapes, accepting requests shaped as NICE's published
+clients send them (see :mod:`cxone_provider.sandbox.app`), fault knobs (latency, 429, 503, dropped
+connections, malformed answers such as a proxy's HTML page or a dripping body, a path filter, token
+lifetime) and tenant settings (``join_mode``, ``states_session_id``, ``status_description``,
+``error_body``, ``session_timeout_s``; see :mod:`cxone_provider.sandbox.faults`), and inspectable
+state and request journal under ``/_sandbox/``. Start it with ``cxone-sandbox --port 8765`` (or
 ``python -m cxone_provider.sandbox.cli``), or from a test with
 :class:`cxone_provider.testing.SandboxServer`.
 

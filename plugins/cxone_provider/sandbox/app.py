@@ -58,6 +58,7 @@ from cxone_provider.sandbox.answers import agent_error_response, error_response
 from cxone_provider.sandbox.asgi import Sandbox, SandboxApp
 from cxone_provider.sandbox.faults import Faults
 from cxone_provider.sandbox.incoming import API_PREFIX
+from cxone_provider.sandbox.oidc import add_auth_routes
 from cxone_provider.sandbox.params import ApiError
 from cxone_provider.sandbox.routes import (
     add_api_routes,
@@ -126,6 +127,7 @@ def create_app(
     async def server_error(request: Request, exc: Exception) -> JSONResponse:
         return error_response(500, "InternalServerError", f"{type(exc).__name__}: {exc}")
 
+    add_auth_routes(app)
     add_api_routes(app)
     add_admin_routes(app)
     return app

@@ -19,9 +19,14 @@ API_PREFIX = "/inContactAPI/"
 ADMIN_PREFIX = "/_sandbox/"
 TOKEN_PATH = "/auth/token"  # noqa: S105 - a path, not a credential
 DISCOVERY_PATH = "/.well-known/cxone-configuration"
+OIDC_PATH = "/.well-known/openid-configuration"
+JWKS_PATH = "/auth/jwks"
+# Where NICE's SDK asks who a token's user is (on the ACD's API host).
+WHOAMI_PATH = "/incontactauthorizationserver/token/whoami"
 # Where the ASGI layer keeps the path as the client spelled it (the routes see the canonical prefix).
 SENT_PATH = "cxone_sandbox.sent_path"
-AUTH_PATHS = (TOKEN_PATH, DISCOVERY_PATH)
+#: The auth host's routes: faulted only with ``apply_to_auth``.
+AUTH_PATHS = (TOKEN_PATH, DISCOVERY_PATH, OIDC_PATH, JWKS_PATH, WHOAMI_PATH)
 
 
 def canonical_path(path: str) -> str:
@@ -32,16 +37,19 @@ def canonical_path(path: str) -> str:
     return path
 
 
-def parse_body(raw: bytes, content_type: str) -> dict[str, Any]:
+def parse_body(raw: bytes, content_type: str, *, trust_label: bool = True) -> dict[str, Any]:
     """The fields of a request body: a JSON object, or form fields (``application/x-www-form-urlencoded``).
 
     Without a telling ``Content-Type`` a body starting with ``{`` is JSON, anything else a form.
 
+    :param trust_label: ``False`` decides by the body alone, whatever its ``Content-Type`` says: a
+        body starting with ``{`` is JSON, anything else a form. The token endpoint reads bodies so,
+        because NICE's SDK sends its refresh and token-exchange forms labelled ``application/json``.
     :raises ValueError: when the body is neither (invalid JSON, or JSON that is not an object).
     """
     if not raw.strip():
         return {}
-    kind = content_type.split(";", 1)[0].strip().lower()
+    kind = content_type.split(";", 1)[0].strip().lower() if trust_label else ""
     if "json" in kind or (kind != "application/x-www-form-urlencoded" and raw.lstrip().startswith(b"{")):
         try:
             data = json.loads(raw)

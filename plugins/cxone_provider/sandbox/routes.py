@@ -1,4 +1,4 @@
-"""CXone's routes in the sandbox: the token endpoint, API discovery and the Agent API calls.
+"""CXone's routes in the sandbox: the Agent API calls (the auth host's are :mod:`~cxone_provider.sandbox.oidc`'s).
 
 Parameters are accepted as NICE's published clients send them: in the query string (the clients
 generated from NICE's OpenAPI specs) or in a JSON body (NICE's agent SDK, the Ruby gem); application
@@ -18,9 +18,8 @@ from fastapi import Request  # noqa: TC002 - FastAPI reads route annotations at 
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from cxone_provider.sandbox.incoming import DISCOVERY_PATH, SENT_PATH, TOKEN_PATH, fields_as_params, parse_body
+from cxone_provider.sandbox.incoming import SENT_PATH, fields_as_params, parse_body
 from cxone_provider.sandbox.params import ApiError, iso_time, parse_int
-from cxone_provider.sandbox.seed import SANDBOX_DOMAIN
 from cxone_provider.sandbox.state import SUPERVISE_ACTIONS
 from cxone_provider.sandbox.timezones import timezone_rows
 
@@ -94,7 +93,7 @@ def _sent_url(request: Request, query: Mapping[str, str] | None = None) -> str:
 
 
 def add_api_routes(app: SandboxApp) -> None:
-    """Add the auth, discovery and Agent API routes to ``app``."""
+    """Add the Agent API routes to ``app``."""
     sb = app.sandbox
 
     def authorize(request: Request, version: str) -> Token:
@@ -106,48 +105,6 @@ def add_api_routes(app: SandboxApp) -> None:
         sb.state.session_timeout_s = sb.injector.faults.session_timeout_s
         sb.state.expire_idle()
         return holder
-
-    # ------------------------------------------------------------------------------------ auth
-
-    @app.post(TOKEN_PATH)
-    async def token(request: Request) -> JSONResponse:
-        fields = await _request_fields(request, "invalid_request")
-        client_id, client_secret = _basic_client(request.headers.get("authorization"))
-        if client_id is None:
-            client_id, client_secret = fields.get("client_id"), fields.get("client_secret")
-        elif "client_secret" in fields:
-            raise ApiError(400, "invalid_request", "Send the client credentials as HTTP Basic or as fields, not both")
-        elif fields.get("client_id", client_id) != client_id:
-            raise ApiError(400, "invalid_request", "client_id differs from the HTTP Basic client")
-        body = sb.state.issue_token(
-            client_id=client_id,
-            client_secret=client_secret,
-            grant_type=fields.get("grant_type"),
-            form=fields,
-            lifetime_s=sb.injector.faults.token_lifetime_s,
-            issuer=_base_url(request),
-        )
-        return JSONResponse(body, headers={"Cache-Control": "no-store"})
-
-    @app.get(DISCOVERY_PATH)
-    async def discovery(request: Request) -> JSONResponse:
-        tenant = request.query_params.get("tenantId")
-        if tenant != sb.state.tenant_id:
-            shown = tenant if tenant else "(missing)"
-            raise ApiError(404, "InvalidTenant", f"Tenant {shown} was not found")
-        base = _base_url(request)
-        return JSONResponse(
-            {
-                "private": False,
-                "ui_endpoint": base,
-                "auth_endpoint": base,
-                "api_endpoint": base,
-                "domain": SANDBOX_DOMAIN,
-                "uhDomain": SANDBOX_DOMAIN,
-                "area": "na1",
-                "tenantId": tenant,
-            }
-        )
 
     # ------------------------------------------------------------------------------------ Agent API
 
