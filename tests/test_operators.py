@@ -207,6 +207,43 @@ def test_unknown_condition_is_an_import_error(tmp_path):
     assert "unknown condition(s) 'Succes'" in error
 
 
+def test_bad_condition_rules_are_an_import_error_naming_the_field_and_value(tmp_path):
+    report = _parse(
+        tmp_path,
+        """
+        import pendulum
+        from airflow.sdk import DAG
+        from cxone_provider.operators.agent_session import JoinAgentSessionOperator
+
+        with DAG("bad_rules", schedule=None, start_date=pendulum.datetime(2026, 1, 1)):
+            JoinAgentSessionOperator(
+                task_id="join",
+                session_id="s",
+                condition_rules=[{"status": 404, "pattern": "ok", "condition": "InvalidAgentSession"},
+                                 {"status": 404, "pattern": "(unclosed", "condition": "InvalidAgentId"}],
+            )
+        """,
+    )
+    assert report["dags"] == []
+    (error,) = report["errors"]
+    assert "join: condition_rules[1].pattern '(unclosed' is not a valid regular expression" in error
+
+
+def test_operator_condition_rules_decide_a_join(cxone_sandbox):
+    from cxone_provider.operators.agent_session import JoinAgentSessionOperator
+
+    # The sandbox answers an ended session 409; this tenant's rule reads every 409 as Default.
+    operator = JoinAgentSessionOperator(
+        task_id="join",
+        session_id="sess-2007",
+        security_user=1001,
+        condition_rules=[{"status": 409, "condition": "Default"}],
+    )
+    outcome = operator.join({})
+    assert (outcome.condition, outcome.status_code) == ("Default", 409)
+    assert "condition_rules[0]" in outcome.message
+
+
 # --- the default SecurityUser ---------------------------------------------------------------------------
 
 

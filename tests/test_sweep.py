@@ -130,8 +130,9 @@ def test_sweep_accounts_for_every_session_exactly_once(sandbox):
         o["session_id"] for o in every if o["condition"] != "Success"
     ]
 
-    sent = [e["params"]["sessionId"] for e in joins_sent(sandbox)]
-    assert sorted(sent) == sorted(live + ended + unknown)  # one join per distinct well-formed id
+    # "" expects no session: one join asks for the SecurityUser's live session (agent 1001 has none)
+    sent = [e["params"].get("sessionId", "(live)") for e in joins_sent(sandbox)]
+    assert sorted(sent) == sorted([*live, *ended, *unknown, "(live)"])  # one join per distinct id
     assert len([e for e in sandbox.journal() if e["path"] == "/auth/token"]) == 1
     assert result["stats"]["token_requests"] == 1
     assert sorted(s for s, _agent in sandbox.state()["joins"]) == sorted(live)
@@ -215,8 +216,9 @@ def test_duplicates_are_keyed_as_sent_and_malformed_values_send_nothing(sandbox)
     assert result["Success"] == ["sess-2001", "sess-2002"]
     assert result["duplicates"] == ["sess-2001"]
     assert result["InvalidAgentSession"] == ["True", "1.5", "None"]
-    sent = sorted(e["params"]["sessionId"] for e in joins_sent(sandbox))
-    assert sent == ["sess-2001", "sess-2002"]
+    # None expects no session: a join for the SecurityUser's live session (agent 1001 has none)
+    sent = sorted(e["params"].get("sessionId", "(live)") for e in joins_sent(sandbox))
+    assert sent == ["(live)", "sess-2001", "sess-2002"]
 
 
 def test_an_unreachable_api_host_is_default_for_every_session_at_once(sandbox):
