@@ -71,6 +71,8 @@ RETRYABLE_STATUS = frozenset({429, 503})
 MAX_RETRY_AFTER_S = 30.0
 # Error bodies are for messages; a proxy's multi-megabyte HTML page is not read past this.
 MAX_BODY_BYTES = 64 * 1024
+# A 2xx body is data: a page of 1,000 agent-state rows with CXone's published fields is ~600 KB.
+MAX_ANSWER_BYTES = 8 * 1024 * 1024
 MAX_MESSAGE_CHARS = 300
 # icStatusDescription is a short sentence ("Invalid agent session Id."); a server may send anything.
 MAX_STATUS_DESCRIPTION_CHARS = 200
@@ -258,10 +260,11 @@ class Transport:
                 message=self.secrets.redact(_describe_redirect(response))[:MAX_MESSAGE_CHARS],
             )
         deadline = time.monotonic() + self.settings.read_timeout
-        raw = b""
+        limit = MAX_ANSWER_BYTES if 200 <= response.status_code < 300 else MAX_BODY_BYTES
+        raw = bytearray()
         complete = False
         try:
-            while len(raw) <= MAX_BODY_BYTES:
+            while len(raw) <= limit:
                 # read1 returns what has arrived (blocking only for the first byte), so the deadline
                 # is checked between trickles.
                 chunk = response.raw.read1(16 * 1024, decode_content=True)
@@ -284,8 +287,9 @@ class Transport:
             else:
                 response.close()
         return read_answer(
-            raw,
+            bytes(raw),
             complete,
+            limit=limit,
             status=response.status_code,
             reason=response.reason or "",
             headers=response.headers,
@@ -381,20 +385,21 @@ def read_answer(
     headers: Mapping[str, str],
     encoding: str | None,
     redact: Callable[[str], str],
+    limit: int = MAX_BODY_BYTES,
 ) -> ApiResponse:
-    """An answer's body (at most ``MAX_BODY_BYTES``; ``complete``: all of it) as an :class:`ApiResponse`.
+    """An answer's body (at most ``limit`` bytes; ``complete``: all of it) as an :class:`ApiResponse`.
 
     The one reading of an answer, whatever client fetched it (the hook's requests, the trigger's httpx):
     JSON when it parses, CXone's error name and message from it, else a one-line summary; CXone's
     ``icStatusDescription`` header is kept, and is the message of an answer with no body. Every text
     the server chose is redacted before it is cut.
     """
-    text = raw[:MAX_BODY_BYTES].decode(encoding or "utf-8", errors="replace")
+    text = raw[:limit].decode(encoding or "utf-8", errors="replace")
     content_type = headers.get("Content-Type", "")
     body: Any = None
     problem = ""
     if not complete:
-        problem = f"answer larger than {MAX_BODY_BYTES // 1024} KiB ({content_type or 'no type'}), not read"
+        problem = f"answer larger than {limit // 1024} KiB ({content_type or 'no type'}), not read"
     elif text:
         try:
             body = json.loads(text)

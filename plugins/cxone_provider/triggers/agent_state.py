@@ -50,6 +50,7 @@ from tenacity import (
 from cxone_provider.client.api import CxoneClient
 from cxone_provider.client.settings import CxoneSettings
 from cxone_provider.client.transport import (
+    MAX_ANSWER_BYTES,
     MAX_BODY_BYTES,
     MAX_MESSAGE_CHARS,
     MAX_RETRY_AFTER_S,
@@ -403,14 +404,15 @@ class AsyncAgentStates:
                     f"redirected (HTTP {status}) to {where or 'no Location'}; calls to CXone follow no redirect"
                 )[:MAX_MESSAGE_CHARS],
             )
-        raw = b""
+        limit = MAX_ANSWER_BYTES if 200 <= status < 300 else MAX_BODY_BYTES
+        raw = bytearray()
         complete = False
         try:
             # The read timeout bounds each read; this bounds the whole body (a trickle never ends otherwise).
             async with asyncio.timeout(self.settings.read_timeout):
                 async for chunk in response.aiter_bytes():
                     raw += chunk
-                    if len(raw) > MAX_BODY_BYTES:
+                    if len(raw) > limit:
                         break
                 else:
                     complete = True
@@ -420,8 +422,9 @@ class AsyncAgentStates:
                 f"{len(raw)} bytes read"
             ) from None
         return read_answer(
-            raw,
+            bytes(raw),
             complete,
+            limit=limit,
             status=status,
             reason=response.reason_phrase,
             headers=response.headers,
