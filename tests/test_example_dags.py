@@ -27,15 +27,18 @@ if TYPE_CHECKING:
 SUPERVISED = "cxone_supervised_session"
 SWEEP = "cxone_qa_sweep"
 
-# One scenario per result condition: run conf, and the faults that make CXone misbehave.
+# One scenario per result condition: run conf, and the faults that make CXone misbehave. Impersonation
+# belongs to the connection's key user: ImpersonateNotEnabled is the key that may not impersonate
+# acting as the supervisor, another agent than its own.
 SCENARIOS = {
     "Success": ({}, {}),
     "InvalidAgentSession": ({"session_id": "sess-2007"}, {}),
-    "ImpersonateNotEnabled": ({"supervisor_agent_id": 1002}, {}),
+    "ImpersonateNotEnabled": ({"supervisor_agent_id": 1001}, {}),
     "InvalidSecurityUser": ({"join_as": 1003}, {}),
     "InvalidAgentId": ({"join_as": {"agent_id": 9999, "conn_id": "cxone_default"}}, {}),
     "Default": ({}, {"rate_503": 1.0, "path_filter": "agent-sessions/join"}),
 }
+KEY_OF = {"ImpersonateNotEnabled": "SANDBOX-NOIMP-KEY"}
 BRANCH_OF = {
     "Success": "start_monitoring",
     "InvalidAgentSession": "report_invalid_session",
@@ -70,10 +73,14 @@ def test_every_dag_file_imports_offline_without_errors(tmp_path):
 
 
 @pytest.mark.parametrize("condition", list(SCENARIOS))
-def test_supervised_session_routes_each_condition(airflow_db, cxone_sandbox, tmp_path, condition):
+def test_supervised_session_routes_each_condition(
+    airflow_db, cxone_sandbox, legacy_sandbox_extensions, monkeypatch, tmp_path, condition
+):
+    # The example DAG still joins the agent's session (sess-2001) by id: the sandbox's extension.
     conf, faults = SCENARIOS[condition]
-    if faults:
-        cxone_sandbox.set_faults(**faults)
+    cxone_sandbox.set_faults(**faults)
+    if condition in KEY_OF:
+        monkeypatch.setenv(*cxone_sandbox.connection_env(key=KEY_OF[condition]))
     name = f"routes-{condition}.jsonl"
     audit_log = dag_module(SUPERVISED).AUDIT_BASE / name
     audit_log.unlink(missing_ok=True)
