@@ -34,6 +34,8 @@ sys.path.insert(0, str(DAGS_FOLDER))
 
 from airflow.sdk import DAG  # noqa: E402 - Airflow must see the environment above first
 
+from cxone_provider.testing import LEGACY_EXTENSIONS  # noqa: E402
+
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
@@ -67,15 +69,21 @@ def airflow_db() -> Path:
 #: The sandbox's extensions of CXone's published behaviour that older provider tests rely on: joining a
 #: session by its id (``join_mode="session"``), ``sessionId`` in ``agents/states`` rows, and the
 #: ``{"error", "error_description"}`` body the provider's conditions were read from. Not CXone's defaults.
-LEGACY_SANDBOX_EXTENSIONS: dict[str, Any] = {"join_mode": "session", "states_session_id": True, "error_body": "legacy"}
+LEGACY_SANDBOX_EXTENSIONS: dict[str, Any] = dict(LEGACY_EXTENSIONS)
 
 
 @pytest.fixture
-def legacy_sandbox_extensions(cxone_sandbox: Any) -> dict[str, Any]:
+def legacy_sandbox_extensions(cxone_sandbox: Any, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     """Turn on the sandbox's extensions (:data:`LEGACY_SANDBOX_EXTENSIONS`) for a test that relies on
-    them, and return them: a test that sets faults of its own must pass them again
-    (``set_faults(**legacy_sandbox_extensions, rate_503=…)``), as ``set_faults`` replaces every knob."""
-    cxone_sandbox.set_faults(**LEGACY_SANDBOX_EXTENSIONS)
+    them, and keep them on through the test's own ``set_faults`` calls (which otherwise put every knob
+    not given back to its default); return them."""
+    set_faults = cxone_sandbox.set_faults
+
+    def set_faults_keeping_the_extensions(**knobs: Any) -> dict[str, Any]:
+        return dict(set_faults(**{**LEGACY_SANDBOX_EXTENSIONS, **knobs}))
+
+    monkeypatch.setattr(cxone_sandbox, "set_faults", set_faults_keeping_the_extensions)
+    cxone_sandbox.set_faults()
     return dict(LEGACY_SANDBOX_EXTENSIONS)
 
 

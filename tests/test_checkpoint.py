@@ -93,6 +93,7 @@ def stopped_halfway(sandbox: SandboxServer, tmp_path, ti: TaskInstance) -> int:
     return sum(joins(sandbox).values())
 
 
+@pytest.mark.usefixtures("legacy_sandbox_extensions")
 def test_a_retried_sweep_joins_only_what_it_had_not_finished(sandbox, tmp_path, caplog, capfd):
     ti = TaskInstance()
     sent_before = stopped_halfway(sandbox, tmp_path, ti)
@@ -112,6 +113,7 @@ def test_a_retried_sweep_joins_only_what_it_had_not_finished(sandbox, tmp_path, 
     assert not (tmp_path / "checkpoints").joinpath("qa", "manual__1", "sweep__-1").exists()  # removed when done
 
 
+@pytest.mark.usefixtures("legacy_sandbox_extensions")
 def test_a_checkpoint_from_another_input_list_is_not_reused(sandbox, tmp_path, caplog, capfd):
     ti = TaskInstance()
     stopped_halfway(sandbox, tmp_path, ti)
@@ -126,6 +128,7 @@ def test_a_checkpoint_from_another_input_list_is_not_reused(sandbox, tmp_path, c
     assert "not reused, starting over" in output
 
 
+@pytest.mark.usefixtures("legacy_sandbox_extensions")
 def test_a_checkpoint_of_another_security_user_is_not_reused(sandbox, tmp_path, monkeypatch):
     ti = TaskInstance(run_id="manual__3")
     operator(tmp_path, session_ids=SESSIONS[:30], keep_checkpoint=True).execute(context={"ti": ti})
@@ -143,6 +146,7 @@ def test_a_checkpoint_of_another_security_user_is_not_reused(sandbox, tmp_path, 
     assert joins(sandbox)
 
 
+@pytest.mark.usefixtures("legacy_sandbox_extensions")
 def test_a_kept_checkpoint_makes_a_cleared_task_send_nothing_again(sandbox, tmp_path):
     ti = TaskInstance(run_id="manual__2")
     operator(tmp_path, session_ids=SESSIONS[:50], keep_checkpoint=True).execute(context={"ti": ti})

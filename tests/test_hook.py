@@ -102,6 +102,7 @@ def test_test_connection_reports_success_and_failure(cxone_sandbox, make_hook, m
 # --- the Agent API ----------------------------------------------------------------------------------
 
 
+@pytest.mark.usefixtures("legacy_sandbox_extensions")
 def test_get_agent_and_unknown_agent(make_hook):
     hook = make_hook()
     agent = hook.get_agent(1001)
@@ -113,6 +114,7 @@ def test_get_agent_and_unknown_agent(make_hook):
     assert unknown.value.response.error == "InvalidAgentId"
 
 
+@pytest.mark.usefixtures("legacy_sandbox_extensions")
 def test_agent_states_list_live_sessions(make_hook):
     states = {s["agentId"]: s for s in make_hook().get_agent_states()}
     assert states[2001]["sessionId"] == "sess-2001"
@@ -129,6 +131,7 @@ def test_agent_states_follow_every_page(cxone_sandbox, make_hook):
     assert pages[0]["params"] == {"top": "5", "skip": "0"}
 
 
+@pytest.mark.usefixtures("legacy_sandbox_extensions")
 def test_start_and_end_a_session(cxone_sandbox, make_hook):
     hook = make_hook()
     session_id = hook.start_agent_session(as_agent_id=2009, station_id="station-9")
@@ -165,6 +168,7 @@ def test_supervise_actions(cxone_sandbox, make_hook, action):
     assert call["status"] == 202
 
 
+@pytest.mark.usefixtures("legacy_sandbox_extensions")
 def test_supervise_an_ended_session_raises(make_hook):
     with pytest.raises(CxoneApiError) as ended:
         make_hook().monitor("sess-2007", target_agent_id=2007)
@@ -180,12 +184,12 @@ def test_supervise_an_ended_session_raises(make_hook):
     [
         pytest.param(1001, "sess-2001", C.SUCCESS, 202, id="Success"),
         pytest.param(1003, "sess-2001", C.INVALID_SECURITY_USER, 403, id="InvalidSecurityUser-inactive"),
-        pytest.param(1002, "sess-2001", C.IMPERSONATE_NOT_ENABLED, 403, id="ImpersonateNotEnabled"),
         pytest.param(9999, "sess-2001", C.INVALID_AGENT_ID, 404, id="InvalidAgentId-unknown"),
         pytest.param(1001, "sess-2007", C.INVALID_AGENT_SESSION, 409, id="InvalidAgentSession-ended"),
         pytest.param(1001, "no-such-session", C.INVALID_AGENT_SESSION, 404, id="InvalidAgentSession-unknown"),
     ],
 )
+@pytest.mark.usefixtures("legacy_sandbox_extensions")
 def test_join_rows(cxone_sandbox, make_hook, agent_id, session_id, condition, status):
     outcome = join_agent_session(make_hook(), session_id, agent_id)
     assert outcome.condition is condition
@@ -194,6 +198,13 @@ def test_join_rows(cxone_sandbox, make_hook, agent_id, session_id, condition, st
     (call,) = _calls(cxone_sandbox, "agent-sessions/join")
     assert call["method"] == "POST"
     assert call["params"] == {"asAgentId": str(agent_id), "sessionId": session_id}
+
+
+@pytest.mark.usefixtures("legacy_sandbox_extensions")
+def test_join_impersonate_not_enabled_is_the_key_users(cxone_sandbox, make_hook):
+    # Impersonation belongs to the connection's key user: 1002's key acting as agent 1001.
+    outcome = join_agent_session(make_hook(key="SANDBOX-NOIMP-KEY"), "sess-2001", 1001)
+    assert (outcome.condition, outcome.status_code, outcome.attempts) == (C.IMPERSONATE_NOT_ENABLED, 403, 1)
 
 
 @pytest.mark.parametrize(
@@ -220,28 +231,32 @@ def test_a_wrong_api_url_is_default_route_not_found_and_not_retried(cxone_sandbo
 
 
 def test_a_tenant_that_ignores_session_id_never_gives_success(cxone_sandbox, make_hook):
-    """join_mode=spec: CXone as published attaches asAgentId to that agent's own session."""
+    """The published join (the sandbox's default) attaches asAgentId to that agent's own session."""
     hook = make_hook()
-    cxone_sandbox.set_faults(join_mode="spec")
-    no_session = join_agent_session(hook, "sess-2001", 1001)
+    # The provider still reads its conditions from the legacy error body (until it reads icStatusDescription).
+    cxone_sandbox.set_faults(error_body="legacy")
+    no_session = join_agent_session(hook, "sess-2001", 2009)
     assert (no_session.condition, no_session.status_code) == (C.INVALID_AGENT_SESSION, 404)
-    own = hook.start_agent_session(as_agent_id=1001, station_id="station-1")
-    other = join_agent_session(hook, "sess-2001", 1001)
+    own = hook.start_agent_session(as_agent_id=2009, station_id="station-1")
+    other = join_agent_session(hook, "sess-2001", 2009)
     assert other.condition is C.INVALID_AGENT_SESSION
     assert other.status_code == 202
     assert repr(own) in other.message
     assert "'sess-2001'" in other.message
-    assert join_agent_session(hook, own, 1001).condition is C.SUCCESS
+    assert join_agent_session(hook, own, 2009).condition is C.SUCCESS
+    assert join_agent_session(hook, "sess-1001", 1001).condition is C.SUCCESS  # the key user's own, seeded
 
 
+@pytest.mark.usefixtures("legacy_sandbox_extensions")
 def test_in_session_mode_the_join_names_the_session_asked_for(cxone_sandbox, make_hook):
     hook = make_hook()
     cxone_sandbox.set_faults(join_mode="session")
-    hook.start_agent_session(as_agent_id=1001, station_id="station-1")
-    outcome = join_agent_session(hook, "sess-2003", 1001)
+    hook.start_agent_session(as_agent_id=2009, station_id="station-1")
+    outcome = join_agent_session(hook, "sess-2003", 2009)
     assert (outcome.condition, outcome.message) == (C.SUCCESS, "joined")
 
 
+@pytest.mark.usefixtures("legacy_sandbox_extensions")
 def test_join_is_idempotent(cxone_sandbox, make_hook):
     hook = make_hook()
     assert join_agent_session(hook, "sess-2002", 1001).condition is C.SUCCESS
@@ -315,6 +330,7 @@ def test_429_with_retry_after_is_honoured(cxone_sandbox, make_hook):
 
 
 @pytest.mark.parametrize("fault", ["rate_429_retry_after", "rate_429_no_retry_after", "rate_503", "rate_drop"])
+@pytest.mark.usefixtures("legacy_sandbox_extensions")
 def test_transient_faults_are_retried_until_success(cxone_sandbox, make_hook, fault):
     hook = make_hook(hook_kwargs={"max_attempts": 10})
     hook.access_token()
@@ -434,6 +450,7 @@ def test_a_join_that_could_not_be_sent_counts_its_attempts(cxone_sandbox, make_h
 # --- token life cycle -----------------------------------------------------------------------------------
 
 
+@pytest.mark.usefixtures("legacy_sandbox_extensions")
 def test_token_is_renewed_before_it_expires(cxone_sandbox, make_hook):
     cxone_sandbox.set_faults(token_lifetime_s=1)
     hook = make_hook()
@@ -446,10 +463,12 @@ def test_token_is_renewed_before_it_expires(cxone_sandbox, make_hook):
     assert not [e for e in cxone_sandbox.journal() if e["status"] == 401]
 
 
+@pytest.mark.usefixtures("legacy_sandbox_extensions")
 def test_a_401_renews_once_and_retries_once(cxone_sandbox, make_hook):
     hook = make_hook()
     hook.get_agent(1001)
-    cxone_sandbox.reset()  # revokes every token the sandbox issued
+    cxone_sandbox.reset()  # revokes every token the sandbox issued (and puts the faults back)
+    cxone_sandbox.set_faults()  # the extensions again
     assert join_agent_session(hook, "sess-2001", 1001).condition is C.SUCCESS
     statuses = [(e["path"].rsplit("/", 1)[-1], e["status"]) for e in cxone_sandbox.journal()]
     assert statuses == [("join", 401), ("token", 200), ("join", 202)]

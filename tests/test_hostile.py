@@ -12,6 +12,7 @@ from cxone_provider.conditions import InputRejected, JoinCondition, JoinOutcome,
 from cxone_provider.hooks.cxone import CxoneHook
 from cxone_provider.operators.agent_session import JoinAgentSessionOperator
 from cxone_provider.operators.common import join_agent_session
+from cxone_provider.testing import LEGACY_EXTENSIONS
 
 C = JoinCondition
 SECRETS = ("sandbox-qa-secret", "sandbox-client-secret", "sbx-at-", "sbx-rt-")
@@ -121,6 +122,8 @@ def shared_hook(cxone_sandbox_server):
 def test_any_input_sends_a_well_formed_join_or_gets_its_condition(
     cxone_sandbox_server, shared_hook, session_id, agent_id
 ):
+    # The provider still reads its conditions from the legacy error body: the sandbox's extension.
+    cxone_sandbox_server.set_faults(**LEGACY_EXTENSIONS)
     cxone_sandbox_server.clear_journal()
     outcome = join_agent_session(shared_hook, session_id, agent_id)
 

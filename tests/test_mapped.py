@@ -211,6 +211,7 @@ def mapped_dag():
 
 
 @pytest.mark.usefixtures("airflow_db")
+@pytest.mark.usefixtures("legacy_sandbox_extensions")
 def test_a_mapped_sweep_joins_every_session_once_and_merges_in_map_index_order(cxone_sandbox, mapped_dag):
     dag_run = mapped_dag.test()
 

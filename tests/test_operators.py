@@ -37,24 +37,30 @@ def test_rule_1_the_conditions_own_entry(cxone_sandbox):
     assert states["on_success"] == states["on_default"] == "skipped"
 
 
+@pytest.mark.usefixtures("legacy_sandbox_extensions")
 def test_rule_1_success(cxone_sandbox):
     _, states = run(fresh_dag("cxone_test_dags", "t_rules_1_2"))
     assert states["on_success"] == "success"
     assert states["on_invalid_session"] == states["on_default"] == "skipped"
 
 
-def test_rule_2_default_when_the_condition_has_no_branch(cxone_sandbox):
-    dag_run, states = run(fresh_dag("cxone_test_dags", "t_rules_1_2"), agent_id=1002)
+@pytest.mark.usefixtures("legacy_sandbox_extensions")
+def test_rule_2_default_when_the_condition_has_no_branch(cxone_sandbox, monkeypatch):
+    # Impersonation belongs to the connection's key user: 1002's key acting as the SecurityUser 1001.
+    monkeypatch.setenv(*cxone_sandbox.connection_env(key="SANDBOX-NOIMP-KEY"))
+    dag_run, states = run(fresh_dag("cxone_test_dags", "t_rules_1_2"), agent_id=1001)
     assert outcome_of(dag_run)["condition"] == "ImpersonateNotEnabled"
     assert states["on_default"] == "success"
     assert states["on_success"] == states["on_invalid_session"] == "skipped"
 
 
+@pytest.mark.usefixtures("legacy_sandbox_extensions")
 def test_rule_3_success_runs_every_direct_downstream_task(cxone_sandbox):
     _, states = run(fresh_dag("cxone_test_dags", "t_rule_3"))
     assert states == {"join": "success", "work_a": "success", "work_b": "success"}
 
 
+@pytest.mark.usefixtures("legacy_sandbox_extensions")
 def test_rule_3_other_conditions_fail_the_task_loudly(cxone_sandbox, capfd):
     dag_run, states = run(fresh_dag("cxone_test_dags", "t_rule_3"), session_id="sess-2007")
     assert states == {"join": "failed", "work_a": "upstream_failed", "work_b": "upstream_failed"}
@@ -66,6 +72,7 @@ def test_rule_3_other_conditions_fail_the_task_loudly(cxone_sandbox, capfd):
     assert outcome_of(dag_run)["condition"] == "InvalidAgentSession"
 
 
+@pytest.mark.usefixtures("legacy_sandbox_extensions")
 def test_rule_3_success_follows_every_direct_downstream_task_even_failure_branches(cxone_sandbox):
     _, states = run(fresh_dag("cxone_test_dags", "t_rule_3_claimed"))
     assert states == {"join": "success", "work": "success", "alert": "success"}
@@ -73,6 +80,7 @@ def test_rule_3_success_follows_every_direct_downstream_task_even_failure_branch
     assert states == {"join": "success", "work": "skipped", "alert": "success"}
 
 
+@pytest.mark.usefixtures("legacy_sandbox_extensions")
 def test_task_group_as_a_branch_target(cxone_sandbox):
     _, states = run(fresh_dag("cxone_test_dags", "t_task_group"))
     assert states == {
@@ -98,6 +106,7 @@ def test_default_after_exhausted_retries_follows_default(cxone_sandbox):
 
 
 @pytest.mark.parametrize("dag_id", ["t_templating_plain", "t_templating_native"])
+@pytest.mark.usefixtures("legacy_sandbox_extensions")
 def test_templated_inputs(cxone_sandbox, dag_id):
     dag_run, states = run(fresh_dag("cxone_test_dags", dag_id))
     joins = ("xcomarg_inputs", "pulled_user", "pulled_session", "default_user")
@@ -293,6 +302,7 @@ def test_the_nearest_set_security_user_wins_and_an_explicit_one_needs_no_default
     task_policy(explicit)  # security_user given: the tie upstream does not matter
 
 
+@pytest.mark.usefixtures("legacy_sandbox_extensions")
 def test_the_join_logs_one_line_with_everything(cxone_sandbox, capfd, caplog):
     run(fresh_dag("cxone_test_dags", "t_rules_1_2"))
     output = "".join(capfd.readouterr()) + caplog.text

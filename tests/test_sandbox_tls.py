@@ -50,6 +50,7 @@ def _served_certificate(server: SandboxServer) -> x509.Certificate:
     return x509.load_pem_x509_certificate(pem.encode())
 
 
+@pytest.mark.usefixtures("legacy_sandbox_extensions")
 def test_the_hook_joins_over_https_verifying_the_sandboxs_ca(sandbox: SandboxServer, monkeypatch) -> None:
     assert sandbox.url.startswith("https://127.0.0.1:")
     conn = sandbox.connection()
@@ -67,6 +68,7 @@ def test_the_hook_joins_over_https_verifying_the_sandboxs_ca(sandbox: SandboxSer
     assert paths[-1].endswith("/agent-sessions/join")
 
 
+@pytest.mark.usefixtures("legacy_sandbox_extensions")
 def test_the_connections_ca_wins_over_a_ca_bundle_in_the_environment(sandbox: SandboxServer, monkeypatch) -> None:
     import certifi
 

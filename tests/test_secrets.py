@@ -84,6 +84,7 @@ def _stored_rows() -> tuple[str, str]:
     return json.dumps(xcoms, default=str), json.dumps(rendered, default=str)
 
 
+@pytest.mark.usefixtures("legacy_sandbox_extensions")
 def test_nothing_airflow_keeps_holds_a_secret_or_a_token(everything_run, tmp_path):
     console, runs = everything_run
     assert {key: run.state for key, run in runs.items()} == {

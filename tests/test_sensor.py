@@ -78,6 +78,7 @@ def run(dag_id: str, **conf):
 
 
 @pytest.mark.parametrize("mode", MODES)
+@pytest.mark.usefixtures("legacy_sandbox_extensions")
 def test_the_sensor_succeeds_when_the_agent_logs_in_mid_wait(cxone_sandbox, mode):
     # Two reads before the login: the sensor saw the agent logged out and kept waiting (for the
     # deferrable sensor, the second read is its trigger's).
@@ -108,6 +109,7 @@ def test_states_names_the_states_to_wait_for(cxone_sandbox):
     assert ti.xcom_pull(task_ids="wait_for_agent")["agentStateName"] == "InboundContact"
 
 
+@pytest.mark.usefixtures("legacy_sandbox_extensions")
 def test_an_agent_already_there_needs_no_wait(cxone_sandbox):
     _, ti = run("t_wait_deferrable", agent_id=2001)
     assert ti.state == "success"

@@ -169,6 +169,7 @@ def check_accounting(
     assert result["stats"]["peak_in_flight"] <= MAX_CONCURRENCY
 
 
+@pytest.mark.usefixtures("legacy_sandbox_extensions")
 def test_soak_accounts_for_every_session_through_faults_and_token_expiry(sandbox: SandboxServer) -> None:
     session_ids = live_ids()
     result = sweep(session_ids, HOOK_PARAMS)
@@ -214,6 +215,7 @@ def test_soak_accounts_for_every_session_through_faults_and_token_expiry(sandbox
             assert entry["t_start"] - ends[latest] < TOKEN_LIFETIME_S, entry
 
 
+@pytest.mark.usefixtures("legacy_sandbox_extensions")
 def test_default_only_when_the_retries_are_exhausted(sandbox: SandboxServer) -> None:
     """Faults so frequent that many sessions run out of attempts: those, and only those, are Default."""
     sandbox.set_faults(

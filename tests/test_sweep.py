@@ -62,6 +62,7 @@ class _TaskInstance:
         self.pushed[key] = value
 
 
+@pytest.mark.usefixtures("legacy_sandbox_extensions")
 def test_list_sessions_keeps_live_ones_and_filters(sandbox):
     ti = _TaskInstance()
     listed = ListAgentSessionsOperator(task_id="list", cxone_conn_id="cxone_sweep").execute(context={"ti": ti})
@@ -77,6 +78,7 @@ def test_list_sessions_keeps_live_ones_and_filters(sandbox):
     assert "sess-2001" not in only_team
 
 
+@pytest.mark.usefixtures("legacy_sandbox_extensions")
 def test_filters_rendered_from_none_are_no_filter(sandbox):
     listed = ListAgentSessionsOperator(
         task_id="list", team_ids="None", agent_state_names=None, exclude_agent_ids="None", cxone_conn_id="cxone_sweep"
@@ -104,6 +106,7 @@ def test_live_sessions_filters_by_state_name():
     assert [s["session_id"] for s in live_sessions(states, agent_state_names=["available"])] == ["a"]
 
 
+@pytest.mark.usefixtures("legacy_sandbox_extensions")
 def test_sweep_accounts_for_every_session_exactly_once(sandbox):
     live = [f"sess-{5001 + n}" for n in range(LIVE)]
     ended = ["sess-2007", "sess-2008"]
@@ -150,6 +153,7 @@ def test_sweep_accounts_for_every_session_exactly_once(sandbox):
         pytest.param({"conn_id": "cxone_sweep"}, "InvalidSecurityUser", False, id="no-agent-id"),
     ],
 )
+@pytest.mark.usefixtures("legacy_sandbox_extensions")
 def test_security_user_conditions_reach_every_session(sandbox, security_user, condition, requests):
     session_ids = ["sess-2001", "sess-2002", "sess-2007", *(f"sess-{5001 + n}" for n in range(100))]
     result = sweep(session_ids, security_user=security_user, max_concurrency=4)
@@ -183,6 +187,7 @@ def test_exhausted_retries_are_default_and_say_so(sandbox):
     assert len(joins_sent(sandbox)) == 4
 
 
+@pytest.mark.usefixtures("legacy_sandbox_extensions")
 def test_a_429_storm_shrinks_the_concurrency_and_loses_nothing(sandbox):
     sandbox.set_faults(rate_429_no_retry_after=0.3, latency_ms=5, random_seed=21, path_filter="agent-sessions/join")
     live = [f"sess-{5001 + n}" for n in range(200)]
@@ -199,6 +204,7 @@ def test_a_429_storm_shrinks_the_concurrency_and_loses_nothing(sandbox):
     assert max(e["inflight"] for e in joins_sent(sandbox)) <= 16
 
 
+@pytest.mark.usefixtures("legacy_sandbox_extensions")
 def test_the_sweep_finds_the_tenants_rate_limit_and_keeps_to_it(sandbox):
     sandbox.set_faults(rate_limit_rps=100, latency_ms=5)
     live = [f"sess-{5001 + n}" for n in range(LIVE)]
@@ -211,6 +217,7 @@ def test_the_sweep_finds_the_tenants_rate_limit_and_keeps_to_it(sandbox):
     assert len(throttled) < LIVE // 4
 
 
+@pytest.mark.usefixtures("legacy_sandbox_extensions")
 def test_duplicates_are_keyed_as_sent_and_malformed_values_send_nothing(sandbox):
     result = sweep([" sess-2001", "sess-2001", "sess-2002 ", True, 1.5, None])
     assert result["Success"] == ["sess-2001", "sess-2002"]
@@ -252,6 +259,7 @@ def _states(dag_run):
 
 
 @pytest.mark.usefixtures("airflow_db")
+@pytest.mark.usefixtures("legacy_sandbox_extensions")
 def test_qa_sweep_dag_expands_per_condition(cxone_sandbox, tmp_path):
     from cxone_qa_sweep import REPORTS_BASE  # the DAGs folder is on sys.path (conftest)
 
@@ -276,6 +284,7 @@ def test_qa_sweep_dag_expands_per_condition(cxone_sandbox, tmp_path):
 
 
 @pytest.mark.usefixtures("airflow_db")
+@pytest.mark.usefixtures("legacy_sandbox_extensions")
 def test_qa_sweep_dag_routes_throttled_sessions_to_retry_later(cxone_sandbox, tmp_path):
     cxone_sandbox.set_faults(rate_503=1.0, path_filter="agent-sessions/join")
     dag_run = fresh_dag("cxone_qa_sweep", "cxone_qa_sweep").test(
@@ -293,6 +302,7 @@ def test_qa_sweep_dag_routes_throttled_sessions_to_retry_later(cxone_sandbox, tm
     assert states["monitor_agent"] == ["skipped"]
 
 
+@pytest.mark.usefixtures("legacy_sandbox_extensions")
 def test_a_long_sweep_reports_progress_on_a_timer(sandbox, capfd, caplog):
     sandbox.set_faults(latency_ms=50)
     live = [f"sess-{5001 + n}" for n in range(60)]

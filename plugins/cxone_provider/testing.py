@@ -57,6 +57,11 @@ SOAK_FAULTS: dict[str, Any] = {
     "slow_ms": 200,
     "token_lifetime_s": 5,
 }
+#: The sandbox's extensions of CXone's published behaviour, as fault knobs: joining a session by its id
+#: (``join_mode="session"``), ``sessionId`` in ``agents/states`` rows, and the ``{"error",
+#: "error_description"}`` body on Agent API errors. The sandbox is faithful to CXone without them; a
+#: test of DAGs written for the old form passes them (``SandboxServer(faults=LEGACY_EXTENSIONS)``).
+LEGACY_EXTENSIONS: dict[str, Any] = {"join_mode": "session", "states_session_id": True, "error_body": "legacy"}
 _READY_PREFIX = "CXone sandbox listening on "
 # The folder holding the cxone_provider package: the child must import the same code as the parent,
 # also when the package is not installed (dropped into an Airflow plugins/ folder).
