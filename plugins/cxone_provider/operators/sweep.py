@@ -9,6 +9,7 @@ requests in flight, and returns ``{condition: [session ids]}`` for ``.expand()``
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections import Counter
@@ -89,6 +90,11 @@ class JoinAgentSessionsOperator(BaseOperator):
     :param keep_checkpoint: keep the checkpoint after the sweep finished.
     :param report_path: the folder of the reports (templated; a path or fsspec URL), default
         ``$AIRFLOW_HOME/cxone_reports``; this sweep's is ``<dag>/<run>/<task>__<map index>.jsonl`` below it.
+    :param deadline_s: the most seconds the sweep may take, from the start of the task; ``None`` (the
+        default): no deadline of its own (each call is still bounded by the hook's ``max_wait_s``). When
+        it passes, no further session is sent, the joins in flight finish their current attempt, and
+        every session not joined ends in ``Default`` with the message "not joined: the sweep's
+        deadline … passed"; the task succeeds with them listed, and ``stats.deadline_passed`` says so.
     """
 
     template_fields: Sequence[str] = (
@@ -113,11 +119,15 @@ class JoinAgentSessionsOperator(BaseOperator):
         checkpoint_path: str | None = None,
         keep_checkpoint: bool = False,
         report_path: str | None = None,
+        deadline_s: float | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         if max_concurrency < 1:
             raise ValueError(f"max_concurrency must be at least 1, got {max_concurrency}")
+        _check_deadline(deadline_s)
+        self.deadline_s = deadline_s
+        self._deadline_at: float | None = None
         self.session_ids = session_ids
         self.security_user = security_user
         self.max_concurrency = max_concurrency
@@ -131,6 +141,7 @@ class JoinAgentSessionsOperator(BaseOperator):
         self._report_to: ObjectStoragePath | None = None
 
     def execute(self, context: Context) -> dict[str, Any]:
+        self._deadline_at = None if self.deadline_s is None else time.monotonic() + self.deadline_s
         sessions, duplicates = _distinct(as_list("session_ids", self.session_ids) or [])
         self._report_to = report_location(self.report_path, context, self.task_id)
         try:
@@ -279,13 +290,14 @@ class JoinAgentSessionsOperator(BaseOperator):
             finished.set()
         for number in range(workers_left):
             threading.Thread(target=worker, name=f"cxone-sweep-{number}", daemon=True).start()
-        # Wake up every progress interval: a sweep stalled in backoff still reports.
-        while not finished.wait(timeout=self.progress_interval_s):
-            with lock:
-                done, snapshot = len(results), Counter(counts)
-            self._log_progress(done, len(sessions), time.monotonic() - started, snapshot, limiter)
+        deadline_passed = self._wait_for_workers(finished, stop, started, len(sessions), lock, results, counts, limiter)
         if failures:
             raise failures[0]
+        if deadline_passed:
+            # Nothing silently dropped: every session not joined by the deadline is reported as such.
+            for key, value in sessions:
+                if key not in results and key not in earlier:
+                    results[key] = _past_deadline(key, value, self.deadline_s)
         if len(results) + len(earlier) < len(sessions):
             raise AirflowException(f"sweep stopped after {len(results) + len(earlier)} of {len(sessions)} session(s)")
         elapsed = time.monotonic() - started
@@ -303,9 +315,45 @@ class JoinAgentSessionsOperator(BaseOperator):
             "elapsed_s": round(elapsed, 3),
             "joins_per_s": round(len(results) / elapsed, 1) if elapsed > 0 else None,
             "stopped_early": verdict[0].condition.value if verdict else None,
+            "deadline_passed": deadline_passed,
         }
         self._log_progress(len(results), len(sessions), elapsed, counts, limiter)
         return self._result(outcomes, duplicates, stats)
+
+    def _wait_for_workers(
+        self,
+        finished: threading.Event,
+        stop: threading.Event,
+        started: float,
+        total: int,
+        lock: threading.Lock,
+        results: dict[str, JoinOutcome],
+        counts: Counter[str],
+        limiter: AdaptiveLimiter,
+    ) -> bool:
+        """Wait for the workers, logging progress; stop them at the deadline. Whether it passed."""
+        deadline_at = self._deadline_at
+        deadline_passed = False
+        next_progress = time.monotonic() + self.progress_interval_s
+        while True:
+            now = time.monotonic()
+            wake = next_progress if deadline_at is None or deadline_passed else min(next_progress, deadline_at)
+            if finished.wait(timeout=max(wake - now, 0.0)):
+                return deadline_passed
+            now = time.monotonic()
+            if deadline_at is not None and not deadline_passed and now >= deadline_at:
+                deadline_passed = True
+                self.log.warning(
+                    "The sweep's deadline (deadline_s=%g) has passed: no further session is sent; the joins in "
+                    "flight finish their attempt, the rest end in Default",
+                    self.deadline_s,
+                )
+                stop.set()
+            if now >= next_progress:  # a sweep stalled in backoff still reports
+                next_progress = now + self.progress_interval_s
+                with lock:
+                    done, snapshot = len(results), Counter(counts)
+                self._log_progress(done, total, now - started, snapshot, limiter)
 
     def _log_progress(
         self, done: int, total: int, elapsed: float, counts: Counter[str], limiter: AdaptiveLimiter
@@ -356,6 +404,31 @@ def _same_answer(first: JoinOutcome, key: str, value: Any) -> JoinOutcome:
         return JoinOutcome(rejected.condition, key, message=rejected.message)
     cause = first.message if first.session_id in ("", key) else f"{first.session_id!r} was answered: {first.message}"
     return JoinOutcome(first.condition, key, status_code=first.status_code, message=f"not sent: {cause}")
+
+
+def _check_deadline(deadline_s: object) -> None:
+    if deadline_s is None:
+        return
+    if (
+        isinstance(deadline_s, bool)
+        or not isinstance(deadline_s, int | float)
+        or not math.isfinite(deadline_s)
+        or deadline_s <= 0
+    ):
+        raise ValueError(f"deadline_s must be a positive number of seconds or None, got {deadline_s!r}")
+
+
+def _past_deadline(key: str, value: Any, deadline_s: float | None) -> JoinOutcome:
+    """The outcome of a session the sweep's deadline left unjoined; malformed ids keep their own condition."""
+    try:
+        check_session_id(value)
+    except InputRejected as rejected:
+        return JoinOutcome(rejected.condition, key, message=rejected.message)
+    return JoinOutcome(
+        JoinCondition.DEFAULT,
+        key,
+        message=f"not joined: the sweep's deadline (deadline_s={deadline_s:g}) passed before this session was joined",
+    )
 
 
 def _distinct(raw_ids: list[Any]) -> tuple[list[tuple[str, Any]], list[str]]:
