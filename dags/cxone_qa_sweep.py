@@ -27,7 +27,8 @@ Whoever triggers a run chooses the params, so none of them can reach further tha
 `cxone_conn_id` is one of `CXONE_CONN_IDS` (edit the list to add yours), and `report_dir` is only a
 name below `REPORTS_BASE` — an absolute path, `..` or a link out of it fails the `report` task. CSV
 cells that a spreadsheet would run as a formula (starting with `=`, `+`, `-`, `@`, a tab or a carriage
-return) are written with a leading `'`, as OWASP's CSV-injection guidance says.
+return, also after leading white space or a zero-width character, or in full-width form, U+FF1D and kin)
+are written with a leading `'`, as OWASP's CSV-injection guidance says (`csv_cell` of the provider).
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ from airflow.sdk import DAG, Param, get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from cxone_provider.conditions import JoinCondition
-from cxone_provider.operators.report import read_report
+from cxone_provider.operators.report import csv_cell, read_report
 from cxone_provider.operators.sweep import JoinAgentSessionsOperator, ListAgentSessionsOperator, outcomes_with
 
 SECURITY_USER_CONDITIONS = (
@@ -61,9 +62,6 @@ REPORTS_BASE = Path(os.environ.get("AIRFLOW_HOME") or Path.home() / "airflow") /
 
 #: Report columns, in order.
 CSV_COLUMNS = ("agent_id", "session_id", "condition", "status_code", "message", "attempts", "elapsed_s")
-
-#: A spreadsheet reads a cell starting with one of these as a formula (OWASP, "CSV Injection").
-FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
 _NAME_PART = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*")
 
@@ -90,13 +88,6 @@ def path_below(base: Path, name: str | None, param: str) -> Path:
             return path
         problem = "it leads out of the folder through a link"
     raise AirflowFailException(f"param {param} {name!r} is refused: {problem}; it must be a name below {base}")
-
-
-def csv_cell(value: Any) -> Any:
-    """``value``, with a leading ``'`` when it is text a spreadsheet would run as a formula."""
-    if isinstance(value, str) and value.startswith(FORMULA_PREFIXES):
-        return "'" + value
-    return value
 
 
 def write_csv(path: Path, outcomes: list[dict[str, Any]]) -> None:

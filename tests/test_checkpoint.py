@@ -6,6 +6,7 @@ keyed by (what Airflow's runtime task instance carries), so the same "task" can 
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections import Counter
@@ -192,3 +193,72 @@ def test_mapped_sweeps_keep_apart(sandbox, tmp_path):
     result = operator(tmp_path, session_ids=SESSIONS[20:40]).execute(context={"ti": second})
     assert result["stats"]["resumed"] == 0
     assert sorted(joins(sandbox)) == sorted(SESSIONS[20:40])
+
+
+# --- issue 26: a deadline for the whole sweep; keys that cannot be shared ---------------------------------------
+
+
+def test_a_deadline_ends_the_sweep_and_every_session_not_joined_is_default(sandbox, tmp_path):
+    sandbox.set_faults(latency_ms=100, path_filter="agent-sessions/join")
+    sweep = operator(tmp_path, max_concurrency=2, deadline_s=1.0, report_path=str(tmp_path / "reports"))
+    started = time.monotonic()
+    result = sweep.execute(context={"ti": TaskInstance(run_id="manual__deadline")})
+    assert time.monotonic() - started < 3  # not the 15 s that 300 joins take two at a time
+    joined = result["Success"]
+    assert 0 < len(joined) < LIVE
+    # nothing silently dropped: every session is in one list, those sent are those reported joined
+    assert sorted(joined + result["Default"]) == sorted(SESSIONS)
+    assert set(joins(sandbox)) == set(joined)
+    late = [outcome for outcome in result["outcomes"] if outcome["condition"] == "Default"]
+    assert len(late) == LIVE - len(joined)
+    assert all("the sweep's deadline (deadline_s=1) passed" in outcome["message"] for outcome in late)
+    assert result["stats"]["deadline_passed"] is True
+    assert len(read_report(result)) == LIVE
+
+
+def test_a_sweep_within_its_deadline_is_not_cut(sandbox, tmp_path):
+    result = operator(tmp_path, session_ids=SESSIONS[:20], deadline_s=60).execute(
+        context={"ti": TaskInstance(run_id="manual__roomy")}
+    )
+    assert result["Success"] == SESSIONS[:20]
+    assert result["stats"]["deadline_passed"] is False
+
+
+@pytest.mark.parametrize("deadline_s", [0, -1, float("nan"), float("inf"), "60"])
+def test_a_deadline_must_be_a_positive_number(tmp_path, deadline_s):
+    with pytest.raises(ValueError, match=r"deadline_s must be a positive number"):
+        operator(tmp_path, deadline_s=deadline_s)
+
+
+@pytest.mark.parametrize(
+    ("ti", "names"),
+    [
+        pytest.param(TaskInstance(run_id=".."), "run_id '..'", id="run_id-dot-dot"),
+        pytest.param(TaskInstance(run_id="."), "run_id '.'", id="run_id-dot"),
+        pytest.param(TaskInstance(dag_id=".."), "dag_id '..'", id="dag_id-dot-dot"),
+        pytest.param(TaskInstance(task_id=".."), "task_id '..'", id="task_id-dot-dot"),
+        pytest.param(TaskInstance(run_id="a/b"), "run_id 'a/b'", id="run_id-slash"),
+    ],
+)
+def test_a_key_part_that_two_dags_could_share_is_refused_before_any_request(sandbox, tmp_path, ti, names):
+    """``<root>/qa/../sweep__-1`` is ``<root>/sweep__-1``: every DAG's sweep task would share it."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    sweep = operator(tmp_path, session_ids=SESSIONS[:3], report_path=str(tmp_path / "reports"))
+    with pytest.raises(AirflowFailException, match=re.escape(names)):
+        sweep.execute(context={"ti": ti})
+    assert sandbox.journal() == []
+    assert not (tmp_path / "reports").exists()
+    assert not (tmp_path / "checkpoints").exists()
+
+
+@pytest.mark.parametrize("field", ["report_path", "checkpoint_path"])
+def test_a_root_folder_that_climbs_out_of_itself_is_refused(sandbox, tmp_path, field):
+    from airflow.sdk.exceptions import AirflowFailException
+
+    roots = {"report_path": str(tmp_path / "reports"), "checkpoint_path": str(tmp_path / "checkpoints")}
+    roots[field] = str(tmp_path / "a" / ".." / ".." / "b")
+    sweep = JoinAgentSessionsOperator(task_id="sweep", session_ids=SESSIONS[:3], security_user=USER, **roots)
+    with pytest.raises(AirflowFailException, match=re.escape("'..' part")):
+        sweep.execute(context={"ti": TaskInstance(run_id="manual__climb")})
+    assert sandbox.journal() == []

@@ -161,6 +161,12 @@ def test_a_join_not_sent_stops_a_sweep_only_when_the_cause_lasts(error, every_se
         pytest.param("x" * 257, "257 characters long", id="too-long"),
         pytest.param(["sess-1"], "must be a string", id="list"),
         pytest.param(True, "is missing", id="bool"),
+        # An id that would change a request's path, as the hook's path check refuses it (issue 26).
+        pytest.param(".", "dot segment", id="dot"),
+        pytest.param("..", "dot segment", id="dot-dot"),
+        pytest.param("%2e%2E", "dot segment", id="dot-dot-encoded"),
+        pytest.param("a/b?c=d&e", "path separator", id="slash"),
+        pytest.param("%2F", "path separator", id="slash-encoded"),
     ],
 )
 def test_bad_session_ids_are_invalid_agent_session(value, reason):
@@ -174,7 +180,9 @@ def test_good_session_ids_are_trimmed_and_kept():
     assert check_session_id("  sess-2001 ") == "sess-2001"
     assert check_session_id(12345) == "12345"
     assert check_session_id("x" * 256) == "x" * 256
-    assert check_session_id("a/b?c=d&e") == "a/b?c=d&e"  # sent URL-encoded, not rejected
+    assert check_session_id("a+b=c&e") == "a+b=c&e"  # sent URL-encoded, not rejected
+    assert check_session_id("...") == "..."  # not a dot segment
+    assert check_session_id("sess.2001..x") == "sess.2001..x"
 
 
 @pytest.mark.parametrize("value", [0, -1, "0", "-1", "abc", "", None, 1.5, True, [1001]])

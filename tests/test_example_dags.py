@@ -310,7 +310,25 @@ def test_the_join_uses_the_runs_connection_whatever_join_as_names(airflow_db, cx
 
 
 @pytest.mark.parametrize(
-    "cell", ['=HYPERLINK("http://evil.example","x")', "+1+2", "-2+3+cmd|' /C calc'!A0", "@SUM(1+1)", "\tcmd", "\rcmd"]
+    "cell",
+    [
+        '=HYPERLINK("http://evil.example","x")',
+        "+1+2",
+        "-2+3+cmd|' /C calc'!A0",
+        "@SUM(1+1)",
+        "\tcmd",
+        "\rcmd",
+        # issue 26: after white space or an invisible character, or in full-width form
+        " =1+2",
+        "\n=1+2",
+        " \t@SUM(1)",
+        "\uff1d1+2",
+        "\uff0b1",
+        "\uff0d1",
+        "\uff20SUM(1)",
+        "\u200b=1+2",
+        "\ufeff+1",
+    ],
 )
 def test_qa_sweep_csv_report_defuses_formula_cells(tmp_path, cell):
     """OWASP's CSV-injection rule: a text cell a spreadsheet would evaluate gets a leading single quote."""

@@ -1526,7 +1526,7 @@ def test_an_app_served_beyond_loopback_without_a_token_fails_closed() -> None:
             "raw_path": b"/_sandbox/state",
             "query_string": b"",
             "root_path": "",
-            "headers": [(b"host", b"sandbox")],
+            "headers": [(b"host", f"{server[0]}:{server[1]}".encode())],
             "client": ("192.0.2.7", 50000),
             "server": server,
         }
@@ -1535,6 +1535,54 @@ def test_an_app_served_beyond_loopback_without_a_token_fails_closed() -> None:
 
     assert status_of(("192.0.2.1", 8765)) == 403
     assert status_of(("127.0.0.1", 8765)) == 200
+
+
+# --- DNS rebinding and cross-site requests (issue 26) --------------------------------------------------
+
+
+@pytest.mark.parametrize(("method", "route"), [*ADMIN_ROUTES, *(("GET", r) for r in READ_ROUTES)])
+@pytest.mark.parametrize(
+    "headers",
+    [
+        pytest.param({"Host": "rebound.example:8765"}, id="rebinding-host"),
+        pytest.param({"Host": "127.0.0.1.nip.example"}, id="lookalike-host"),
+        pytest.param({"Origin": "http://evil.example"}, id="cross-site-origin"),
+        pytest.param({"Origin": "null"}, id="sandboxed-page-origin"),
+        pytest.param({"Origin": "http://localhost:1"}, id="other-local-origin"),
+    ],
+)
+def test_on_loopback_a_web_page_cannot_use_the_admin_routes(
+    sb: SandboxServer, method: str, route: str, headers: dict[str, str]
+) -> None:
+    """A page on another site (or one that rebinds its name to 127.0.0.1) gets nothing: no reset, no journal."""
+    issued = get_token(sb)  # something for the journal and the state to hold
+    refused = admin_call(sb, method, route, headers)
+    body = assert_error(refused, 403, "AdminForbidden")
+    assert "Origin" in body["error_description"] or "Host" in body["error_description"]
+    assert issued.json()["access_token"] not in refused.text
+    journal = sb.journal()
+    assert [entry["path"] for entry in journal] == ["/auth/token"]  # neither cleared nor reset
+    assert sb.faults()["latency_ms"] == 0
+
+
+def test_on_loopback_the_sandboxs_own_names_and_origin_still_work(sb: SandboxServer) -> None:
+    port = sb.url.rsplit(":", 1)[1]
+    for headers in (
+        {},
+        {"Host": f"localhost:{port}"},
+        {"Host": f"127.0.0.1:{port}", "Origin": f"http://127.0.0.1:{port}"},  # a page the sandbox served
+    ):
+        assert admin_call(sb, "GET", "state", headers).status_code == 200, headers
+    sb.set_faults(latency_ms=1)  # the provider's own helpers
+    sb.reset()
+
+
+def test_beyond_loopback_a_cross_site_origin_is_refused_even_with_the_token(exposed: SandboxServer) -> None:
+    # Served to the network, the sandbox answers any Host name (compose's service name); the token decides.
+    token_headers = exposed.admin_headers()
+    assert admin_call(exposed, "GET", "state", {**token_headers, "Host": "cxone-sandbox:8765"}).status_code == 200
+    refused = admin_call(exposed, "POST", "reset", {**token_headers, "Origin": "https://evil.example"})
+    assert_error(refused, 403, "AdminForbidden")
 
 
 def test_the_admin_token_stays_out_of_the_journal_and_the_output(tmp_path: Path) -> None:

@@ -8,14 +8,17 @@ imported the provider for every DAG.
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import html
 import json
 import logging
+import re
 import subprocess
 import sys
 import textwrap
 import time
-from urllib.parse import quote, quote_plus
+from urllib.parse import parse_qsl, quote, quote_plus
 
 import psutil
 import pytest
@@ -23,7 +26,7 @@ from hostile_server import Answer, HostileServer
 
 from cxone_provider.client.settings import check_discovered_endpoint
 from cxone_provider.conditions import InputRejected, JoinCondition, parse_security_user
-from cxone_provider.exceptions import CxoneAuthError, CxoneConfigError
+from cxone_provider.exceptions import CxoneApiError, CxoneAuthError, CxoneConfigError, UnsafePathIdError
 from cxone_provider.hooks.cxone import CxoneHook
 from cxone_provider.operators.common import as_list, join_agent_session
 
@@ -360,3 +363,324 @@ def test_set_security_user_names_a_wrong_url_not_a_missing_agent(cxone_sandbox, 
         SetSecurityUserOperator(task_id="s", agent_id=1001, cxone_conn_id="cxone_typo").execute(context={})
     assert ROUTE_NOT_FOUND in str(failed.value)
     assert "is not a CXone agent" not in str(failed.value)
+
+
+# --- issue 26, 1: no id reaches another path ------------------------------------------------------------------
+
+UNSAFE_IDS = [
+    "",
+    "   ",
+    ".",
+    "..",
+    "%2e",
+    "%2e%2e",
+    "%2E%2E",
+    ".%2e",
+    "%252e%252e",  # encoded twice
+    "..;",  # a path parameter some servers strip
+    "\uff0e\uff0e",  # full-width dots, normalised to ".." by some stacks
+    "a/b",
+    "%2F",
+    "..%2f",
+    "a\\b",
+    "\uff0fx",  # full-width solidus
+    "a?b",
+    "a#b",
+    "a%00b",
+]
+PATH_CALLS = {
+    "end_agent_session": lambda hook, value: hook.end_agent_session(value),
+    "monitor": lambda hook, value: hook.monitor(value, target_agent_id=1001),
+    "coach": lambda hook, value: hook.coach(value),
+    "barge": lambda hook, value: hook.barge(value),
+    "take_over": lambda hook, value: hook.take_over(value),
+}
+
+
+@pytest.mark.parametrize("method", PATH_CALLS)
+@pytest.mark.parametrize("session_id", UNSAFE_IDS)
+def test_an_id_that_would_change_the_path_is_refused_and_nothing_is_sent(cxone_sandbox, method, session_id):
+    hook = CxoneHook()
+    with pytest.raises(UnsafePathIdError) as refused:
+        PATH_CALLS[method](hook, session_id)
+    message = str(refused.value)
+    assert f"CxoneHook.{method}" in message
+    assert repr(session_id) in message
+    assert "nothing was sent" in message
+    assert cxone_sandbox.journal() == []  # not a token request either
+
+
+def test_ids_with_dots_that_change_no_path_are_still_sent(cxone_sandbox):
+    hook = CxoneHook()
+    for session_id in ("...", "sess.2001", "a..b"):
+        with pytest.raises(CxoneApiError):  # the sandbox knows no such session: 404, but it was asked
+            hook.end_agent_session(session_id)
+    sent = [entry["path"] for entry in cxone_sandbox.journal() if entry["method"] == "DELETE"]
+    assert sent == [
+        "/inContactAPI/services/v33.0/agent-sessions/...",
+        "/inContactAPI/services/v33.0/agent-sessions/sess.2001",
+        "/inContactAPI/services/v33.0/agent-sessions/a..b",
+    ]
+
+
+@pytest.mark.parametrize("session_id", [".", "..", "%2e%2e", "a/b"])
+def test_the_operators_map_such_ids_to_invalid_agent_session_without_a_request(cxone_sandbox, session_id):
+    outcome = join_agent_session(CxoneHook(), session_id, 1001)
+    assert outcome.condition is C.INVALID_AGENT_SESSION
+    assert repr(session_id) in outcome.message
+    assert cxone_sandbox.journal() == []
+
+
+# --- issue 26, 2: every form of a secret is redacted, by the hook and by Airflow's masker ---------------------
+
+
+def secret_forms_of(secret: str) -> list[str]:
+    """The forms an echoing server may send a secret back in (written here, not taken from the code)."""
+    upper = [quote(secret, safe=""), quote_plus(secret)]
+    lower = [re.sub(r"%[0-9A-F]{2}", lambda hit: hit.group().lower(), form) for form in upper]
+    return list(dict.fromkeys([secret, *upper, *lower, html.escape(secret), html.escape(secret, quote=False)]))
+
+
+BASIC_PAIR = base64.b64encode(f"app:{CLIENT_SECRET}".encode()).decode()
+ECHO_STYLES = {
+    "json": lambda echoed: Answer(
+        400, JSON, json.dumps({"error": "invalid_request", "error_description": echoed}).encode()
+    ),
+    "lowercase-hex": lambda echoed: ECHO_STYLES["json"](re.sub(r"%[0-9A-F]{2}", lambda h: h.group().lower(), echoed)),
+    "html-title": lambda echoed: Answer(
+        400,
+        {"Content-Type": "text/html"},
+        f"<html><head><title>Rejected: {html.escape(echoed)}</title></head><body></body></html>".encode(),
+    ),
+}
+
+
+def echo_server_routes(server: HostileServer, failing: str, style: str) -> None:
+    """A proxy that answers ``failing`` with what it was sent: this request's Authorization header and
+    the token request it passed on (its Basic header, its form body, and the fields decoded)."""
+    seen: dict[str, str] = {}
+
+    def echo(request) -> Answer:
+        if request.path == "/auth/token":
+            body = request.body.decode()
+            fields = "; ".join(f"{k}={v}" for k, v in parse_qsl(body))
+            seen["token"] = f"{request.headers.get('Authorization')} {body} ({fields})"
+        echoed = f"{request.headers.get('Authorization')} after {seen.get('token', '')}"
+        return ECHO_STYLES[style](echoed)
+
+    def token(request) -> Answer:
+        echo(request)
+        return token_answer()
+
+    api = "/inContactAPI/services/v33.0/"
+    server.route("POST", "/auth/token", echo if failing == "token" else token)
+    discovery_ok = Answer(200, JSON, json.dumps({"api_endpoint": server.url}).encode())
+    server.route("GET", "/.well-known/cxone-configuration", echo if failing == "discovery" else lambda _: discovery_ok)
+    server.route("POST", api + "agent-sessions/join", echo)
+    server.route("GET", api + "agents/states", echo)
+
+
+def assert_no_form_of_any_secret(text: str) -> None:
+    for secret in (SECRET, CLIENT_SECRET, BASIC_PAIR, TOKEN):
+        for form in secret_forms_of(secret):
+            assert form not in text, f"{form!r} (a form of {secret!r}) in {text!r}"
+            assert form[:10] not in text
+    assert "***" in text
+
+
+@pytest.mark.parametrize("style", ECHO_STYLES)
+@pytest.mark.parametrize("failing", ["token", "discovery", "api", "trigger"])
+def test_a_secret_echoed_in_any_form_on_any_error_path_is_redacted(monkeypatch, server, caplog, capfd, failing, style):
+    caplog.set_level(logging.DEBUG)
+    echo_server_routes(server, failing, style)
+    extra = {"tenant_id": "t-1", "api_base_url": ""} if failing == "discovery" else {}
+    hook = connect(monkeypatch, server, **extra)
+    if failing == "discovery":
+        hook.access_token()  # what the proxy echoes: the token request it passed on before
+    if failing == "trigger":
+        from cxone_provider.triggers.agent_state import AgentStateTrigger
+
+        event = asyncio.run(AgentStateTrigger(agent_id=1001, cxone_conn_id="cxone_hostile", timeout=30).wait())
+        assert event["status"] == "error"
+        texts = [event["message"]]
+    else:
+        call = {
+            "token": hook.access_token,
+            "discovery": lambda: hook.api_base_url,
+            "api": lambda: hook.join_session("sess-1", as_agent_id=1001),
+        }[failing]
+        with pytest.raises((CxoneAuthError, CxoneApiError)) as failed:
+            call()
+        outcome = join_agent_session(connect(monkeypatch, server, "cxone_hostile_again", **extra), "sess-1", 1001)
+        assert outcome.condition is C.DEFAULT
+        texts = [str(failed.value), json.dumps(outcome.to_dict())]
+    # the echo reached the message (else this test proves nothing), with every secret cut out of it
+    assert ("Rejected" if style == "html-title" else "after") in texts[0]
+    for text in texts:
+        assert_no_form_of_any_secret(text)
+    logged = caplog.text + "".join(capfd.readouterr())
+    for secret in (SECRET, CLIENT_SECRET, BASIC_PAIR, TOKEN):
+        assert not any(form in logged for form in secret_forms_of(secret))
+
+
+def test_airflows_masker_knows_every_form_the_hook_sends_a_secret_in(monkeypatch, server):
+    from airflow.sdk._shared.secrets_masker import redact
+
+    server.route("POST", "/auth/token", lambda _: token_answer())
+    hook = connect(monkeypatch, server)
+    hook.access_token()
+    for secret in (SECRET, CLIENT_SECRET, BASIC_PAIR, TOKEN):
+        for form in secret_forms_of(secret):
+            assert redact(f"echoed: {form}!") == "echoed: ***!", form
+
+
+def test_the_forms_are_registered_once_per_hook_not_per_call(monkeypatch, server):
+    import airflow.sdk.log
+
+    registered: list[object] = []
+    real = airflow.sdk.log.mask_secret
+
+    def counting(value: object, name: str | None = None) -> None:
+        registered.append(value)
+        real(value, name)
+
+    monkeypatch.setattr(airflow.sdk.log, "mask_secret", counting)
+    nobody = Answer(200, JSON, b'{"agentStates": []}')
+    server.route("POST", "/auth/token", lambda _: token_answer())
+    server.route("GET", "/inContactAPI/services/v33.0/agents/states", lambda _: nobody)
+    hook = connect(monkeypatch, server)
+    for _ in range(20):
+        hook.get_agent_states()
+    # the two secrets, the Basic pair, the one token: one registration each (of all its forms), whatever the
+    # number of calls; Airflow itself registers the connection's fields too, as a dict and a string
+    ours = [value for value in registered if isinstance(value, list)]
+    assert len(ours) == 4, registered
+
+
+# --- issue 26, 3: bounded waits ----------------------------------------------------------------------------
+
+
+def throttled(server: HostileServer, retry_after: str, times: list[float]) -> None:
+    def answer(_request) -> Answer:
+        times.append(time.monotonic())
+        return Answer(429, {**JSON, "Retry-After": retry_after}, b'{"error": "TooManyRequests"}')
+
+    server.route("POST", "/auth/token", lambda _: token_answer())
+    server.route("POST", "/inContactAPI/services/v33.0/agent-sessions/join", answer)
+
+
+def test_a_call_stops_retrying_when_its_wait_budget_is_spent(monkeypatch, server):
+    times: list[float] = []
+    throttled(server, "0.4", times)
+    conn = connect(monkeypatch, server)
+    hook = CxoneHook("cxone_hostile", max_attempts=10, backoff_initial_s=0.01, max_wait_s=1.0)
+    assert conn.cxone_conn_id == hook.cxone_conn_id
+    started = time.monotonic()
+    outcome = join_agent_session(hook, "sess-1", 1001)
+    elapsed = time.monotonic() - started
+    assert outcome.condition is C.DEFAULT
+    assert outcome.attempts == 3  # waited 0.4 + 0.4; a third wait would pass 1 s
+    assert "wait budget (max_wait_s=1)" in outcome.message
+    assert elapsed < 2
+
+
+def test_a_long_retry_after_spends_the_budget_at_once(monkeypatch, server):
+    times: list[float] = []
+    throttled(server, "30", times)
+    connect(monkeypatch, server)
+    started = time.monotonic()
+    outcome = join_agent_session(CxoneHook("cxone_hostile", max_wait_s=5), "sess-1", 1001)
+    assert time.monotonic() - started < 3  # not 5 waits of 30 s
+    assert outcome.attempts == 1
+    assert re.search(r"waiting 30\.\ds more would pass the call.s wait budget", outcome.message)
+
+
+def test_the_wait_budget_is_checked_when_the_hook_is_made():
+    for bad in (-1, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="max_wait_s"):
+            CxoneHook("cxone_hostile", max_wait_s=bad)
+
+
+@pytest.mark.parametrize("retry_after", ["nan", "-5", "inf", "1e400", "Wed, 21 Oct 2099 07:28:00 GMT", "soon"], ids=str)
+def test_an_unusable_retry_after_is_ignored_and_logged_once(monkeypatch, server, caplog, capfd, retry_after):
+    caplog.set_level(logging.INFO)
+    times: list[float] = []
+    throttled(server, retry_after, times)
+    connect(monkeypatch, server)
+    hook = CxoneHook("cxone_hostile", max_attempts=2, backoff_initial_s=0.3, backoff_max_s=0.3, max_wait_s=5)
+    started = time.monotonic()
+    for _ in range(2):
+        assert join_agent_session(hook, "sess-1", 1001).condition is C.DEFAULT
+    assert time.monotonic() - started < 4
+    # the hook's own backoff decided (at least 0.3 s), neither "at once" nor the header's value
+    gaps = [later - earlier for earlier, later in zip(times[::2], times[1::2], strict=True)]
+    assert len(gaps) == 2
+    assert all(gap >= 0.29 for gap in gaps), gaps
+    logged = caplog.text + "".join(capfd.readouterr())
+    assert logged.count("CXone sent Retry-After") == 1, logged
+
+
+@pytest.mark.parametrize("expires_in", ["NaN", "1e400", "1000000000000", "-5", "0", '"soon"'])
+def test_an_unusable_expires_in_is_treated_as_missing_and_logged_once(monkeypatch, server, caplog, capfd, expires_in):
+    caplog.set_level(logging.INFO)
+    body = f'{{"access_token": "{TOKEN}", "token_type": "bearer", "expires_in": {expires_in}}}'.encode()
+    server.route("POST", "/auth/token", lambda _: Answer(200, JSON, body))
+    hook = connect(monkeypatch, server)
+    hook.access_token()
+    renew_in = hook.client.auth._token.renew_at - time.monotonic()
+    assert 3000 < renew_in <= 3600  # renewed as if the token lasted an hour: on time, not never
+    hook.client.auth.renew_token(stale=TOKEN)  # a second token, the same answer: logged once
+    logged = caplog.text + "".join(capfd.readouterr())
+    assert logged.count("CXone sent expires_in") == 1, logged
+
+
+def test_a_usable_expires_in_is_kept(monkeypatch, server):
+    server.route("POST", "/auth/token", lambda _: token_answer(expires_in=600))
+    hook = connect(monkeypatch, server)
+    hook.access_token()
+    assert 530 < hook.client.auth._token.renew_at - time.monotonic() <= 540  # 600 s less 10 %
+
+
+# --- issue 26, 4: the token's repr ---------------------------------------------------------------------------
+
+
+def test_no_repr_in_the_client_holds_the_token(monkeypatch, server):
+    server.route("POST", "/auth/token", lambda _: token_answer(refresh_token=TOKEN + "-refresh"))
+    hook = connect(monkeypatch, server)
+    hook.access_token()
+    client = hook.client
+    objects = [hook, client, client.auth, client.auth._token, client.transport, client.secrets, client.settings]
+    objects += [hook.options, client.transport.session, client.transport.session.headers]
+    for thing in objects:
+        assert TOKEN not in repr(thing), type(thing).__name__
+        assert SECRET not in repr(thing), type(thing).__name__
+
+
+# --- issue 26, 4: CSV cells ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "cell",
+    [" =1+2", "\n=1+2", "\t=1", "\uff1d1+2", "\uff0b1", "\uff0d1", "\uff20SUM(1)", "\u200b=1+2", "\ufeff+1", "=1"],
+)
+def test_the_ui_csv_escapes_formulas_behind_white_space_invisible_or_full_width_characters(cell):
+    import csv
+    import io
+
+    from cxone_provider.ui.data import sessions_csv
+
+    text = sessions_csv([{"session_id": cell, "condition": "Default", "message": cell}])
+    row = next(csv.DictReader(io.StringIO(text)))
+    assert row["session_id"] == "'" + cell
+    assert row["message"] == "'" + cell
+
+
+@pytest.mark.parametrize("cell", [" hello", "a=b", "sess-2001", "\u200bsess", "\uff21BC"])
+def test_the_ui_csv_leaves_ordinary_text_alone(cell):
+    import csv
+    import io
+
+    from cxone_provider.ui.data import sessions_csv
+
+    row = next(csv.DictReader(io.StringIO(sessions_csv([{"session_id": cell}]))))
+    assert row["session_id"] == cell

@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
+from cxone_provider.client.paths import path_id_problem
 from cxone_provider.exceptions import CxoneApiError, CxoneAuthError, CxoneDiscoveryError, describe_status
 
 if TYPE_CHECKING:
@@ -488,6 +489,11 @@ def check_session_id(value: object) -> str:
         raise _bad_session(session_id[:40] + "…", f"is {len(session_id)} characters long (max {MAX_SESSION_ID_LENGTH})")
     if _WHITESPACE_OR_CONTROL.search(session_id):
         raise _bad_session(value, "contains whitespace or control characters")
+    # The id may later go into a path (end a session, supervise from it): one that would change the
+    # path (".", "..", "a/b", "%2e%2e") is no session id.
+    problem = path_id_problem(session_id)
+    if problem is not None:
+        raise _bad_session(value, problem)
     return session_id
 
 

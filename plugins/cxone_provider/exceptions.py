@@ -29,6 +29,11 @@ class CxoneConfigError(CxoneError):
     """The ``cxone`` connection is unusable; the message names the connection and the field."""
 
 
+class UnsafePathIdError(CxoneError, ValueError):
+    """An id given to a hook method would change the request's path (``.``, ``..``, ``a/b``, ``%2e%2e``…);
+    nothing was sent. The message names the method, the field and the value."""
+
+
 class CxoneAuthError(CxoneError):
     """CXone gave no token for the connection's access key (refused it, or could not be reached).
 

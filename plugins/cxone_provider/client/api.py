@@ -33,6 +33,8 @@ class CxoneClient:
         self.secrets = Secrets()
         self.secrets.remember(settings.access_key_secret)
         self.secrets.remember(settings.client_secret)
+        # The app's credentials travel as HTTP Basic: an echoing server sends their base64 back.
+        self.secrets.remember_basic_auth(settings.client_id, settings.client_secret)
         self.retry_listener = options.retry_listener
         self.transport = Transport(settings, self.secrets, log, options)
         self.auth = Auth(settings, self.transport, failure_memory_s=options.backoff_max_s)

@@ -10,10 +10,11 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from cxone_provider.client.settings import check_discovered_endpoint
@@ -30,9 +31,15 @@ DISCOVERY_PATH = "/.well-known/cxone-configuration"
 API_PATH_TEMPLATE = "{endpoint}/inContactAPI/services/{version}/"
 
 
+#: The lifetime assumed when a token answer has no usable ``expires_in``; and the longest one believed.
+DEFAULT_TOKEN_LIFETIME_S = 3600.0
+MAX_TOKEN_LIFETIME_S = 24 * 3600.0
+
+
 @dataclass(frozen=True)
 class _Token:
-    access_token: str
+    # Never in a repr: a token object printed in a log or a traceback must not carry the bearer token.
+    access_token: str = field(repr=False)
     renew_at: float  # time.monotonic()
     claims: Mapping[str, Any]
 
@@ -54,6 +61,20 @@ def _jwt_claims(token: str | None) -> dict[str, Any]:
     except (ValueError, binascii.Error, RecursionError):
         return {}
     return decoded if isinstance(decoded, dict) else {}
+
+
+def token_lifetime(expires_in: object) -> float | None:
+    """A token answer's ``expires_in`` in seconds (at least 1); ``None`` when it is unusable: not a
+    number, not finite (``NaN``, ``1e400``), not positive, or more than a day (``10**12``)."""
+    if isinstance(expires_in, bool):
+        return None
+    try:
+        seconds = float(expires_in)  # type: ignore[arg-type]
+    except (TypeError, ValueError, OverflowError):
+        return None
+    if not math.isfinite(seconds) or not 0.0 < seconds <= MAX_TOKEN_LIFETIME_S:
+        return None
+    return max(seconds, 1.0)
 
 
 class Auth:
@@ -139,10 +160,12 @@ class Auth:
             )
         for credential in (access_token, body.get("refresh_token"), body.get("id_token")):
             self.transport.secrets.remember(credential if isinstance(credential, str) else None)
-        try:
-            lifetime = max(float(body.get("expires_in", 3600)), 1.0)
-        except (TypeError, ValueError):
-            lifetime = 3600.0
+        lifetime = token_lifetime(body.get("expires_in", DEFAULT_TOKEN_LIFETIME_S))
+        if lifetime is None:
+            lifetime = DEFAULT_TOKEN_LIFETIME_S
+            self.transport.note_ignored(
+                "expires_in", body.get("expires_in"), f"the token is renewed as if it lasted {lifetime:g}s"
+            )
         # Renew a little early: 10% of the lifetime, at most a minute, so no request carries a token
         # that expires in flight.
         return _Token(

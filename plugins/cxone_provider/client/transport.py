@@ -7,7 +7,10 @@ what they mean.
 
 from __future__ import annotations
 
+import base64
+import html
 import json
+import math
 import random
 import re
 import threading
@@ -31,6 +34,7 @@ from tenacity import (
     wait_exponential,
     wait_random,
 )
+from tenacity.stop import stop_base
 
 from cxone_provider.exceptions import CxoneStopped
 from cxone_provider.response import STATUS_DESCRIPTION_HEADER, ApiResponse, error_name_and_message
@@ -69,6 +73,11 @@ RETRY_POLICY: Mapping[str, RetryWhen] = {
 RETRYABLE_STATUS = frozenset({429, 503})
 # Never wait longer than this on one Retry-After, whatever the server asks: a task must stay bounded.
 MAX_RETRY_AFTER_S = 30.0
+# A Retry-After further away than this (or negative, or not a finite number) is no advice: treated
+# as missing, so the call's own backoff decides.
+RETRY_AFTER_RANGE_S = 24 * 3600.0
+#: The most one call waits in total between its attempts (backoffs and Retry-After), by default.
+DEFAULT_MAX_WAIT_S = 60.0
 # Error bodies are for messages; a proxy's multi-megabyte HTML page is not read past this.
 MAX_BODY_BYTES = 64 * 1024
 # A 2xx body is data: a page of 1,000 agent-state rows with CXone's published fields is ~600 KB.
@@ -79,26 +88,73 @@ MAX_STATUS_DESCRIPTION_CHARS = 200
 USER_AGENT = "airflow-provider-cxone"
 
 
+def secret_forms(value: str) -> list[str]:
+    """``value`` in every form the provider sends it in, or a server that echoes it sends it back in.
+
+    As is (a JSON body, a header); URL-encoded as a path or query part and form-encoded (``+`` for a
+    space), each with upper- and lower-case hex (a proxy may normalise either way); HTML-escaped (an
+    error page that quotes the request in its ``<title>``).
+    """
+    forms = [value]
+    for encoded in (quote(value, safe=""), quote_plus(value)):
+        forms += [encoded, _PERCENT_ESCAPE.sub(lambda hit: hit.group().lower(), encoded)]
+    escaped = html.escape(value)
+    forms += [escaped, escaped.replace("&#x27;", "&#39;"), html.escape(value, quote=False)]
+    return list(dict.fromkeys(forms))
+
+
+def basic_credentials(user: str, password: str) -> str:
+    """The base64 of ``user:password`` as ``requests`` sends it in an HTTP Basic ``Authorization`` header."""
+    pair = f"{user}:{password}"
+    try:
+        raw = pair.encode("latin-1")
+    except UnicodeEncodeError:
+        raw = pair.encode()
+    return base64.b64encode(raw).decode("ascii")
+
+
+_PERCENT_ESCAPE = re.compile(r"%[0-9A-F]{2}")
+
+
 class Secrets:
-    """The credentials one hook has seen: registered with Airflow's log masker, and cut out of texts."""
+    """The credentials one hook has seen: registered with Airflow's log masker, and cut out of texts.
+
+    Each credential is registered in every form of :func:`secret_forms`, once: the connection's secrets
+    when the hook's client is made, a token when it is issued. Airflow's masker recompiles its pattern
+    for every new form, so nothing is registered per call.
+    """
 
     def __init__(self) -> None:
         self._known: set[str] = set()
+        self._longest_first: tuple[str, ...] = ()
+        self._lock = threading.Lock()
 
     def remember(self, value: str | None) -> None:
-        """Register a credential, and its URL-encoded forms: a server that echoes a form body sends
-        the secret back encoded."""
+        """Register a credential in all its forms (:func:`secret_forms`)."""
         if not value or value in self._known:
             return
+        self._register(secret_forms(value))
+
+    def remember_basic_auth(self, user: str, password: str) -> None:
+        """Register the HTTP Basic pair ``user:password`` as the ``Authorization`` header carries it."""
+        self.remember(basic_credentials(user, password))
+
+    def _register(self, forms: list[str]) -> None:
+        with self._lock:
+            fresh = [form for form in forms if form not in self._known]
+            if not fresh:
+                return
+            self._known.update(fresh)
+            # Longest first: a form that holds a shorter one is cut out whole, not around it.
+            self._longest_first = tuple(sorted(self._known, key=len, reverse=True))
         from airflow.sdk.log import mask_secret
 
-        for form in dict.fromkeys((value, quote(value, safe=""), quote_plus(value))):
-            self._known.add(form)
-            mask_secret(form)
+        every_form: Any = fresh
+        mask_secret(every_form)  # one message to the supervisor for all of them
 
     def redact(self, text: str) -> str:
         """``text`` with every credential seen replaced by ``***``."""
-        for secret in tuple(self._known):  # a snapshot: another thread may add a renewed token
+        for secret in self._longest_first:  # a snapshot: another thread may add a renewed token
             text = text.replace(secret, "***")
         return text
 
@@ -117,10 +173,33 @@ class TransportOptions:
     answer_listener: Callable[[int | None], None] | None = None
     #: set to stop: no further attempt is made and no backoff is waited out (the sweep's on_kill)
     stop: threading.Event | None = None
+    #: the most one call waits in total between attempts; a retry whose wait would pass it is not made
+    max_wait_s: float = DEFAULT_MAX_WAIT_S
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1:
             raise ValueError(f"max_attempts must be at least 1, got {self.max_attempts}")
+        if not (isinstance(self.max_wait_s, int | float) and math.isfinite(self.max_wait_s) and self.max_wait_s >= 0):
+            raise ValueError(f"max_wait_s must be a finite number of seconds, 0 or more, got {self.max_wait_s!r}")
+
+
+class wait_budget(stop_base):  # named like tenacity's own stop conditions
+    """A tenacity stop condition: stop when the next wait would take the call's waits past ``max_wait_s``.
+
+    Tenacity computes the wait before it asks the stop conditions, so ``upcoming_sleep`` is known;
+    ``over`` hears the wait that was not made.
+    """
+
+    def __init__(self, max_wait_s: float, over: Callable[[float], None] | None = None) -> None:
+        self.max_wait_s = max_wait_s
+        self.over = over
+
+    def __call__(self, retry_state: RetryCallState) -> bool:
+        if retry_state.idle_for + retry_state.upcoming_sleep <= self.max_wait_s:
+            return False
+        if self.over is not None:
+            self.over(retry_state.upcoming_sleep)
+        return True
 
 
 class Transport:
@@ -144,6 +223,8 @@ class Transport:
         self.attempt_gate = options.attempt_gate or nullcontext
         self.answer_listener = options.answer_listener
         self.stop = options.stop or threading.Event()
+        self.max_wait_s = options.max_wait_s
+        self._ignored: set[str] = set()
         self.timeout = (settings.connect_timeout, settings.read_timeout)
         # Capped exponential backoff plus jitter, so that throttled workers do not retry in lockstep.
         self._backoff = wait_exponential(multiplier=options.backoff_initial_s, max=options.backoff_max_s) + wait_random(
@@ -175,6 +256,7 @@ class Transport:
         # Token and discovery calls happen inside an API attempt's slot: gating them too would deadlock.
         gate = self.attempt_gate if gated else nullcontext
         reasons: list[str] = []
+        not_waited: list[float] = []
 
         def one_attempt() -> ApiResponse:
             nonlocal attempts
@@ -201,7 +283,7 @@ class Transport:
                 self.retry_listener(reason)
 
         retrying = Retrying(
-            stop=stop_after_attempt(self.max_attempts),
+            stop=stop_after_attempt(self.max_attempts) | wait_budget(self.max_wait_s, not_waited.append),
             wait=self._wait,
             retry=(
                 retry_if_result(lambda r: r.status_code in RETRYABLE_STATUS)
@@ -223,11 +305,20 @@ class Transport:
                 message=f"no answer from CXone after {plural(attempts, 'attempt')}: {self._describe(exc)}",
             )
         # Exhausted retries on 429/503 come back as the last answer; say so in the message.
-        if response.status_code in RETRYABLE_STATUS and attempts >= self.max_attempts:
+        if response.status_code in RETRYABLE_STATUS and not_waited:
+            response.message = f"{over_budget_message(attempts, not_waited[0], self.max_wait_s)}: {response.message}"
+        elif response.status_code in RETRYABLE_STATUS and attempts >= self.max_attempts:
             response.message = f"gave up after {attempts} attempts: {response.message}"
         response.attempts = attempts
         response.retries = reasons
         return response
+
+    def note_ignored(self, name: str, value: object, instead: str) -> None:
+        """Log, once per hook and name, that a server's ``value`` for ``name`` was not usable."""
+        if name in self._ignored:
+            return
+        self._ignored.add(name)
+        self.log.warning("CXone sent %s %.80r, which is not usable: %s (logged once)", name, value, instead)
 
     def _sleep(self, seconds: float) -> None:
         """Wait out a backoff, unless told to stop meanwhile."""
@@ -286,7 +377,7 @@ class Transport:
                 response.raw.release_conn()  # the connection is reusable: back to the pool
             else:
                 response.close()
-        return read_answer(
+        answer = read_answer(
             bytes(raw),
             complete,
             limit=limit,
@@ -296,6 +387,14 @@ class Transport:
             encoding=response.encoding,
             redact=self.secrets.redact,
         )
+        self.check_retry_after(response.headers, answer)
+        return answer
+
+    def check_retry_after(self, headers: Mapping[str, str], answer: ApiResponse) -> None:
+        """Log once when the answer's ``Retry-After`` was ignored (:func:`_retry_after` found it unusable)."""
+        value = headers.get("Retry-After")
+        if value and answer.retry_after_s is None:
+            self.note_ignored("Retry-After", value, "the call's own backoff decides")
 
     def _describe(self, exc: BaseException) -> str:
         return self.secrets.redact(f"{type(exc).__name__}: {exc}")[:MAX_MESSAGE_CHARS]
@@ -340,20 +439,31 @@ class _EnvironmentOnceSession(requests.Session):
 
 
 def _retry_after(value: str | None) -> float | None:
-    """Seconds from a ``Retry-After`` header (delta-seconds or an HTTP date)."""
+    """Seconds from a ``Retry-After`` header (delta-seconds or an HTTP date); ``None`` when missing or
+    unusable: not a number or date, not finite, negative, or more than a day away."""
     if not value:
         return None
     try:
-        return max(float(value), 0.0)
+        seconds = float(value)
     except ValueError:
-        pass
-    from email.utils import parsedate_to_datetime
+        from email.utils import parsedate_to_datetime
 
-    try:
-        moment = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+        try:
+            moment = parsedate_to_datetime(value)
+        except (TypeError, ValueError, OverflowError):
+            return None
+        # A date already past means "now"; a date in a month's time is no advice.
+        seconds = max(moment.timestamp() - time.time(), 0.0)
+    if not math.isfinite(seconds) or not 0.0 <= seconds <= RETRY_AFTER_RANGE_S:
         return None
-    return max(moment.timestamp() - time.time(), 0.0)
+    return seconds
+
+
+def over_budget_message(attempts: int, wait_s: float, max_wait_s: float) -> str:
+    return (
+        f"gave up after {plural(attempts, 'attempt')}: waiting {wait_s:.1f}s more would pass the call's "
+        f"wait budget (max_wait_s={max_wait_s:g})"
+    )
 
 
 def _retry_reason(state: RetryCallState) -> str:

@@ -14,13 +14,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote, urljoin
+from urllib.parse import urljoin
 
 from airflow.sdk import BaseHook
 
 from cxone_provider.client.api import CxoneClient
+from cxone_provider.client.paths import path_segment
 from cxone_provider.client.settings import CxoneSettings
-from cxone_provider.client.transport import RETRY_POLICY, RetryWhen, TransportOptions
+from cxone_provider.client.transport import DEFAULT_MAX_WAIT_S, RETRY_POLICY, RetryWhen, TransportOptions
 from cxone_provider.exceptions import CxoneApiError, CxoneAuthError, CxoneConfigError
 from cxone_provider.response import ApiResponse
 
@@ -61,6 +62,10 @@ class CxoneHook(BaseHook):
     :param backoff_initial_s: first backoff; it doubles per attempt, with jitter, up to ``backoff_max_s``.
     :param backoff_max_s: longest single backoff (a ``Retry-After`` is honoured up to 30 s); a failed
         token request or discovery is also remembered this long.
+    :param max_wait_s: the most one call waits in total between its attempts (backoffs and
+        ``Retry-After``), default 60 s: a retry whose wait would pass it is not made, and the call ends
+        with its last answer ("gave up after … wait budget"). A token renewal after a 401 starts a new
+        budget, so a call waits at most twice this.
     :param pool_size: HTTP connections kept open; set it to the concurrency you call the hook with.
     :param retry_listener: called with the reason (``"429"``, ``"503"``, ``"connection"``, ``"401"``…)
         before each retry; the sweep uses it to shrink its concurrency when CXone throttles.
@@ -89,6 +94,7 @@ class CxoneHook(BaseHook):
         attempt_gate: Callable[[], AbstractContextManager[object]] | None = None,
         stop: threading.Event | None = None,
         answer_listener: Callable[[int | None], None] | None = None,
+        max_wait_s: float = DEFAULT_MAX_WAIT_S,
     ) -> None:
         super().__init__()
         self.cxone_conn_id = cxone_conn_id
@@ -102,6 +108,7 @@ class CxoneHook(BaseHook):
             attempt_gate=attempt_gate,
             answer_listener=answer_listener,
             stop=stop,
+            max_wait_s=max_wait_s,
         )
 
     # --- connection and client ---------------------------------------------------------------------
@@ -165,9 +172,8 @@ class CxoneHook(BaseHook):
 
     def get_agent(self, agent_id: int) -> dict[str, Any]:
         """``GET agents/{agentId}``: the agent's record (``agentId``, ``isActive``, names, team...)."""
-        body = self._call(
-            f"get agent {agent_id}", "GET", f"agents/{int(agent_id)}", retry_when=RETRY_POLICY["get_agent"]
-        )
+        segment = path_segment("get_agent", "agent_id", int(agent_id))
+        body = self._call(f"get agent {agent_id}", "GET", f"agents/{segment}", retry_when=RETRY_POLICY["get_agent"])
         agents = body.get("agents") if isinstance(body, Mapping) else None
         if not isinstance(agents, list) or not agents or not isinstance(agents[0], Mapping):
             raise CxoneApiError(ApiResponse(status_code=200, message="answer holds no agent"), f"get agent {agent_id}")
@@ -211,11 +217,15 @@ class CxoneHook(BaseHook):
         return str(session_id)
 
     def end_agent_session(self, session_id: str, *, force_logoff: bool = False) -> None:
-        """``DELETE agent-sessions/{sessionId}``: end the session."""
+        """``DELETE agent-sessions/{sessionId}``: end the session.
+
+        :raises UnsafePathIdError: ``session_id`` would change the path (``.``, ``..``, ``a/b``…); nothing is sent.
+        """
+        segment = path_segment("end_agent_session", "session_id", session_id)
         self._call(
             f"end session {session_id!r}",
             "DELETE",
-            f"agent-sessions/{quote(session_id, safe='')}",
+            f"agent-sessions/{segment}",
             {"forceLogoff": str(force_logoff).lower()},
             retry_when=RETRY_POLICY["end_session"],
         )
@@ -227,15 +237,18 @@ class CxoneHook(BaseHook):
         (``targetAgentId``); the published ``coach``, ``barge`` and ``take-over`` declare no parameter
         and act on the agent being monitored, so ``target_agent_id`` is sent only when given.
         Never repeated once CXone may have acted (see :data:`RETRY_POLICY`).
+
+        :raises UnsafePathIdError: ``session_id`` would change the path (``.``, ``..``, ``a/b``…); nothing is sent.
         """
         if action not in SUPERVISE_ACTIONS:
             raise ValueError(f"action {action!r} is not one of {', '.join(SUPERVISE_ACTIONS)}")
+        segment = path_segment(action.replace("-", "_"), "session_id", session_id)
         params = None if target_agent_id is None else {"targetAgentId": int(target_agent_id)}
         whom = f"agent {target_agent_id}" if target_agent_id is not None else "the monitored agent"
         self._call(
             f"{action} {whom} from session {session_id!r}",
             "POST",
-            f"agent-sessions/{quote(session_id, safe='')}/{action}",
+            f"agent-sessions/{segment}/{action}",
             params,
             retry_when=RETRY_POLICY["supervise"],
         )

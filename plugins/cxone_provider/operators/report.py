@@ -12,6 +12,7 @@ they share the storage: give ``report_path`` an object store when tasks run on s
 from __future__ import annotations
 
 import json
+import unicodedata
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import ObjectStoragePath
@@ -26,6 +27,31 @@ if TYPE_CHECKING:
     from cxone_provider.conditions import JoinOutcome
 
 DEFAULT_FOLDER = "cxone_reports"
+
+#: A spreadsheet runs a cell starting with one of these as a formula (OWASP, "CSV Injection").
+FORMULA_CHARS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: Any) -> Any:
+    """``value``, with a leading ``'`` when it is text a spreadsheet may run as a formula.
+
+    That is text starting with a formula character (OWASP: ``=``, ``+``, ``-``, ``@``, tab, carriage
+    return), also after leading white space (space, newline, tab…) or invisible characters (zero-width
+    space, joiners, byte-order mark), and also in its full-width or other compatibility form
+    (full-width U+FF1D, U+FF0B, U+FF0D, U+FF20), which spreadsheets with East-Asian input read as the ASCII one.
+    Every CSV this provider writes (the UI's downloads, the example QA-sweep DAG) passes its cells here.
+    """
+    if not isinstance(value, str) or not value:
+        return value
+    if value.startswith(FORMULA_CHARS):
+        return "'" + value
+    for char in value:
+        if char.isspace() or unicodedata.category(char) == "Cf":  # Cf: zero-width and other format characters
+            continue
+        if unicodedata.normalize("NFKC", char).startswith(FORMULA_CHARS):
+            return "'" + value
+        break
+    return value
 
 
 def report_location(report_path: str | None, context: Context, task_id: str) -> ObjectStoragePath | None:

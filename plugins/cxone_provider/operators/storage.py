@@ -11,6 +11,7 @@ import os
 from typing import TYPE_CHECKING
 
 from airflow.sdk import ObjectStoragePath
+from airflow.sdk.exceptions import AirflowFailException
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -25,5 +26,27 @@ def task_instance_path(root: str | None, default_folder: str, context: Context) 
     ti = context.get("ti")
     if ti is None or not getattr(ti, "run_id", None):
         return None
+    if root and ".." in root.replace("\\", "/").split("/"):
+        # A templated root may come from whoever triggers the run: it must not climb out of itself.
+        raise AirflowFailException(f"the folder {root!r} has a '..' part: give the folder itself")
     base = ObjectStoragePath(root or airflow_home_folder(default_folder))
+    parts = {"dag_id": ti.dag_id, "run_id": ti.run_id, "task_id": ti.task_id}
+    for name, part in parts.items():
+        check_path_part(name, part, base)
     return base / ti.dag_id / ti.run_id / f"{ti.task_id}__{ti.map_index}"
+
+
+def check_path_part(name: str, part: object, base: object) -> None:
+    """Refuse a key that would not be one folder of its own below ``base``.
+
+    A run id of ``..`` would put ``<dag>/../<task>`` at ``<base>/<task>``, shared by every DAG with a
+    task of that name; a ``/`` would nest one run inside another's folder.
+
+    :raises AirflowFailException: naming the field and its value (retrying cannot change them).
+    """
+    text = str(part)
+    if text.strip() in ("", ".", "..") or any(sep in text for sep in ("/", "\\", "\x00")):
+        raise AirflowFailException(
+            f"{name} {part!r} cannot name a folder of its own below {base}: an empty part, '.', '..', '/' or "
+            "'\\' would make two task instances share a report or checkpoint"
+        )

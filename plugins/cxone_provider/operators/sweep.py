@@ -9,6 +9,7 @@ requests in flight, and returns ``{condition: [session ids]}`` for ``.expand()``
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 import warnings
@@ -106,6 +107,11 @@ class JoinAgentSessionsOperator(BaseOperator):
     :param keep_checkpoint: keep the checkpoint after the sweep finished.
     :param report_path: the folder of the reports (templated; a path or fsspec URL), default
         ``$AIRFLOW_HOME/cxone_reports``; this sweep's is ``<dag>/<run>/<task>__<map index>.jsonl`` below it.
+    :param deadline_s: the most seconds the sweep may take, from the start of the task; ``None`` (the
+        default): no deadline of its own (each call is still bounded by the hook's ``max_wait_s``). When
+        it passes, no further session is sent, the joins in flight finish their current attempt, and
+        every session not joined ends in ``Default`` with the message "not joined: the sweep's
+        deadline … passed"; the task succeeds with them listed, and ``stats.deadline_passed`` says so.
     """
 
     template_fields: Sequence[str] = (
@@ -132,6 +138,7 @@ class JoinAgentSessionsOperator(BaseOperator):
         checkpoint_path: str | None = None,
         keep_checkpoint: bool = False,
         report_path: str | None = None,
+        deadline_s: float | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -156,6 +163,9 @@ class JoinAgentSessionsOperator(BaseOperator):
                 stacklevel=2,
             )
         self.agents = agents
+        _check_deadline(deadline_s)
+        self.deadline_s = deadline_s
+        self._deadline_at: float | None = None
         self.session_ids = session_ids
         self.security_user = security_user
         self.max_concurrency = max_concurrency
@@ -169,6 +179,7 @@ class JoinAgentSessionsOperator(BaseOperator):
         self._report_to: ObjectStoragePath | None = None
 
     def execute(self, context: Context) -> dict[str, Any]:
+        self._deadline_at = None if self.deadline_s is None else time.monotonic() + self.deadline_s
         self._report_to = report_location(self.report_path, context, self.task_id)
         if self.agents is not None:
             items, duplicates = distinct_items(as_list("agents", self.agents) or [])
@@ -337,13 +348,14 @@ class JoinAgentSessionsOperator(BaseOperator):
             finished.set()
         for number in range(workers_left):
             threading.Thread(target=worker, name=f"cxone-sweep-{number}", daemon=True).start()
-        # Wake up every progress interval: a sweep stalled in backoff still reports.
-        while not finished.wait(timeout=self.progress_interval_s):
-            with lock:
-                done, snapshot = len(results), Counter(counts)
-            self._log_progress(done, len(sessions), time.monotonic() - started, snapshot, limiter)
+        deadline_passed = self._wait_for_workers(finished, stop, started, len(sessions), lock, results, counts, limiter)
         if failures:
             raise failures[0]
+        if deadline_passed:
+            # Nothing silently dropped: every session not joined by the deadline is reported as such.
+            for key, value in sessions:
+                if key not in results and key not in earlier:
+                    results[key] = _past_deadline(key, value, self.deadline_s)
         if len(results) + len(earlier) < len(sessions):
             raise AirflowException(f"sweep stopped after {len(results) + len(earlier)} of {len(sessions)} session(s)")
         elapsed = time.monotonic() - started
@@ -361,9 +373,45 @@ class JoinAgentSessionsOperator(BaseOperator):
             "elapsed_s": round(elapsed, 3),
             "joins_per_s": round(len(results) / elapsed, 1) if elapsed > 0 else None,
             "stopped_early": verdict[0].condition.value if verdict else None,
+            "deadline_passed": deadline_passed,
         }
         self._log_progress(len(results), len(sessions), elapsed, counts, limiter)
         return self._result(outcomes, duplicates, stats)
+
+    def _wait_for_workers(
+        self,
+        finished: threading.Event,
+        stop: threading.Event,
+        started: float,
+        total: int,
+        lock: threading.Lock,
+        results: dict[str, JoinOutcome],
+        counts: Counter[str],
+        limiter: AdaptiveLimiter,
+    ) -> bool:
+        """Wait for the workers, logging progress; stop them at the deadline. Whether it passed."""
+        deadline_at = self._deadline_at
+        deadline_passed = False
+        next_progress = time.monotonic() + self.progress_interval_s
+        while True:
+            now = time.monotonic()
+            wake = next_progress if deadline_at is None or deadline_passed else min(next_progress, deadline_at)
+            if finished.wait(timeout=max(wake - now, 0.0)):
+                return deadline_passed
+            now = time.monotonic()
+            if deadline_at is not None and not deadline_passed and now >= deadline_at:
+                deadline_passed = True
+                self.log.warning(
+                    "The sweep's deadline (deadline_s=%g) has passed: no further session is sent; the joins in "
+                    "flight finish their attempt, the rest end in Default",
+                    self.deadline_s,
+                )
+                stop.set()
+            if now >= next_progress:  # a sweep stalled in backoff still reports
+                next_progress = now + self.progress_interval_s
+                with lock:
+                    done, snapshot = len(results), Counter(counts)
+                self._log_progress(done, total, now - started, snapshot, limiter)
 
     def _log_progress(
         self, done: int, total: int, elapsed: float, counts: Counter[str], limiter: AdaptiveLimiter
@@ -453,6 +501,41 @@ def _same_answer(first: JoinOutcome, key: str, value: Any) -> JoinOutcome:
         return JoinOutcome(rejected.condition, key, message=rejected.message)
     cause = first.message if first.session_id in ("", key) else f"{first.session_id!r} was answered: {first.message}"
     return JoinOutcome(first.condition, key, status_code=first.status_code, message=f"not sent: {cause}")
+
+
+def _check_deadline(deadline_s: object) -> None:
+    if deadline_s is None:
+        return
+    if (
+        isinstance(deadline_s, bool)
+        or not isinstance(deadline_s, int | float)
+        or not math.isfinite(deadline_s)
+        or deadline_s <= 0
+    ):
+        raise ValueError(f"deadline_s must be a positive number of seconds or None, got {deadline_s!r}")
+
+
+def _past_deadline(key: str, value: Any, deadline_s: float | None) -> JoinOutcome:
+    """The outcome of an item the sweep's deadline left unjoined; malformed ones keep their own condition."""
+    if isinstance(value, AgentSessionItem):
+        if value.rejected is not None or value.agent_id is None:
+            return _rejected_item(value)
+        return JoinOutcome(
+            JoinCondition.DEFAULT,
+            value.session_id or "",
+            message=f"not joined: the sweep's deadline (deadline_s={deadline_s:g}) passed before agent {key} was joined",
+            agent_id=value.agent_id,
+            item_key=key,
+        )
+    try:
+        check_session_id(value)
+    except InputRejected as rejected:
+        return JoinOutcome(rejected.condition, key, message=rejected.message)
+    return JoinOutcome(
+        JoinCondition.DEFAULT,
+        key,
+        message=f"not joined: the sweep's deadline (deadline_s={deadline_s:g}) passed before this session was joined",
+    )
 
 
 def _distinct(raw_ids: list[Any]) -> tuple[list[tuple[str, Any]], list[str]]:

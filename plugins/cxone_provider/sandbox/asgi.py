@@ -18,7 +18,7 @@ import json
 import time
 from collections import deque
 from typing import TYPE_CHECKING, Any, Final
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlsplit
 
 from fastapi import FastAPI
 
@@ -174,6 +174,9 @@ class Sandbox:
         """
         if scope.get("path") in _OPEN_ADMIN_PATHS:
             return None
+        foreign = foreign_browser_request(scope, token_set=self._admin_token is not None)
+        if foreign is not None:
+            return (403, "AdminForbidden", foreign)
         if self._admin_token is None:
             server = scope.get("server")
             if server is None or is_loopback(str(server[0])):
@@ -192,6 +195,35 @@ class Sandbox:
             "AdminTokenRequired",
             "The sandbox's admin routes need its admin token: Authorization: Bearer <token>",
         )
+
+
+def foreign_browser_request(scope: Scope, *, token_set: bool) -> str | None:
+    """Why an admin request looks sent by a web page of another site, or ``None``.
+
+    A page on any site can make a browser send requests to ``127.0.0.1``; with DNS rebinding it can
+    even read the answers, under its own host name. So a cross-site ``Origin`` is refused always (also
+    the ``null`` of a sandboxed page), and without an admin token the ``Host`` must name loopback or the
+    address the server is bound to: a rebinding page's request carries its own host name there.
+    """
+    headers = {k.lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+    host = headers.get(b"host", "").strip().lower()
+    origin = headers.get(b"origin")
+    if origin is not None:
+        parts = urlsplit(origin.strip().lower())
+        if not host or parts.netloc != host or parts.scheme not in ("http", "https"):
+            return f"The sandbox's admin routes refuse requests from another site (Origin {origin[:80]!r})"
+    if token_set:
+        return None  # served beyond loopback under any name; the token, which no other site has, decides
+    server = scope.get("server")
+    bound = str(server[0]).lower() if server else ""
+    name = urlsplit(f"//{host}").hostname or ""
+    # No Host at all is no browser's request (every browser sends one): HTTP/1.0 tools stay welcome.
+    if host and not (is_loopback(name) or (bound and name == bound.strip("[]"))):
+        return (
+            f"The sandbox's admin routes answer requests for a loopback host only, not Host {host[:80]!r} "
+            "(a web page may have renamed 127.0.0.1: DNS rebinding)"
+        )
+    return None
 
 
 def _dumps(value: Any) -> bytes | None:

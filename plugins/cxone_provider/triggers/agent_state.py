@@ -59,8 +59,10 @@ from cxone_provider.client.transport import (
     USER_AGENT,
     RetryWhen,
     TransportOptions,
+    over_budget_message,
     plural,
     read_answer,
+    wait_budget,
 )
 from cxone_provider.exceptions import CxoneApiError, CxoneAuthError
 from cxone_provider.hooks.cxone import AGENT_STATES_PATH, MAX_STATE_PAGES, next_page_url
@@ -333,6 +335,7 @@ class AsyncAgentStates:
         attempts = 0
         token = ""
         reasons: list[str] = []
+        not_waited: list[float] = []
 
         async def one_attempt() -> ApiResponse:
             nonlocal attempts, token
@@ -360,7 +363,9 @@ class AsyncAgentStates:
 
         transport_failure = _any_failure if retry_when is RetryWhen.ANY_FAILURE else _not_received
         retrying = AsyncRetrying(
-            stop=stop_after_attempt(self.options.max_attempts),
+            stop=(
+                stop_after_attempt(self.options.max_attempts) | wait_budget(self.options.max_wait_s, not_waited.append)
+            ),
             wait=self._wait,
             retry=retry_if_result(lambda r: r.status_code in RETRYABLE_STATUS) | retry_if_exception(transport_failure),
             before_sleep=before_sleep,
@@ -376,7 +381,11 @@ class AsyncAgentStates:
                 message=f"no answer from CXone after {plural(attempts, 'attempt')}: "
                 + self.redact(f"{type(exc).__name__}: {exc}")[:MAX_MESSAGE_CHARS],
             )
-        if response.status_code in RETRYABLE_STATUS and attempts >= self.options.max_attempts:
+        if response.status_code in RETRYABLE_STATUS and not_waited:
+            response.message = (
+                f"{over_budget_message(attempts, not_waited[0], self.options.max_wait_s)}: {response.message}"
+            )
+        elif response.status_code in RETRYABLE_STATUS and attempts >= self.options.max_attempts:
             response.message = f"gave up after {attempts} attempts: {response.message}"
         response.attempts = attempts
         response.retries = reasons
@@ -421,7 +430,7 @@ class AsyncAgentStates:
                 f"the answer was still arriving after {self.settings.read_timeout:g}s (read_timeout); "
                 f"{len(raw)} bytes read"
             ) from None
-        return read_answer(
+        answer = read_answer(
             bytes(raw),
             complete,
             limit=limit,
@@ -431,6 +440,8 @@ class AsyncAgentStates:
             encoding=response.encoding,
             redact=self.redact,
         )
+        self.client.transport.check_retry_after(response.headers, answer)
+        return answer
 
 
 def _retry_reason(state: RetryCallState) -> str:

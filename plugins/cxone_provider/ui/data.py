@@ -24,6 +24,7 @@ from sqlalchemy import and_, false, func, or_, select
 
 from cxone_provider.conditions import InputRejected, JoinCondition, parse_security_user
 from cxone_provider.operators.common import uses_default_security_user
+from cxone_provider.operators.report import csv_cell
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -58,9 +59,6 @@ CONDITION_COLOURS: dict[str, str] = {
 
 #: The columns of a run page's CSV and JSON downloads, in order.
 SESSION_COLUMNS = ("agent_id", "session_id", "condition", "status_code", "message", "attempts", "elapsed_s")
-
-#: A spreadsheet runs a cell starting with one of these as a formula (OWASP, "CSV Injection").
-_FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
 
 @dataclass(frozen=True)
@@ -529,13 +527,6 @@ def _agent_id(value: Any) -> int | None:
 
 
 # --- downloads ---------------------------------------------------------------------------------------
-
-
-def csv_cell(value: Any) -> Any:
-    """``value``, with a leading ``'`` when it is text a spreadsheet would run as a formula."""
-    if isinstance(value, str) and value.startswith(_FORMULA_PREFIXES):
-        return "'" + value
-    return value
 
 
 def sessions_csv(rows: Iterable[Mapping[str, Any]]) -> str:
