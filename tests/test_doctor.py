@@ -110,13 +110,15 @@ def test_without_agent_id_the_key_users_own_agent_is_read_when_the_id_token_name
         assert rows["agent"].result == "PASS", text
         assert f"agent {own} (the key user's own, from the id_token's icAgentId)" in rows["agent"].detail
     else:
-        assert rows["id_token"].result == "WARN" and "pass --agent-id" in rows["id_token"].detail
-        assert rows["agent"].result == "SKIP" and "pass --agent-id" in rows["agent"].detail
+        assert rows["id_token"].result == "WARN"
+        assert "pass --agent-id" in rows["id_token"].detail
+        assert rows["agent"].result == "SKIP"
+        assert "pass --agent-id" in rows["agent"].detail
         assert code == 0, "an agent not checked is no failure of the tenant"
 
 
 def test_an_inactive_agent_fails_with_a_non_zero_exit(cxone_sandbox: SandboxServer) -> None:
-    code, text, rows = run_doctor("--agent-id", "1003")
+    code, _, rows = run_doctor("--agent-id", "1003")
     assert code == 1
     assert rows["agent"].result == "FAIL"
     assert "isActive is False: SetSecurityUser refuses it" in rows["agent"].detail
@@ -125,7 +127,8 @@ def test_an_inactive_agent_fails_with_a_non_zero_exit(cxone_sandbox: SandboxServ
 def test_an_unknown_agent_fails_naming_it(cxone_sandbox: SandboxServer) -> None:
     code, _, rows = run_doctor("--agent-id", "424242")
     assert code == 1
-    assert rows["agent"].result == "FAIL" and "agent 424242" in rows["agent"].detail
+    assert rows["agent"].result == "FAIL"
+    assert "agent 424242" in rows["agent"].detail
     assert rows["time zone"].result == "SKIP"
 
 
@@ -133,11 +136,12 @@ def test_a_refused_secret_fails_at_the_token_and_stays_out_of_the_output(
     cxone_sandbox: SandboxServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     conn = cxone_sandbox.connection()
-    conn["password"] = "wrong-secret-4711"  # noqa: S105 - the point of the test
+    conn["password"] = "wrong-secret-4711"
     monkeypatch.setenv("AIRFLOW_CONN_CXONE_DEFAULT", json.dumps(conn))
     code, text, rows = run_doctor()
     assert code == 1
-    assert rows["token"].result == "FAIL" and "invalid_grant" in rows["token"].detail
+    assert rows["token"].result == "FAIL"
+    assert "invalid_grant" in rows["token"].detail
     assert "wrong-secret-4711" not in text
     assert list(rows) == ["connection", "token"], "nothing is asked without a token"
 
@@ -145,7 +149,8 @@ def test_a_refused_secret_fails_at_the_token_and_stays_out_of_the_output(
 def test_a_missing_connection_fails_before_any_request(cxone_sandbox: SandboxServer) -> None:
     code, _, rows = run_doctor("--conn-id", "no_such_conn")
     assert code == 1
-    assert rows["connection"].result == "FAIL" and "no_such_conn" in rows["connection"].detail
+    assert rows["connection"].result == "FAIL"
+    assert "no_such_conn" in rows["connection"].detail
     assert sent_by_hook(cxone_sandbox) == []
 
 
@@ -162,7 +167,7 @@ def test_the_command_and_the_module_run_the_same(cxone_sandbox: SandboxServer, t
     command = Path(sys.executable).parent / "cxone-doctor"
     outputs = []
     for argv in ([str(command)], [sys.executable, "-m", "cxone_provider.doctor"]):
-        done = subprocess.run(  # noqa: S603 - our own command
+        done = subprocess.run(
             [*argv, "--conn-id", "cxone_doc", "--agent-id", "1001", "--record", str(tmp_path / "r.json")],
             capture_output=True,
             text=True,
@@ -182,7 +187,8 @@ def test_the_module_is_safe_to_import_under_another_name(
 ) -> None:
     """Airflow's plugin loader imports every file of plugins/cxone_provider as a top-level module."""
     spec = importlib.util.spec_from_file_location("doctor", doctor.__file__)
-    assert spec is not None and spec.loader is not None
+    assert spec is not None
+    assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     monkeypatch.setitem(sys.modules, "doctor", module)  # as the loader does
     spec.loader.exec_module(module)
@@ -358,15 +364,18 @@ def test_a_tenant_shaped_replay_reads_as_a_tenant(tenant_replay: SandboxServer) 
     assert rows["id_token"].result == "PASS", text
     assert "agent 30001 (the key user's own, from the id_token's icAgentId)" in rows["agent"].detail
     assert rows["agent"].result == "PASS"
-    assert rows["session ids"].result == "PASS" and "no sessionId" in rows["session ids"].detail
+    assert rows["session ids"].result == "PASS"
+    assert "no sessionId" in rows["session ids"].detail
     assert rows["apiversion"].result == "PASS"
     assert "agent-sessions/join v23, agents/states v26" in rows["apiversion"].detail
     assert "(v26.0)" in rows["connection"].detail
     if HAS_RESOLVER:  # issue 21's resolver maps CXone's display names
-        assert rows["time zone"].result in ("PASS", "WARN") and "'(GMT-07:00) Arizona' -> " in rows["time zone"].detail
+        assert rows["time zone"].result in ("PASS", "WARN")
+        assert "'(GMT-07:00) Arizona' -> " in rows["time zone"].detail
         assert code == 0, text
     else:  # this build hands the time zone to pendulum, which SetSecurityUser would fail on
-        assert rows["time zone"].result == "FAIL" and "not an IANA name" in rows["time zone"].detail
+        assert rows["time zone"].result == "FAIL"
+        assert "not an IANA name" in rows["time zone"].detail
         assert code == 1
     assert_read_only(tenant_replay)
     assert contract_violations(sent_by_hook(tenant_replay)) == []
@@ -385,7 +394,9 @@ def test_recording_a_tenant_redacts_its_names_phones_and_emails(tenant_replay: S
     assert agent["timeZone"] == "(GMT-07:00) Arizona", "what the provider parses is kept"
     assert agent["notes"] == "call me on <redacted>"
     claims = record["answers"][0]["id_token_claims"]
-    assert claims["icAgentId"] == "30001" and claims["name"] == "<redacted>" and claims["tenantId"] == "<tenant>"
+    assert claims["icAgentId"] == "30001"
+    assert claims["name"] == "<redacted>"
+    assert claims["tenantId"] == "<tenant>"
 
 
 def test_a_row_without_agent_state_name_fails(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -397,7 +408,8 @@ def test_a_row_without_agent_state_name_fails(tmp_path: Path, monkeypatch: pytes
         monkeypatch.setenv(*server.connection_env())
         code, _, rows = run_doctor()
     assert code == 1
-    assert rows["agent states"].result == "FAIL" and "rows without agentStateName" in rows["agent states"].detail
+    assert rows["agent states"].result == "FAIL"
+    assert "rows without agentStateName" in rows["agent states"].detail
 
 
 # ------------------------------------------------------------------------------------------ replay
@@ -448,7 +460,8 @@ def test_the_replay_answers_only_what_it_recorded(tenant_replay: SandboxServer) 
     assert wrong_secret.status_code == 400
     unrecorded = requests.get(f"{api}agents/states?top=5", headers=bearer, timeout=10)
     assert unrecorded.status_code == 404
-    assert unrecorded.json()["message"] == "GET /inContactAPI/services/v26.0/agents/states?top=5: not in the replayed record"
+    message = unrecorded.json()["message"]
+    assert message == "GET /inContactAPI/services/v26.0/agents/states?top=5: not in the replayed record"
     join = requests.post(f"{api}agent-sessions/join", json={"asAgentId": 30001}, headers=bearer, timeout=10)
     assert join.status_code == 501
     assert "not in the replayed record: a replay changes nothing" in join.json()["message"]
@@ -482,3 +495,40 @@ def test_cxone_sandbox_refuses_a_bad_replay_file(tmp_path: Path, capsys: pytest.
         sandbox_main(["--port", "0", "--replay", str(path)])
     assert exit_.value.code == 2
     assert f"replay record {path}: not JSON" in capsys.readouterr().err
+
+
+def test_a_first_page_larger_than_the_provider_reads_fails(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    record = tenant_record()
+    rows = record["answers"][3]["body"]["agentStates"]
+    rows[:] = [{**rows[0], "agentId": 40000 + n, "skillName": "x" * 200} for n in range(400)]  # about 150 KiB
+    path = tmp_path / "big.json"
+    path.write_text(json.dumps(record), encoding="utf-8")
+    with SandboxServer(replay=path) as server:
+        monkeypatch.setenv(*server.connection_env())
+        code, _, checks = run_doctor()
+    assert code == 1
+    assert checks["agent states"].result == "FAIL"
+    assert "larger than 64 KiB" in checks["agent states"].detail
+
+
+def test_a_recorded_error_is_replayed_with_its_icstatusdescription(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    record = tenant_record()
+    record["answers"][2] = {
+        "method": "GET",
+        "path": "/inContactAPI/services/v26.0/agents/30001",
+        "status": 404,
+        "headers": {"icStatusDescription": "Invalid Agent Id"},
+        "body": None,
+    }
+    path = tmp_path / "gone.json"
+    path.write_text(json.dumps(record), encoding="utf-8")
+    with SandboxServer(replay=path) as server:
+        monkeypatch.setenv(*server.connection_env())
+        code, _, checks = run_doctor("--record", str(tmp_path / "again.json"))
+    assert code == 1
+    assert checks["agent"].result == "FAIL"
+    assert "agent 30001" in checks["agent"].detail
+    again = json.loads((tmp_path / "again.json").read_text())["answers"][2]
+    assert (again["status"], again["headers"]["icstatusdescription"]) == (404, "Invalid Agent Id")
