@@ -48,7 +48,7 @@ def run_doctor(*args: str) -> tuple[int, str, dict[str, doctor.Check]]:
 def parse_table(text: str) -> list[doctor.Check]:
     rows = []
     for line in text.splitlines():
-        match = re.match(r"^(\S+(?: \S+)?)\s{2,}(PASS|WARN|FAIL|NOTE|SKIP)\s{2}(.*)$", line)
+        match = re.match(r"^(\S+(?: \S+)?)\s{2,}(PASS|WARN|FAIL|NOTE|SKIP)\s{2,}(.*)$", line)
         if match:
             rows.append(doctor.Check(*match.groups()))
     return rows
@@ -532,3 +532,24 @@ def test_a_recorded_error_is_replayed_with_its_icstatusdescription(
     assert "agent 30001" in checks["agent"].detail
     again = json.loads((tmp_path / "again.json").read_text())["answers"][2]
     assert (again["status"], again["headers"]["icstatusdescription"]) == (404, "Invalid Agent Id")
+
+
+@pytest.mark.parametrize(
+    ("answer", "result", "detail"),
+    [
+        (["v2.0", "V26.0"], "PASS", "2 versions listed, the connection's v26.0 among them"),
+        (["v2.0", "v33.0"], "WARN", "2 versions listed, not the connection's v26.0"),
+        ({"versions": 3}, "WARN", "answered with neither an apiInfo list nor a list of versions"),
+    ],
+)
+def test_apiversion_as_a_list_of_versions(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, answer: Any, result: str, detail: str
+) -> None:
+    record = tenant_record()
+    record["answers"][4]["body"] = answer
+    path = tmp_path / "versions.json"
+    path.write_text(json.dumps(record), encoding="utf-8")
+    with SandboxServer(replay=path) as server:
+        monkeypatch.setenv(*server.connection_env())
+        _, _, checks = run_doctor()
+    assert (checks["apiversion"].result, checks["apiversion"].detail) == (result, detail)

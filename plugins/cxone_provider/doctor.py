@@ -514,11 +514,21 @@ def _check_apiversion(report: Report, hook: CxoneHook) -> None:
     except Exception as exc:
         report.add("apiversion", WARN, _why(exc, hook))
         return
+    version = hook.settings.api_version
+    if isinstance(answer.body, list) and all(isinstance(v, str) for v in answer.body):
+        # A plain list of versions ("v33.0"…), as some gateways (and the sandbox) answer.
+        listed = {v.lower() for v in answer.body}
+        if version.lower() in listed:
+            report.add("apiversion", PASS, f"{len(listed)} versions listed, the connection's {version} among them")
+        else:
+            report.add("apiversion", WARN, f"{len(listed)} versions listed, not the connection's {version}")
+        return
     body = answer.body if isinstance(answer.body, Mapping) else {}
     info = body.get("apiInfo")
     if not isinstance(info, list):
-        report.add("apiversion", WARN, "answered without an apiInfo list")
+        report.add("apiversion", WARN, "answered with neither an apiInfo list nor a list of versions")
         return
+    # NICE's Admin API: {"apiInfo": [{"uri", "version", "verb"}]}, a version number per call.
     uris = {str(i.get("uri", "")).strip("/").lower(): i.get("version") for i in info if isinstance(i, Mapping)}
     wanted = ("agent-sessions/join", "agents/states")
     found = [f"{u} v{uris[u]}" for u in wanted if u in uris]
