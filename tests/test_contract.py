@@ -92,6 +92,8 @@ PUBLISHED_CALLS: tuple[PublishedCall, ...] = (
         frozenset({"updatedSince", "reqBUIds", "top", "skip", "fields", "orderBy"}),
     ),
     PublishedCall("agent", "GET", _API + r"agents/[^/]+", frozenset({"fields"})),
+    # NICE's Admin API (AdminGeneralService.getApiversion); cxone-doctor reads it.
+    PublishedCall("API versions", "GET", _API + r"apiversion", frozenset({"searchUriText", "verb"})),
     # The project's decision: the SessionId travels as sessionId beside asAgentId.
     PublishedCall("join", "POST", _API + r"agent-sessions/join", frozenset({"asAgentId"}), frozenset({"sessionId"})),
     PublishedCall(

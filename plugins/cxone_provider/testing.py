@@ -37,6 +37,7 @@ import requests
 
 from cxone_provider.sandbox.declare import to_args
 from cxone_provider.sandbox.faults import Faults
+from cxone_provider.sandbox.replay import load_recording, replay_connection
 from cxone_provider.sandbox.seed import generate_seed, load_seed, sandbox_connection, validate_seed
 from cxone_provider.sandbox.settings import JOURNAL_DROPPED_HEADER, Settings, is_loopback
 
@@ -98,6 +99,8 @@ class SandboxServer:
     :param tls: serve HTTPS (``cxone-sandbox --tls``): :attr:`url` is ``https://…``, :attr:`ca_file`
         the CA certificate the server made at start, and :meth:`connection` verifies against it.
     :param tls_names: further names for the certificate (``--tls-name``).
+    :param replay: a record written by ``cxone-doctor --record``: the server serves its answers
+        (``cxone-sandbox --replay``) and :meth:`connection` fits it; the seed's credentials log in.
     """
 
     def __init__(
@@ -112,7 +115,11 @@ class SandboxServer:
         settings: Settings | Mapping[str, Any] | None = None,
         tls: bool = False,
         tls_names: Sequence[str] = (),
+        replay: str | os.PathLike[str] | None = None,
     ) -> None:
+        #: The record served (``replay``), checked here so that a bad file fails in the caller.
+        self.replay = None if replay is None else os.fspath(replay)
+        self.recording = None if self.replay is None else load_recording(self.replay)
         self._seed_path: str | None = None
         self._seed_mapping: dict[str, Any] | None = None
         #: The tenant the server serves (secrets included: the helpers build connections from it).
@@ -162,6 +169,8 @@ class SandboxServer:
             cmd += ["--seed", seed_path]
         if self.live_sessions:
             cmd += ["--live-sessions", str(self.live_sessions)]
+        if self.replay is not None:
+            cmd += ["--replay", self.replay]
         return [*cmd, *to_args(self.initial_faults), *self.settings.to_args(), *self.extra_args]
 
     @property
@@ -327,14 +336,17 @@ class SandboxServer:
         :param key: the access key (``login``) whose secret becomes the ``password``; default: the
             seed's first access key that may impersonate (``SANDBOX-QA-KEY`` in the shipped seed).
         :param discovery: find the API host by discovery (``tenant_id``), or pin it with
-            ``api_base_url``.
+            ``api_base_url`` (a replay decides by its record).
         :param extra: further connection extras (``read_timeout``, ``api_version``…), set last; with
             ``tls``, ``verify_ssl`` is the server's CA certificate unless given here.
         """
-        extras: dict[str, Any] = {} if discovery else {"api_base_url": self.api_base_url}
+        pinned = not discovery and self.recording is None
+        extras: dict[str, Any] = {"api_base_url": self.api_base_url} if pinned else {}
         if self.tls:
             extras["verify_ssl"] = self.ca_file
         extras.update(extra)
+        if self.recording is not None:
+            return replay_connection(self.seed, self.recording, self.url, key=key, extra=extras)
         return sandbox_connection(self.seed, self.url, key=key, extra=extras)
 
     def connection_env(self, conn_id: str = "cxone_default", **kwargs: Any) -> tuple[str, str]:

@@ -299,7 +299,7 @@ class CxoneHook(BaseHook):
             answer = self.client.request(
                 action,
                 "GET",
-                f"agent-sessions/{quote(session_id, safe='')}/get-next-event",
+                f"agent-sessions/{path_segment('get_next_event', 'session_id', session_id)}/get-next-event",
                 params={"timeout": timeout},
                 retry_when=RETRY_POLICY["get_next_event"],
                 wait_s=timeout,

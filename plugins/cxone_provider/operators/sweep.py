@@ -523,7 +523,7 @@ def _past_deadline(key: str, value: Any, deadline_s: float | None) -> JoinOutcom
         return JoinOutcome(
             JoinCondition.DEFAULT,
             value.session_id or "",
-            message=f"not joined: the sweep's deadline (deadline_s={deadline_s:g}) passed before agent {key} was joined",
+            message=f"not joined: the sweep's deadline (deadline_s={deadline_s:g}) passed before agent {key}'s turn",
             agent_id=value.agent_id,
             item_key=key,
         )

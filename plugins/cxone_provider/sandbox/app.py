@@ -60,6 +60,7 @@ from cxone_provider.sandbox.faults import Faults
 from cxone_provider.sandbox.incoming import API_PREFIX
 from cxone_provider.sandbox.oidc import add_auth_routes
 from cxone_provider.sandbox.params import ApiError
+from cxone_provider.sandbox.replay import Recording, add_replay_routes
 from cxone_provider.sandbox.routes import (
     add_api_routes,
 )
@@ -77,6 +78,7 @@ def create_app(
     seed: Mapping[str, Any] | None = None,
     faults: Faults | Mapping[str, Any] | None = None,
     settings: Settings | Mapping[str, Any] | None = None,
+    replay: Recording | None = None,
 ) -> SandboxApp:
     """Build the sandbox app.
 
@@ -84,6 +86,8 @@ def create_app(
     :param faults: a :class:`~cxone_provider.sandbox.faults.Faults` or a mapping of knobs; default: off.
     :param settings: a :class:`~cxone_provider.sandbox.settings.Settings` or a mapping of them
         (body limit, journal size, admin token); default: the defaults, no admin token.
+    :param replay: serve this record of a tenant's answers instead of the seed's tenant (see
+        :mod:`cxone_provider.sandbox.replay`); the seed still decides who gets a token.
     """
     initial = faults if isinstance(faults, Faults) else Faults.from_mapping(faults)
     server_settings = settings if isinstance(settings, Settings) else Settings.from_mapping(settings)
@@ -127,7 +131,11 @@ def create_app(
     async def server_error(request: Request, exc: Exception) -> JSONResponse:
         return error_response(500, "InternalServerError", f"{type(exc).__name__}: {exc}")
 
-    add_auth_routes(app)
-    add_api_routes(app)
-    add_admin_routes(app)
+    if replay is None:
+        add_auth_routes(app)
+        add_api_routes(app)
+        add_admin_routes(app)
+    else:
+        add_admin_routes(app)  # first: the replay's catch-all route would take theirs
+        add_replay_routes(app, replay)
     return app

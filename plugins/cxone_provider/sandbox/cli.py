@@ -38,6 +38,7 @@ import uvicorn
 from cxone_provider.sandbox.app import create_app
 from cxone_provider.sandbox.declare import add_arguments, markdown_table, values_from_args
 from cxone_provider.sandbox.faults import Faults
+from cxone_provider.sandbox.replay import Recording, load_recording, replay_connection
 from cxone_provider.sandbox.seed import generate_seed, load_seed, sandbox_connection
 from cxone_provider.sandbox.settings import Settings
 from cxone_provider.sandbox.tls import TlsFiles, certificate_names, make_certificates
@@ -64,6 +65,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", metavar="FILE.json", help="seed file (default: the shipped default seed)")
     p.add_argument(
         "--live-sessions", type=int, default=0, metavar="N", help="add N logged-in agents 5001… with sessions"
+    )
+    p.add_argument(
+        "--replay",
+        metavar="RECORD.json",
+        help="serve the answers cxone-doctor --record wrote, instead of the seed's tenant "
+        "(the seed's credentials still log in; see cxone_provider.sandbox.replay)",
     )
     add_arguments(p, Faults)
     add_arguments(p, Settings)
@@ -111,11 +118,19 @@ def settings_table() -> str:
 class _Server(uvicorn.Server):
     """uvicorn's server, announcing the real address once it accepts connections."""
 
-    def __init__(self, config: uvicorn.Config, url: str, sandbox: Sandbox, ca_file: str | None = None) -> None:
+    def __init__(
+        self,
+        config: uvicorn.Config,
+        url: str,
+        sandbox: Sandbox,
+        ca_file: str | None = None,
+        recording: Recording | None = None,
+    ) -> None:
         super().__init__(config)
         self.url = url
         self.sandbox = sandbox
         self.ca_file = ca_file
+        self.recording = recording
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)
@@ -126,7 +141,7 @@ class _Server(uvicorn.Server):
             print(f"CXone sandbox listening on {self.url}", flush=True)
             if self.ca_file is not None:
                 print(f"{CA_FILE_PREFIX}{self.ca_file}", flush=True)
-            line = connection_line(self.sandbox.seed, self.url, ca_file=self.ca_file)
+            line = connection_line(self.sandbox.seed, self.url, ca_file=self.ca_file, recording=self.recording)
             if line:
                 print(line, flush=True)
 
@@ -179,15 +194,23 @@ def _redact_logs(secret: str) -> None:
             handler.addFilter(redacting)
 
 
-def connection_line(seed: Mapping[str, Any], url: str, *, ca_file: str | None = None) -> str | None:
+def connection_line(
+    seed: Mapping[str, Any], url: str, *, ca_file: str | None = None, recording: Recording | None = None
+) -> str | None:
     """``AIRFLOW_CONN_CXONE_DEFAULT='{…}'`` for a sandbox at ``url``, quoted for a POSIX shell.
 
     ``None`` for a seed without an access key (there is nothing to log in with).
 
     :param ca_file: the CA certificate of a sandbox serving HTTPS: the connection's ``verify_ssl``.
+    :param recording: the record a ``--replay`` sandbox serves: its API version, and discovery only
+        when it holds a discovery answer.
     """
+    extra = None if ca_file is None else {"verify_ssl": ca_file}
     try:
-        conn = sandbox_connection(seed, url, extra=None if ca_file is None else {"verify_ssl": ca_file})
+        if recording is not None:
+            conn = replay_connection(seed, recording, url, extra=extra)
+        else:
+            conn = sandbox_connection(seed, url, extra=extra)
     except (ValueError, KeyError, IndexError):
         return None
     return f"AIRFLOW_CONN_CXONE_DEFAULT={shlex.quote(json.dumps(conn))}"
@@ -216,9 +239,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         seed = load_seed(args.seed)
         if args.live_sessions:
             seed = generate_seed(args.live_sessions, base=seed)
+        recording = load_recording(args.replay) if args.replay else None
     except (ValueError, OSError) as exc:
         parser.error(str(exc))
-    app = create_app(seed, faults, settings)
+    app = create_app(seed, faults, settings, replay=recording)
 
     # Bind here rather than in uvicorn, so --port 0 yields a port we can announce.
     family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
@@ -251,7 +275,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 sock.close()
                 parser.error(f"cannot make the TLS certificates: {exc}")
         url = f"{'https' if args.tls else 'http'}://{shown_host}:{port}"
-        return _serve(app, sock, args, url, files)
+        return _serve(app, sock, args, url, files, recording)
     finally:
         if key_dir is not None:
             shutil.rmtree(key_dir, ignore_errors=True)
@@ -263,6 +287,7 @@ def _serve(
     args: argparse.Namespace,
     url: str,
     tls: TlsFiles | None,
+    recording: Recording | None = None,
 ) -> int:
     """Run uvicorn on the bound socket until SIGTERM or SIGINT; the exit code (0 after a graceful stop)."""
     settings = app.sandbox.settings
@@ -280,7 +305,8 @@ def _serve(
     )
     if settings.admin_token is not None:
         _redact_logs(settings.admin_token)  # after uvicorn.Config, which installs the handlers
-    server = _Server(config, url, app.sandbox, None if tls is None else str(tls.ca_file.resolve()))
+    ca_file = None if tls is None else str(tls.ca_file.resolve())
+    server = _Server(config, url, app.sandbox, ca_file, recording)
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, _note_signal)
     server.run(sockets=[sock])
