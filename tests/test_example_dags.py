@@ -338,6 +338,7 @@ def test_qa_sweep_csv_report_defuses_formula_cells(tmp_path, cell):
     with path.open(newline="", encoding="utf-8") as report:
         (row,) = csv.DictReader(report)
     assert row == {
+        "agent_id": "",
         "session_id": "'" + cell,
         "condition": "Default",
         "status_code": "",
@@ -355,6 +356,7 @@ def test_qa_sweep_csv_report_keeps_ordinary_cells(tmp_path):
     with path.open(newline="", encoding="utf-8") as report:
         (row,) = csv.DictReader(report)
     assert row == {
+        "agent_id": "",
         "session_id": "sess-2001",
         "condition": "Success",
         "status_code": "202",
@@ -381,4 +383,4 @@ def test_qa_sweep_report_defuses_a_formula_in_a_session_id(airflow_db, monkeypat
     assert "'" + formula in session_ids
     assert not {s for s in session_ids if s.startswith(("=", "+", "-", "@"))}
     (json_report,) = reports.glob("qa_sweep_*.json")
-    assert formula in json.loads(json_report.read_text())["Success"]  # joined like any other session
+    assert formula in json.loads(json_report.read_text())["live_sessions"].values()  # joined like any other
