@@ -33,6 +33,7 @@ from airflow_stack import (
     unavailable,
     wait_until,
 )
+from conftest import LEGACY_SANDBOX_EXTENSIONS
 
 from cxone_provider.testing import SandboxServer
 
@@ -71,7 +72,9 @@ def test_chunks_of_a_mapped_sweep_run_on_both_workers_and_join_every_session_onc
     passed = False
     sandbox = SandboxServer(
         live_sessions=SESSIONS,
-        faults={"latency_ms": 20},
+        # The chunked sweep joins sessions by id as 1001 (the deprecated session_ids form): it relies on
+        # the sandbox's extensions (join by sessionId), not on CXone's published join.
+        faults={**LEGACY_SANDBOX_EXTENSIONS, "latency_ms": 20},
         settings={"journal_size": 3 * SESSIONS},  # every join and token request of the run, none dropped
     )
     run_id = ""

@@ -274,19 +274,24 @@ def routed(dropin: DropIn, scenario: str) -> dict[str, Any]:
 
 
 def test_scheduler_routes_success(dropin: DropIn) -> None:
-    """A join CXone accepts follows the Success branch: the supervisor joined, then monitored the agent."""
+    """A join CXone accepts follows the Success branch: the supervisor joined their own session
+    sess-1001, then monitored agent 2001 from it."""
     outcome = routed(dropin, "Success")
-    assert (outcome["condition"], outcome["session_id"]) == ("Success", "sess-2001")
+    assert (outcome["condition"], outcome["session_id"]) == ("Success", "sess-1001")
     assert dropin.api.xcom(DAG_ID, dropin.runs["Success"], "start_monitoring") == {
         "monitoring_agent_id": 2001,
-        "session_id": "sess-2001",
+        "session_id": "sess-1001",
     }
-    (session,) = [s for s in dropin.sandbox.state()["sessions"] if s["session_id"] == "sess-2001"]
+    state = dropin.sandbox.state()
+    (session,) = [s for s in state["sessions"] if s["session_id"] == "sess-1001"]
     assert 1001 in session["joined_agents"]
+    monitors = [(a["session_id"], a["target_agent_id"]) for a in state["supervise_actions"] if a["action"] == "monitor"]
+    assert monitors == [("sess-1001", 2001)]
 
 
 def test_scheduler_routes_invalid_agent_session(dropin: DropIn) -> None:
-    """A join of an ended session follows the InvalidAgentSession branch; nobody joined it."""
+    """A join asking for an ended session that is not the supervisor's (sess-2007) follows the
+    InvalidAgentSession branch; nobody joined it."""
     outcome = routed(dropin, "InvalidAgentSession")
     assert (outcome["condition"], outcome["session_id"]) == ("InvalidAgentSession", "sess-2007")
     (session,) = [s for s in dropin.sandbox.state()["sessions"] if s["session_id"] == "sess-2007"]

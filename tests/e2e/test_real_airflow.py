@@ -11,6 +11,9 @@ For each executor, the ``airflow`` fixture starts, in a temporary AIRFLOW_HOME w
 The tests trigger runs through ``/api/v2`` as the simple auth manager's admin, wait for them to end,
 and check every task instance's state there, and in the sandbox what CXone really received. Every
 process started is stopped again, also on failure, when the log tails are printed.
+
+The sandbox answers as NICE publishes CXone (the join attaches ``asAgentId`` to that agent's own live
+session); only the sweeps of the e2e DAGs, which join sessions by id, turn its extensions on.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from airflow_stack import (
     task_log_tails,
     unavailable,
 )
+from conftest import LEGACY_SANDBOX_EXTENSIONS
 
 from cxone_provider.conditions import JoinCondition
 from cxone_provider.testing import SandboxServer
@@ -56,7 +60,8 @@ LONG_SWEEP = "cxone_e2e_long_sweep"
 RESUMABLE_SWEEP = "cxone_e2e_resumable_sweep"
 RUN_TIMEOUT = 150.0  # seconds for one run to end, counted from the first wait on it
 
-# The supervised-session scenarios run here: their conf, and the branch each one follows.
+# The supervised-session scenarios run here: their conf, and the branch each one follows. The
+# supervisor (1001) joins its own live session, sess-1001, and monitors agent 2001 from it.
 SCENARIOS: dict[str, tuple[dict[str, Any], str]] = {
     "Success": ({}, "start_monitoring"),
     "InvalidAgentSession": ({"session_id": "sess-2007"}, "report_invalid_session"),
@@ -220,37 +225,48 @@ def supervised_states(airflow: Deployment, run_id: str, followed: str) -> None:
 
 
 def test_supervised_session_success(airflow: Deployment, runs: dict[str, str]) -> None:
-    """Defaults: the supervisor joins sess-2001 and starts monitoring its agent, for real."""
+    """Defaults: the supervisor joins their own session sess-1001 and monitors agent 2001 from it, for real."""
     run_id = runs["Success"]
     supervised_states(airflow, run_id, followed=SCENARIOS["Success"][1])
 
     outcome = airflow.api.xcom(SUPERVISED, run_id, "join_agent_session")
     assert outcome["condition"] == "Success"
-    assert outcome["session_id"] == "sess-2001"
+    assert outcome["session_id"] == "sess-1001"
     assert airflow.api.xcom(SUPERVISED, run_id, "start_monitoring") == {
         "monitoring_agent_id": 2001,
-        "session_id": "sess-2001",
+        "session_id": "sess-1001",
     }
     state = airflow.sandbox.state()
-    (session,) = [s for s in state["sessions"] if s["session_id"] == "sess-2001"]
+    (session,) = [s for s in state["sessions"] if s["session_id"] == "sess-1001"]
     assert 1001 in session["joined_agents"]
-    assert [a for a in state["supervise_actions"] if a["session_id"] == "sess-2001" and a["action"] == "monitor"]
+    monitors = [(a["session_id"], a["target_agent_id"]) for a in state["supervise_actions"] if a["action"] == "monitor"]
+    assert ("sess-1001", 2001) in monitors
+    # The agent's own session was not joined: the supervisor watches it from theirs.
+    (watched,) = [s for s in state["sessions"] if s["session_id"] == "sess-2001"]
+    assert 1001 not in watched["joined_agents"]
 
 
 def test_supervised_session_invalid_agent_session(airflow: Deployment, runs: dict[str, str]) -> None:
-    """An ended session: CXone refuses the join, the run follows report_invalid_session and still succeeds."""
+    """A session that is not the supervisor's live one (sess-2007, ended, another agent's): CXone joins the
+    supervisor's own session as published, the provider sees it is not the one asked for, and the run
+    follows report_invalid_session and still succeeds."""
     run_id = runs["InvalidAgentSession"]
     supervised_states(airflow, run_id, followed=SCENARIOS["InvalidAgentSession"][1])
 
     outcome = airflow.api.xcom(SUPERVISED, run_id, "join_agent_session")
     assert outcome["condition"] == "InvalidAgentSession"
+    assert outcome["session_id"] == "sess-2007"
+    # The message names the session CXone joined and the one asked for.
+    assert "'sess-1001'" in outcome["message"], outcome["message"]
+    assert "'sess-2007'" in outcome["message"], outcome["message"]
     joins = [
         entry
         for entry in airflow.sandbox.journal()
         if entry["path"].endswith("/agent-sessions/join") and entry["params"].get("sessionId") == "sess-2007"
     ]
     assert joins, "no join request for sess-2007 reached the sandbox"
-    assert all(400 <= (entry["status"] or 0) < 500 for entry in joins)
+    # The published join answers 202 with the caller's own session whatever session id was sent.
+    assert all(entry["status"] == 202 for entry in joins)
     (session,) = [s for s in airflow.sandbox.state()["sessions"] if s["session_id"] == "sess-2007"]
     assert session["joined_agents"] == []
 
@@ -262,7 +278,8 @@ def test_supervised_session_invalid_agent_session(airflow: Deployment, runs: dic
 
 def test_qa_sweep(airflow: Deployment, runs: dict[str, str]) -> None:
     """The QA sweep with its defaults: the run succeeds, every task instance (mapped ones too) ran or
-    skipped, and every session the sweep reports as joined was joined in CXone and monitored once each."""
+    skipped, every logged-in agent the sweep reports as joined was joined in CXone to their own live
+    session, as themselves, and gets one review_live_session task instance each."""
     if not SWEEP_FILE.exists():
         unavailable(airflow.dag_errors[SWEEP])
     assert SWEEP in runs, airflow.dag_errors[SWEEP]
@@ -276,14 +293,18 @@ def test_qa_sweep(airflow: Deployment, runs: dict[str, str]) -> None:
     assert unexpected == {}, logs
     assert state == "success"
 
-    # The sweep's return value: {condition: [session ids], ...}. The seed has live sessions to join.
-    joined = airflow.api.xcom(SWEEP, run_id, "sweep")["Success"]
-    assert joined
-    sessions = {s["session_id"]: s for s in airflow.sandbox.state()["sessions"]}
-    assert all(1001 in sessions[session_id]["joined_agents"] for session_id in joined)
-    # One mapped monitor_agent task instance per joined session: the mapping happened on the scheduler.
-    monitors = sorted(ti["map_index"] for ti in tis if ti["task_id"] == "monitor_agent")
-    assert monitors == list(range(len(joined)))
+    # The sweep's return value: {condition: [agent ids], ..., "live_sessions": {agent: session}}.
+    result = airflow.api.xcom(SWEEP, run_id, "sweep")
+    joined = result["Success"]
+    state = airflow.sandbox.state()
+    logged_in = {a["agent_id"]: a["session_id"] for a in state["agents"] if a["session_id"]}
+    assert sorted(joined) == sorted(logged_in)  # the seed's logged-in agents, every one
+    assert result["live_sessions"] == {str(agent): logged_in[agent] for agent in joined}
+    sessions = {s["session_id"]: s for s in state["sessions"]}
+    assert all(agent in sessions[logged_in[agent]]["joined_agents"] for agent in joined)
+    # One mapped review_live_session task instance per joined agent: the mapping happened on the scheduler.
+    reviews = sorted(ti["map_index"] for ti in tis if ti["task_id"] == "review_live_session")
+    assert reviews == list(range(len(joined)))
 
 
 def test_task_logs_hold_no_secret_or_token(airflow: Deployment, runs: dict[str, str]) -> None:
@@ -296,7 +317,7 @@ def test_task_logs_hold_no_secret_or_token(airflow: Deployment, runs: dict[str, 
     logs = sorted((airflow.home / "logs").rglob("*.log"))
     text = "\n".join(log.read_text(errors="replace") for log in logs)
     # The scan reads real task logs: the join's outcome line is in them.
-    assert "Join Agent Session 'sess-2001' as agent 1001 (from set_security_user): Success" in text
+    assert "Join Agent Session 'sess-1001' as agent 1001 (from set_security_user): Success" in text
     connection = airflow.sandbox.connection()
     needles = (
         connection["password"],
@@ -313,7 +334,9 @@ def test_a_sweep_stopped_through_the_rest_api_sends_no_join_after_it_stops(airfl
     """Marking a running sweep failed (as a user does in the UI) kills its task: ``on_kill`` stops the
     workers through one event, the log says so, and CXone receives no join after the task stopped."""
     sandbox = airflow.sandbox
-    sandbox.set_faults(latency_ms=100, path_filter="agent-sessions/join")  # 400 joins, 2 at a time: ~20 s
+    # The long sweep joins sessions by id as 1001 (the deprecated session_ids form): it relies on the
+    # sandbox's extensions, on for this test only. 400 joins, 2 at a time: ~20 s.
+    sandbox.set_faults(**LEGACY_SANDBOX_EXTENSIONS, latency_ms=100, path_filter="agent-sessions/join")
     sandbox.clear_journal()
 
     def joins() -> list[dict[str, Any]]:
@@ -353,7 +376,9 @@ def test_a_sweep_killed_halfway_is_retried_and_joins_each_session_once(airflow: 
     import psutil
 
     sandbox = airflow.sandbox
-    sandbox.set_faults(latency_ms=20, path_filter="agent-sessions/join")
+    # The resumable sweep joins sessions by id as 1001 (the deprecated session_ids form): it relies on
+    # the sandbox's extensions, on for this test only.
+    sandbox.set_faults(**LEGACY_SANDBOX_EXTENSIONS, latency_ms=20, path_filter="agent-sessions/join")
     sandbox.clear_journal()
     sessions = [f"e2e-resume-{n}" for n in range(2000)]
 

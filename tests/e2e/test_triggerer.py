@@ -24,6 +24,7 @@ import psutil
 import pytest
 import requests
 from airflow_stack import AirflowClient, Processes, airflow_env, free_port, report, start_airflow, task_log_tails
+from conftest import LEGACY_SANDBOX_EXTENSIONS
 
 from cxone_provider.sandbox.state import ACCESS_TOKEN_PREFIX, ID_TOKEN_HEADER, REFRESH_TOKEN_PREFIX
 from cxone_provider.testing import SandboxServer
@@ -71,7 +72,9 @@ def deployment(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPath
     ready = False
     sandbox: SandboxServer | None = None
     try:
-        sandbox = SandboxServer().start()
+        # cxone_e2e_agent_wait joins the session named in the sensor's agents/states row: it relies on
+        # the sandbox's extensions (rows with sessionId, the join by sessionId); reset() keeps them.
+        sandbox = SandboxServer(faults=LEGACY_SANDBOX_EXTENSIONS).start()
         processes.cleanups.append(sandbox.stop)
         port = free_port()
         env = airflow_env(

@@ -246,14 +246,15 @@ def test_run_page_and_search(stack: Stack, page: Any) -> None:
         assert int(badge.inner_text()) == len(ids), condition
     shoot(stack, page, "cxone-run")
 
-    wanted = result["Default"][0]
+    # The sweep's lists hold agent ids (each agent joined as itself): a user searches for an agent.
+    wanted = str(result["Default"][0])
     frame.locator("input[name=q]").fill(wanted)
     frame.locator("form.search button[type=submit]").click()
     frame.locator("#search-result").wait_for()
-    rows = frame.locator("tr[data-session-id]")
+    rows = frame.locator("tr[data-agent-id]")
     assert rows.count() == 1
-    assert rows.first.get_attribute("data-session-id") == wanted
-    assert frame.locator(f'#condition-Default tr[data-session-id="{wanted}"]').count() == 1
+    assert rows.first.get_attribute("data-agent-id") == wanted
+    assert frame.locator(f'#condition-Default tr[data-agent-id="{wanted}"]').count() == 1
     shoot(stack, page, "cxone-run-search")
 
     # Back to Airflow: the link leaves the frame for the task instance's own page.

@@ -1,7 +1,8 @@
 """DAGs that wait for an agent with AgentStateSensor.
 
 - ``cxone_e2e_agent_wait``: deferrable, run by a real triggerer in ``tests/e2e/test_triggerer.py``;
-  the join downstream takes its ``session_id`` from the sensor's row.
+  the join downstream takes its ``session_id`` from the sensor's row, which needs the sandbox's
+  extensions (``states_session_id``, ``join_mode="session"``; ``LEGACY_SANDBOX_EXTENSIONS``).
 - ``t_wait_<mode>``, ``t_wait_<mode>_timeout`` (3 s) and ``t_wait_<mode>_soft`` (3 s, ``soft_fail``) for
   ``poke``, ``reschedule`` and ``deferrable``, run with ``dag.test()`` in ``tests/test_sensor.py``
   (copied into its DAGs folder).

@@ -4,6 +4,10 @@ The ids are the sandbox's generated live sessions (``SandboxServer(live_sessions
 ``sess-5001`` … ``sess-7000``), split when the file is parsed. ``joined`` merges the chunks' results
 with ``sessions_with``; ``summary`` returns the merged counts for the test to read over the REST API.
 Other deployments parse this file too (it is not scheduled, and nothing there triggers it).
+
+It uses the deprecated ``session_ids`` form (sessions joined by id as 1001), which needs the sandbox's
+``join_mode="session"`` extension: the tests that run it start or set their sandbox with
+``LEGACY_SANDBOX_EXTENSIONS`` (tests/conftest.py).
 """
 
 from __future__ import annotations

@@ -2,6 +2,10 @@
 
 The session ids are unknown to the sandbox (each join is answered ``InvalidAgentSession``): every one
 is a join request the journal counts, and nothing else in the deployment sees 2,000 live sessions.
+
+It uses the deprecated ``session_ids`` form (sessions joined by id as 1001), which needs the sandbox's
+``join_mode="session"`` extension: the tests that run it start or set their sandbox with
+``LEGACY_SANDBOX_EXTENSIONS`` (tests/conftest.py).
 """
 
 from __future__ import annotations
