@@ -77,13 +77,19 @@ def legacy_sandbox_extensions(cxone_sandbox: Any, monkeypatch: pytest.MonkeyPatc
     """Turn on the sandbox's extensions (:data:`LEGACY_SANDBOX_EXTENSIONS`) for a test that relies on
     them, and keep them on through the test's own ``set_faults`` calls (which otherwise put every knob
     not given back to its default); return them."""
-    set_faults = cxone_sandbox.set_faults
+    return keep_legacy_extensions(cxone_sandbox, monkeypatch)
+
+
+def keep_legacy_extensions(server: Any, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """Turn on :data:`LEGACY_SANDBOX_EXTENSIONS` on ``server`` (a ``SandboxServer``) for one test, through
+    its ``set_faults`` calls too; for modules that run a server of their own."""
+    set_faults = server.set_faults
 
     def set_faults_keeping_the_extensions(**knobs: Any) -> dict[str, Any]:
         return dict(set_faults(**{**LEGACY_SANDBOX_EXTENSIONS, **knobs}))
 
-    monkeypatch.setattr(cxone_sandbox, "set_faults", set_faults_keeping_the_extensions)
-    cxone_sandbox.set_faults()
+    monkeypatch.setattr(server, "set_faults", set_faults_keeping_the_extensions)
+    server.set_faults()
     return dict(LEGACY_SANDBOX_EXTENSIONS)
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from airflow.sdk.exceptions import AirflowException
+from conftest import keep_legacy_extensions
 
 from cxone_provider.operators.report import read_report
 from cxone_provider.operators.sweep import JoinAgentSessionsOperator
@@ -49,6 +50,8 @@ def live_sandbox():
 @pytest.fixture
 def sandbox(live_sandbox, monkeypatch):
     live_sandbox.reset()
+    # One SecurityUser joins many agents' sessions by id: the sandbox's join_mode=session extension.
+    keep_legacy_extensions(live_sandbox, monkeypatch)
     name, value = live_sandbox.connection_env("cxone_resume")
     monkeypatch.setenv(name, value)
     return live_sandbox
@@ -94,7 +97,6 @@ def stopped_halfway(sandbox: SandboxServer, tmp_path, ti: TaskInstance) -> int:
     return sum(joins(sandbox).values())
 
 
-@pytest.mark.usefixtures("legacy_sandbox_extensions")
 def test_a_retried_sweep_joins_only_what_it_had_not_finished(sandbox, tmp_path, caplog, capfd):
     ti = TaskInstance()
     sent_before = stopped_halfway(sandbox, tmp_path, ti)
@@ -114,7 +116,6 @@ def test_a_retried_sweep_joins_only_what_it_had_not_finished(sandbox, tmp_path, 
     assert not (tmp_path / "checkpoints").joinpath("qa", "manual__1", "sweep__-1").exists()  # removed when done
 
 
-@pytest.mark.usefixtures("legacy_sandbox_extensions")
 def test_a_checkpoint_from_another_input_list_is_not_reused(sandbox, tmp_path, caplog, capfd):
     ti = TaskInstance()
     stopped_halfway(sandbox, tmp_path, ti)
@@ -129,15 +130,16 @@ def test_a_checkpoint_from_another_input_list_is_not_reused(sandbox, tmp_path, c
     assert "not reused, starting over" in output
 
 
-@pytest.mark.usefixtures("legacy_sandbox_extensions")
 def test_a_checkpoint_of_another_security_user_is_not_reused(sandbox, tmp_path, monkeypatch):
     ti = TaskInstance(run_id="manual__3")
     operator(tmp_path, session_ids=SESSIONS[:30], keep_checkpoint=True).execute(context={"ti": ti})
     sandbox.clear_journal()
+    # Another SecurityUser: agent 1001 through 1002's key, which may not impersonate it.
+    monkeypatch.setenv(*sandbox.connection_env("cxone_noimp", key="SANDBOX-NOIMP-KEY"))
     other_user = JoinAgentSessionsOperator(
         task_id="sweep",
         session_ids=SESSIONS[:30],
-        security_user={"agent_id": 1002, "conn_id": "cxone_resume"},
+        security_user={"agent_id": 1001, "conn_id": "cxone_noimp"},
         checkpoint_path=str(tmp_path / "checkpoints"),
         hook_params=FAST,
     )
@@ -147,7 +149,6 @@ def test_a_checkpoint_of_another_security_user_is_not_reused(sandbox, tmp_path, 
     assert joins(sandbox)
 
 
-@pytest.mark.usefixtures("legacy_sandbox_extensions")
 def test_a_kept_checkpoint_makes_a_cleared_task_send_nothing_again(sandbox, tmp_path):
     ti = TaskInstance(run_id="manual__2")
     operator(tmp_path, session_ids=SESSIONS[:50], keep_checkpoint=True).execute(context={"ti": ti})

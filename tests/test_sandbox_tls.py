@@ -50,7 +50,6 @@ def _served_certificate(server: SandboxServer) -> x509.Certificate:
     return x509.load_pem_x509_certificate(pem.encode())
 
 
-@pytest.mark.usefixtures("legacy_sandbox_extensions")
 def test_the_hook_joins_over_https_verifying_the_sandboxs_ca(sandbox: SandboxServer, monkeypatch) -> None:
     assert sandbox.url.startswith("https://127.0.0.1:")
     conn = sandbox.connection()
@@ -60,15 +59,14 @@ def test_the_hook_joins_over_https_verifying_the_sandboxs_ca(sandbox: SandboxSer
     monkeypatch.setenv("AIRFLOW_CONN_CXONE_TLS", json.dumps(conn))
     with CxoneHook("cxone_tls") as hook:
         assert hook.settings.verify_ssl == sandbox.ca_file
-        outcome = join_agent_session(hook, "sess-2001", 1001)
+        outcome = join_agent_session(hook, "sess-1001", 1001)  # the key user's own session: the published join
     assert outcome.condition is JoinCondition.SUCCESS, outcome
-    assert sandbox.state()["joins"] == [["sess-2001", 1001]]
+    assert sandbox.state()["joins"] == [["sess-1001", 1001]]
     paths = [e["path"] for e in sandbox.journal()]
     assert "/auth/token" in paths
     assert paths[-1].endswith("/agent-sessions/join")
 
 
-@pytest.mark.usefixtures("legacy_sandbox_extensions")
 def test_the_connections_ca_wins_over_a_ca_bundle_in_the_environment(sandbox: SandboxServer, monkeypatch) -> None:
     import certifi
 
@@ -77,7 +75,7 @@ def test_the_connections_ca_wins_over_a_ca_bundle_in_the_environment(sandbox: Sa
     monkeypatch.setenv("CURL_CA_BUNDLE", certifi.where())
     monkeypatch.setenv("AIRFLOW_CONN_CXONE_TLS", json.dumps(sandbox.connection()))
     with CxoneHook("cxone_tls") as hook:
-        outcome = join_agent_session(hook, "sess-2001", 1001)
+        outcome = join_agent_session(hook, "sess-1001", 1001)
     assert outcome.condition is JoinCondition.SUCCESS, outcome
 
 

@@ -9,7 +9,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from conftest import fresh_dag
+from conftest import fresh_dag, keep_legacy_extensions
 
 from cxone_provider.conditions import ROUTE_NOT_FOUND, JoinCondition
 from cxone_provider.exceptions import NoSessionIdsError
@@ -33,8 +33,12 @@ def big_sandbox():
 @pytest.fixture
 def sandbox(big_sandbox, monkeypatch):
     big_sandbox.reset()
+    # The sweep joins many agents' sessions by id as one SecurityUser, and lists them from agents/states
+    # rows' sessionId: both are the sandbox's extensions (join_mode=session, states_session_id).
+    keep_legacy_extensions(big_sandbox, monkeypatch)
     name, value = big_sandbox.connection_env("cxone_sweep")
     monkeypatch.setenv(name, value)
+    monkeypatch.setenv(*big_sandbox.connection_env("cxone_noimp", key="SANDBOX-NOIMP-KEY"))
     return big_sandbox
 
 
@@ -62,13 +66,12 @@ class _TaskInstance:
         self.pushed[key] = value
 
 
-@pytest.mark.usefixtures("legacy_sandbox_extensions")
 def test_list_sessions_keeps_live_ones_and_filters(sandbox):
     ti = _TaskInstance()
     listed = ListAgentSessionsOperator(task_id="list", cxone_conn_id="cxone_sweep").execute(context={"ti": ti})
-    assert len(listed) == 6 + LIVE
+    assert len(listed) == 7 + LIVE  # sess-1001 (the supervisor's own) and sess-2001 … sess-2006
     assert "sess-2007" not in listed
-    first = ti.pushed["sessions"][0]
+    first = ti.pushed["sessions"][1]
     assert (first["session_id"], first["agent_id"]) == ("sess-2001", 2001)
     only_team = ListAgentSessionsOperator(
         task_id="list", team_ids="[20]", exclude_agent_ids=[2001], cxone_conn_id="cxone_sweep"
@@ -78,12 +81,11 @@ def test_list_sessions_keeps_live_ones_and_filters(sandbox):
     assert "sess-2001" not in only_team
 
 
-@pytest.mark.usefixtures("legacy_sandbox_extensions")
 def test_filters_rendered_from_none_are_no_filter(sandbox):
     listed = ListAgentSessionsOperator(
         task_id="list", team_ids="None", agent_state_names=None, exclude_agent_ids="None", cxone_conn_id="cxone_sweep"
     ).execute(context={"ti": _TaskInstance()})
-    assert len(listed) == 6 + LIVE
+    assert len(listed) == 7 + LIVE
 
 
 def test_listing_fails_loudly_when_the_rows_carry_no_session_id(sandbox):
@@ -106,7 +108,6 @@ def test_live_sessions_filters_by_state_name():
     assert [s["session_id"] for s in live_sessions(states, agent_state_names=["available"])] == ["a"]
 
 
-@pytest.mark.usefixtures("legacy_sandbox_extensions")
 def test_sweep_accounts_for_every_session_exactly_once(sandbox):
     live = [f"sess-{5001 + n}" for n in range(LIVE)]
     ended = ["sess-2007", "sess-2008"]
@@ -147,13 +148,13 @@ def test_sweep_accounts_for_every_session_exactly_once(sandbox):
     ("security_user", "condition", "requests"),
     [
         pytest.param({"agent_id": 1003, "conn_id": "cxone_sweep"}, "InvalidSecurityUser", True, id="inactive"),
-        pytest.param({"agent_id": 1002, "conn_id": "cxone_sweep"}, "ImpersonateNotEnabled", True, id="no-imp"),
+        # Impersonation belongs to the key user: 1002's key acting as 1001.
+        pytest.param({"agent_id": 1001, "conn_id": "cxone_noimp"}, "ImpersonateNotEnabled", True, id="no-imp"),
         pytest.param({"agent_id": 9999, "conn_id": "cxone_sweep"}, "InvalidAgentId", True, id="unknown-agent"),
         pytest.param({"agent_id": -1, "conn_id": "cxone_sweep"}, "InvalidAgentId", False, id="negative-agent"),
         pytest.param({"conn_id": "cxone_sweep"}, "InvalidSecurityUser", False, id="no-agent-id"),
     ],
 )
-@pytest.mark.usefixtures("legacy_sandbox_extensions")
 def test_security_user_conditions_reach_every_session(sandbox, security_user, condition, requests):
     session_ids = ["sess-2001", "sess-2002", "sess-2007", *(f"sess-{5001 + n}" for n in range(100))]
     result = sweep(session_ids, security_user=security_user, max_concurrency=4)
@@ -187,7 +188,6 @@ def test_exhausted_retries_are_default_and_say_so(sandbox):
     assert len(joins_sent(sandbox)) == 4
 
 
-@pytest.mark.usefixtures("legacy_sandbox_extensions")
 def test_a_429_storm_shrinks_the_concurrency_and_loses_nothing(sandbox):
     sandbox.set_faults(rate_429_no_retry_after=0.3, latency_ms=5, random_seed=21, path_filter="agent-sessions/join")
     live = [f"sess-{5001 + n}" for n in range(200)]
@@ -204,7 +204,6 @@ def test_a_429_storm_shrinks_the_concurrency_and_loses_nothing(sandbox):
     assert max(e["inflight"] for e in joins_sent(sandbox)) <= 16
 
 
-@pytest.mark.usefixtures("legacy_sandbox_extensions")
 def test_the_sweep_finds_the_tenants_rate_limit_and_keeps_to_it(sandbox):
     sandbox.set_faults(rate_limit_rps=100, latency_ms=5)
     live = [f"sess-{5001 + n}" for n in range(LIVE)]
@@ -217,7 +216,6 @@ def test_the_sweep_finds_the_tenants_rate_limit_and_keeps_to_it(sandbox):
     assert len(throttled) < LIVE // 4
 
 
-@pytest.mark.usefixtures("legacy_sandbox_extensions")
 def test_duplicates_are_keyed_as_sent_and_malformed_values_send_nothing(sandbox):
     result = sweep([" sess-2001", "sess-2001", "sess-2002 ", True, 1.5, None])
     assert result["Success"] == ["sess-2001", "sess-2002"]
@@ -302,7 +300,6 @@ def test_qa_sweep_dag_routes_throttled_sessions_to_retry_later(cxone_sandbox, tm
     assert states["monitor_agent"] == ["skipped"]
 
 
-@pytest.mark.usefixtures("legacy_sandbox_extensions")
 def test_a_long_sweep_reports_progress_on_a_timer(sandbox, capfd, caplog):
     sandbox.set_faults(latency_ms=50)
     live = [f"sess-{5001 + n}" for n in range(60)]
