@@ -217,7 +217,7 @@ class JoinAgentSessionsOperator(BaseOperator):
         resumed = checkpoint.load() if checkpoint else {}
         if checkpoint is not None:
             self.log.info(
-                "Checkpoint %s: %d of %d item(s) resumed from earlier tries, %d to join",
+                "Checkpoint %s: %d of %d session(s) resumed from earlier tries, %d to join",
                 checkpoint.folder,
                 len(resumed),
                 len(jobs),
