@@ -133,3 +133,29 @@ def test_an_unreadable_time_zone_is_utc_with_a_warning_not_a_failed_task(sandbox
     log = "".join(capfd.readouterr())
     assert "time zone 'not a time zone' is neither an IANA name" in log
     assert "using UTC" in log
+
+
+def test_without_tzlocal_the_module_imports_and_display_names_map_by_offset():
+    """Dropped into a plugins folder of an Airflow without tzlocal: no import error, no failed task."""
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent(
+        """
+        import sys
+        sys.modules["tzlocal"] = None  # as if it were not installed
+        sys.modules["tzlocal.windows_tz"] = None
+        from cxone_provider.timezones import resolve_time_zone
+        for value in ("(GMT-05:00) Eastern Time (US & Canada)", "Mountain Standard Time", "America/Denver"):
+            r = resolve_time_zone(value)
+            print(r.name, r.source, bool(r.warning and "tzlocal" in r.warning), sep="|")
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == [
+        "Etc/GMT+5|offset|True",
+        "UTC|fallback|True",
+        "America/Denver|iana|False",
+    ]

@@ -22,8 +22,6 @@ import zoneinfo
 from dataclasses import dataclass
 from typing import Literal
 
-from tzlocal.windows_tz import win_tz
-
 __all__ = ["DISPLAY_NAMES", "ResolvedTimeZone", "load_time_zone", "resolve_time_zone"]
 
 Source = Literal["iana", "windows", "display-name", "offset", "fallback"]
@@ -225,20 +223,22 @@ def resolve_time_zone(value: object) -> ResolvedTimeZone:
         return ResolvedTimeZone(iana, "iana")
     windows = _windows_ids().get(text.lower())
     if windows is not None:
-        return ResolvedTimeZone(win_tz[windows], "windows")
+        return ResolvedTimeZone(_cldr_table()[windows], "windows")
     match = _DISPLAY_NAME.fullmatch(text)
     if match is None:
-        return _fallback(text, "is neither an IANA name, a Windows time zone id nor a display name")
+        missing = "" if _cldr_table() else f" ({_NO_TABLE})"
+        return _fallback(text, f"is neither an IANA name, a Windows time zone id nor a display name{missing}")
     sign, hours, minutes, name = match.groups()
     windows = _windows_for_name_part(name)
-    if windows is not None:
-        return ResolvedTimeZone(win_tz[windows], "display-name")
+    if windows is not None and windows in _cldr_table():
+        return ResolvedTimeZone(_cldr_table()[windows], "display-name")
     offset = _offset_minutes(sign, hours, minutes)
     if offset is None:
         return _fallback(text, "has an offset outside -12:00…+14:00")
     zone = _zone_for_offset(offset)
+    why = _NO_TABLE if windows is not None else "is not a known Windows display name"
     warning = (
-        f"time zone {text!r}: {name.strip() or 'no name'!r} is not a known Windows display name; "
+        f"time zone {text!r}: {name.strip() or 'no name'!r} {why}; "
         f"using its offset as {zone}, which has no daylight saving time"
     )
     return ResolvedTimeZone(zone, "offset", warning)
@@ -301,9 +301,28 @@ def _display_names() -> dict[str, str]:
     return {_name_key(name): windows for name, windows in DISPLAY_NAMES.items()}
 
 
+#: Why a Windows id cannot be mapped where ``tzlocal`` is missing (a copy dropped into a plugins folder
+#: of an Airflow that lacks it: pip installs it with the provider).
+_NO_TABLE = "cannot be mapped: CLDR's Windows table comes with tzlocal, which is not installed (pip install tzlocal)"
+
+
+@functools.cache
+def _cldr_table() -> dict[str, str]:
+    """CLDR's Windows id → IANA table, as ``tzlocal`` ships it; empty where ``tzlocal`` is missing.
+
+    Imported lazily: the provider dropped into an Airflow ``plugins/`` folder must import without it
+    (display names then map by their offset, with a warning).
+    """
+    try:
+        from tzlocal.windows_tz import win_tz
+    except ImportError:
+        return {}
+    return dict(win_tz)
+
+
 @functools.cache
 def _windows_ids() -> dict[str, str]:
-    return {windows.lower(): windows for windows in win_tz}
+    return {windows.lower(): windows for windows in _cldr_table()}
 
 
 @functools.cache
