@@ -27,6 +27,10 @@ supervisor's live session is the one asked for. Supervising then happens from th
 | InvalidAgentId | `alert_invalid_agent_id` | alerts: the SecurityUser's agent id is not valid |
 | Default | `retry_later` | anything else (CXone throttled or unreachable after retries): records it for a later run |
 
+   **watch_session** (optional, off unless `watch_session` is true) follows the supervisor's session
+   after the monitor starts: it polls the session's events (`get-next-event`), which keeps the joined
+   session alive, deferred in Airflow's triggerer, until the session ends (at most `WATCH_TIMEOUT`;
+   then it is skipped), and returns the end event.
 3. **finish** runs after whichever branch ran (`none_failed_min_one_success`) and logs the outcome.
 
 Records go to a JSON-lines file below `$AIRFLOW_HOME/cxone_audit`: `audit.jsonl`, or the name the
@@ -35,7 +39,8 @@ Records go to a JSON-lines file below `$AIRFLOW_HOME/cxone_audit`: `audit.jsonl`
 Params: `supervisor_agent_id`, `session_id` (the supervisor's own session), `agent_id` (the agent to
 monitor), `cxone_conn_id`, `audit_log`, `join_as` — an optional stored SecurityUser (a mapping or an
 agent id) to join as instead of the one set by `set_security_user` — and `wait_for_agent_id`, an
-agent to wait for and then monitor (empty: no wait).
+agent to wait for and then monitor (empty: no wait), and `watch_session`, to follow the session until
+it ends.
 
 Whoever triggers a run chooses the params, so none of them can reach further than this file allows:
 `cxone_conn_id` is one of `CXONE_CONN_IDS` (edit the list to add yours) and every call of the run,
@@ -62,6 +67,7 @@ from cxone_provider.hooks.cxone import CxoneHook
 from cxone_provider.operators.agent_session import JoinAgentSessionOperator
 from cxone_provider.operators.security_user import SetSecurityUserOperator
 from cxone_provider.sensors.agent_state import AgentStateSensor
+from cxone_provider.sensors.session_events import AgentSessionEventSensor
 
 #: the task each result condition routes to
 BRANCH_TASKS = {
@@ -80,8 +86,9 @@ CXONE_CONN_IDS = ("cxone_default",)
 AUDIT_BASE = Path(os.environ.get("AIRFLOW_HOME") or Path.home() / "airflow") / "cxone_audit"
 DEFAULT_AUDIT_LOG = "audit.jsonl"
 
-#: How long the optional wait for the agent may last: a shift.
+#: How long the optional wait for the agent, and the optional watch of the session, may last: a shift.
 WAIT_TIMEOUT = timedelta(hours=8)
+WATCH_TIMEOUT = timedelta(hours=8)
 
 _NAME_PART = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*")
 
@@ -114,6 +121,12 @@ def skip_unless_waiting(context: Any) -> None:
     """The wait step is a param's choice: without ``wait_for_agent_id`` there is nothing to wait for."""
     if context["params"].get("wait_for_agent_id") is None:
         raise AirflowSkipException("no wait_for_agent_id given: monitoring agent_id without waiting")
+
+
+def skip_unless_watching(context: Any) -> None:
+    """Following the session is a param's choice: it holds the session open until it ends."""
+    if not context["params"].get("watch_session"):
+        raise AirflowSkipException("watch_session is off: the session is not followed")
 
 
 @task
@@ -187,6 +200,9 @@ with DAG(
             minimum=1,
             description="optional: wait until this agent is logged in, then monitor them instead of agent_id",
         ),
+        "watch_session": Param(
+            False, type="boolean", description="follow the supervisor's session (keeping it alive) until it ends"
+        ),
     },
 ) as dag:
     set_security_user = SetSecurityUserOperator(
@@ -222,16 +238,30 @@ with DAG(
     outcome: Any = join_agent_session.output
     audit_log = "{{ params.audit_log or '' }}"
 
+    monitoring = start_monitoring(
+        outcome,
+        agent_id="{{ params.wait_for_agent_id or params.agent_id }}",
+        cxone_conn_id="{{ params.cxone_conn_id }}",
+    )
     branch_tasks = [
-        start_monitoring(
-            outcome,
-            agent_id="{{ params.wait_for_agent_id or params.agent_id }}",
-            cxone_conn_id="{{ params.cxone_conn_id }}",
-        ),
+        monitoring,
         *[
             record_outcome.override(task_id=task_id)(outcome, action=task_id, audit_log=audit_log)
             for condition, task_id in BRANCH_TASKS.items()
             if condition is not JoinCondition.SUCCESS
         ],
     ]
-    [set_security_user, wait_for_agent] >> join_agent_session >> branch_tasks >> finish()
+    # Off unless the run asks: polls the supervisor's session in the triggerer until it ends.
+    watch_session = AgentSessionEventSensor(
+        task_id="watch_session",
+        session_id="{{ ti.xcom_pull(task_ids='join_agent_session')['session_id'] }}",
+        event_types=["AgentSessionEnd"],
+        cxone_conn_id="{{ params.cxone_conn_id }}",
+        timeout=WATCH_TIMEOUT,
+        soft_fail=True,
+        deferrable=True,
+        pre_execute=skip_unless_watching,
+    )
+    done = finish()
+    [set_security_user, wait_for_agent] >> join_agent_session >> branch_tasks >> done
+    monitoring >> watch_session >> done

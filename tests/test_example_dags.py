@@ -90,6 +90,7 @@ def test_supervised_session_routes_each_condition(airflow_db, cxone_sandbox, tmp
         {followed: "success", "set_security_user": "success", "join_agent_session": "success", "finish": "success"}
     )
     expected["wait_for_agent"] = "skipped"  # the optional wait, off without wait_for_agent_id
+    expected["watch_session"] = "skipped"  # the optional watch, off without watch_session
     assert states == expected
     assert run.state == "success"
 

@@ -219,6 +219,7 @@ def supervised_states(airflow: Deployment, run_id: str, followed: str) -> None:
         {"set_security_user": "success", "join_agent_session": "success", followed: "success", "finish": "success"}
     )
     expected["wait_for_agent"] = "skipped"  # the optional wait, off without wait_for_agent_id
+    expected["watch_session"] = "skipped"  # the optional watch, off without watch_session
     logs = "".join(airflow.task_log_tails(SUPERVISED, run_id, t) for t, s in states.items() if s != expected.get(t))
     assert states == expected, logs
     assert state == "success"

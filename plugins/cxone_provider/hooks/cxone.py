@@ -43,6 +43,8 @@ JOIN_SESSION_PARAM = "sessionId"
 SUPERVISE_ACTIONS = ("monitor", "coach", "barge", "take-over")
 #: ``get-next-event``'s ``timeout`` (seconds CXone may hold the poll), as NICE publishes its range.
 MAX_EVENT_WAIT_S = 60
+#: The event type of a session's end (NICE's SDK also turns a poll's 409 into it).
+SESSION_END_EVENT = "AgentSessionEnd"
 AGENT_STATES_PATH = "agents/states"
 # agents/states pages are followed through _links.next; a loop or a runaway listing stops here.
 MAX_STATE_PAGES = 1000
@@ -292,29 +294,7 @@ class CxoneHook(BaseHook):
         none, or 409 once the session has ended. An answer names the session id the next poll must
         use (:attr:`SessionEvents.next_session_id`); polling is also what keeps a joined session alive.
         """
-        if isinstance(timeout, bool) or not isinstance(timeout, int) or not 0 <= timeout <= MAX_EVENT_WAIT_S:
-            raise ValueError(f"get_next_event timeout must be a whole number of seconds from 0 to 60, got {timeout!r}")
-        action = f"get the next event of session {session_id!r}"
-        try:
-            answer = self.client.request(
-                action,
-                "GET",
-                f"agent-sessions/{path_segment('get_next_event', 'session_id', session_id)}/get-next-event",
-                params={"timeout": timeout},
-                retry_when=RETRY_POLICY["get_next_event"],
-                wait_s=timeout,
-            )
-        except CxoneApiError as error:
-            if error.http_status == 304:  # nothing happened within the timeout
-                return SessionEvents(session_id, session_id, [])
-            if error.http_status == 409:  # the session is over: NICE's SDK reports AgentSessionEnd
-                return SessionEvents(session_id, None, [], ended=True)
-            raise
-        body = answer.body if isinstance(answer.body, Mapping) else {}
-        events = [dict(e) for e in body.get("events") or [] if isinstance(e, Mapping)]
-        next_id = body.get("sessionId")
-        ended = any(str(e.get("Type", "")) == "AgentSessionEnd" for e in events)
-        return SessionEvents(session_id, str(next_id) if next_id else session_id, events, ended=ended)
+        return poll_session_events(self.client, session_id, timeout)
 
     def probe_agent(self, agent_id: int) -> ApiResponse | CxoneApiError | CxoneAuthError:
         """``GET agents/{agentId}`` once, read-only, as evidence: CXone's answer or the error, never raised.
@@ -368,6 +348,33 @@ class SessionEvents:
     next_session_id: str | None
     events: list[dict[str, Any]] = field(default_factory=list)
     ended: bool = False
+
+
+def poll_session_events(client: CxoneClient, session_id: str, timeout: int) -> SessionEvents:
+    """One ``get-next-event`` poll through ``client``: :meth:`CxoneHook.get_next_event`, also for the
+    trigger, which builds its own client in the triggerer from the same connection."""
+    if isinstance(timeout, bool) or not isinstance(timeout, int) or not 0 <= timeout <= MAX_EVENT_WAIT_S:
+        raise ValueError(f"get_next_event timeout must be a whole number of seconds from 0 to 60, got {timeout!r}")
+    try:
+        answer = client.request(
+            f"get the next event of session {session_id!r}",
+            "GET",
+            f"agent-sessions/{path_segment('get_next_event', 'session_id', session_id)}/get-next-event",
+            params={"timeout": timeout},
+            retry_when=RETRY_POLICY["get_next_event"],
+            wait_s=timeout,
+        )
+    except CxoneApiError as error:
+        if error.http_status == 304:  # nothing happened within the timeout
+            return SessionEvents(session_id, session_id, [])
+        if error.http_status == 409:  # the session is over: NICE's SDK reports AgentSessionEnd
+            return SessionEvents(session_id, None, [], ended=True)
+        raise
+    body = answer.body if isinstance(answer.body, Mapping) else {}
+    events = [dict(e) for e in body.get("events") or [] if isinstance(e, Mapping)]
+    next_id = body.get("sessionId")
+    ended = any(str(e.get("Type", "")) == SESSION_END_EVENT for e in events)
+    return SessionEvents(session_id, str(next_id) if next_id else session_id, events, ended=ended)
 
 
 def next_page_url(body: Mapping[str, Any], api_base: str, seen: set[str]) -> str | None:
