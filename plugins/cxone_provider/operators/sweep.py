@@ -200,6 +200,11 @@ class JoinAgentSessionsOperator(BaseOperator):
             agent_id = user.agent_id
 
             def joiner(hook: CxoneHook, value: Any) -> JoinOutcome:
+                # A session id list: a blank or missing id is a bad id, not "the live session".
+                try:
+                    check_session_id(value)
+                except InputRejected as rejected:
+                    return JoinOutcome(rejected.condition, session_key(value), message=rejected.message)
                 return join_agent_session(hook, value, agent_id)
 
         self._stop = threading.Event()  # a fresh one per try: on_kill of an earlier try is over
