@@ -24,7 +24,7 @@ from airflow.models.xcom import XComModel
 from conftest import DAGS_FOLDER, fresh_dag
 from markupsafe import escape
 
-from cxone_provider.testing import SandboxServer
+from cxone_provider.testing import LEGACY_EXTENSIONS, SandboxServer
 from cxone_provider.ui.data import CONDITION_COLOURS, CONDITIONS, counts_of, sessions_of
 from cxone_provider.ui.links import LINK_NAME, JoinOutcomeLink, SweepOutcomeLink
 
@@ -66,7 +66,7 @@ UI_DAGS = textwrap.dedent(
         JoinAgentSessionsOperator(
             task_id="sweep",
             session_ids=["sess-2001", "sess-2002"],
-            security_user={{"agent_id": 1002}},
+            security_user={{"agent_id": 1001, "conn_id": "cxone_noimp"}},  # a key that may not act as 1001
             hook_params=FAST,
         )
     '''
@@ -87,9 +87,11 @@ class HidesOneDagAuthManager(SimpleAuthManager):
 
 @pytest.fixture(scope="module")
 def sandbox_for_dags():
-    with SandboxServer() as server, pytest.MonkeyPatch.context() as patch:
+    # The test DAGs sweep session ids as one SecurityUser: the sandbox's extensions (join by sessionId).
+    with SandboxServer(faults=LEGACY_EXTENSIONS) as server, pytest.MonkeyPatch.context() as patch:
         name, value = server.connection_env("cxone_default")
         patch.setenv(name, value)
+        patch.setenv(*server.connection_env("cxone_noimp", key="SANDBOX-NOIMP-KEY"))
         yield server
 
 
@@ -474,7 +476,8 @@ def test_run_page_of_a_slim_xcom_shows_success_ids_and_the_report(runs, admin):
     section = page[page.index('id="condition-Success"') :]  # the last section: Success comes after the rest
     for session_id in result["Success"]:
         row = section[section.index(f'data-session-id="{session_id}"') :]
-        assert row[: row.index("</tr>")].count("—") == 4  # status, message, attempts, elapsed: not in XCom
+        # agent (a sweep of session ids names none), status, message, attempts, elapsed: not in XCom
+        assert row[: row.index("</tr>")].count("—") == 5
     assert SLIM_REPORT in page
     assert f"<b>{len(result['Success'])}</b>" in page
 
