@@ -19,7 +19,7 @@ from airflow.exceptions import ParamValidationError
 from conftest import AIRFLOW_HOME, REPO, fresh_dag
 
 from cxone_provider.sandbox import default_seed
-from cxone_provider.testing import SandboxServer
+from cxone_provider.testing import LEGACY_EXTENSIONS, SandboxServer
 
 if TYPE_CHECKING:
     from types import ModuleType
@@ -112,6 +112,7 @@ def test_supervised_session_routes_each_condition(
         assert "gave up after 6 attempts" in outcome["message"]
 
 
+@pytest.mark.usefixtures("legacy_sandbox_extensions")
 def test_supervised_session_waits_for_the_agent_when_asked(airflow_db, cxone_sandbox):
     """With wait_for_agent_id the run waits (deferred) until the agent logs in, then joins their session."""
     import threading
@@ -298,6 +299,7 @@ def test_the_connection_params_offer_the_dags_list(airflow_db):
         assert param.value == "cxone_default"
 
 
+@pytest.mark.usefixtures("legacy_sandbox_extensions")
 def test_the_join_uses_the_runs_connection_whatever_join_as_names(airflow_db, cxone_sandbox):
     """A SecurityUser given as text is not checked by the param's schema: its conn_id must not be used."""
     join_as = json.dumps({"agent_id": 1001, "conn_id": "cxone_elsewhere"})
@@ -350,7 +352,8 @@ def test_qa_sweep_report_defuses_a_formula_in_a_session_id(airflow_db, monkeypat
     seed = default_seed()
     seed["sessions"][0]["session_id"] = formula
     monkeypatch.chdir(tmp_path)
-    with SandboxServer(seed=seed) as sandbox:
+    # The QA-sweep DAG still lists sessions from rows' sessionId and joins them by id: the extensions.
+    with SandboxServer(seed=seed, faults=LEGACY_EXTENSIONS) as sandbox:
         monkeypatch.setenv(*sandbox.connection_env())
         run = fresh_dag(SWEEP, SWEEP).test(run_conf={"report_dir": tmp_path.name})
     assert run.state == "success"

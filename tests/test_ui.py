@@ -24,7 +24,7 @@ from airflow.models.xcom import XComModel
 from conftest import DAGS_FOLDER, fresh_dag
 from markupsafe import escape
 
-from cxone_provider.testing import SandboxServer
+from cxone_provider.testing import LEGACY_EXTENSIONS, SandboxServer
 from cxone_provider.ui.data import CONDITION_COLOURS, CONDITIONS, counts_of, sessions_of
 from cxone_provider.ui.links import LINK_NAME, JoinOutcomeLink, SweepOutcomeLink
 
@@ -87,7 +87,8 @@ class HidesOneDagAuthManager(SimpleAuthManager):
 
 @pytest.fixture(scope="module")
 def sandbox_for_dags():
-    with SandboxServer() as server, pytest.MonkeyPatch.context() as patch:
+    # The example DAGs the pages show still join agents' sessions by id: the sandbox's extensions.
+    with SandboxServer(faults=LEGACY_EXTENSIONS) as server, pytest.MonkeyPatch.context() as patch:
         name, value = server.connection_env("cxone_default")
         patch.setenv(name, value)
         yield server
