@@ -350,7 +350,7 @@ def test_qa_sweep_report_defuses_a_formula_in_a_session_id(airflow_db, monkeypat
     """End to end: a tenant whose session id is a formula; the CSV report quotes it, the JSON keeps it."""
     formula = "=SUM(1,2)*cmd|calc!A0"
     seed = default_seed()
-    seed["sessions"][0]["session_id"] = formula
+    next(s for s in seed["sessions"] if s["agent_id"] == 2001)["session_id"] = formula
     monkeypatch.chdir(tmp_path)
     # The QA-sweep DAG still lists sessions from rows' sessionId and joins them by id: the extensions.
     with SandboxServer(seed=seed, faults=LEGACY_EXTENSIONS) as sandbox:

@@ -35,7 +35,7 @@ LARGE = 1500
 FAST = {"backoff_initial_s": 0.01, "backoff_max_s": 0.05, "max_attempts": 2}
 
 # Sweeps with known answers from the default seed: 2001-2006 live, 2007-2008 ended, 9999 unknown,
-# "bad id" refused before any request, agent 1002 without impersonation. MARKUP is an id the pages
+# "bad id" refused before any request, 1002's key, which may not impersonate. MARKUP is an id the pages
 # must show as text, never run.
 MARKUP = "<img src=x onerror=alert(1)>"
 UI_DAGS = textwrap.dedent(
@@ -66,7 +66,7 @@ UI_DAGS = textwrap.dedent(
         JoinAgentSessionsOperator(
             task_id="sweep",
             session_ids=["sess-2001", "sess-2002"],
-            security_user={{"agent_id": 1002}},
+            security_user={{"agent_id": 1001, "conn_id": "cxone_noimp"}},
             hook_params=FAST,
         )
     '''
@@ -91,6 +91,7 @@ def sandbox_for_dags():
     with SandboxServer(faults=LEGACY_EXTENSIONS) as server, pytest.MonkeyPatch.context() as patch:
         name, value = server.connection_env("cxone_default")
         patch.setenv(name, value)
+        patch.setenv(*server.connection_env("cxone_noimp", key="SANDBOX-NOIMP-KEY"))
         yield server
 
 
