@@ -27,7 +27,7 @@ from io import BytesIO
 from pathlib import Path
 from typing import Any
 
-from cxone_provider.testing import SandboxServer
+from cxone_provider.testing import LEGACY_EXTENSIONS, SandboxServer
 
 REPO = Path(__file__).resolve().parents[1]
 #: the last commit whose sweep did not pace itself to a rate limit
@@ -145,7 +145,9 @@ def main() -> int:
     rows: list[list[str]] = []
     with (
         tempfile.TemporaryDirectory() as scratch,
-        SandboxServer(live_sessions=len(sessions), settings={"journal_size": 40 * args.sessions}) as sandbox,
+        SandboxServer(
+            live_sessions=len(sessions), faults=LEGACY_EXTENSIONS, settings={"journal_size": 40 * args.sessions}
+        ) as sandbox,
     ):
         codes: list[tuple[str, Path | None]] = [("now", None)]
         if not args.no_baseline:
@@ -156,7 +158,7 @@ def main() -> int:
             for label, groups in (("one sweep", [first]), ("two sweeps", [first, second])):
                 for code_name, code in codes:
                     sandbox.reset()
-                    sandbox.set_faults(latency_ms=args.latency_ms, rate_limit_rps=rate)
+                    sandbox.set_faults(**LEGACY_EXTENSIONS, latency_ms=args.latency_ms, rate_limit_rps=rate)
                     rows += figure_rows(rate, label, code_name, run_sweeps(sandbox, groups, args.concurrency, code))
     header = ["limit", "run", "code", "which", "wall s", "joins/s", "achieved / R", "429 share"]
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]

@@ -20,7 +20,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from cxone_provider.testing import SandboxServer
+from cxone_provider.testing import LEGACY_EXTENSIONS, SandboxServer
 
 SWEEP_SCRIPT = """
 import json, resource, sys, time
@@ -53,7 +53,9 @@ def main() -> int:
     rows = []
     with (
         tempfile.TemporaryDirectory() as scratch,
-        SandboxServer(live_sessions=max(args.sizes), settings={"journal_size": 1000}) as sandbox,
+        SandboxServer(
+            live_sessions=max(args.sizes), faults=LEGACY_EXTENSIONS, settings={"journal_size": 1000}
+        ) as sandbox,
     ):
         name, value = sandbox.connection_env()
         env = {**os.environ, name: value, "PYTHONWARNINGS": "ignore"}

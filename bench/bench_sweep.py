@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING
 from cxone_provider.hooks.cxone import CxoneHook
 from cxone_provider.operators.common import join_agent_session
 from cxone_provider.operators.sweep import DEFAULT_MAX_CONCURRENCY, JoinAgentSessionsOperator
-from cxone_provider.testing import SandboxServer
+from cxone_provider.testing import LEGACY_EXTENSIONS, SandboxServer
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -191,7 +191,9 @@ def main() -> int:
         f"sandbox: {args.sessions} live sessions, {args.latency_ms:g} ms latency per request; "
         f"python {sys.version.split()[0]}, {os.cpu_count()} cores"
     )
-    with SandboxServer(live_sessions=args.sessions, faults={"latency_ms": args.latency_ms}) as sandbox:
+    with SandboxServer(
+        live_sessions=args.sessions, faults={**LEGACY_EXTENSIONS, "latency_ms": args.latency_ms}
+    ) as sandbox:
         name, value = sandbox.connection_env()
         os.environ[name] = value
         sessions = [f"sess-{5001 + n}" for n in range(args.sessions)]

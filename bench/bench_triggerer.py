@@ -29,7 +29,7 @@ from typing import Any
 
 import requests
 
-from cxone_provider.testing import SandboxServer
+from cxone_provider.testing import LEGACY_EXTENSIONS, SandboxServer
 
 PROBE_INTERVAL_S = 0.01
 AGENT = 2009  # logged out in the sandbox's seed
@@ -140,7 +140,7 @@ def main() -> None:
     parser.add_argument("--gc-freeze", action="store_true", help="gc.freeze() once the imports are done")
     args = parser.parse_args()
     logging.disable(logging.INFO)  # 200 triggers' "waiting" lines are not the figure
-    with SandboxServer(settings={"journal_size": 100_000}) as sandbox:
+    with SandboxServer(faults=LEGACY_EXTENSIONS, settings={"journal_size": 100_000}) as sandbox:
         name, value = sandbox.connection_env()
         os.environ[name] = value
         figures = asyncio.run(run(sandbox, args.triggers, args.poll_interval, args.seconds, freeze=args.gc_freeze))

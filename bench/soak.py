@@ -36,7 +36,7 @@ from typing import Any
 from cxone_provider.conditions import JoinCondition
 from cxone_provider.hooks.cxone import CxoneHook
 from cxone_provider.operators.sweep import DEFAULT_MAX_CONCURRENCY, JoinAgentSessionsOperator
-from cxone_provider.testing import SOAK_FAULTS, SandboxServer
+from cxone_provider.testing import LEGACY_EXTENSIONS, SOAK_FAULTS, SandboxServer
 
 CONN_ID = "cxone_soak"
 TOKEN_LIFETIME_S = SOAK_FAULTS["token_lifetime_s"]
@@ -192,7 +192,9 @@ def main() -> int:
     session_ids = [f"sess-{5001 + n}" for n in range(args.sessions)]
     # The journal must hold every request of the soak for its accounting (retries included).
     keep_all = {"journal_size": 4 * args.sessions}
-    with SandboxServer(live_sessions=args.sessions, faults=faults, settings=keep_all) as sandbox:
+    with SandboxServer(
+        live_sessions=args.sessions, faults={**LEGACY_EXTENSIONS, **faults}, settings=keep_all
+    ) as sandbox:
         name, value = sandbox.connection_env(CONN_ID)
         os.environ[name] = value
         operator = JoinAgentSessionsOperator(

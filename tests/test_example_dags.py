@@ -371,7 +371,7 @@ def test_qa_sweep_report_defuses_a_formula_in_a_session_id(airflow_db, monkeypat
     """End to end: a tenant whose session id is a formula; the CSV report quotes it, the JSON keeps it."""
     formula = "=SUM(1,2)*cmd|calc!A0"
     seed = default_seed()
-    seed["sessions"][0]["session_id"] = formula
+    next(s for s in seed["sessions"] if s["agent_id"] == 2001)["session_id"] = formula
     monkeypatch.chdir(tmp_path)
     with SandboxServer(seed=seed) as sandbox:
         monkeypatch.setenv(*sandbox.connection_env())

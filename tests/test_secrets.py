@@ -18,7 +18,7 @@ from conftest import fresh_dag
 
 from cxone_provider.sandbox import default_seed
 from cxone_provider.sandbox.state import ACCESS_TOKEN_PREFIX, ID_TOKEN_HEADER, REFRESH_TOKEN_PREFIX
-from cxone_provider.testing import SandboxServer
+from cxone_provider.testing import LEGACY_EXTENSIONS, SandboxServer
 
 ACCESS_KEY_SECRET = "AKS-distinctive-5f1e9c77"
 CLIENT_SECRET = "CLS-distinctive-a83d2014"
@@ -33,7 +33,9 @@ def secret_sandbox():
     for user in seed["users"]:
         if user["access_key_id"] == "SANDBOX-QA-KEY":
             user["access_key_secret"] = ACCESS_KEY_SECRET
-    with SandboxServer(seed=seed) as server:
+    # The example DAGs still join agents' sessions by id and list them from rows' sessionId: the
+    # sandbox's extensions, until they move onto the published join.
+    with SandboxServer(seed=seed, faults=LEGACY_EXTENSIONS) as server:
         yield server
 
 
@@ -84,7 +86,6 @@ def _stored_rows() -> tuple[str, str]:
     return json.dumps(xcoms, default=str), json.dumps(rendered, default=str)
 
 
-@pytest.mark.usefixtures("legacy_sandbox_extensions")
 def test_nothing_airflow_keeps_holds_a_secret_or_a_token(everything_run, tmp_path):
     console, runs = everything_run
     assert {key: run.state for key, run in runs.items()} == {

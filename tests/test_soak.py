@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from conftest import keep_legacy_extensions
 
 from cxone_provider.conditions import JoinCondition
 from cxone_provider.operators.report import read_report
@@ -69,6 +70,9 @@ def soak_sandbox() -> Iterator[SandboxServer]:
 @pytest.fixture
 def sandbox(soak_sandbox: SandboxServer, monkeypatch: pytest.MonkeyPatch) -> SandboxServer:
     soak_sandbox.reset()  # back to the seed and to FAULTS, dice re-seeded, journal empty
+    # One SecurityUser joins many agents' sessions by id: the sandbox's join_mode=session extension.
+    keep_legacy_extensions(soak_sandbox, monkeypatch)
+    soak_sandbox.set_faults(**FAULTS)
     name, value = soak_sandbox.connection_env(CONN_ID)
     monkeypatch.setenv(name, value)
     return soak_sandbox
@@ -169,7 +173,6 @@ def check_accounting(
     assert result["stats"]["peak_in_flight"] <= MAX_CONCURRENCY
 
 
-@pytest.mark.usefixtures("legacy_sandbox_extensions")
 def test_soak_accounts_for_every_session_through_faults_and_token_expiry(sandbox: SandboxServer) -> None:
     session_ids = live_ids()
     result = sweep(session_ids, HOOK_PARAMS)
@@ -215,7 +218,6 @@ def test_soak_accounts_for_every_session_through_faults_and_token_expiry(sandbox
             assert entry["t_start"] - ends[latest] < TOKEN_LIFETIME_S, entry
 
 
-@pytest.mark.usefixtures("legacy_sandbox_extensions")
 def test_default_only_when_the_retries_are_exhausted(sandbox: SandboxServer) -> None:
     """Faults so frequent that many sessions run out of attempts: those, and only those, are Default."""
     sandbox.set_faults(

@@ -35,7 +35,7 @@ LARGE = 1500
 FAST = {"backoff_initial_s": 0.01, "backoff_max_s": 0.05, "max_attempts": 2}
 
 # Sweeps with known answers from the default seed: 2001-2006 live, 2007-2008 ended, 9999 unknown,
-# "bad id" refused before any request, agent 1002 without impersonation. MARKUP is an id the pages
+# "bad id" refused before any request, 1002's key, which may not impersonate. MARKUP is an id the pages
 # must show as text, never run.
 MARKUP = "<img src=x onerror=alert(1)>"
 UI_DAGS = textwrap.dedent(
