@@ -16,7 +16,8 @@ const stepWait = (cfg.stepWaitSeconds ?? 10) * 1000;
 const longWait = pollWait * 2 + stepWait; // a step that waits on polls
 
 const rows = [];
-const secretValues = () => [cfg.qaKey?.secret, cfg.noImpKey?.secret, cfg.clientSecret, ...tokens].filter(Boolean);
+// Secrets and tokens never reach the table (short test values are left: they would mangle the text).
+const secretValues = () => [cfg.qaKey?.secret, cfg.noImpKey?.secret, cfg.clientSecret, ...tokens].filter((s) => s && s.length >= 8);
 const tokens = [];
 
 function redact(text) {
@@ -156,7 +157,9 @@ async function main() {
     const info = user.getUserInfo();
     config = await withExchange(auth.getCXoneConfiguration(host, info.tenantId, Boolean(info.tenant)), /cxone-configuration/, m);
     const missing = ['acdApiBaseUri', 'cluster', 'acdDomain', 'domain'].filter((k) => !config[k]);
+    // Names the SDK builds from discovery: whoami on api-{cluster}.{acdDomain}, UserHub on {area}.{uhDomain}.
     if (config.cluster && config.acdDomain) hosts.set(`api-${config.cluster}.${config.acdDomain}`.toLowerCase(), host);
+    if (config.area && config.userHubDomain) hosts.set(`${config.area}.${config.userHubDomain}`.toLowerCase(), host);
     return check(!missing.length, `api_endpoint ${config.acdApiBaseUri}, cluster ${config.cluster}, acdDomain ${config.acdDomain}`,
       `discovery lacks ${missing.map((k) => ({ acdApiBaseUri: 'api_endpoint' }[k] || k)).join(', ')}; ${exchange(/cxone-configuration/, m)}`);
   });
@@ -211,8 +214,10 @@ async function main() {
 
   await step('agent-state-event', 'agentStateSubject after set state', async () => {
     if (!started) return fail('no session started');
-    const s = await until(() => agentStates.find((x) => /available/i.test(JSON.stringify(x.currentState ?? x))), pollWait);
-    return check(s, `CurrentState ${s?.currentState?.state}`, `no AgentState event with Available; ${exchange(pollRe)}`);
+    const isAvailable = (x) => String(x?.currentState?.state ?? '').toLowerCase() === 'available';
+    const s = await until(() => agentStates.find(isAvailable), pollWait);
+    const seen = agentStates.map((x) => x?.currentState?.state).join(', ') || 'none';
+    return check(s, `CurrentState ${s?.currentState?.state}`, `no AgentState event with CurrentState Available (states seen: ${seen}); ${exchange(pollRe)}`);
   }, longWait);
 
   await step('agent-states-directory', 'CXoneDirectory.getDirectoryData({entity:[agentList]}) -> cache/agentstate', async (m) => {
@@ -225,7 +230,7 @@ async function main() {
     const agents = d?.agentList?.data ?? [];
     const mine = agents.find((a) => String(a.agentId) === String(cfg.qaKey.agentId));
     return check(e?.status === 200 && agents.length > 0, `${e?.status}, ${agents.length} agents; own agent state ${mine?.agentStateName ?? mine?.agentState ?? '?'}`,
-      `${agents.length} agents parsed; ${exchange(/cache\/agentstate/i, m)}`);
+      `${agents.length} agents parsed (the SDK reads {"resultSet": {"lastPollTime", "agentState": [rows]}}, and keeps rows whose isActive is true/"True"); ${exchange(/cache\/agentstate/i, m)}`);
   }, longWait);
 
   await step('join-own-session', 'ACDSessionManager.joinSession() (asAgentId "")', async (m) => {
@@ -236,7 +241,7 @@ async function main() {
   await step('get-next-event-304', 'a poll with no events answers 304, no body', async () => {
     if (!started) return fail('no session started');
     const e = await until(() => journal.find((x) => pollRe.test(x.url) && x.status === 304), pollWait);
-    return check(e && !e.answer, `304 after ${((e?.at ?? 0) - (journal.find((x) => pollRe.test(x.url))?.at ?? 0)) / 1000}s of polling`,
+    return check(e && !e.answer, `304, no body, after holding the poll ${((e?.answeredAt ?? 0) - (e?.at ?? 0)) / 1000}s`,
       e ? `304 with a body: ${e.answer}` : `no 304 within ${pollWait / 1000}s; ${exchange(pollRe)}`);
   }, longWait);
 
@@ -305,7 +310,7 @@ async function main() {
   await step('token-exchange', 'CXoneAuth.getAccessTokenByToken (token exchange, then whoami)', async (m) => {
     const r = await withExchange(auth.getAccessTokenByToken({ accessToken: auth.getAuthToken().accessToken }), /./, m);
     if (r?.accessToken) tokens.push(r.accessToken);
-    return check(r?.accessToken, `new access token; calls: ${journal.slice(m).map((e) => `${e.method} ${new URL(e.url).pathname} ${e.status}`).join(', ')}`, 'no token');
+    return check(r?.accessToken, `new access token; calls: ${journal.slice(m).map((e) => `${e.method} ${new URL(e.url).pathname} ${e.status ?? e.error}`).join(', ')}`, 'no token');
   });
 }
 

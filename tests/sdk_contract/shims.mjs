@@ -50,6 +50,7 @@ async function recordingFetch(input, init = {}) {
   try {
     const response = await nativeFetch(target, { ...rest, headers: sent });
     entry.status = response.status;
+    entry.answeredAt = Date.now();
     entry.answerHeaders = headersOf(response.headers);
     const copy = response.clone();
     copy.text().then((t) => { entry.answer = t.slice(0, 600); }, () => {});
