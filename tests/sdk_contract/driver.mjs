@@ -152,10 +152,10 @@ async function main() {
     const wanted = ['tenantId', 'icAgentId', 'icBUId', 'icClusterId', 'teamId', 'firstName', 'lastName', 'userName', 'userId', 'tenant'];
     const missing = wanted.filter((k) => info[k] === undefined || info[k] === null || info[k] === '');
     const sub = JSON.parse(Buffer.from(token.id_token.split('.')[1] ?? '', 'base64url').toString() || '{}').sub;
-    const subOk = typeof sub === 'string' && sub.startsWith('user:');
+    const subOk = typeof sub === 'string' && /^user:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(sub);
     return check(!missing.length && subOk && String(info.icAgentId) === String(cfg.qaKey.agentId),
       `icAgentId ${info.icAgentId}, tenantId ${info.tenantId}, icBUId ${info.icBUId}, icClusterId ${info.icClusterId}, teamId ${info.teamId}, userId ${info.userId}`,
-      `claims missing: ${missing.join(', ') || 'none'}; sub ${JSON.stringify(sub)}${subOk ? '' : ' (the SDK takes userId = sub minus "user:")'}; icAgentId ${info.icAgentId} (key's agent ${cfg.qaKey.agentId})`);
+      `claims missing: ${missing.join(', ') || 'none'}; sub ${JSON.stringify(sub)}${subOk ? '' : ' (published: user:<uuid>; the SDK takes userId = sub minus "user:")'}; icAgentId ${info.icAgentId} (key's agent ${cfg.qaKey.agentId})`);
   });
 
   await step('discovery', 'CXoneAuth.getCXoneConfiguration', async (m) => {
@@ -339,7 +339,7 @@ function printTable() {
   for (const r of rows) console.log(line(r));
 }
 
-const timer = setTimeout(() => { rows.push({ step: 'harness', call: '-', result: 'FAIL', detail: 'timed out' }); finish(); }, (cfg.totalSeconds ?? 600) * 1000);
+const timer = setTimeout(() => { rows.push({ step: 'harness', call: '-', result: 'FAIL', detail: 'timed out' }); finish(); }, (cfg.totalSeconds ?? 900) * 1000);
 function finish() {
   clearTimeout(timer);
   printTable();
