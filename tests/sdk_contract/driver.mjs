@@ -219,8 +219,8 @@ async function main() {
     const polls = () => journal.filter((x) => pollRe.test(x.url));
     const answered = await until(() => polls().find((x) => x.status === 200), pollWait);
     if (!answered) return fail(`no 200 answer; ${exchange(pollRe)}`);
-    let newId;
-    try { newId = JSON.parse(answered.answer).sessionId; } catch { /* below */ }
+    await until(() => answered.answer !== undefined, stepWait);
+    const newId = answered.answerSessionId;
     if (!newId) return fail(`200 without a sessionId: ${answered.answer}`);
     const next = await until(() => polls().find((x) => x.at > answered.at && x.url !== answered.url), stepWait);
     const usesIt = next && next.url.includes(`/agent-sessions/${encodeURIComponent(newId)}/`);

@@ -53,7 +53,10 @@ async function recordingFetch(input, init = {}) {
     entry.answeredAt = Date.now();
     entry.answerHeaders = headersOf(response.headers);
     const copy = response.clone();
-    copy.text().then((t) => { entry.answer = t.slice(0, 600); }, () => {});
+    copy.text().then((t) => {
+      entry.answer = t.slice(0, 600);
+      try { entry.answerSessionId = JSON.parse(t).sessionId; } catch { /* not JSON */ }
+    }, () => {});
     return response;
   } catch (err) {
     entry.error = String(err && err.cause ? `${err.message}: ${err.cause.message || err.cause}` : err);
