@@ -4,7 +4,7 @@ PYTHON ?= python3
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install lint test demo bench bench-rate-limit bench-scale bench-ui bench-triggerer soak clean
+.PHONY: install lint test sdk-contract demo bench bench-rate-limit bench-scale bench-ui bench-triggerer soak clean
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -21,6 +21,10 @@ lint: install
 
 test: lint
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+# NICE's own agent SDK (npm, pinned in tests/sdk_contract/package-lock.json) against a fresh sandbox.
+sdk-contract: install
+	$(VENV)/bin/pytest tests/test_sdk_contract.py -p no:cacheprovider $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .airflow
