@@ -294,11 +294,11 @@ def test_bad_input_sends_nothing(cxone_sandbox, make_hook, session_id, agent_id,
 @pytest.mark.parametrize("no_session", [None, ""])
 def test_a_join_expecting_no_session_is_success_with_the_agents_live_session(cxone_sandbox, make_hook, no_session):
     hook = make_hook()
-    # Agent 1001 has no live session yet: CXone's answer names the session as the unknown part.
-    outcome = join_agent_session(hook, no_session, 1001)
+    # Agent 2009 is not logged in: CXone's answer names the session as the unknown part.
+    outcome = join_agent_session(hook, no_session, 2009)
     assert (outcome.condition, outcome.session_id, outcome.status_code) == (C.INVALID_AGENT_SESSION, "", 404)
-    live = hook.start_agent_session(as_agent_id=1001, station_id="7100")
-    outcome = join_agent_session(hook, no_session, 1001)
+    live = hook.start_agent_session(as_agent_id=2009, station_id="7100")
+    outcome = join_agent_session(hook, no_session, 2009)
     assert (outcome.condition, outcome.session_id) == (C.SUCCESS, live)
     joins = _calls(cxone_sandbox, "agent-sessions/join")
     assert len(joins) == 2

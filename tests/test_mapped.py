@@ -172,7 +172,7 @@ CHUNK_SIZE = 4
 DAG_MODULE = "cxone_test_mapped_dag"
 DAG_SOURCE = textwrap.dedent(
     f'''
-    """A mapped sweep: live sessions in chunks of {CHUNK_SIZE}, merged, and a task per joined session."""
+    """A mapped sweep: the logged-in agents in chunks of {CHUNK_SIZE}, merged, and a task per live session."""
 
     from __future__ import annotations
 
@@ -192,10 +192,9 @@ DAG_SOURCE = textwrap.dedent(
         listing = ListAgentSessionsOperator(task_id="list_sessions")
         sweep = JoinAgentSessionsOperator.partial(
             task_id="sweep",
-            security_user={{"agent_id": 1001}},
             max_concurrency=2,
             hook_params={{"backoff_initial_s": 0.01, "backoff_max_s": 0.05}},
-        ).expand(session_ids=chunk_sessions(listing.output, {CHUNK_SIZE}))
+        ).expand(agents=chunk_sessions(listing.output, {CHUNK_SIZE}))
         follow_up.expand(session_id=sessions_with(sweep, "Success"))
         outcomes_with(sweep, "Success")
     '''
@@ -211,8 +210,7 @@ def mapped_dag():
 
 
 @pytest.mark.usefixtures("airflow_db")
-@pytest.mark.usefixtures("legacy_sandbox_extensions")
-def test_a_mapped_sweep_joins_every_session_once_and_merges_in_map_index_order(cxone_sandbox, mapped_dag):
+def test_a_mapped_sweep_joins_every_agent_once_and_merges_in_map_index_order(cxone_sandbox, mapped_dag):
     dag_run = mapped_dag.test()
 
     assert dag_run.state == "success"
@@ -223,16 +221,20 @@ def test_a_mapped_sweep_joins_every_session_once_and_merges_in_map_index_order(c
     sweeps = sorted((ti for ti in dag_run.get_task_instances() if ti.task_id == "sweep"), key=lambda ti: ti.map_index)
     assert [ti.state for ti in sweeps] == ["success"] * len(chunks)
 
+    agents = [item["agent_id"] for item in listed]
     sent = Counter(
-        e["params"]["sessionId"] for e in cxone_sandbox.journal() if e["path"].endswith("agent-sessions/join")
+        int(e["params"]["asAgentId"]) for e in cxone_sandbox.journal() if e["path"].endswith("agent-sessions/join")
     )
-    assert sent == Counter(listed)  # every listed session joined, each exactly once
-    assert sorted(s for s, _agent in cxone_sandbox.state()["joins"]) == sorted(listed)
+    assert sent == Counter(agents)  # every listed agent joined as itself, each exactly once
+    live = {a["agent_id"]: a["session_id"] for a in cxone_sandbox.state()["agents"]}
+    assert sorted(cxone_sandbox.state()["joins"]) == sorted([live[a], a] for a in agents)
 
     joined = dag_run.get_task_instance("sweep_success").xcom_pull(task_ids="sweep_success")
-    assert joined == listed  # the chunks' Success lists, in map-index order
+    assert joined == [live[a] for a in agents]  # the chunks' live sessions, in map-index order
     outcomes = dag_run.get_task_instance("sweep_success_outcomes").xcom_pull(task_ids="sweep_success_outcomes")
-    assert [(o["condition"], o["session_id"]) for o in outcomes] == [("Success", s) for s in listed]
+    assert [(o["condition"], o["agent_id"], o["session_id"]) for o in outcomes] == [
+        ("Success", a, live[a]) for a in agents
+    ]
     follow_ups = [ti for ti in dag_run.get_task_instances() if ti.task_id == "follow_up"]
     assert len(follow_ups) == len(listed)
     assert {ti.state for ti in follow_ups} == {"success"}
@@ -240,5 +242,5 @@ def test_a_mapped_sweep_joins_every_session_once_and_merges_in_map_index_order(c
     results = [ti.xcom_pull(task_ids="sweep", map_indexes=ti.map_index) for ti in sweeps]
     assert len({r["report"] for r in results}) == len(chunks)
     every = read_report(merge_sweep_results(results))
-    assert [o["session_id"] for o in every] == listed
+    assert [(o["agent_id"], o["session_id"]) for o in every] == [(a, live[a]) for a in agents]
     assert all(o["attempts"] >= 1 for o in every)

@@ -241,15 +241,15 @@ def test_bad_condition_rules_are_an_import_error_naming_the_field_and_value(tmp_
 def test_operator_condition_rules_decide_a_join(cxone_sandbox):
     from cxone_provider.operators.agent_session import JoinAgentSessionOperator
 
-    # The sandbox answers an ended session 409; this tenant's rule reads every 409 as Default.
+    # Agent 2009 is not logged in: CXone answers the join 404; this tenant's rule reads every 404 as Default.
     operator = JoinAgentSessionOperator(
         task_id="join",
-        session_id="sess-2007",
-        security_user=1001,
-        condition_rules=[{"status": 409, "condition": "Default"}],
+        session_id="sess-2009",
+        security_user=2009,
+        condition_rules=[{"status": 404, "condition": "Default"}],
     )
     outcome = operator.join({})
-    assert (outcome.condition, outcome.status_code) == ("Default", 409)
+    assert (outcome.condition, outcome.status_code) == ("Default", 404)
     assert "condition_rules[0]" in outcome.message
 
 
