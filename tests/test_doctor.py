@@ -500,7 +500,8 @@ def test_cxone_sandbox_refuses_a_bad_replay_file(tmp_path: Path, capsys: pytest.
 def test_a_first_page_larger_than_the_provider_reads_fails(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     record = tenant_record()
     rows = record["answers"][3]["body"]["agentStates"]
-    rows[:] = [{**rows[0], "agentId": 40000 + n, "skillName": "x" * 200} for n in range(400)]  # about 150 KiB
+    # About 9 MiB: past what the provider reads of an answer (8 MiB; a 1,000-row page is ~600 KB).
+    rows[:] = [{**rows[0], "agentId": 40000 + n, "skillName": "x" * 3000} for n in range(3000)]
     path = tmp_path / "big.json"
     path.write_text(json.dumps(record), encoding="utf-8")
     with SandboxServer(replay=path) as server:
@@ -508,7 +509,7 @@ def test_a_first_page_larger_than_the_provider_reads_fails(tmp_path: Path, monke
         code, _, checks = run_doctor()
     assert code == 1
     assert checks["agent states"].result == "FAIL"
-    assert "larger than 64 KiB" in checks["agent states"].detail
+    assert "larger than 8192 KiB" in checks["agent states"].detail
 
 
 def test_a_recorded_error_is_replayed_with_its_icstatusdescription(

@@ -35,7 +35,10 @@ def hostile(cxone_sandbox, monkeypatch):
         pytest.param({"rate_non_json": 1.0}, 200, 1, "without a sessionId in the answer: OK", id="non-json-200"),
         pytest.param({"rate_truncated_json": 1.0}, 200, 1, "invalid JSON", id="truncated-json"),
         pytest.param({"rate_no_session_id": 1.0}, 202, 1, "without a sessionId", id="no-session-id"),
-        pytest.param({"rate_huge_body": 1.0}, 200, 1, "larger than 64 KiB", id="huge-body"),
+        # A 2xx is data and is read up to 8 MiB (a 1,000-row agents/states page is ~600 KB); past that, not.
+        pytest.param(
+            {"rate_huge_body": 1.0, "huge_body_bytes": 9_000_000}, 200, 1, "larger than 8192 KiB", id="huge-body"
+        ),
         pytest.param(
             {"rate_slow_drip": 1.0, "drip_interval_s": 0.4}, None, 2, "still arriving after 1s", id="slow-drip"
         ),

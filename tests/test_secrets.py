@@ -105,7 +105,7 @@ def test_nothing_airflow_keeps_holds_a_secret_or_a_token(everything_run, tmp_pat
     assert "CXone gave no token for access key 'SANDBOX-QA-KEY'" in console
     assert "agent_id 9999 is not a CXone agent" in console
     assert "ended in InvalidAgentSession for session_id 'sess-2007'" in console
-    assert "QA sweep of 6 session(s)" in console
+    assert "QA sweep of 7 agent session(s)" in console  # 1001 and 2001 … 2006 are logged in
 
     for where, text in {
         "console and task logs": console,
