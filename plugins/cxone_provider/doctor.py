@@ -17,8 +17,6 @@ only defines things at import time and runs only when started as a program.
 from __future__ import annotations
 
 import argparse
-import base64
-import binascii
 import json
 import re
 import sys
@@ -28,6 +26,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import parse_qsl, quote, quote_plus, urlsplit
+
+from cxone_provider.client.auth import jwt_claims
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -251,18 +251,6 @@ class Recorder:
         text = _JWT.sub(REDACTED, text)
         text = _EMAIL.sub(REDACTED, text)
         return _PHONE.sub(REDACTED, text)
-
-
-def jwt_claims(token: object) -> dict[str, Any]:
-    """A JWT's claims, read without verifying it (the doctor only reports them); ``{}`` if unreadable."""
-    if not isinstance(token, str) or token.count(".") != 2:
-        return {}
-    payload = token.split(".")[1]
-    try:
-        decoded = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-    except (ValueError, binascii.Error, RecursionError):
-        return {}
-    return decoded if isinstance(decoded, dict) else {}
 
 
 def _fields(record: Mapping[str, Any], names: Sequence[str]) -> tuple[list[str], list[str]]:

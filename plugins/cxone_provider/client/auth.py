@@ -44,7 +44,7 @@ class _Token:
     claims: Mapping[str, Any]
 
 
-def _jwt_claims(token: str | None) -> dict[str, Any]:
+def jwt_claims(token: object) -> dict[str, Any]:
     """Read a JWT's claims without verifying its signature.
 
     Unverified is enough here: the id_token comes straight from the auth host over the connection's
@@ -53,7 +53,7 @@ def _jwt_claims(token: str | None) -> dict[str, Any]:
     impersonation refusal from a missing permission). Nothing is granted on their strength; CXone checks
     the access token on every call.
     """
-    if not token or token.count(".") != 2:
+    if not isinstance(token, str) or token.count(".") != 2:
         return {}
     payload = token.split(".")[1]
     try:
@@ -171,7 +171,7 @@ class Auth:
         return _Token(
             access_token=access_token,
             renew_at=answered_at + lifetime - min(60.0, lifetime * 0.1),
-            claims=_jwt_claims(body.get("id_token")),
+            claims=jwt_claims(body.get("id_token")),
         )
 
     @property
