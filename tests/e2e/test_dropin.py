@@ -267,7 +267,7 @@ def routed(dropin: DropIn, scenario: str) -> dict[str, Any]:
     expected = {task_id: "success" if task_id in ran else "skipped" for task_id in states}
     logs = "".join(task_log_tails(dropin.home, DAG_ID, run_id, t) for t, s in states.items() if s != expected[t])
     assert set(ran) <= set(states), states
-    assert len(states) == 10, states  # the optional wait, and the join routes to six branches
+    assert len(states) == 11, states  # the optional wait and watch, and the join routes to six branches
     assert states == expected, logs
     assert state == "success"
     return dict(dropin.api.xcom(DAG_ID, run_id, "join_agent_session"))
