@@ -20,7 +20,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from cxone_provider.testing import LEGACY_EXTENSIONS, SandboxServer
+from cxone_provider.testing import SandboxServer
 
 SWEEP_SCRIPT = """
 import json, resource, sys, time
@@ -28,7 +28,7 @@ from cxone_provider.operators.report import read_report
 from cxone_provider.operators.sweep import JoinAgentSessionsOperator
 count, concurrency, reports = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
 operator = JoinAgentSessionsOperator(
-    task_id="sweep", session_ids=[f"sess-{5001 + n}" for n in range(count)], security_user={"agent_id": 1001},
+    task_id="sweep", agents=[5001 + n for n in range(count)],
     max_concurrency=concurrency, progress_interval_s=3600, report_path=reports,
 )
 started = time.monotonic()
@@ -53,9 +53,7 @@ def main() -> int:
     rows = []
     with (
         tempfile.TemporaryDirectory() as scratch,
-        SandboxServer(
-            live_sessions=max(args.sizes), faults=LEGACY_EXTENSIONS, settings={"journal_size": 1000}
-        ) as sandbox,
+        SandboxServer(live_sessions=max(args.sizes), settings={"journal_size": 1000}) as sandbox,
     ):
         name, value = sandbox.connection_env()
         env = {**os.environ, name: value, "PYTHONWARNINGS": "ignore"}

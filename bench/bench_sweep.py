@@ -1,4 +1,7 @@
-"""Benchmark: joining N live sessions four ways against the sandbox, side by side in one run.
+"""Benchmark: checking N agents' live sessions four ways against the sandbox, side by side in one run.
+
+Each agent is joined as itself (CXone's published join: the agent's own live session), as a QA sweep
+does.
 
     .venv/bin/python bench/bench_sweep.py [--sessions 1000] [--latency-ms 20]
 
@@ -39,7 +42,7 @@ from typing import TYPE_CHECKING
 from cxone_provider.hooks.cxone import CxoneHook
 from cxone_provider.operators.common import join_agent_session
 from cxone_provider.operators.sweep import DEFAULT_MAX_CONCURRENCY, JoinAgentSessionsOperator
-from cxone_provider.testing import LEGACY_EXTENSIONS, SandboxServer
+from cxone_provider.testing import SandboxServer
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -88,7 +91,7 @@ class Figures:
 
 
 def measure(
-    sandbox: SandboxServer, name: str, concurrency: int, sessions: list[str], run: Callable[[], int]
+    sandbox: SandboxServer, name: str, concurrency: int, sessions: list[int], run: Callable[[], int]
 ) -> Figures:
     sandbox.reset()
     started = time.perf_counter()
@@ -108,30 +111,29 @@ def measure(
     return figures
 
 
-def naive(sessions: list[str]) -> int:
+def naive(sessions: list[int]) -> int:
     joined = 0
-    for session_id in sessions:
-        joined += join_agent_session(CxoneHook("cxone_default"), session_id, 1001).condition == "Success"
+    for agent_id in sessions:
+        joined += join_agent_session(CxoneHook("cxone_default"), None, agent_id).condition == "Success"
     return joined
 
 
-def one_hook(sessions: list[str]) -> int:
+def one_hook(sessions: list[int]) -> int:
     hook = CxoneHook("cxone_default")
-    return sum(join_agent_session(hook, s, 1001).condition == "Success" for s in sessions)
+    return sum(join_agent_session(hook, None, agent_id).condition == "Success" for agent_id in sessions)
 
 
-def sweep(sessions: list[str], concurrency: int) -> int:
+def sweep(sessions: list[int], concurrency: int) -> int:
     operator = JoinAgentSessionsOperator(
         task_id="sweep",
-        session_ids=sessions,
-        security_user={"agent_id": 1001},
+        agents=sessions,
         max_concurrency=concurrency,
         progress_interval_s=3600,
     )
     return len(operator.execute(context={})["Success"])
 
 
-def bare_requests(sandbox: SandboxServer, sessions: list[str], concurrency: int) -> int:
+def bare_requests(sandbox: SandboxServer, sessions: list[int], concurrency: int) -> int:
     import requests
     from requests.adapters import HTTPAdapter
 
@@ -140,10 +142,10 @@ def bare_requests(sandbox: SandboxServer, sessions: list[str], concurrency: int)
     session = requests.Session()
     session.mount("http://", HTTPAdapter(pool_maxsize=concurrency))
 
-    def post(session_id: str) -> bool:
+    def post(agent_id: int) -> bool:
         answer = session.post(
             base + "agent-sessions/join",
-            params={"asAgentId": "1001", "sessionId": session_id},
+            params={"asAgentId": str(agent_id)},
             headers={"Authorization": f"Bearer {token}"},
         )
         return answer.status_code == 202
@@ -191,12 +193,10 @@ def main() -> int:
         f"sandbox: {args.sessions} live sessions, {args.latency_ms:g} ms latency per request; "
         f"python {sys.version.split()[0]}, {os.cpu_count()} cores"
     )
-    with SandboxServer(
-        live_sessions=args.sessions, faults={**LEGACY_EXTENSIONS, "latency_ms": args.latency_ms}
-    ) as sandbox:
+    with SandboxServer(live_sessions=args.sessions, faults={"latency_ms": args.latency_ms}) as sandbox:
         name, value = sandbox.connection_env()
         os.environ[name] = value
-        sessions = [f"sess-{5001 + n}" for n in range(args.sessions)]
+        sessions = [5001 + n for n in range(args.sessions)]  # the generated agents, each logged in
         results = [
             measure(
                 sandbox,
