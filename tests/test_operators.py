@@ -280,6 +280,26 @@ def test_two_equally_near_set_security_users_are_an_import_error(tmp_path, opera
     assert "pass security_user= explicitly" in error
 
 
+def test_a_sweep_of_agents_needs_no_security_user_upstream(tmp_path):
+    """Each agent is joined as itself: two SetSecurityUsers upstream are not ambiguous for it."""
+    report = _parse(
+        tmp_path,
+        """
+        import pendulum
+        from airflow.sdk import DAG
+        from cxone_provider.operators.sweep import JoinAgentSessionsOperator
+        from cxone_provider.operators.security_user import SetSecurityUserOperator
+
+        with DAG("agents_sweep", schedule=None, start_date=pendulum.datetime(2026, 1, 1)):
+            sweep = JoinAgentSessionsOperator(task_id="sweep", agents=[2001, 2002])
+            [SetSecurityUserOperator(task_id="sup_b", agent_id=1002),
+             SetSecurityUserOperator(task_id="sup_a", agent_id=1001)] >> sweep
+        """,
+    )
+    assert report["errors"] == []
+    assert report["dags"] == ["agents_sweep"]
+
+
 def test_the_nearest_set_security_user_wins_and_an_explicit_one_needs_no_default():
     import pendulum
     from airflow.providers.standard.operators.empty import EmptyOperator

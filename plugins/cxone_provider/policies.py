@@ -34,8 +34,12 @@ def task_policy(task: BaseOperator) -> None:
     try:
         if isinstance(task, JoinAgentSessionOperator):
             task.validate_branches()
-        if isinstance(task, JoinAgentSessionOperator | JoinAgentSessionsOperator) and uses_default_security_user(
-            task.security_user
+        # A sweep of agents joins each as itself: no SecurityUser, so none to look for upstream.
+        by_agents = isinstance(task, JoinAgentSessionsOperator) and task.agents is not None
+        if (
+            isinstance(task, JoinAgentSessionOperator | JoinAgentSessionsOperator)
+            and not by_agents
+            and uses_default_security_user(task.security_user)
         ):
             nearest_set_security_user(task)
     except (BranchConfigError, AmbiguousSecurityUserError) as error:
