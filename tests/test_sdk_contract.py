@@ -56,8 +56,9 @@ def harness() -> Path:
     bundle = HARNESS / "build" / "driver.cjs"
     built = _bundle(bundle)
     if built.returncode != 0:
-        # Seen once in CI: a fresh install whose packages lacked their dist/ and build/ folders. An
-        # install is safe to repeat; a second failure fails the test with both answers.
+        # An install whose stamp matches but that cannot be bundled (seen once: a node_modules copied
+        # without its packages' dist/ and build/ folders) is redone from scratch; a second failure
+        # fails the test with both answers.
         first = built.stderr
         shutil.rmtree(MODULES, ignore_errors=True)
         _npm_ci(npm)
@@ -135,3 +136,11 @@ def test_nice_sdk_drives_the_sandbox_through_a_session_s_life(
         lines = "\n".join(f"- {row['step']} ({row['call']}): {row['detail']}" for row in failed)
         pytest.fail(f"NICE's SDK rejected the sandbox at {len(failed)} of {len(rows)} steps:\n{lines}", pytrace=False)
     assert done.returncode == 0, done.stderr
+
+
+def test_the_installed_sdk_is_never_part_of_the_repository():
+    """NICE's SDK is installed from npm by the test, never committed (it is third-party code)."""
+    tracked = subprocess.run(
+        ["git", "ls-files", str(MODULES)], cwd=HARNESS, capture_output=True, text=True, timeout=30, check=True
+    ).stdout
+    assert tracked == ""
