@@ -10,7 +10,10 @@ on a particular session failing. The script version, with figures for bigger run
 from __future__ import annotations
 
 import bisect
+import json
 import math
+import subprocess
+import sys
 import tempfile
 import time
 from collections import Counter, defaultdict
@@ -23,7 +26,6 @@ from conftest import keep_legacy_extensions
 
 from cxone_provider.conditions import JoinCondition
 from cxone_provider.operators.report import read_report
-from cxone_provider.operators.sweep import JoinAgentSessionsOperator
 from cxone_provider.testing import SOAK_FAULTS, SandboxServer
 
 if TYPE_CHECKING:
@@ -82,17 +84,36 @@ def live_ids(count: int = SESSIONS) -> list[str]:
     return [f"sess-{5001 + n}" for n in range(count)]
 
 
+# The sweep runs in a process of its own, as Airflow runs a task: not in the test session's process,
+# which by now carries a thousand tests' state (the secret masker's patterns among it).
+_SWEEP_IN_ITS_OWN_PROCESS = """
+import json, sys
+from cxone_provider.operators.sweep import JoinAgentSessionsOperator
+result = JoinAgentSessionsOperator(task_id="soak", **json.loads(sys.argv[1])).execute(context={})
+print("RESULT " + json.dumps(result))
+"""
+
+
 def sweep(session_ids: list[str], hook_params: dict[str, Any]) -> dict[str, Any]:
-    operator = JoinAgentSessionsOperator(
-        task_id="soak",
-        session_ids=session_ids,
-        report_path=str(REPORTS / f"soak-{time.monotonic_ns()}"),
-        security_user=SECURITY_USER,
-        max_concurrency=MAX_CONCURRENCY,
-        progress_interval_s=3600,
-        hook_params=hook_params,
+    arguments = {
+        "session_ids": session_ids,
+        "report_path": str(REPORTS / f"soak-{time.monotonic_ns()}"),
+        "security_user": SECURITY_USER,
+        "max_concurrency": MAX_CONCURRENCY,
+        "progress_interval_s": 3600,
+        "hook_params": hook_params,
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", _SWEEP_IN_ITS_OWN_PROCESS, json.dumps(arguments)],
+        capture_output=True,
+        text=True,
+        timeout=280,
+        check=False,
     )
-    return operator.execute(context={})
+    lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
+    assert done.returncode == 0, f"the sweep's process failed:\n{done.stderr[-3000:]}"
+    assert lines, f"the sweep's process printed no result:\n{done.stdout[-3000:]}"
+    return dict(json.loads(lines[-1].removeprefix("RESULT ")))
 
 
 def settled_journal(sandbox: SandboxServer) -> list[dict[str, Any]]:
