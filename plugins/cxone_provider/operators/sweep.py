@@ -488,15 +488,23 @@ def _same_answer(first: JoinOutcome, key: str, value: Any) -> JoinOutcome:
 
     Malformed ids keep their own condition: they would never have been sent anyway.
     """
+    # ``key`` is the session id in a sweep of session ids, the agent in a sweep of agents.
+    cause = first.message if first.key in ("", key) else f"{first.key!r} was answered: {first.message}"
+    return _unsent(key, value, first.condition, f"not sent: {cause}", first.status_code)
+
+
+def _unsent(
+    key: str, value: Any, condition: JoinCondition, message: str, status_code: int | None = None
+) -> JoinOutcome:
+    """The outcome of an item the sweep did not send, in either form; malformed ones keep their own condition."""
     if isinstance(value, AgentSessionItem):
         if value.rejected is not None or value.agent_id is None:
             return _rejected_item(value)
-        cause = first.message if first.key in ("", key) else f"{first.key!r} was answered: {first.message}"
         return JoinOutcome(
-            first.condition,
+            condition,
             value.session_id or "",
-            status_code=first.status_code,
-            message=f"not sent: {cause}",
+            status_code=status_code,
+            message=message,
             agent_id=value.agent_id,
             item_key=key,
         )
@@ -504,8 +512,7 @@ def _same_answer(first: JoinOutcome, key: str, value: Any) -> JoinOutcome:
         check_session_id(value)
     except InputRejected as rejected:
         return JoinOutcome(rejected.condition, key, message=rejected.message)
-    cause = first.message if first.session_id in ("", key) else f"{first.session_id!r} was answered: {first.message}"
-    return JoinOutcome(first.condition, key, status_code=first.status_code, message=f"not sent: {cause}")
+    return JoinOutcome(condition, key, status_code=status_code, message=message)
 
 
 def _check_deadline(deadline_s: object) -> None:
@@ -522,24 +529,12 @@ def _check_deadline(deadline_s: object) -> None:
 
 def _past_deadline(key: str, value: Any, deadline_s: float | None) -> JoinOutcome:
     """The outcome of an item the sweep's deadline left unjoined; malformed ones keep their own condition."""
-    if isinstance(value, AgentSessionItem):
-        if value.rejected is not None or value.agent_id is None:
-            return _rejected_item(value)
-        return JoinOutcome(
-            JoinCondition.DEFAULT,
-            value.session_id or "",
-            message=f"not joined: the sweep's deadline (deadline_s={deadline_s:g}) passed before agent {key}'s turn",
-            agent_id=value.agent_id,
-            item_key=key,
-        )
-    try:
-        check_session_id(value)
-    except InputRejected as rejected:
-        return JoinOutcome(rejected.condition, key, message=rejected.message)
-    return JoinOutcome(
-        JoinCondition.DEFAULT,
+    what = f"agent {key}'s turn" if isinstance(value, AgentSessionItem) else "this session was joined"
+    return _unsent(
         key,
-        message=f"not joined: the sweep's deadline (deadline_s={deadline_s:g}) passed before this session was joined",
+        value,
+        JoinCondition.DEFAULT,
+        f"not joined: the sweep's deadline (deadline_s={deadline_s:g}) passed before {what}",
     )
 
 
