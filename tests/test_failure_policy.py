@@ -154,3 +154,20 @@ def test_which_error_answers_fail_fast(status, fast):
 
     assert fails_fast(CxoneApiError(ApiResponse(status_code=status, message="x"), "call")) is fast
     assert fails_fast(CxoneApiError(ApiResponse(status_code=None, message="no answer"), "call")) is False
+
+
+def test_on_kill_stops_every_hook_the_task_made_and_a_new_try_starts_afresh(cxone_sandbox):
+    from cxone_provider.exceptions import CxoneStopped
+    from cxone_provider.operators.agent_states import ListAgentSessionsOperator
+
+    task = ListAgentSessionsOperator(task_id="list")
+    hook = task.hook
+    assert hook.get_agent_states()
+    task.on_kill()
+    sent = len(cxone_sandbox.journal())
+    with pytest.raises(CxoneStopped):
+        hook.get_agent_states()
+    assert len(cxone_sandbox.journal()) == sent  # nothing more was sent
+    task.close_hooks()
+    assert task.hook is not hook
+    assert task.hook.get_agent_states()
