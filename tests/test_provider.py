@@ -48,6 +48,8 @@ def test_the_connection_form_names_every_field():
         "connect_timeout",
         "read_timeout",
         "verify_ssl",
+        "allowed_api_domains",
+        "condition_rules",
     }
     widgets = manager.connection_form_widgets
     assert widgets["extra__cxone__client_secret"].field["schema"]["format"] == "password"

@@ -6,6 +6,9 @@ error answer or in no answer at all (:class:`CxoneApiError`), or a DAG is wired 
 work with. Which Studio result condition an error means is decided in :mod:`cxone_provider.conditions`,
 not here; so is :class:`~cxone_provider.conditions.InputRejected`, which is not an error of this family
 but an input that Studio routes to a result condition without calling the API.
+
+Errors that no retry can fix derive from ``AirflowFailException`` too, so that they fail a task at
+once wherever they are raised (the failure policy of :mod:`cxone_provider.operators.base`).
 """
 
 from __future__ import annotations
@@ -25,8 +28,9 @@ class CxoneError(AirflowException):
     """Base of the provider's run-time errors."""
 
 
-class CxoneConfigError(CxoneError):
-    """The ``cxone`` connection is unusable; the message names the connection and the field."""
+class CxoneConfigError(CxoneError, AirflowFailException):
+    """The ``cxone`` connection is unusable; the message names the connection and the field.
+    A retry reads the same connection: it fails the task without one."""
 
 
 class UnsafePathIdError(CxoneError, ValueError):
@@ -74,11 +78,11 @@ class CxoneStopped(CxoneError):
     """The call was not sent, or not retried, because its task is stopping (``on_kill``)."""
 
 
-class BranchConfigError(CxoneError):
+class BranchConfigError(CxoneError, AirflowFailException):
     """``branches`` names an unknown condition or a task that is not directly downstream."""
 
 
-class ConditionRulesError(CxoneError, ValueError):
+class ConditionRulesError(CxoneError, AirflowFailException, ValueError):
     """``condition_rules`` holds a bad rule (status, pattern or condition); the message names it."""
 
 

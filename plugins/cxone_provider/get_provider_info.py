@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from cxone_provider import __version__
+from cxone_provider.client.fields import connection_type_info
 
 
 def get_provider_info() -> dict[str, Any]:
@@ -35,65 +36,8 @@ def get_provider_info() -> dict[str, Any]:
         "sensors": [{"integration-name": "NICE CXone", "python-modules": ["cxone_provider.sensors.agent_state"]}],
         "triggers": [{"integration-name": "NICE CXone", "python-modules": ["cxone_provider.triggers.agent_state"]}],
         "hooks": [{"integration-name": "NICE CXone", "python-modules": ["cxone_provider.hooks.cxone"]}],
+        # The form is generated from the one declaration of the connection's fields (client/fields.py).
         "connection-types": [
-            {
-                "hook-class-name": "cxone_provider.hooks.cxone.CxoneHook",
-                "hook-name": "NICE CXone",
-                "connection-type": "cxone",
-                "ui-field-behaviour": {
-                    "hidden-fields": ["schema", "port"],
-                    "relabeling": {
-                        "host": "Auth host",
-                        "login": "Access key ID",
-                        "password": "Access key secret",
-                    },
-                    "placeholders": {
-                        "host": "https://cxone.niceincontact.com",
-                        "login": "access key id of the API user",
-                        "password": "access key secret",
-                    },
-                },
-                "conn-fields": {
-                    "client_id": {
-                        "label": "Client ID",
-                        "description": "Application registration (client) id, sent with HTTP Basic.",
-                        "schema": {"type": ["string", "null"]},
-                    },
-                    "client_secret": {
-                        "label": "Client secret",
-                        "description": "Application registration secret.",
-                        "schema": {"type": ["string", "null"], "format": "password"},
-                    },
-                    "tenant_id": {
-                        "label": "Tenant ID",
-                        "description": "Finds the API host by discovery; read from the token when empty.",
-                        "schema": {"type": ["string", "null"]},
-                    },
-                    "api_version": {
-                        "label": "API version",
-                        "description": "Agent API version, e.g. v33.0.",
-                        "schema": {"type": ["string", "null"], "default": "v33.0"},
-                    },
-                    "api_base_url": {
-                        "label": "API base URL override",
-                        "description": "Skips discovery, e.g. https://api-na1.niceincontact.com/"
-                        "inContactAPI/services/v33.0/",
-                        "schema": {"type": ["string", "null"]},
-                    },
-                    "connect_timeout": {
-                        "label": "Connect timeout (s)",
-                        "schema": {"type": ["number", "null"], "default": 10},
-                    },
-                    "read_timeout": {
-                        "label": "Read timeout (s)",
-                        "schema": {"type": ["number", "null"], "default": 30},
-                    },
-                    "verify_ssl": {
-                        "label": "Verify TLS certificates",
-                        "description": "Leave on; switch off only for a test proxy you control.",
-                        "schema": {"type": ["boolean", "null"], "default": True},
-                    },
-                },
-            }
+            connection_type_info("cxone_provider.hooks.cxone.CxoneHook", "NICE CXone", "cxone"),
         ],
     }

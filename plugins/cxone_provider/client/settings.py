@@ -1,7 +1,8 @@
 """The ``cxone`` connection as checked settings, and the rules for the URLs a token may go to.
 
 Every field is checked once, when a hook first needs it; a bad one raises :class:`CxoneConfigError`
-naming the connection and the field.
+naming the connection and the field. Names and defaults come from the one declaration of the fields
+(:mod:`cxone_provider.client.fields`), which Airflow's connection form is generated from too.
 """
 
 from __future__ import annotations
@@ -10,9 +11,10 @@ import ipaddress
 import os
 import re
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from cxone_provider.client.fields import DEFAULT_API_VERSION, DEFAULT_AUTH_HOST, FIELDS
 from cxone_provider.conditions import ConditionRule, parse_condition_rules
 from cxone_provider.exceptions import CxoneConfigError
 
@@ -21,8 +23,8 @@ if TYPE_CHECKING:
 
     from airflow.sdk import Connection
 
-DEFAULT_AUTH_HOST = "https://cxone.niceincontact.com"
-DEFAULT_API_VERSION = "v33.0"
+__all__ = ["DEFAULT_API_VERSION", "DEFAULT_AUTH_HOST", "CxoneSettings", "check_discovered_endpoint", "check_url"]
+
 #: NICE's domains; a discovered API endpoint must be https on one of them (or on the connection's
 #: ``allowed_api_domains``), because the bearer token goes there.
 CXONE_DOMAINS = ("niceincontact.com", "nice-incontact.com", "nicecxone.com", "incontact.com")
@@ -63,8 +65,12 @@ class CxoneSettings:
                 raise fail(field_name, "is empty; it is required to request a CXone token")
             return str(value).strip()
 
-        def seconds(name: str, default: float) -> float:
-            raw = extra.get(name, default)
+        def given(name: str) -> Any:
+            """The extra ``name`` as set, else its declared default: the form shows the same default."""
+            return extra.get(name, FIELDS[name].default)
+
+        def seconds(name: str) -> float:
+            raw = given(name)
             try:
                 value = float(raw)
             except (TypeError, ValueError):
@@ -75,10 +81,10 @@ class CxoneSettings:
 
         auth_host = _auth_host(conn) or DEFAULT_AUTH_HOST
         check_url("host (auth host)", auth_host, fail)
-        api_version = str(extra.get("api_version") or DEFAULT_API_VERSION).strip()
+        api_version = str(given("api_version") or DEFAULT_API_VERSION).strip()
         if not _API_VERSION.match(api_version):
             raise fail("extra 'api_version'", f"must look like 'v33.0', got {api_version!r}")
-        api_base_url = str(extra.get("api_base_url") or "").strip() or None
+        api_base_url = str(given("api_base_url") or "").strip() or None
         if api_base_url:
             check_url("extra 'api_base_url'", api_base_url, fail)
             api_base_url = api_base_url.rstrip("/") + "/"
@@ -87,16 +93,16 @@ class CxoneSettings:
             auth_host=auth_host.rstrip("/"),
             access_key_id=required(conn.login, "login (access key id)"),
             access_key_secret=required(conn.password, "password (access key secret)"),
-            client_id=required(extra.get("client_id"), "extra 'client_id'"),
-            client_secret=required(extra.get("client_secret"), "extra 'client_secret'"),
-            tenant_id=str(extra.get("tenant_id") or "").strip() or None,
+            client_id=required(given("client_id"), "extra 'client_id'"),
+            client_secret=required(given("client_secret"), "extra 'client_secret'"),
+            tenant_id=str(given("tenant_id") or "").strip() or None,
             api_version=api_version,
             api_base_url=api_base_url,
-            connect_timeout=seconds("connect_timeout", 10.0),
-            read_timeout=seconds("read_timeout", 30.0),
-            verify_ssl=_verify_setting(extra.get("verify_ssl", True), fail),
-            allowed_api_domains=_domains(extra.get("allowed_api_domains"), fail),
-            condition_rules=_condition_rules(extra.get("condition_rules"), conn_id),
+            connect_timeout=seconds("connect_timeout"),
+            read_timeout=seconds("read_timeout"),
+            verify_ssl=_verify_setting(given("verify_ssl"), fail),
+            allowed_api_domains=_domains(given("allowed_api_domains"), fail),
+            condition_rules=_condition_rules(given("condition_rules"), conn_id),
         )
 
 

@@ -20,7 +20,7 @@ from cxone_provider.conditions import (
     session_label,
 )
 from cxone_provider.exceptions import BranchConfigError, ConditionRulesError, describe_status
-from cxone_provider.hooks.cxone import CxoneHook
+from cxone_provider.operators.base import CxoneBaseOperator, cxone_template_fields
 from cxone_provider.operators.common import (
     connection_for,
     join_agent_session,
@@ -83,7 +83,7 @@ def route(
     return None, "no branch"
 
 
-class JoinAgentSessionOperator(BaseBranchOperator):
+class JoinAgentSessionOperator(CxoneBaseOperator, BaseBranchOperator):
     """Join an agent's live session as the SecurityUser and follow the branch for the result condition.
 
     Result conditions (``JoinCondition``): ``Default``, ``Success``, ``InvalidSecurityUser``,
@@ -95,6 +95,10 @@ class JoinAgentSessionOperator(BaseBranchOperator):
        should give ``Success`` an entry too), and any other condition fails the task with a message
        naming the condition, the session id and the API's message. ``Default`` failures may be
        retried by Airflow (they are usually transient); the others fail without retry.
+
+    CXone's answers, and inputs Studio would reject, are conditions, never exceptions. What is not an
+    answer follows the failure policy of :mod:`cxone_provider.operators.base`: an unusable connection or
+    a ``branches`` target that is not downstream fails the task without retries.
 
     Direct downstream tasks not followed are skipped. The XCom ``return_value`` is the outcome:
     ``{"condition", "session_id", "status_code", "message", "attempts", "elapsed_s"}``.
@@ -115,7 +119,7 @@ class JoinAgentSessionOperator(BaseBranchOperator):
         Checked when the DAG is parsed; a bad rule is an import error naming the field and the value.
     """
 
-    template_fields: Sequence[str] = ("session_id", "security_user", "cxone_conn_id")
+    template_fields: Sequence[str] = cxone_template_fields("session_id", "security_user")
     ui_color = "#d5f5e3"
     # "CXone outcome": this join's row in the CXone UI (condition, branch followed, SecurityUser).
     operator_extra_links = (JoinOutcomeLink(),)
@@ -134,12 +138,10 @@ class JoinAgentSessionOperator(BaseBranchOperator):
         # choose_branch() pushes the outcome as return_value itself (a branching execute may end by
         # raising); Airflow's own push would overwrite it with the list of branches followed.
         kwargs.setdefault("do_xcom_push", False)
-        super().__init__(**kwargs)
+        super().__init__(cxone_conn_id=cxone_conn_id, hook_params=hook_params, **kwargs)
         self.session_id = session_id
         self.security_user = security_user
         self.branches = normalise_branches(branches)
-        self.cxone_conn_id = cxone_conn_id
-        self.hook_params = hook_params or {}
         self.condition_rules = condition_rules
         try:
             self._rules = parse_condition_rules(condition_rules)
@@ -175,8 +177,12 @@ class JoinAgentSessionOperator(BaseBranchOperator):
 
     def choose_branch(self, context: Context) -> list[str]:
         """Join, then the task (group) ids the result condition routes to; fail when none does."""
-        self.validate_branches()
-        outcome, user, source = self._join(context)
+        try:
+            with self.cxone_failures("Join Agent Session"):
+                self.validate_branches()
+                outcome, user, source = self._join(context)
+        finally:
+            self.close_hooks()
         # Pushed here, not returned: a branching execute() ends by raising DownstreamTasksSkipped, and
         # a failed route should still leave the outcome for reports.
         context["ti"].xcom_push(key=XCOM_RETURN_KEY, value=outcome.to_dict())
@@ -213,7 +219,10 @@ class JoinAgentSessionOperator(BaseBranchOperator):
 
     def join(self, context: Context) -> JoinOutcome:
         """Resolve the SecurityUser, then join through the hook; bad input is answered without a call."""
-        return self._join(context)[0]
+        try:
+            return self._join(context)[0]
+        finally:
+            self.close_hooks()
 
     def _join(self, context: Context) -> tuple[JoinOutcome, SecurityUser | None, str]:
         """:meth:`join`, plus the SecurityUser (``None`` when unusable) and where it came from, for the log."""
@@ -229,6 +238,7 @@ class JoinAgentSessionOperator(BaseBranchOperator):
                 None,
                 source,
             )
-        with CxoneHook(connection_for(user, self.cxone_conn_id), **self.hook_params) as hook:
-            outcome = join_agent_session(hook, session_id, user.agent_id, condition_rules=self._rules)
-            return outcome, user, source
+        # The connection comes from the SecurityUser unless cxone_conn_id overrides it.
+        hook = self.make_hook(connection_for(user, self.cxone_conn_id))
+        outcome = join_agent_session(hook, session_id, user.agent_id, condition_rules=self._rules)
+        return outcome, user, source

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseOperator
+from airflow.sdk.exceptions import AirflowFailException
 
 from cxone_provider.hooks.cxone import CxoneHook
+from cxone_provider.operators.base import CxoneBaseOperator, cxone_template_fields
 from cxone_provider.operators.common import as_list
 
 if TYPE_CHECKING:
@@ -50,7 +51,20 @@ def live_sessions(
     return agents
 
 
-class ListAgentSessionsOperator(BaseOperator):
+def whole_numbers(field_name: str, values: list[Any] | None) -> list[int]:
+    """``values`` as ints (``[]`` for ``None``); a bad input fails the task naming the field and the value."""
+    numbers = []
+    for value in values or []:
+        try:
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise ValueError
+            numbers.append(int(value))
+        except (TypeError, ValueError):
+            raise AirflowFailException(f"{field_name} must hold whole numbers, got {value!r:.80}") from None
+    return numbers
+
+
+class ListAgentSessionsOperator(CxoneBaseOperator):
     """List the logged-in agents (``GET agents/states``) a QA sweep checks.
 
     Returns ``[{"agent_id", "team_id", "agent_state"}, ...]``, one item per logged-in agent: feed
@@ -61,9 +75,14 @@ class ListAgentSessionsOperator(BaseOperator):
     :param agent_state_names: keep only agents in these states, e.g. ``["Available"]`` (templated).
     :param exclude_agent_ids: leave these agents out, e.g. the supervisor's own (templated).
     :param cxone_conn_id: the ``cxone`` connection. (templated)
+    :param hook_params: extra keyword arguments for :class:`~cxone_provider.hooks.cxone.CxoneHook`.
+
+    A bad filter (an id that is not a whole number, a value that is not a list), a refused access key
+    or an unusable connection fails the task without retries; no answer, or a 5xx after the hook's
+    retries, is left to Airflow's retries (:mod:`cxone_provider.operators.base`).
     """
 
-    template_fields: Sequence[str] = ("team_ids", "agent_state_names", "exclude_agent_ids", "cxone_conn_id")
+    template_fields: Sequence[str] = cxone_template_fields("team_ids", "agent_state_names", "exclude_agent_ids")
 
     def __init__(
         self,
@@ -75,21 +94,22 @@ class ListAgentSessionsOperator(BaseOperator):
         hook_params: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
-        super().__init__(**kwargs)
+        super().__init__(cxone_conn_id=cxone_conn_id, hook_params=hook_params, **kwargs)
         self.team_ids = team_ids
         self.agent_state_names = agent_state_names
         self.exclude_agent_ids = exclude_agent_ids
-        self.cxone_conn_id = cxone_conn_id
-        self.hook_params = hook_params or {}
 
     def execute(self, context: Context) -> list[dict[str, Any]]:
-        team_ids = as_list("team_ids", self.team_ids)
-        excluded = {int(a) for a in as_list("exclude_agent_ids", self.exclude_agent_ids) or []}
-        with CxoneHook(self.cxone_conn_id, **self.hook_params) as hook:
-            agent_states = hook.get_agent_states()
+        try:
+            with self.cxone_failures("ListAgentSessions"):
+                team_ids = whole_numbers("team_ids", as_list("team_ids", self.team_ids))
+                excluded = set(whole_numbers("exclude_agent_ids", as_list("exclude_agent_ids", self.exclude_agent_ids)))
+                agent_states = self.hook.get_agent_states()
+        finally:
+            self.close_hooks()
         agents = live_sessions(
             agent_states,
-            team_ids=[int(t) for t in team_ids] if team_ids else None,
+            team_ids=team_ids or None,
             agent_state_names=[str(s) for s in as_list("agent_state_names", self.agent_state_names) or []] or None,
         )
         agents = [a for a in agents if a["agent_id"] not in excluded]

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 
-from cxone_provider.conditions import ROUTE_NOT_FOUND, InputRejected, SecurityUser, check_agent_id, is_route_not_found
+from cxone_provider.conditions import ROUTE_NOT_FOUND, SecurityUser, check_agent_id, is_route_not_found
 from cxone_provider.hooks.cxone import CxoneApiError, CxoneHook
+from cxone_provider.operators.base import CxoneBaseOperator, cxone_template_fields
 from cxone_provider.timezones import resolve_time_zone
 
 if TYPE_CHECKING:
@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
 
 
-class SetSecurityUserOperator(BaseOperator):
+class SetSecurityUserOperator(CxoneBaseOperator):
     """Check that an agent exists and is active, and return it as the SecurityUser for later joins.
 
     The XCom ``return_value`` is the SecurityUser mapping, e.g.
@@ -25,7 +25,9 @@ class SetSecurityUserOperator(BaseOperator):
     It never holds a token or a secret: XCom is stored in plain text, so each task that calls CXone
     requests its own token from the connection.
 
-    An unknown or inactive agent fails the task with a message naming the agent id and the reason.
+    An unknown or inactive agent fails the task with a message naming the agent id and the reason;
+    so do a refused access key and an unusable connection, without retries. No answer, or a 5xx after
+    the hook's retries, is left to Airflow's retries (:mod:`cxone_provider.operators.base`).
 
     .. seealso:: ``README.md``, section "SetSecurityUserOperator".
 
@@ -37,7 +39,7 @@ class SetSecurityUserOperator(BaseOperator):
     :param hook_params: extra keyword arguments for :class:`~cxone_provider.hooks.cxone.CxoneHook`.
     """
 
-    template_fields: Sequence[str] = ("agent_id", "time_zone", "cxone_conn_id")
+    template_fields: Sequence[str] = cxone_template_fields("agent_id", "time_zone")
     ui_color = "#d6eaf8"
 
     def __init__(
@@ -49,20 +51,21 @@ class SetSecurityUserOperator(BaseOperator):
         hook_params: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
-        super().__init__(**kwargs)
+        super().__init__(cxone_conn_id=cxone_conn_id, hook_params=hook_params, **kwargs)
         self.agent_id = agent_id
         self.time_zone = time_zone
-        self.cxone_conn_id = cxone_conn_id
-        self.hook_params = hook_params or {}
 
     def execute(self, context: Context) -> dict[str, Any]:
         try:
-            agent_id = check_agent_id(self.agent_id)
-        except InputRejected as rejected:
-            raise AirflowFailException(f"SetSecurityUser: {rejected.message}") from None
+            with self.cxone_failures("SetSecurityUser"):
+                return self._set_security_user()
+        finally:
+            self.close_hooks()
+
+    def _set_security_user(self) -> dict[str, Any]:
+        agent_id = check_agent_id(self.agent_id)
         try:
-            with CxoneHook(self.cxone_conn_id, **self.hook_params) as hook:
-                agent = hook.get_agent(agent_id)
+            agent = self.hook.get_agent(agent_id)
         except CxoneApiError as error:
             if is_route_not_found(error.response):
                 # Not an answer about the agent: the URL is wrong (a mistyped api_base_url or api_version).
@@ -84,6 +87,6 @@ class SetSecurityUserOperator(BaseOperator):
         if resolved.warning:
             self.log.warning("SetSecurityUser: agent %s: %s", agent_id, resolved.warning)
         time_zone = resolved.name
-        user = SecurityUser(agent_id=agent_id, conn_id=self.cxone_conn_id, time_zone=time_zone, name=name)
+        user = SecurityUser(agent_id=agent_id, conn_id=self.hook_conn_id, time_zone=time_zone, name=name)
         self.log.info("SecurityUser is agent %s (%s), time zone %s", agent_id, name, time_zone)
         return user.to_xcom()

@@ -10,15 +10,14 @@ from __future__ import annotations
 
 import time
 from datetime import timedelta
-from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseSensorOperator, PokeReturnValue, conf
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSensorTimeout, AirflowSkipException
 
 from cxone_provider.conditions import InputRejected, check_agent_id
-from cxone_provider.exceptions import CxoneAuthError
 from cxone_provider.hooks.cxone import CxoneHook
+from cxone_provider.operators.base import CxoneTaskMixin, cxone_template_fields
 from cxone_provider.triggers.agent_state import (
     AgentStateTrigger,
     describe_wanted,
@@ -38,7 +37,7 @@ if TYPE_CHECKING:
 _TIMEOUT_PREFIX = "Sensor has timed out"
 
 
-class AgentStateSensor(BaseSensorOperator):
+class AgentStateSensor(CxoneTaskMixin, BaseSensorOperator):
     """Wait until a CXone agent is in one of ``states``; return the agent's ``agents/states`` row.
 
     The XCom ``return_value`` is the row as CXone lists it (``agentId``, ``agentStateName``,
@@ -51,8 +50,9 @@ class AgentStateSensor(BaseSensorOperator):
     Otherwise it waits in ``mode="poke"`` (holding the slot) or ``mode="reschedule"``.
 
     Errors: an agent CXone does not list, or an access key CXone refuses, fails the task without
-    retries, naming the agent or the access key id; a timeout fails it with Airflow's sensor timeout
-    message and the last state seen (skipped with ``soft_fail=True``).
+    retries, naming the agent or the access key id; so do an unusable connection and an error answer
+    no retry can change (the failure policy of :mod:`cxone_provider.operators.base`); a timeout fails
+    it with Airflow's sensor timeout message and the last state seen (skipped with ``soft_fail=True``).
 
     .. seealso:: ``README.md``, section "AgentStateSensor".
 
@@ -67,7 +67,7 @@ class AgentStateSensor(BaseSensorOperator):
     :param kwargs: :class:`~airflow.sdk.BaseSensorOperator`'s: ``timeout``, ``mode``, ``soft_fail``…
     """
 
-    template_fields: Sequence[str] = ("agent_id", "states", "cxone_conn_id")
+    template_fields: Sequence[str] = cxone_template_fields("agent_id", "states")
     ui_color = "#d6eaf8"
 
     def __init__(
@@ -84,11 +84,10 @@ class AgentStateSensor(BaseSensorOperator):
         if "poke_interval" in kwargs:
             raise TypeError("AgentStateSensor takes poll_interval, not poke_interval")
         super().__init__(poke_interval=poll_interval, **kwargs)
+        self._init_cxone(cxone_conn_id, hook_params)
         self.agent_id = agent_id
         self.states = states
-        self.cxone_conn_id = cxone_conn_id
         self.deferrable = deferrable
-        self.hook_params = hook_params or {}
         self._last_state: Any = None
 
     @property
@@ -103,19 +102,11 @@ class AgentStateSensor(BaseSensorOperator):
             raise AirflowFailException(f"AgentStateSensor: {rejected}") from None
         return agent_id, states
 
-    @cached_property
-    def hook(self) -> CxoneHook:
-        """One hook, so one token, for every poke of one execution (closed when it ends)."""
-        return CxoneHook(self.cxone_conn_id, **self.hook_params)
-
     def poke(self, context: Context) -> PokeReturnValue:
         agent_id, states = self._checked_inputs()
-        try:
+        # One hook, so one token, for every poke of one execution (closed when it ends).
+        with self.cxone_failures("AgentStateSensor"):
             rows = self.hook.get_agent_states()
-        except CxoneAuthError as error:
-            if error.refused:  # asking again cannot help: no retry, whatever the task's retries
-                raise AirflowFailException(f"AgentStateSensor: {error}") from None
-            raise
         row = find_agent(rows, agent_id)
         if row is None:
             raise AirflowFailException(unknown_agent_message(agent_id, len(rows)))
@@ -130,8 +121,7 @@ class AgentStateSensor(BaseSensorOperator):
         try:
             return self._execute(context)
         finally:
-            if "hook" in self.__dict__:
-                self.__dict__.pop("hook").close()
+            self.close_hooks()
 
     def _execute(self, context: Context) -> Any:
         agent_id, states = self._checked_inputs()
@@ -156,7 +146,7 @@ class AgentStateSensor(BaseSensorOperator):
         self.defer(
             trigger=AgentStateTrigger(
                 agent_id=agent_id,
-                cxone_conn_id=self.cxone_conn_id,
+                cxone_conn_id=self.hook_conn_id,
                 states=states,
                 poll_interval=self.poll_interval,
                 timeout=self.timeout,

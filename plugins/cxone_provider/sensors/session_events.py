@@ -10,7 +10,6 @@ by default the session's end — so a DAG notices it. Deferrable (the default fo
 from __future__ import annotations
 
 from datetime import timedelta
-from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseSensorOperator, PokeReturnValue, conf
@@ -18,6 +17,7 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException, Airfl
 
 from cxone_provider.conditions import InputRejected, check_session_id
 from cxone_provider.hooks.cxone import SESSION_END_EVENT, CxoneHook
+from cxone_provider.operators.base import CxoneTaskMixin, cxone_template_fields
 from cxone_provider.triggers.session_events import (
     AgentSessionEventTrigger,
     check_poll_timeout,
@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
 
 
-class AgentSessionEventSensor(BaseSensorOperator):
+class AgentSessionEventSensor(CxoneTaskMixin, BaseSensorOperator):
     """Poll a CXone agent session's events until one of ``event_types``; return it.
 
     The XCom ``return_value`` is ``{"session_id", "event", "polls", "events_seen"}``: ``session_id`` is
@@ -47,11 +47,16 @@ class AgentSessionEventSensor(BaseSensorOperator):
     :param poll_timeout: seconds CXone may hold each poll (0 to 60); the polls follow one another
         without a pause, which is what keeps the session alive.
     :param deferrable: wait in the triggerer instead of a worker slot.
+    :param hook_params: extra keyword arguments for :class:`~cxone_provider.hooks.cxone.CxoneHook`
+        (poke mode; the triggerer builds its own from the connection).
     :param kwargs: :class:`~airflow.sdk.BaseSensorOperator`'s: ``timeout``, ``soft_fail``… ``mode``
         must stay ``"poke"``: the session id moves on with every poll, so it cannot wait rescheduled.
+
+    Failures follow :mod:`cxone_provider.operators.base`: a bad session id, an unusable connection,
+    a refused access key or an error answer no retry can change fails the task without retries.
     """
 
-    template_fields: Sequence[str] = ("session_id", "event_types", "cxone_conn_id")
+    template_fields: Sequence[str] = cxone_template_fields("session_id", "event_types")
     ui_color = "#d6eaf8"
 
     def __init__(
@@ -62,6 +67,7 @@ class AgentSessionEventSensor(BaseSensorOperator):
         cxone_conn_id: str = CxoneHook.default_conn_name,
         poll_timeout: int = 30,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        hook_params: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("poke_interval", 0.0)  # the long poll is the wait
@@ -71,18 +77,14 @@ class AgentSessionEventSensor(BaseSensorOperator):
                 f"{self.task_id}: mode='reschedule' cannot follow a CXone session (each poll names the id "
                 "the next must use): use deferrable=True to free the worker slot"
             )
+        self._init_cxone(cxone_conn_id, hook_params)
         self.session_id = session_id
         self.event_types = event_types
-        self.cxone_conn_id = cxone_conn_id
         self.poll_timeout = check_poll_timeout(poll_timeout)
         self.deferrable = deferrable
         self._current: str | None = None
         self._polls = 0
         self._events_seen = 0
-
-    @cached_property
-    def hook(self) -> CxoneHook:
-        return CxoneHook(self.cxone_conn_id)
 
     def _checked_session(self) -> str:
         try:
@@ -92,12 +94,15 @@ class AgentSessionEventSensor(BaseSensorOperator):
 
     def execute(self, context: Context) -> Any:
         if not self.deferrable:
-            return super().execute(context)
+            try:
+                return super().execute(context)
+            finally:
+                self.close_hooks()
         timeout = self.timeout.total_seconds() if isinstance(self.timeout, timedelta) else self.timeout
         self.defer(
             trigger=AgentSessionEventTrigger(
                 session_id=self._checked_session(),
-                cxone_conn_id=self.cxone_conn_id,
+                cxone_conn_id=self.hook_conn_id,
                 event_types=wanted_event_types(self.event_types),
                 poll_timeout=self.poll_timeout,
                 timeout=timeout,
@@ -109,7 +114,8 @@ class AgentSessionEventSensor(BaseSensorOperator):
     def poke(self, context: Context) -> PokeReturnValue:
         wanted = wanted_event_types(self.event_types)
         session = self._current or self._checked_session()
-        answer = self.hook.get_next_event(session, timeout=self.poll_timeout)
+        with self.cxone_failures(self.task_id):
+            answer = self.hook.get_next_event(session, timeout=self.poll_timeout)
         self._polls += 1
         self._events_seen += len(answer.events)
         self._current = answer.next_session_id or session
