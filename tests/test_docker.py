@@ -40,7 +40,7 @@ AIRFLOW_UID = "50000"  # the `airflow` user of the apache/airflow images
 
 # Credentials allowed to appear in docker/: the sandbox's documented seed, and the local-only
 # `airflow` defaults of the compose file's PostgreSQL and web login (both overridable).
-SANDBOX_SEED = json.loads(importlib.resources.files("cxone_provider.sandbox").joinpath("default_seed.json").read_text())
+SANDBOX_SEED = json.loads(importlib.resources.files("cxone_sandbox").joinpath("default_seed.json").read_text())
 ALLOWED_CREDENTIALS = {
     SANDBOX_SEED["tenant_id"],
     *(v for app in SANDBOX_SEED["applications"] for v in app.values()),

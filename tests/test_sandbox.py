@@ -26,15 +26,15 @@ import pytest
 import requests
 
 from cxone_provider import testing as cxone_testing
-from cxone_provider.sandbox import create_app, default_seed, generate_seed, load_seed
-from cxone_provider.sandbox.agent_states import AGENT_STATE_FIELDS
-from cxone_provider.sandbox.app import GATEWAY_NOT_FOUND
-from cxone_provider.sandbox.cli import build_parser, connection_line, faults_from_args
-from cxone_provider.sandbox.faults import Faults
-from cxone_provider.sandbox.routes import DEFAULT_STATES_PAGE_SIZE, KNOWN_API_VERSIONS, MAX_STATES_PAGE_SIZE
-from cxone_provider.sandbox.seed import sandbox_connection
-from cxone_provider.sandbox.settings import ADMIN_TOKEN_ENV, JOURNAL_ENTRY_BYTES, Settings, is_loopback
 from cxone_provider.testing import SandboxError, SandboxServer
+from cxone_sandbox import create_app, default_seed, generate_seed, load_seed
+from cxone_sandbox.agent_states import AGENT_STATE_FIELDS
+from cxone_sandbox.app import GATEWAY_NOT_FOUND
+from cxone_sandbox.cli import build_parser, connection_line, faults_from_args
+from cxone_sandbox.faults import Faults
+from cxone_sandbox.routes import DEFAULT_STATES_PAGE_SIZE, KNOWN_API_VERSIONS, MAX_STATES_PAGE_SIZE
+from cxone_sandbox.seed import sandbox_connection
+from cxone_sandbox.settings import ADMIN_TOKEN_ENV, JOURNAL_ENTRY_BYTES, Settings, is_loopback
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -1407,7 +1407,7 @@ def run_cli(tmp_path: Path, *args: str, env: dict[str, str], wait: bool) -> tupl
     full_env.update(env)
     with out.open("wb") as stdout, err.open("wb") as stderr:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "cxone_provider.sandbox.cli", *args], stdout=stdout, stderr=stderr, env=full_env
+            [sys.executable, "-m", "cxone_sandbox.cli", *args], stdout=stdout, stderr=stderr, env=full_env
         )
     if wait:
         try:
@@ -1753,7 +1753,7 @@ def test_cli_announces_and_stops_cleanly(sig: signal.Signals) -> None:
     cmd = [
         sys.executable,
         "-m",
-        "cxone_provider.sandbox.cli",
+        "cxone_sandbox.cli",
         "--port",
         "0",
         "--live-sessions",

@@ -19,9 +19,9 @@ import pytest
 import requests
 
 from cxone_provider import testing as cxone_testing
-from cxone_provider.sandbox import default_seed
-from cxone_provider.sandbox.state import ID_TOKEN_HEADER
 from cxone_provider.testing import SandboxServer
+from cxone_sandbox import default_seed
+from cxone_sandbox.state import ID_TOKEN_HEADER
 
 # The package's own fixtures, used the way a user's conftest would use them.
 cxone_sandbox_server = cxone_testing.cxone_sandbox_server

@@ -10,7 +10,7 @@ import time
 
 import requests
 
-from cxone_provider.sandbox.faults import Faults
+from cxone_sandbox.faults import Faults
 
 
 def api(sandbox, token, path="agents/1001"):
@@ -85,7 +85,7 @@ def test_the_rate_limit_is_a_setting_of_the_command_line_and_the_json_endpoint()
     faults = Faults.from_mapping({"rate_limit_rps": "50", "rate_limit_burst": 10})
     assert (faults.rate_limit_rps, faults.rate_limit_burst) == (50.0, 10)
     help_text = subprocess.run(
-        [sys.executable, "-m", "cxone_provider.sandbox.cli", "--help"], capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "cxone_sandbox.cli", "--help"], capture_output=True, text=True, timeout=60
     ).stdout
     assert "--rate-limit-rps" in help_text
     assert "--rate-limit-burst" in help_text

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from cxone_provider.sandbox.cli import build_parser, faults_from_args, settings_table
-from cxone_provider.sandbox.declare import Spec, specs
-from cxone_provider.sandbox.faults import FAILURES, Faults
-from cxone_provider.sandbox.settings import Settings
 from cxone_provider.testing import SandboxServer
+from cxone_sandbox.cli import build_parser, faults_from_args, settings_table
+from cxone_sandbox.declare import Spec, specs
+from cxone_sandbox.faults import FAILURES, Faults
+from cxone_sandbox.settings import Settings
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 TABLE_START = "<!-- sandbox-settings:start -->"
@@ -25,7 +25,7 @@ def test_readme_table_is_the_generated_one() -> None:
     text = README.read_text(encoding="utf-8")
     assert TABLE_START in text, (
         f"README.md needs the sandbox settings table between {TABLE_START} and {TABLE_END}: paste the output "
-        "of python -c 'from cxone_provider.sandbox.cli import settings_table; print(settings_table(), end=\"\")'"
+        "of python -c 'from cxone_sandbox.cli import settings_table; print(settings_table(), end=\"\")'"
     )
     assert TABLE_END in text.split(TABLE_START, 1)[1], f"{TABLE_END} must follow {TABLE_START}"
     held = text.split(TABLE_START, 1)[1].split(TABLE_END, 1)[0]
@@ -114,7 +114,7 @@ def test_the_shared_die_keeps_its_order() -> None:
 def test_the_sandbox_and_the_hook_know_the_same_supervise_actions() -> None:
     """Each keeps its own copy (the sandbox imports nothing of the hook): they must agree."""
     from cxone_provider.hooks.cxone import SUPERVISE_ACTIONS as HOOK_ACTIONS
-    from cxone_provider.sandbox.state import SUPERVISE_ACTIONS
+    from cxone_sandbox.state import SUPERVISE_ACTIONS
 
     assert SUPERVISE_ACTIONS == HOOK_ACTIONS
 
@@ -123,5 +123,5 @@ def test_the_sandbox_imports_nothing_of_the_hook() -> None:
     sandbox = Path(__file__).resolve().parents[1] / "plugins" / "cxone_provider" / "sandbox"
     for module in sorted(sandbox.glob("*.py")):
         imports = re.findall(r"^\s*(?:from|import) (cxone_provider\.[\w.]+)", module.read_text(), re.M)
-        outside = [name for name in imports if not name.startswith("cxone_provider.sandbox")]
+        outside = [name for name in imports if not name.startswith("cxone_sandbox")]
         assert not outside, f"{module.name} imports {outside}"

@@ -19,9 +19,9 @@ from cxone_provider.conditions import JoinCondition
 from cxone_provider.exceptions import CxoneAuthError
 from cxone_provider.hooks.cxone import CxoneHook
 from cxone_provider.operators.common import join_agent_session
-from cxone_provider.sandbox.cli import CA_FILE_PREFIX
-from cxone_provider.sandbox.tls import certificate_names, make_certificates
 from cxone_provider.testing import SandboxServer
+from cxone_sandbox.cli import CA_FILE_PREFIX
+from cxone_sandbox.tls import certificate_names, make_certificates
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -140,7 +140,7 @@ def test_the_ca_file_is_public_and_the_key_private(tmp_path: Path) -> None:
 def test_cli_tls_prints_the_ca_after_the_listening_line(tmp_path: Path) -> None:
     ca_file = tmp_path / "ca.pem"
     env = {"PYTHONPATH": PLUGINS, "PATH": "/usr/bin:/bin"}
-    cmd = [sys.executable, "-m", "cxone_provider.sandbox.cli", "--port", "0", "--tls", "--tls-ca-file", str(ca_file)]
+    cmd = [sys.executable, "-m", "cxone_sandbox.cli", "--port", "0", "--tls", "--tls-ca-file", str(ca_file)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
     try:
         assert proc.stdout is not None

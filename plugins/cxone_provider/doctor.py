@@ -8,7 +8,7 @@ SecurityUser's agent, the first page of ``agents/states`` and ``apiversion``; ev
 the provider needs is missing.
 
 ``--record PATH`` writes every answer it got, redacted, to a JSON file that ``cxone-sandbox --replay
-PATH`` serves (see :mod:`cxone_provider.sandbox.replay` and ``docs/doctor.md`` for the format).
+PATH`` serves (see :mod:`cxone_sandbox.replay` and ``docs/doctor.md`` for the format).
 
 Airflow's plugin loader imports every ``.py`` file of a plugins folder under its own name: this module
 only defines things at import time and runs only when started as a program.
@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from cxone_provider.hooks.cxone import CxoneHook
     from cxone_provider.response import ApiResponse
 
-#: The ``format`` of a record file; :mod:`cxone_provider.sandbox.replay` refuses any other.
+#: The ``format`` of a record file; :mod:`cxone_sandbox.replay` refuses any other.
 RECORD_FORMAT: Final = "cxone-doctor-record/1"
 #: What stands in for every redacted value in a record.
 REDACTED: Final = "<redacted>"

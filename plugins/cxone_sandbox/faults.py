@@ -98,7 +98,7 @@ import random
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-from cxone_provider.sandbox.declare import check, from_mapping, setting, specs
+from cxone_sandbox.declare import check, from_mapping, setting, specs
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -145,7 +145,7 @@ class Faults:
     """The fault configuration of a sandbox, all knobs off by default, and its tenant settings.
 
     Each field is declared once, with its help text and range (see
-    :mod:`cxone_provider.sandbox.declare`): the command line, ``PUT /_sandbox/faults``,
+    :mod:`cxone_sandbox.declare`): the command line, ``PUT /_sandbox/faults``,
     :class:`~cxone_provider.testing.SandboxServer` and the README's table are derived from it.
     """
 

@@ -1,11 +1,11 @@
 """The sandbox's contact centre: a seed turned into in-memory state, and the API's rules over it.
 
-The rules live beside it by role: the token endpoint's in :mod:`~cxone_provider.sandbox.tokens`, the
-``agents/states`` listing in :mod:`~cxone_provider.sandbox.agent_states`, a session's events, polls and
-keep-alive in :mod:`~cxone_provider.sandbox.events`, time zones in
-:mod:`~cxone_provider.sandbox.timezones`, the parameter rules and the error shape in
-:mod:`~cxone_provider.sandbox.params`; the seed it starts from in
-:mod:`~cxone_provider.sandbox.seed`. All state lives on the event loop's thread (every route is
+The rules live beside it by role: the token endpoint's in :mod:`~cxone_sandbox.tokens`, the
+``agents/states`` listing in :mod:`~cxone_sandbox.agent_states`, a session's events, polls and
+keep-alive in :mod:`~cxone_sandbox.events`, time zones in
+:mod:`~cxone_sandbox.timezones`, the parameter rules and the error shape in
+:mod:`~cxone_sandbox.params`; the seed it starts from in
+:mod:`~cxone_sandbox.seed`. All state lives on the event loop's thread (every route is
 ``async``), so it needs no locks.
 """
 
@@ -15,14 +15,14 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from cxone_provider.sandbox.agent_states import AgentStatesListing, only_fields, user_name
-from cxone_provider.sandbox.events import SessionEvents
-from cxone_provider.sandbox.faults import DEFAULT_SESSION_TIMEOUT_S
-from cxone_provider.sandbox.params import ApiError, iso_time, parse_agent_id, parse_bool, parse_int
-from cxone_provider.sandbox.records import Agent, Session, User
-from cxone_provider.sandbox.seed import DEFAULT_BUSINESS_UNIT_ID, validate_seed
-from cxone_provider.sandbox.timezones import current_offset
-from cxone_provider.sandbox.tokens import (
+from cxone_sandbox.agent_states import AgentStatesListing, only_fields, user_name
+from cxone_sandbox.events import SessionEvents
+from cxone_sandbox.faults import DEFAULT_SESSION_TIMEOUT_S
+from cxone_sandbox.params import ApiError, iso_time, parse_agent_id, parse_bool, parse_int
+from cxone_sandbox.records import Agent, Session, User
+from cxone_sandbox.seed import DEFAULT_BUSINESS_UNIT_ID, validate_seed
+from cxone_sandbox.timezones import current_offset
+from cxone_sandbox.tokens import (
     ACCESS_TOKEN_PREFIX,
     ID_TOKEN_HEADER,
     REFRESH_TOKEN_PREFIX,
@@ -46,7 +46,7 @@ __all__ = ["ACCESS_TOKEN_PREFIX", "ID_TOKEN_HEADER", "REFRESH_TOKEN_PREFIX", "SU
 class SandboxState(TokenRules, AgentStatesListing, SessionEvents):
     """The tenant's state: apps, users, agents, sessions, tokens, joins and supervise actions.
 
-    :param seed: a validated seed (see :func:`~cxone_provider.sandbox.seed.load_seed`).
+    :param seed: a validated seed (see :func:`~cxone_sandbox.seed.load_seed`).
     """
 
     def __init__(self, seed: Mapping[str, Any]) -> None:

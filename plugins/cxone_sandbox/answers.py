@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
     from starlette.types import Receive, Send
 
-    from cxone_provider.sandbox.faults import Faults
+    from cxone_sandbox.faults import Faults
 
     # Writes one malformed answer and returns the status it sent.
     _Malformed = Callable[[Send, Receive, "Asked"], Awaitable[int]]

@@ -1,6 +1,6 @@
-"""``cxone-sandbox`` (or ``python -m cxone_provider.sandbox.cli``): run the CXone sandbox server.
+"""``cxone-sandbox`` (or ``python -m cxone_sandbox.cli``): run the CXone sandbox server.
 
-There is deliberately no ``sandbox/__main__.py``: Airflow's plugin loader imports every ``.py`` file of
+There is deliberately no ``cxone_sandbox/__main__.py``: Airflow's plugin loader imports every ``.py`` file of
 a plugins folder under its own file name, so a ``__main__.py`` copied there would run as ``__main__``
 and take over every ``airflow`` command. This module runs only when started as a program.
 
@@ -15,7 +15,7 @@ It refuses to bind beyond loopback (``--host 0.0.0.0``, an interface's address, 
 anyone who can connect could otherwise change its faults, reset it or read its journal. It does not
 make one up: a generated token would have to be printed to be used, and the server's output ends up
 in logs (``docker compose logs``) that the token must stay out of. See
-:mod:`cxone_provider.sandbox.settings`.
+:mod:`cxone_sandbox.settings`.
 """
 
 from __future__ import annotations
@@ -35,19 +35,19 @@ from typing import TYPE_CHECKING, Any
 
 import uvicorn
 
-from cxone_provider.sandbox.app import create_app
-from cxone_provider.sandbox.declare import add_arguments, markdown_table, values_from_args
-from cxone_provider.sandbox.faults import Faults
-from cxone_provider.sandbox.replay import Recording, load_recording, replay_connection
-from cxone_provider.sandbox.seed import generate_seed, load_seed, sandbox_connection
-from cxone_provider.sandbox.settings import Settings
-from cxone_provider.sandbox.tls import TlsFiles, certificate_names, make_certificates
+from cxone_sandbox.app import create_app
+from cxone_sandbox.declare import add_arguments, markdown_table, values_from_args
+from cxone_sandbox.faults import Faults
+from cxone_sandbox.replay import Recording, load_recording, replay_connection
+from cxone_sandbox.seed import generate_seed, load_seed, sandbox_connection
+from cxone_sandbox.settings import Settings
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
     from types import FrameType
 
-    from cxone_provider.sandbox.asgi import Sandbox, SandboxApp
+    from cxone_sandbox.asgi import Sandbox, SandboxApp
+    from cxone_sandbox.tls import TlsFiles
 
 
 #: The start of the stdout line naming the CA certificate of a sandbox serving HTTPS (``--tls``).
@@ -72,11 +72,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--replay",
         metavar="RECORD.json",
         help="serve the answers cxone-doctor --record wrote, instead of the seed's tenant "
-        "(the seed's credentials still log in; see cxone_provider.sandbox.replay)",
+        "(the seed's credentials still log in; see cxone_sandbox.replay)",
     )
     add_arguments(p, Faults)
     add_arguments(p, Settings)
-    tls = p.add_argument_group("TLS (see cxone_provider.sandbox.tls)")
+    tls = p.add_argument_group("TLS (see cxone_sandbox.tls)")
     tls.add_argument(
         "--tls", action="store_true", help="serve HTTPS with a certificate and a CA made at start (off: plain HTTP)"
     )
@@ -269,6 +269,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         files: TlsFiles | None = None
         if key_dir is not None:
+            # Imported here: only --tls needs x509 (the id_token signing needs cryptography anyway).
+            from cxone_sandbox.tls import certificate_names, make_certificates
+
             try:
                 files = make_certificates(
                     certificate_names(args.host, args.tls_name), key_dir, args.tls_ca_file or Path(key_dir, "ca.pem")

@@ -10,13 +10,13 @@ import functools
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from cxone_provider.sandbox.params import POSITIVE_INT, ApiError, iso_time, parse_datetime
-from cxone_provider.sandbox.seed import SANDBOX_DOMAIN
+from cxone_sandbox.params import POSITIVE_INT, ApiError, iso_time, parse_datetime
+from cxone_sandbox.seed import SANDBOX_DOMAIN
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-    from cxone_provider.sandbox.records import Agent, Session
+    from cxone_sandbox.records import Agent, Session
 
 # agentStateName -> (agentStateId, agentStateCategory). The names are CXone's published enumeration;
 # the published schema gives no ids or categories, so these are the sandbox's own (documented) values.
@@ -68,7 +68,7 @@ AGENT_STATE_FIELDS = (
 
 
 class AgentStatesListing:
-    """The ``agents/states`` listing, as a part of :class:`~cxone_provider.sandbox.state.SandboxState`
+    """The ``agents/states`` listing, as a part of :class:`~cxone_sandbox.state.SandboxState`
     (which holds the attributes below)."""
 
     business_unit_id: int

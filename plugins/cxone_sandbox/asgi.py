@@ -1,5 +1,5 @@
 """The raw ASGI layer in front of the whole FastAPI stack: faults, the journal, the body limit and
-the admin token (see :mod:`cxone_provider.sandbox.app` for what it means to a client).
+the admin token (see :mod:`cxone_sandbox.app` for what it means to a client).
 
 A faulted request never reaches a route, so it cannot change state, and only this outermost layer
 holds uvicorn's own ``send``, which is how a connection is dropped. It reads every request's body, on
@@ -22,7 +22,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from fastapi import FastAPI
 
-from cxone_provider.sandbox.answers import (
+from cxone_sandbox.answers import (
     FAULT_RESPONSES,
     MALFORMED,
     Asked,
@@ -30,8 +30,8 @@ from cxone_provider.sandbox.answers import (
     send_error,
     send_too_large,
 )
-from cxone_provider.sandbox.faults import FaultInjector, Faults
-from cxone_provider.sandbox.incoming import (
+from cxone_sandbox.faults import FaultInjector, Faults
+from cxone_sandbox.incoming import (
     ADMIN_PREFIX,
     API_PREFIX,
     AUTH_PATHS,
@@ -44,10 +44,10 @@ from cxone_provider.sandbox.incoming import (
     read_body,
     replaying,
 )
-from cxone_provider.sandbox.ratelimit import TokenBucket, retry_after_header
-from cxone_provider.sandbox.seed import load_seed
-from cxone_provider.sandbox.settings import JOURNAL_ENTRY_BYTES, Settings, is_loopback
-from cxone_provider.sandbox.state import SandboxState
+from cxone_sandbox.ratelimit import TokenBucket, retry_after_header
+from cxone_sandbox.seed import load_seed
+from cxone_sandbox.settings import JOURNAL_ENTRY_BYTES, Settings, is_loopback
+from cxone_sandbox.state import SandboxState
 
 if TYPE_CHECKING:
     from collections.abc import Mapping

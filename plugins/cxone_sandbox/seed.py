@@ -1,6 +1,6 @@
 """Seeds: the tenant a sandbox starts from, read, checked and generated, and the connection to it.
 
-The seed format (the shipped one is ``default_seed.json``, described in :mod:`cxone_provider.sandbox`)::
+The seed format (the shipped one is ``default_seed.json``, described in :mod:`cxone_sandbox`)::
 
     {"tenant_id": "...", "business_unit_id": 4600001,
      "applications": [{"client_id": "...", "client_secret": "..."}],
@@ -14,7 +14,7 @@ The seed format (the shipped one is ``default_seed.json``, described in :mod:`cx
 ``business_unit_id``, ``team_name``, ``time_zone``, ``user_name``, ``email_address``, ``station_id``
 and ``agent_state`` are optional. ``time_zone`` is served as given: a CXone display name
 (``"(GMT-05:00) Eastern Time (US & Canada)"``), a Windows id (``"Eastern Standard Time"``) or an IANA
-name (see :mod:`cxone_provider.sandbox.timezones`).
+name (see :mod:`cxone_sandbox.timezones`).
 """
 
 from __future__ import annotations

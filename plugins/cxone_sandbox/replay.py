@@ -28,14 +28,14 @@ from urllib.parse import urlencode
 from fastapi import Request  # noqa: TC002 - FastAPI reads route annotations at run time
 from fastapi.responses import JSONResponse, Response
 
-from cxone_provider.sandbox.incoming import API_PREFIX, DISCOVERY_PATH, TOKEN_PATH, fields_as_params, parse_body
-from cxone_provider.sandbox.params import ApiError
+from cxone_sandbox.incoming import API_PREFIX, DISCOVERY_PATH, TOKEN_PATH, fields_as_params, parse_body
+from cxone_sandbox.params import ApiError
 
 if TYPE_CHECKING:
     import os
     from collections.abc import Mapping
 
-    from cxone_provider.sandbox.asgi import SandboxApp
+    from cxone_sandbox.asgi import SandboxApp
 
 #: The one record format this module reads (written by :mod:`cxone_provider.doctor`).
 RECORD_FORMAT: Final = "cxone-doctor-record/1"
@@ -155,7 +155,7 @@ def replay_connection(
 ) -> dict[str, Any]:
     """The ``cxone`` connection for a replay at ``url``: the seed's credentials, the record's API version,
     and discovery only when the record holds a discovery answer (else ``api_base_url``)."""
-    from cxone_provider.sandbox.seed import sandbox_connection
+    from cxone_sandbox.seed import sandbox_connection
 
     extras: dict[str, Any] = {"api_version": recording.api_version}
     if not recording.has_discovery:

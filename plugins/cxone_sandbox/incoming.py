@@ -1,6 +1,6 @@
 """A request as it reaches the sandbox: its path, its body read within a limit, its fields.
 
-The raw ASGI layer (:mod:`cxone_provider.sandbox.asgi`) reads every body through :func:`read_body`;
+The raw ASGI layer (:mod:`cxone_sandbox.asgi`) reads every body through :func:`read_body`;
 the routes parse it with :func:`parse_body`, whatever published client sent it (JSON or a form).
 """
 

@@ -1,6 +1,6 @@
 """The sandbox's own routes under ``/_sandbox/``: faults, journal, state, reset and agents' states.
 
-The raw ASGI layer (:mod:`cxone_provider.sandbox.asgi`) checks the admin token before any of them
+The raw ASGI layer (:mod:`cxone_sandbox.asgi`) checks the admin token before any of them
 runs, and neither faults nor journals them.
 """
 
@@ -12,13 +12,13 @@ from typing import TYPE_CHECKING
 from fastapi import Request  # noqa: TC002 - FastAPI reads route annotations at run time
 from fastapi.responses import JSONResponse, Response
 
-from cxone_provider.sandbox.answers import error_response
-from cxone_provider.sandbox.faults import Faults
-from cxone_provider.sandbox.params import ApiError, parse_agent_id
-from cxone_provider.sandbox.settings import JOURNAL_DROPPED_HEADER, JOURNAL_SIZE_HEADER
+from cxone_sandbox.answers import error_response
+from cxone_sandbox.faults import Faults
+from cxone_sandbox.params import ApiError, parse_agent_id
+from cxone_sandbox.settings import JOURNAL_DROPPED_HEADER, JOURNAL_SIZE_HEADER
 
 if TYPE_CHECKING:
-    from cxone_provider.sandbox.asgi import SandboxApp
+    from cxone_sandbox.asgi import SandboxApp
 
 
 def add_admin_routes(app: SandboxApp) -> None:

@@ -26,7 +26,7 @@ PUBLISHED_SENTENCES: Final[dict[tuple[int, str], str]] = {
 
 class ApiError(Exception):
     """A failure the sandbox answers in CXone's shape: on the Agent API the status and the
-    ``icStatusDescription`` header (see :func:`~cxone_provider.sandbox.answers.agent_error_response`),
+    ``icStatusDescription`` header (see :func:`~cxone_sandbox.answers.agent_error_response`),
     on the token endpoint and discovery ``{"error", "error_description"}``.
 
     :param status: the HTTP status.

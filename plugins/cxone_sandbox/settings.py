@@ -1,10 +1,10 @@
 """Server settings of the CXone sandbox: how much it reads and keeps, and who may administer it.
 
-Unlike the fault knobs (:mod:`cxone_provider.sandbox.faults`), these are fixed when the server
+Unlike the fault knobs (:mod:`cxone_sandbox.faults`), these are fixed when the server
 starts: no admin route changes them. Each is declared once, as a field of :class:`Settings`; the
 command line, :class:`cxone_provider.testing.SandboxServer` (:meth:`Settings.to_args`,
 :meth:`Settings.to_env`) and the README's table are derived from that declaration
-(:mod:`cxone_provider.sandbox.declare`).
+(:mod:`cxone_sandbox.declare`).
 
 ``max_body_bytes`` (``--max-body-bytes``, default 1 MiB)
     The largest request body the sandbox reads, on every route (admin routes included). A longer
@@ -21,7 +21,7 @@ command line, :class:`cxone_provider.testing.SandboxServer` (:meth:`Settings.to_
     When set, every ``/_sandbox/…`` route but the API docs needs ``Authorization: Bearer <token>``.
     Required when the sandbox binds beyond loopback: ``cxone-sandbox`` refuses to start otherwise.
     Without one, the admin routes answer loopback connections only (which matters only to an app
-    from :func:`~cxone_provider.sandbox.app.create_app` served some other way). Prefer the
+    from :func:`~cxone_sandbox.app.create_app` served some other way). Prefer the
     environment variable: a command line is visible to every local user (``ps``).
 """
 
@@ -32,7 +32,7 @@ import string
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
-from cxone_provider.sandbox.declare import check, from_mapping, setting, to_args, to_env, values_from_args
+from cxone_sandbox.declare import check, from_mapping, setting, to_args, to_env, values_from_args
 
 if TYPE_CHECKING:
     import argparse
@@ -58,7 +58,7 @@ class Settings:
     """The sandbox's server settings (see the module's documentation).
 
     Each field is declared once, with its help text and range (see
-    :mod:`cxone_provider.sandbox.declare`): the command line, :class:`~cxone_provider.testing.SandboxServer`
+    :mod:`cxone_sandbox.declare`): the command line, :class:`~cxone_provider.testing.SandboxServer`
     and the README's table are derived from it.
     """
 
@@ -103,7 +103,7 @@ class Settings:
 
     @classmethod
     def from_args(cls, args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> Settings:
-        """The settings a command line built by :func:`~cxone_provider.sandbox.declare.add_arguments`
+        """The settings a command line built by :func:`~cxone_sandbox.declare.add_arguments`
         asks for; the admin token is read from its environment variable when the flag is absent.
 
         :raises ValueError: when a value is out of range.

@@ -2,14 +2,14 @@
 
 A real HTTP server (FastAPI on uvicorn, both shipped with Airflow 3) that serves CXone's auth host
 (token endpoint, OIDC document, JWKS and RS256-signed id_tokens, discovery; see
-:mod:`cxone_provider.sandbox.oidc`) and the Agent API calls this provider and NICE's own agent SDK
+:mod:`cxone_sandbox.oidc`) and the Agent API calls this provider and NICE's own agent SDK
 make, with CXone's paths, bodies and failure shapes, accepting requests shaped as NICE's published
-clients send them (see :mod:`cxone_provider.sandbox.app`), fault knobs (latency, 429, 503, dropped
+clients send them (see :mod:`cxone_sandbox.app`), fault knobs (latency, 429, 503, dropped
 connections, malformed answers such as a proxy's HTML page or a dripping body, a path filter, token
 lifetime) and tenant settings (``join_mode``, ``states_session_id``, ``status_description``,
-``error_body``, ``session_timeout_s``; see :mod:`cxone_provider.sandbox.faults`), and inspectable
+``error_body``, ``session_timeout_s``; see :mod:`cxone_sandbox.faults`), and inspectable
 state and request journal under ``/_sandbox/``. Start it with ``cxone-sandbox --port 8765`` (or
-``python -m cxone_provider.sandbox.cli``), or from a test with
+``python -m cxone_sandbox.cli``), or from a test with
 :class:`cxone_provider.testing.SandboxServer`.
 
 By default it is faithful to what NICE publishes: an Agent API error is its status and the
@@ -18,10 +18,10 @@ agent's own live session; impersonation is judged on the token holder; ``agents/
 ``sessionId``. This project's extensions (joining a session by id, ``sessionId`` in state rows, the
 old ``{"error", "error_description"}`` body) are settings a test turns on. A session's life is served
 as NICE's SDK reads it (``get-next-event`` with a new id per answer, set state, the idle timeout: see
-:mod:`cxone_provider.sandbox.events`).
+:mod:`cxone_sandbox.events`).
 
 Whatever reaches it, it stays bounded and in its owner's hands (see
-:mod:`cxone_provider.sandbox.settings`): request bodies over ``--max-body-bytes`` (1 MiB) are refused
+:mod:`cxone_sandbox.settings`): request bodies over ``--max-body-bytes`` (1 MiB) are refused
 with ``413`` unread, the journal keeps the ``--journal-size`` (10,000) most recent requests, and
 beyond loopback the ``/_sandbox/`` routes need an admin token (``CXONE_SANDBOX_ADMIN_TOKEN``).
 
@@ -63,9 +63,9 @@ Under ``join_mode="session"`` (the extension) ``asAgentId=1001&sessionId=sess-20
 
 from __future__ import annotations
 
-from cxone_provider.sandbox.app import create_app
-from cxone_provider.sandbox.faults import Faults
-from cxone_provider.sandbox.seed import default_seed, generate_seed, load_seed
-from cxone_provider.sandbox.settings import Settings
+from cxone_sandbox.app import create_app
+from cxone_sandbox.faults import Faults
+from cxone_sandbox.seed import default_seed, generate_seed, load_seed
+from cxone_sandbox.settings import Settings
 
 __all__ = ["Faults", "Settings", "create_app", "default_seed", "generate_seed", "load_seed"]

@@ -5,7 +5,7 @@ whole FastAPI stack (see :meth:`SandboxApp.__call__`): a faulted request never r
 cannot change state, and only the outermost layer holds uvicorn's own ``send``, which is how a
 connection is dropped. That layer reads every request's body, on every route, and refuses one longer
 than ``max_body_bytes`` with ``413`` after reading at most that much (see
-:mod:`cxone_provider.sandbox.settings`); the routes only see a body it has read. Admin routes
+:mod:`cxone_sandbox.settings`); the routes only see a body it has read. Admin routes
 (``/_sandbox/…``) are neither faulted nor journaled; when an admin token is set they need it
 (``Authorization: Bearer <token>``), all but the API docs, and without one they answer loopback
 connections only (``cxone-sandbox`` refuses to bind beyond loopback without one). The malformed
@@ -40,7 +40,7 @@ No value of a token request's body, no ``Authorization`` header, no issued token
 token (wherever a client put it: ``<redacted>``) ever reaches it. The journal is a ring of the
 ``journal_size`` most recent entries; ``GET /_sandbox/journal`` names in ``X-Sandbox-Journal-Dropped``
 how many fell out since it was last cleared. An entry is kept as at most
-:data:`~cxone_provider.sandbox.settings.JOURNAL_ENTRY_BYTES` of JSON: for a request that would take
+:data:`~cxone_sandbox.settings.JOURNAL_ENTRY_BYTES` of JSON: for a request that would take
 more, the entry withholds its body, then its body's field names, query, User-Agent, and cuts its path,
 until it fits, and names what it left out in an extra key, ``"withheld": ["body", …]``.
 """
@@ -53,18 +53,18 @@ from fastapi import Request  # noqa: TC002 - FastAPI reads route annotations at 
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from cxone_provider.sandbox.admin import add_admin_routes
-from cxone_provider.sandbox.answers import agent_error_response, error_response
-from cxone_provider.sandbox.asgi import Sandbox, SandboxApp
-from cxone_provider.sandbox.faults import Faults
-from cxone_provider.sandbox.incoming import API_PREFIX
-from cxone_provider.sandbox.oidc import add_auth_routes
-from cxone_provider.sandbox.params import ApiError
-from cxone_provider.sandbox.replay import Recording, add_replay_routes
-from cxone_provider.sandbox.routes import (
+from cxone_sandbox.admin import add_admin_routes
+from cxone_sandbox.answers import agent_error_response, error_response
+from cxone_sandbox.asgi import Sandbox, SandboxApp
+from cxone_sandbox.faults import Faults
+from cxone_sandbox.incoming import API_PREFIX
+from cxone_sandbox.oidc import add_auth_routes
+from cxone_sandbox.params import ApiError
+from cxone_sandbox.replay import Recording, add_replay_routes
+from cxone_sandbox.routes import (
     add_api_routes,
 )
-from cxone_provider.sandbox.settings import Settings
+from cxone_sandbox.settings import Settings
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -82,12 +82,12 @@ def create_app(
 ) -> SandboxApp:
     """Build the sandbox app.
 
-    :param seed: the tenant's seed (see :mod:`cxone_provider.sandbox.seed`); default: the shipped one.
-    :param faults: a :class:`~cxone_provider.sandbox.faults.Faults` or a mapping of knobs; default: off.
-    :param settings: a :class:`~cxone_provider.sandbox.settings.Settings` or a mapping of them
+    :param seed: the tenant's seed (see :mod:`cxone_sandbox.seed`); default: the shipped one.
+    :param faults: a :class:`~cxone_sandbox.faults.Faults` or a mapping of knobs; default: off.
+    :param settings: a :class:`~cxone_sandbox.settings.Settings` or a mapping of them
         (body limit, journal size, admin token); default: the defaults, no admin token.
     :param replay: serve this record of a tenant's answers instead of the seed's tenant (see
-        :mod:`cxone_provider.sandbox.replay`); the seed still decides who gets a token.
+        :mod:`cxone_sandbox.replay`); the seed still decides who gets a token.
     """
     initial = faults if isinstance(faults, Faults) else Faults.from_mapping(faults)
     server_settings = settings if isinstance(settings, Settings) else Settings.from_mapping(settings)

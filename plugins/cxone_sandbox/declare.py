@@ -1,7 +1,7 @@
 """Sandbox settings declared once, as dataclass fields, and everything derived from them.
 
-A setting is a field of :class:`~cxone_provider.sandbox.faults.Faults` or
-:class:`~cxone_provider.sandbox.settings.Settings` whose default is :func:`setting`: its type is the
+A setting is a field of :class:`~cxone_sandbox.faults.Faults` or
+:class:`~cxone_sandbox.settings.Settings` whose default is :func:`setting`: its type is the
 field's annotation, and the call gives its help text, range and, where it differs from the field's
 name, its command-line spelling. From that one declaration come:
 

@@ -2,10 +2,10 @@
 
 As NICE's Global Auth publishes them and NICE's SDK uses them: the OIDC document names the token
 endpoint, the JWKS and RS256; every id_token is signed with the sandbox's key
-(:mod:`cxone_provider.sandbox.signing`) and carries the claims NICE's SDK reads. The token endpoint reads
+(:mod:`cxone_sandbox.signing`) and carries the claims NICE's SDK reads. The token endpoint reads
 a form or a JSON body whatever its ``Content-Type`` says (NICE's SDK sends forms labelled
 ``application/json``) and answers errors in Global Auth's shape, ``{"error", "errorDescription"}``.
-The grant rules are :class:`~cxone_provider.sandbox.tokens.TokenRules`'.
+The grant rules are :class:`~cxone_sandbox.tokens.TokenRules`'.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Final
 from fastapi import Request  # noqa: TC002 - FastAPI reads route annotations at run time
 from fastapi.responses import JSONResponse
 
-from cxone_provider.sandbox.incoming import (
+from cxone_sandbox.incoming import (
     API_PREFIX,
     DISCOVERY_PATH,
     JWKS_PATH,
@@ -26,16 +26,16 @@ from cxone_provider.sandbox.incoming import (
     fields_as_params,
     parse_body,
 )
-from cxone_provider.sandbox.params import ApiError
-from cxone_provider.sandbox.routes import _base_url, _basic_client
-from cxone_provider.sandbox.seed import SANDBOX_DOMAIN
-from cxone_provider.sandbox.signing import ALGORITHM, signing_key
-from cxone_provider.sandbox.tokens import GRANT_TYPES, SANDBOX_CLUSTER, AuthError, user_id
+from cxone_sandbox.params import ApiError
+from cxone_sandbox.routes import _base_url, _basic_client
+from cxone_sandbox.seed import SANDBOX_DOMAIN
+from cxone_sandbox.signing import ALGORITHM, signing_key
+from cxone_sandbox.tokens import GRANT_TYPES, SANDBOX_CLUSTER, AuthError, user_id
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-    from cxone_provider.sandbox.asgi import SandboxApp
+    from cxone_sandbox.asgi import SandboxApp
 
 #: Where CXone's OIDC document points a browser login and logout; named as CXone names them, not
 #: served (the sandbox has no login page: its users log in with access keys).

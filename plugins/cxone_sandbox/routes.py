@@ -1,9 +1,9 @@
-"""CXone's routes in the sandbox: the Agent API calls (the auth host's are :mod:`~cxone_provider.sandbox.oidc`'s).
+"""CXone's routes in the sandbox: the Agent API calls (the auth host's are :mod:`~cxone_sandbox.oidc`'s).
 
 Parameters are accepted as NICE's published clients send them: in the query string (the clients
 generated from NICE's OpenAPI specs) or in a JSON body (NICE's agent SDK, the Ruby gem); application
 credentials as HTTP Basic or as form fields. The rules over the tenant are
-:class:`~cxone_provider.sandbox.state.SandboxState`'s; the routes only read requests and write answers.
+:class:`~cxone_sandbox.state.SandboxState`'s; the routes only read requests and write answers.
 """
 
 from __future__ import annotations
@@ -18,16 +18,16 @@ from fastapi import Request  # noqa: TC002 - FastAPI reads route annotations at 
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from cxone_provider.sandbox.incoming import SENT_PATH, fields_as_params, parse_body
-from cxone_provider.sandbox.params import ApiError, iso_time, parse_int
-from cxone_provider.sandbox.state import SUPERVISE_ACTIONS
-from cxone_provider.sandbox.timezones import timezone_rows
+from cxone_sandbox.incoming import SENT_PATH, fields_as_params, parse_body
+from cxone_sandbox.params import ApiError, iso_time, parse_int
+from cxone_sandbox.state import SUPERVISE_ACTIONS
+from cxone_sandbox.timezones import timezone_rows
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-    from cxone_provider.sandbox.asgi import SandboxApp
-    from cxone_provider.sandbox.tokens import Token
+    from cxone_sandbox.asgi import SandboxApp
+    from cxone_sandbox.tokens import Token
 
 
 #: The Agent API versions the sandbox serves, ``v1.0`` … ``v34.0``, in any case (NICE's own clients

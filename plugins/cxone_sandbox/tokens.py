@@ -11,14 +11,14 @@ import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
-from cxone_provider.sandbox.params import ApiError
-from cxone_provider.sandbox.seed import SANDBOX_DOMAIN
-from cxone_provider.sandbox.signing import ID_TOKEN_HEADER, signing_key
+from cxone_sandbox.params import ApiError
+from cxone_sandbox.seed import SANDBOX_DOMAIN
+from cxone_sandbox.signing import ID_TOKEN_HEADER, signing_key
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-    from cxone_provider.sandbox.records import Agent, User
+    from cxone_sandbox.records import Agent, User
 
 __all__ = [
     "ACCESS_TOKEN_PREFIX",
@@ -90,7 +90,7 @@ def user_name(agent: Agent) -> str:
 
 class TokenRules:
     """``POST /auth/token`` and the bearer check of every API call, as a part of
-    :class:`~cxone_provider.sandbox.state.SandboxState` (which holds the attributes below)."""
+    :class:`~cxone_sandbox.state.SandboxState` (which holds the attributes below)."""
 
     tenant_id: str
     business_unit_id: int

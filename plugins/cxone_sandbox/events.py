@@ -29,10 +29,10 @@ import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final
 
-from cxone_provider.sandbox.params import ApiError, iso_time, parse_int
+from cxone_sandbox.params import ApiError, iso_time, parse_int
 
 if TYPE_CHECKING:
-    from cxone_provider.sandbox.records import Agent, Session
+    from cxone_sandbox.records import Agent, Session
 
 #: The states ``POST agent-sessions/{sessionId}/state`` accepts (the published enumeration).
 SETTABLE_STATES: Final = ("Available", "Unavailable")
@@ -46,7 +46,7 @@ def _flag(value: bool) -> str:
 
 
 class SessionEvents:
-    """Events, polls and keep-alive, as a part of :class:`~cxone_provider.sandbox.state.SandboxState`
+    """Events, polls and keep-alive, as a part of :class:`~cxone_sandbox.state.SandboxState`
     (which holds the attributes below)."""
 
     business_unit_id: int
