@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from cxone_sandbox.params import iso_time
+
 
 @dataclass
 class Agent:
@@ -34,6 +36,10 @@ class User:
     access_key_secret: str
     agent_id: int
     can_impersonate: bool
+
+    def inspect(self) -> dict[str, Any]:
+        """Its row of the admin state: never the secret."""
+        return {"access_key_id": self.access_key_id, "agent_id": self.agent_id, "can_impersonate": self.can_impersonate}
 
 
 @dataclass
@@ -78,3 +84,26 @@ class Session:
     def __post_init__(self) -> None:
         if not self.current_id:
             self.current_id = self.session_id
+
+    def inspect(self) -> dict[str, Any]:
+        """Its row of the admin state (``GET /_sandbox/state``)."""
+        return {
+            "session_id": self.session_id,
+            "agent_id": self.agent_id,
+            "state": "active" if self.active else "ended",
+            "station_id": self.station_id,
+            "station_phone_number": self.station_phone_number,
+            "agent_state": self.agent_state,
+            "out_reason": self.out_reason,
+            "current_id": self.current_id,
+            "events_pending": len(self.events),
+            "kept_alive_by": "softphone" if self.softphone else "polls",
+            "started_at": iso_time(self.started_at),
+            "ended_at": iso_time(self.ended_at),
+            "joined_agents": sorted(self.joined_agents),
+            "join_calls": self.join_calls,
+            "inactivity_timeout": self.inactivity_timeout,
+            "inactivity_force_logout": self.inactivity_force_logout,
+            "end_options": dict(self.end_options),
+            "monitoring": self.monitoring,
+        }

@@ -361,14 +361,7 @@ class SandboxState(TokenRules, AgentStatesListing, SessionEvents):
         return {
             "tenant_id": self.tenant_id,
             "applications": sorted(self.applications),
-            "users": [
-                {
-                    "access_key_id": u.access_key_id,
-                    "agent_id": u.agent_id,
-                    "can_impersonate": u.can_impersonate,
-                }
-                for u in self.users.values()
-            ],
+            "users": [u.inspect() for u in self.users.values()],
             "agents": [
                 {
                     "agent_id": a.agent_id,
@@ -381,29 +374,7 @@ class SandboxState(TokenRules, AgentStatesListing, SessionEvents):
                 }
                 for a in self.agents.values()
             ],
-            "sessions": [
-                {
-                    "session_id": s.session_id,
-                    "agent_id": s.agent_id,
-                    "state": "active" if s.active else "ended",
-                    "station_id": s.station_id,
-                    "station_phone_number": s.station_phone_number,
-                    "agent_state": s.agent_state,
-                    "out_reason": s.out_reason,
-                    "current_id": s.current_id,
-                    "events_pending": len(s.events),
-                    "kept_alive_by": "softphone" if s.softphone else "polls",
-                    "started_at": iso_time(s.started_at),
-                    "ended_at": iso_time(s.ended_at),
-                    "joined_agents": sorted(s.joined_agents),
-                    "join_calls": s.join_calls,
-                    "inactivity_timeout": s.inactivity_timeout,
-                    "inactivity_force_logout": s.inactivity_force_logout,
-                    "end_options": dict(s.end_options),
-                    "monitoring": s.monitoring,
-                }
-                for s in self.sessions.values()
-            ],
+            "sessions": [s.inspect() for s in self.sessions.values()],
             "joins": sorted(
                 ([s.session_id, agent_id] for s in self.sessions.values() for agent_id in s.joined_agents),
             ),
