@@ -113,7 +113,7 @@ def faults_from_args(args: argparse.Namespace) -> Faults:
 
 def settings_table() -> str:
     """The README's table of every sandbox setting (faults, tenant and server settings), generated
-    from their declarations; ``tests/test_sandbox_settings.py`` checks the README holds it as is."""
+    from their declarations; ``tests/sandbox/test_sandbox_settings.py`` checks the README holds it as is."""
     return markdown_table([Faults, Settings])
 
 

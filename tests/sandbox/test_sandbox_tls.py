@@ -26,7 +26,7 @@ from cxone_sandbox.tls import certificate_names, make_certificates
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-PLUGINS = str(Path(__file__).resolve().parents[1] / "plugins")
+PLUGINS = str(Path(__file__).resolve().parents[2] / "plugins")
 
 
 @pytest.fixture(scope="module")

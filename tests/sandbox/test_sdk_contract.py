@@ -1,6 +1,6 @@
 """NICE's own agent SDK (``@nice-devone/*`` on npm, pinned) as the sandbox's contract test.
 
-The harness in ``tests/sdk_contract/`` drives a fresh sandbox through the SDK's public functions only
+The harness in ``tests/sandbox/sdk_contract/`` drives a fresh sandbox through the SDK's public functions only
 (the SDK's code is never patched; only the browser around it is shimmed) and prints a table of steps.
 Where the sandbox and the SDK disagree, the sandbox changes. See docs/sdk-contract.md.
 """

@@ -15,7 +15,7 @@ from cxone_sandbox.declare import Spec, specs
 from cxone_sandbox.faults import FAILURES, Faults
 from cxone_sandbox.settings import Settings
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+README = Path(__file__).resolve().parents[2] / "README.md"
 TABLE_START = "<!-- sandbox-settings:start -->"
 TABLE_END = "<!-- sandbox-settings:end -->"
 
@@ -120,8 +120,8 @@ def test_the_sandbox_and_the_hook_know_the_same_supervise_actions() -> None:
 
 
 def test_the_sandbox_imports_nothing_of_the_hook() -> None:
-    sandbox = Path(__file__).resolve().parents[1] / "plugins" / "cxone_provider" / "sandbox"
+    """Nothing of the provider at all: the sandbox imitates CXone's contract, not the client's idea of it."""
+    sandbox = Path(__file__).resolve().parents[2] / "plugins" / "cxone_sandbox"
     for module in sorted(sandbox.glob("*.py")):
-        imports = re.findall(r"^\s*(?:from|import) (cxone_provider\.[\w.]+)", module.read_text(), re.M)
-        outside = [name for name in imports if not name.startswith("cxone_sandbox")]
-        assert not outside, f"{module.name} imports {outside}"
+        imports = re.findall(r"^\s*(?:from|import) (cxone_provider\b[\w.]*)", module.read_text(), re.M)
+        assert not imports, f"{module.name} imports {imports}"
