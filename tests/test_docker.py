@@ -286,6 +286,11 @@ def test_image_installs_with_airflows_constraints() -> None:
         assert not re.search(r"--(extra-)?index-url|--trusted-host|--find-links|(^|\s)-[if]\s", cmd), cmd
 
 
+def test_image_installs_the_sandbox_extra() -> None:
+    """The image runs the ``cxone-sandbox`` service too: its install names the ``[sandbox]`` extra."""
+    assert any('"/opt/cxone[sandbox]"' in cmd for cmd in pip_installs()), pip_installs()
+
+
 def test_readme_documents_pinning_the_base_image_by_digest() -> None:
     readme = (DOCKER / "README.md").read_text()
     assert f"FROM apache/airflow:{AIRFLOW_VERSION}@sha256:" in readme
