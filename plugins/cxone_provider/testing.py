@@ -15,7 +15,9 @@ With pytest, the fixtures ``cxone_sandbox_server`` (one server per test session)
 available after ``pytest_plugins = ["cxone_provider.testing"]`` in your root ``conftest.py``.
 Override ``cxone_sandbox_server`` there to start it with your own seed or faults.
 
-The server runs in its own process, so it never competes with the code under test for the GIL.
+The server runs in its own process, so it never competes with the code under test for the GIL. This
+module (and only this one of the provider) needs the sandbox package beside it:
+``pip install "airflow-provider-cxone[sandbox]"``.
 """
 
 from __future__ import annotations

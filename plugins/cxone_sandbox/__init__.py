@@ -12,6 +12,11 @@ state and request journal under ``/_sandbox/``. Start it with ``cxone-sandbox --
 ``python -m cxone_sandbox.cli``), or from a test with
 :class:`cxone_provider.testing.SandboxServer`.
 
+A package of its own beside ``cxone_provider``, in the same distribution: the provider's runtime never
+imports it (only ``cxone_provider.testing`` does), and what it needs beyond the provider (uvicorn,
+starlette, cryptography) is the ``[sandbox]`` extra: ``pip install "airflow-provider-cxone[sandbox]"``.
+It imports nothing of the provider, so that it imitates CXone's contract, not the client's idea of it.
+
 By default it is faithful to what NICE publishes: an Agent API error is its status and the
 ``icStatusDescription`` header, with no body; the join takes ``asAgentId`` only and attaches to that
 agent's own live session; impersonation is judged on the token holder; ``agents/states`` rows carry no
