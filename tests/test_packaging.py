@@ -90,6 +90,14 @@ def test_importing_the_whole_provider_loads_no_sandbox_module() -> None:
 # ------------------------------------------------------------------------------------------ the wheel
 
 
+def pip(*args: str) -> None:
+    """This venv's pip, quietly; its output in the failure."""
+    done = subprocess.run(
+        [sys.executable, "-m", "pip", *args, "--quiet"], capture_output=True, text=True, timeout=300, check=False
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The wheel ``pip wheel`` builds from a copy of the sources (setup.cfg, pyproject.toml, README, plugins/)."""
@@ -104,14 +112,7 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
         ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info"),
     )
     out = work / "dist"
-    done = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "--wheel-dir", str(out), str(source)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
+    pip("wheel", "--no-deps", "--wheel-dir", str(out), str(source))
     (built,) = out.glob("airflow_provider_cxone-*.whl")
     return built
 
@@ -181,14 +182,7 @@ def test_the_sandbox_imports_nothing_third_party_but_its_extra_and_the_core() ->
 def installed(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The wheel installed (``--no-deps``) into a folder of its own."""
     target = tmp_path_factory.mktemp("site")
-    done = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--no-deps", "--quiet", "--target", str(target), str(wheel)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
+    pip("install", "--no-deps", "--target", str(target), str(wheel))
     return target
 
 
