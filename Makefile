@@ -22,9 +22,9 @@ lint: install
 test: lint
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
-# NICE's own agent SDK (npm, pinned in tests/sdk_contract/package-lock.json) against a fresh sandbox.
+# NICE's own agent SDK (npm, pinned in tests/sandbox/sdk_contract/package-lock.json) against a fresh sandbox.
 sdk-contract: install
-	$(VENV)/bin/pytest tests/test_sdk_contract.py -p no:cacheprovider $(PYTEST_ARGS)
+	$(VENV)/bin/pytest tests/sandbox/test_sdk_contract.py -p no:cacheprovider $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .airflow

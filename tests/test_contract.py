@@ -20,8 +20,8 @@ import pytest
 import requests
 
 from cxone_provider import testing as cxone_testing
-from cxone_provider.sandbox.routes import KNOWN_API_VERSIONS
-from cxone_provider.sandbox.seed import DEFAULT_BUSINESS_UNIT_ID
+from cxone_sandbox.routes import KNOWN_API_VERSIONS
+from cxone_sandbox.seed import DEFAULT_BUSINESS_UNIT_ID
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping

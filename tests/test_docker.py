@@ -40,7 +40,7 @@ AIRFLOW_UID = "50000"  # the `airflow` user of the apache/airflow images
 
 # Credentials allowed to appear in docker/: the sandbox's documented seed, and the local-only
 # `airflow` defaults of the compose file's PostgreSQL and web login (both overridable).
-SANDBOX_SEED = json.loads(importlib.resources.files("cxone_provider.sandbox").joinpath("default_seed.json").read_text())
+SANDBOX_SEED = json.loads(importlib.resources.files("cxone_sandbox").joinpath("default_seed.json").read_text())
 ALLOWED_CREDENTIALS = {
     SANDBOX_SEED["tenant_id"],
     *(v for app in SANDBOX_SEED["applications"] for v in app.values()),
@@ -284,6 +284,11 @@ def test_image_installs_with_airflows_constraints() -> None:
         assert printed.stdout.strip() == f"{sys.version_info.major}.{sys.version_info.minor}"
         # Packages come from pip's default index, as Airflow's constraints assume.
         assert not re.search(r"--(extra-)?index-url|--trusted-host|--find-links|(^|\s)-[if]\s", cmd), cmd
+
+
+def test_image_installs_the_sandbox_extra() -> None:
+    """The image runs the ``cxone-sandbox`` service too: its install names the ``[sandbox]`` extra."""
+    assert any('"/opt/cxone[sandbox]"' in cmd for cmd in pip_installs()), pip_installs()
 
 
 def test_readme_documents_pinning_the_base_image_by_digest() -> None:

@@ -23,9 +23,9 @@ from test_contract import contract_violations
 
 from cxone_provider import doctor
 from cxone_provider import testing as cxone_testing
-from cxone_provider.sandbox.cli import main as sandbox_main
-from cxone_provider.sandbox.replay import RECORD_FORMAT, load_recording
 from cxone_provider.testing import SandboxServer
+from cxone_sandbox.cli import main as sandbox_main
+from cxone_sandbox.replay import RECORD_FORMAT, load_recording
 
 if TYPE_CHECKING:
     from collections.abc import Iterator

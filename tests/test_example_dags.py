@@ -18,8 +18,8 @@ import pytest
 from airflow.exceptions import ParamValidationError
 from conftest import AIRFLOW_HOME, REPO, fresh_dag
 
-from cxone_provider.sandbox import default_seed
 from cxone_provider.testing import SandboxServer
+from cxone_sandbox import default_seed
 
 if TYPE_CHECKING:
     from types import ModuleType

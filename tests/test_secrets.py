@@ -16,9 +16,9 @@ import json
 import pytest
 from conftest import fresh_dag
 
-from cxone_provider.sandbox import default_seed
-from cxone_provider.sandbox.state import ACCESS_TOKEN_PREFIX, ID_TOKEN_HEADER, REFRESH_TOKEN_PREFIX
 from cxone_provider.testing import LEGACY_EXTENSIONS, SandboxServer
+from cxone_sandbox import default_seed
+from cxone_sandbox.state import ACCESS_TOKEN_PREFIX, ID_TOKEN_HEADER, REFRESH_TOKEN_PREFIX
 
 ACCESS_KEY_SECRET = "AKS-distinctive-5f1e9c77"
 CLIENT_SECRET = "CLS-distinctive-a83d2014"

@@ -8,9 +8,9 @@ import datetime as dt
 import pytest
 from tzlocal.windows_tz import win_tz
 
-from cxone_provider.sandbox import default_seed
 from cxone_provider.testing import SandboxServer
 from cxone_provider.timezones import DISPLAY_NAMES, load_time_zone, resolve_time_zone
+from cxone_sandbox import default_seed
 
 RESOLVED = [
     # display names as CXone's agent records carry them (both Windows eras)

@@ -1,9 +1,10 @@
-"""The drop-in install, end to end: ``plugins/cxone_provider`` copied into an Airflow's plugins folder,
-with no ``pip install`` of this package, run by Airflow's own plugin loader and services.
+"""The drop-in install, end to end: ``plugins/cxone_provider`` and ``plugins/cxone_sandbox`` copied into
+an Airflow's plugins folder, with no ``pip install`` of this package, run by Airflow's own plugin loader
+and services.
 
 Airflow comes from a venv that holds only ``apache-airflow`` (the version this venv has) and what it
 pulls in, built once and cached in ``.airflow/`` (:func:`airflow_stack.airflow_venv`). In a temporary
-AIRFLOW_HOME the module fixture puts the package folder into ``plugins/`` and the example DAG
+AIRFLOW_HOME the module fixture puts both package folders into ``plugins/`` and the example DAG
 ``cxone_supervised_session`` (a join with one branch per result condition) into ``dags/``, then starts
 ``api-server``, ``scheduler`` and ``dag-processor`` of that venv (LocalExecutor on SQLite). The CXone
 sandbox runs from this test session's venv; the Airflow processes get its connection as
@@ -58,6 +59,8 @@ if TYPE_CHECKING:
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
 PACKAGE = REPO / "plugins" / "cxone_provider"
+#: The sandbox, a package of its own beside the provider: a drop-in install copies both folders.
+PACKAGES = (PACKAGE, REPO / "plugins" / "cxone_sandbox")
 DAG_ID = "cxone_supervised_session"
 DAG_FILE = DAGS_FOLDER / f"{DAG_ID}.py"
 PLUGIN_SOURCE = "$PLUGINS_FOLDER/cxone_provider/plugin.py"
@@ -95,11 +98,10 @@ class DropIn:
         return self.api.wait_for_run(DAG_ID, self.runs[scenario], RUN_TIMEOUT)
 
 
-def copy_package(plugins: Path) -> Path:
-    """Copy the package folder as a user would (``cp -r``), without bytecode caches."""
-    target = plugins / PACKAGE.name
-    shutil.copytree(PACKAGE, target, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    return target
+def copy_package(plugins: Path) -> None:
+    """Copy both package folders as a user would (``cp -r``), without bytecode caches."""
+    for package in PACKAGES:
+        shutil.copytree(package, plugins / package.name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
 
 
 def json_output(result: Captured) -> Any:
@@ -217,7 +219,9 @@ def test_plain_venv_has_neither_this_package_nor_test_tools(plain_airflow: Path)
         import importlib.metadata, importlib.util, json
         names = {d.metadata["Name"].lower() for d in importlib.metadata.distributions()}
         print(json.dumps({
-            "importable": [m for m in ("cxone_provider", "pytest", "hypothesis") if importlib.util.find_spec(m)],
+            "importable": [
+                m for m in ("cxone_provider", "cxone_sandbox", "pytest", "hypothesis") if importlib.util.find_spec(m)
+            ],
             "distributions": sorted(n for n in names if "cxone" in n or n in ("pytest", "hypothesis")),
             "airflow.plugins": [str(e) for e in importlib.metadata.entry_points(group="airflow.plugins")],
         }))
@@ -358,9 +362,9 @@ def test_loader_imports_no_test_tool_where_installed(tmp_path: Path) -> None:
 
 
 def test_the_loader_imports_only_the_plugin_module_and_shadows_no_user_module(tmp_path: Path) -> None:
-    """``.airflowignore`` in the package keeps the loader to ``plugin.py``: a user's own ``state.py``
-    beside the package stays the module named ``state`` (without it, our ``sandbox/state.py``,
-    imported under the same bare name, replaced it in every Airflow process)."""
+    """``.airflowignore`` in each package keeps the loader to ``cxone_provider/plugin.py``: a user's own
+    ``state.py`` beside the packages stays the module named ``state`` (without it, our
+    ``cxone_sandbox/state.py``, imported under the same bare name, replaced it in every Airflow process)."""
     plugins = tmp_path / "plugins"
     copy_package(plugins)
     (plugins / "state.py").write_text('OWNER = "the user"\n')
@@ -370,7 +374,26 @@ def test_the_loader_imports_only_the_plugin_module_and_shadows_no_user_module(tm
             "plugins": [p.name for p in plugins],
             "errors": errors,
             "state owner": getattr(sys.modules.get("state"), "OWNER", None),
-            "bare names": sorted(m for m in ("app", "cli", "faults", "cxone", "sweep", "testing") if m in sys.modules),
+            "bare names": sorted(
+                m for m in ("app", "cli", "faults", "process", "tls", "cxone", "sweep", "testing") if m in sys.modules
+            ),
         }""",
     )
     assert loaded == {"plugins": ["cxone"], "errors": {}, "state owner": "the user", "bare names": []}
+
+
+def test_the_copied_sandbox_runs_from_the_plugins_folder(dropin: DropIn) -> None:
+    """The sandbox a drop-in user starts by hand (``cd plugins && python -m cxone_sandbox.cli``) loads on
+    the plain venv: what it imports, its TLS certificates' too, comes with Airflow."""
+    plugins = dropin.home / "plugins"
+    found = plain_python(
+        dropin.venv_bin,
+        f"""
+        import json, sys
+        sys.path.insert(0, {str(plugins)!r})
+        import cxone_sandbox, cxone_sandbox.cli, cxone_sandbox.tls
+        print(json.dumps({{"file": cxone_sandbox.__file__, "help": cxone_sandbox.cli.build_parser().format_help()}}))
+        """,
+    )
+    assert found["file"] == str(plugins / "cxone_sandbox" / "__init__.py")
+    assert "--live-sessions" in found["help"]

@@ -311,7 +311,7 @@ def test_qa_sweep(airflow: Deployment, runs: dict[str, str]) -> None:
 def test_task_logs_hold_no_secret_or_token(airflow: Deployment, runs: dict[str, str]) -> None:
     """The task logs a real deployment writes (every run above, every task) hold no credential: not the
     connection's secrets, not any token the sandbox issued (they carry recognisable prefixes)."""
-    from cxone_provider.sandbox.state import ACCESS_TOKEN_PREFIX, ID_TOKEN_HEADER, REFRESH_TOKEN_PREFIX
+    from cxone_sandbox.state import ACCESS_TOKEN_PREFIX, ID_TOKEN_HEADER, REFRESH_TOKEN_PREFIX
 
     for name, run_id in runs.items():
         airflow.wait_for_run(SWEEP if name == SWEEP else SUPERVISED, run_id)

@@ -26,8 +26,8 @@ import requests
 from airflow_stack import AirflowClient, Processes, airflow_env, free_port, report, start_airflow, task_log_tails
 from conftest import LEGACY_SANDBOX_EXTENSIONS
 
-from cxone_provider.sandbox.state import ACCESS_TOKEN_PREFIX, ID_TOKEN_HEADER, REFRESH_TOKEN_PREFIX
 from cxone_provider.testing import SandboxServer
+from cxone_sandbox.state import ACCESS_TOKEN_PREFIX, ID_TOKEN_HEADER, REFRESH_TOKEN_PREFIX
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
