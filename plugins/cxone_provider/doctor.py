@@ -412,7 +412,7 @@ def _check_time_zone(report: Report, agent: Mapping[str, Any]) -> None:
         report.add("time zone", WARN, "the agent has no timeZone: SetSecurityUser uses UTC")
         return
     try:  # issue 21's resolver, when this build has it
-        from cxone_provider.timezones import resolve_time_zone  # type: ignore[import-not-found,unused-ignore]
+        from cxone_provider.domain.timezones import resolve_time_zone  # type: ignore[import-not-found,unused-ignore]
     except ImportError:
         _check_time_zone_as_iana(report, str(value))
         return

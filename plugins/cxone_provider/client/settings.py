@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from cxone_provider.conditions import ConditionRule, parse_condition_rules
+from cxone_provider.domain.condition_rules import ConditionRule, parse_condition_rules
 from cxone_provider.exceptions import CxoneConfigError
 
 if TYPE_CHECKING:

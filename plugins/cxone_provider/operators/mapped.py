@@ -22,8 +22,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from cxone_provider.agent_sessions import parse_item
-from cxone_provider.conditions import InputRejected, JoinCondition, check_session_id, session_label
+from cxone_provider.domain.agent_sessions import parse_item
+from cxone_provider.domain.conditions import InputRejected, JoinCondition
+from cxone_provider.domain.inputs import check_session_id, session_label
 from cxone_provider.operators.common import as_list
 
 if TYPE_CHECKING:

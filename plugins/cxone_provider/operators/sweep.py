@@ -20,15 +20,12 @@ from airflow.exceptions import AirflowProviderDeprecationWarning
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowException
 
-from cxone_provider.agent_sessions import AgentSessionItem, distinct_items
-from cxone_provider.conditions import (
-    InputRejected,
-    JoinCondition,
-    JoinOutcome,
-    check_session_id,
-    join_outcome,
-    parse_security_user,
-)
+from cxone_provider.domain.agent_sessions import AgentSessionItem, distinct_items
+from cxone_provider.domain.classification import join_outcome
+from cxone_provider.domain.conditions import InputRejected, JoinCondition
+from cxone_provider.domain.inputs import check_session_id
+from cxone_provider.domain.outcomes import JoinOutcome
+from cxone_provider.domain.security_user import parse_security_user
 from cxone_provider.exceptions import CxoneApiError, CxoneAuthError, CxoneStopped
 from cxone_provider.hooks.cxone import CxoneHook
 from cxone_provider.operators.agent_states import ListAgentSessionsOperator, live_sessions
@@ -73,7 +70,7 @@ DEFAULT_MAX_CONCURRENCY = 16
 class JoinAgentSessionsOperator(BaseOperator):
     """Check many agents' live sessions inside one task: a QA sweep.
 
-    ``agents`` lists (agent, expected session) items (see :mod:`cxone_provider.agent_sessions`): each
+    ``agents`` lists (agent, expected session) items (see :mod:`cxone_provider.domain.agent_sessions`): each
     is joined *as its own agent* through the connection's access key, as NICE publishes the join,
     so the key's user needs impersonation for every agent but its own. An item with no session id is
     Success when CXone answers the agent's live session; one with a session id, when that is the

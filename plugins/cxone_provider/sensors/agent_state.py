@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseSensorOperator, PokeReturnValue, conf
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSensorTimeout, AirflowSkipException
 
-from cxone_provider.conditions import InputRejected, check_agent_id
+from cxone_provider.domain.conditions import InputRejected
+from cxone_provider.domain.inputs import check_agent_id
 from cxone_provider.exceptions import CxoneAuthError
 from cxone_provider.hooks.cxone import CxoneHook
 from cxone_provider.triggers.agent_state import (

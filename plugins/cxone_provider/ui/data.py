@@ -22,7 +22,8 @@ from airflow.models.taskinstance import TaskInstance
 from airflow.models.xcom import XComModel
 from sqlalchemy import and_, false, func, or_, select
 
-from cxone_provider.conditions import InputRejected, JoinCondition, parse_security_user
+from cxone_provider.domain.conditions import InputRejected, JoinCondition
+from cxone_provider.domain.security_user import parse_security_user
 from cxone_provider.operators.common import uses_default_security_user
 from cxone_provider.operators.report import csv_cell
 
