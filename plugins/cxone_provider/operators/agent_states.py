@@ -57,6 +57,10 @@ class ListAgentSessionsOperator(BaseOperator):
     ``.output`` to :class:`~cxone_provider.operators.sweep.JoinAgentSessionsOperator`'s ``agents``. The
     same list is pushed under the XCom key ``sessions`` too.
 
+    The three filters are list fields (templated): a list, a rendered JSON or Python list (``"[...]"``) or
+    comma-separated text (the rule of :func:`~cxone_provider.domain.inputs.parse_list`), e.g.
+    ``"Available,Unavailable"``.
+
     :param team_ids: keep only these teams (templated).
     :param agent_state_names: keep only agents in these states, e.g. ``["Available"]`` (templated).
     :param exclude_agent_ids: leave these agents out, e.g. the supervisor's own (templated).
@@ -83,14 +87,16 @@ class ListAgentSessionsOperator(BaseOperator):
         self.hook_params = hook_params or {}
 
     def execute(self, context: Context) -> list[dict[str, Any]]:
+        # Every list is read before the call: a bad one fails the task with nothing sent.
         team_ids = as_list("team_ids", self.team_ids)
+        state_names = [str(s) for s in as_list("agent_state_names", self.agent_state_names) or []]
         excluded = {int(a) for a in as_list("exclude_agent_ids", self.exclude_agent_ids) or []}
         with CxoneHook(self.cxone_conn_id, **self.hook_params) as hook:
             agent_states = hook.get_agent_states()
         agents = live_sessions(
             agent_states,
             team_ids=[int(t) for t in team_ids] if team_ids else None,
-            agent_state_names=[str(s) for s in as_list("agent_state_names", self.agent_state_names) or []] or None,
+            agent_state_names=state_names or None,
         )
         agents = [a for a in agents if a["agent_id"] not in excluded]
         self.log.info("%d logged-in agent(s) to sweep", len(agents))

@@ -16,7 +16,7 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from cxone_provider.domain.classification import JoinFacts, join_outcome, needs_probe
 from cxone_provider.domain.conditions import InputRejected, JoinCondition
-from cxone_provider.domain.inputs import check_agent_id, check_session_id, parse_rendered_literal, session_label
+from cxone_provider.domain.inputs import check_agent_id, check_session_id, parse_list, session_label
 from cxone_provider.domain.outcomes import JoinOutcome
 from cxone_provider.exceptions import AmbiguousSecurityUserError, CxoneApiError, CxoneAuthError, CxoneDiscoveryError
 from cxone_provider.hooks.cxone import CxoneHook
@@ -147,19 +147,11 @@ def nearest_set_security_user(task: AbstractOperator) -> AbstractOperator | None
 
 
 def as_list(field_name: str, value: Any) -> list[Any] | None:
-    """A templated list: a list, or its JSON / Python-repr rendering (plain Jinja rendering)."""
-    if value is None:
-        return None
-    if isinstance(value, str):
-        text = value.strip()
-        if not text:
-            return []
-        try:
-            value = parse_rendered_literal(text)
-        except ValueError:
-            raise AirflowFailException(f"{field_name} must be a list, got {text[:80]!r}") from None
-        if value is None:  # a None param rendered by plain Jinja: no filter
-            return None
-    if isinstance(value, (list, tuple)):
-        return list(value)
-    raise AirflowFailException(f"{field_name} must be a list, got {type(value).__name__}: {value!r:.80}")
+    """A list-valued template field's items, by :func:`~cxone_provider.domain.inputs.parse_list`'s rule.
+
+    :raises AirflowFailException: naming the field and the value (a bad list does not get better on retry).
+    """
+    try:
+        return parse_list(field_name, value)
+    except ValueError as bad:
+        raise AirflowFailException(str(bad)) from None

@@ -90,9 +90,11 @@ class JoinAgentSessionsOperator(BaseOperator):
     each session that did not succeed, in input order, and Success sessions are listed by id only;
     the report (``report``, see :mod:`cxone_provider.operators.report`) holds every session's outcome.
 
-    :param agents: the (agent, session) items to check (templated): a list, or its JSON/repr
-        rendering; typically ``ListAgentSessionsOperator(...).output``.
-    :param session_ids: deprecated (templated): session ids joined as ``security_user``.
+    :param agents: the (agent, session) items to check (templated): a list, a rendered JSON or Python list
+        (``"[...]"``) or comma-separated text (the rule of :func:`~cxone_provider.domain.inputs.parse_list`);
+        typically ``ListAgentSessionsOperator(...).output``.
+    :param session_ids: deprecated (templated): session ids joined as ``security_user``, read as
+        ``agents`` is.
     :param security_user: with ``session_ids`` only, as for :class:`JoinAgentSessionOperator`
         (templated); default: the nearest upstream ``SetSecurityUserOperator``.
     :param max_concurrency: most joins in flight at once; halves while CXone answers 429/503.

@@ -58,8 +58,10 @@ class AgentStateSensor(BaseSensorOperator):
     .. seealso:: ``README.md``, section "AgentStateSensor".
 
     :param agent_id: the agent to wait for. (templated)
-    :param states: agent state names (``"Available"``, ``["Available", "Unavailable"]``…), matched
-        without regard to case; default: any state but ``LoggedOut``, i.e. logged in. (templated)
+    :param states: agent state names (``"Available"``, ``["Available", "Unavailable"]``,
+        ``"Available,Unavailable"``…): a list, a rendered JSON or Python list (``"[...]"``) or comma-separated text
+        (the rule of :func:`~cxone_provider.domain.inputs.parse_list`); matched without regard to case; default: any
+        state but ``LoggedOut``, i.e. logged in. (templated)
     :param cxone_conn_id: the ``cxone`` connection. (templated)
     :param poll_interval: seconds between two reads of ``agents/states`` (Airflow's ``poke_interval``).
     :param deferrable: wait in the triggerer instead of a worker slot.
