@@ -10,7 +10,7 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from cxone_provider.client.transport import plural
 from cxone_provider.domain.condition_rules import parse_condition_rules
-from cxone_provider.domain.conditions import InputRejected, JoinCondition
+from cxone_provider.domain.conditions import InputRejected, JoinCondition, condition_names
 from cxone_provider.domain.inputs import check_session_id, session_label
 from cxone_provider.domain.outcomes import JoinOutcome
 from cxone_provider.domain.security_user import SecurityUser, parse_security_user
@@ -54,7 +54,7 @@ def normalise_branches(
             )
         result[condition] = ids
     if unknown:
-        names = ", ".join(c.value for c in JoinCondition)
+        names = condition_names()
         raise BranchConfigError(f"branches has unknown condition(s) {', '.join(unknown)}; expected: {names}")
     return result
 
