@@ -33,7 +33,7 @@ os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "WARNING")
 
 from typing import Any
 
-from cxone_provider.conditions import JoinCondition
+from cxone_provider.domain.conditions import JoinCondition
 from cxone_provider.hooks.cxone import CxoneHook
 from cxone_provider.operators.sweep import DEFAULT_MAX_CONCURRENCY, JoinAgentSessionsOperator
 from cxone_provider.testing import LEGACY_EXTENSIONS, SOAK_FAULTS, SandboxServer

@@ -44,7 +44,7 @@ import pendulum
 from airflow.sdk import DAG, Param, get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
-from cxone_provider.conditions import JoinCondition
+from cxone_provider.domain.conditions import JoinCondition
 from cxone_provider.operators.report import csv_cell, read_report
 from cxone_provider.operators.sweep import JoinAgentSessionsOperator, ListAgentSessionsOperator, outcomes_with
 

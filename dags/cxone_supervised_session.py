@@ -62,7 +62,7 @@ import pendulum
 from airflow.sdk import DAG, Param, get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
-from cxone_provider.conditions import JoinCondition
+from cxone_provider.domain.conditions import JoinCondition
 from cxone_provider.hooks.cxone import CxoneHook
 from cxone_provider.operators.agent_session import JoinAgentSessionOperator
 from cxone_provider.operators.security_user import SetSecurityUserOperator

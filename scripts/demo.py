@@ -1,7 +1,7 @@
 """The main job: run the supervised-session DAG through Airflow once per result condition.
 
 Starts the embedded CXone sandbox, points ``cxone_default`` at it, runs ``cxone_supervised_session``
-with ``dag.test()`` for six scenarios (one per Studio result condition) in a throw-away
+with ``dag.test()`` for one scenario per Studio result condition (a row of the conditions table) in a throw-away
 AIRFLOW_HOME, and prints which branch each run followed. No credentials, no CXone tenant.
 
     make demo            # or: .venv/bin/python scripts/demo.py
@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from cxone_provider.domain.conditions import CONDITION_TABLE, JoinCondition
+
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
@@ -32,6 +34,8 @@ DAG_ID = "cxone_supervised_session"
 @dataclass
 class Scenario:
     name: str
+    #: the condition the scenario shows; every row of the conditions table has a scenario
+    condition: JoinCondition
     conf: dict[str, Any] = field(default_factory=dict)
     faults: dict[str, Any] = field(default_factory=dict)
     #: the access key of the connection (default: the sandbox's key whose user may impersonate)
@@ -41,16 +45,30 @@ class Scenario:
 # CXone's published join attaches the SecurityUser to its own live session: the supervisor (1001)
 # joins sess-1001 and monitors agent 2001 from it.
 SCENARIOS = (
-    Scenario("supervisor joins their live session"),
-    Scenario("not the supervisor's live session", {"session_id": "sess-2007"}),
-    Scenario("access key may not act as the supervisor", key="SANDBOX-NOIMP-KEY"),
-    Scenario("stored SecurityUser is now inactive", {"join_as": 1003}),
-    Scenario("stored SecurityUser's agent does not exist", {"join_as": {"agent_id": 9999}}),
+    Scenario("supervisor joins their live session", JoinCondition.SUCCESS),
+    Scenario("not the supervisor's live session", JoinCondition.INVALID_AGENT_SESSION, {"session_id": "sess-2007"}),
+    Scenario(
+        "access key may not act as the supervisor", JoinCondition.IMPERSONATE_NOT_ENABLED, key="SANDBOX-NOIMP-KEY"
+    ),
+    Scenario("stored SecurityUser is now inactive", JoinCondition.INVALID_SECURITY_USER, {"join_as": 1003}),
+    Scenario(
+        "stored SecurityUser's agent does not exist", JoinCondition.INVALID_AGENT_ID, {"join_as": {"agent_id": 9999}}
+    ),
     Scenario(
         "CXone answers 503 to every join",
+        JoinCondition.DEFAULT,
         faults={"rate_503": 1.0, "path_filter": "agent-sessions/join"},
     ),
 )
+
+
+def checked_scenarios() -> tuple[Scenario, ...]:
+    """:data:`SCENARIOS`, once every row of the conditions table has one (a new condition needs a scenario)."""
+    shown = {scenario.condition for scenario in SCENARIOS}
+    missing = [row.studio_name for row in CONDITION_TABLE if row.condition not in shown]
+    if missing:
+        raise SystemExit(f"demo: no scenario shows {', '.join(missing)}; add one to SCENARIOS")
+    return SCENARIOS
 
 
 @contextlib.contextmanager
@@ -90,7 +108,7 @@ def run_scenarios(logs: Path) -> list[dict[str, Any]]:
     with SandboxServer() as sandbox:
         name = sandbox.connection_env()[0]
         print(f"CXone sandbox at {sandbox.url}; {name} points at it.\n")
-        for number, scenario in enumerate(SCENARIOS, start=1):
+        for number, scenario in enumerate(checked_scenarios(), start=1):
             os.environ[name] = sandbox.connection_env(key=scenario.key)[1]
             sandbox.reset()
             if scenario.faults:
@@ -105,6 +123,7 @@ def run_scenarios(logs: Path) -> list[dict[str, Any]]:
             rows.append(
                 {
                     "scenario": scenario.name,
+                    "expected": scenario.condition.value,
                     "condition": (outcome or {}).get("condition", "-"),
                     "branch": ", ".join(t for t in module.BRANCH_TASKS.values() if states.get(t) == "success") or "-",
                     "skipped": len([t for t, s in states.items() if s == "skipped"]),
@@ -120,6 +139,7 @@ def run_scenarios(logs: Path) -> list[dict[str, Any]]:
 def print_table(rows: list[dict[str, Any]]) -> None:
     columns = [
         ("scenario", "scenario"),
+        ("expected", "expected"),
         ("condition", "condition"),
         ("branch", "branch followed"),
         ("skipped", "tasks skipped"),

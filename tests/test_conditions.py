@@ -6,23 +6,20 @@ import json
 
 import pytest
 
-from cxone_provider.conditions import (
-    InputRejected,
-    JoinCondition,
+from cxone_provider.domain.classification import (
     JoinFacts,
-    JoinOutcome,
-    SecurityUser,
-    check_agent_id,
-    check_session_id,
     classify_join,
     classify_response,
     decide,
     join_outcome,
     needs_probe,
-    parse_condition_rules,
-    parse_security_user,
     same_for_every_session,
 )
+from cxone_provider.domain.condition_rules import parse_condition_rules
+from cxone_provider.domain.conditions import InputRejected, JoinCondition
+from cxone_provider.domain.inputs import check_agent_id, check_session_id
+from cxone_provider.domain.outcomes import JoinOutcome
+from cxone_provider.domain.security_user import SecurityUser, parse_security_user
 from cxone_provider.exceptions import CxoneApiError, CxoneAuthError
 from cxone_provider.response import ApiResponse
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import pytest
 from hostile_server import Answer, HostileServer
 
-from cxone_provider.conditions import JoinCondition
+from cxone_provider.domain.conditions import JoinCondition
 from cxone_provider.exceptions import CxoneApiError, CxoneConfigError
 from cxone_provider.hooks.cxone import CxoneHook
 from cxone_provider.operators.common import join_agent_session
@@ -229,7 +229,7 @@ def test_connection_rules_and_operator_rules_decide_first(monkeypatch, server):
     assert "condition_rules[0]" in outcome.message
     # the operator's rules come before the connection's
     mine = [{"status": 404, "pattern": "expired", "condition": "Default"}]
-    from cxone_provider.conditions import parse_condition_rules
+    from cxone_provider.domain.condition_rules import parse_condition_rules
 
     with hook_for(monkeypatch, server, condition_rules=rules) as hook:
         outcome = join_agent_session(hook, "sess-1", OTHER_AGENT, condition_rules=parse_condition_rules(mine))

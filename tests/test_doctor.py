@@ -34,7 +34,7 @@ cxone_sandbox_server = cxone_testing.cxone_sandbox_server
 cxone_sandbox = cxone_testing.cxone_sandbox
 
 HOOK_USER_AGENT = "airflow-provider-cxone"
-HAS_RESOLVER = importlib.util.find_spec("cxone_provider.timezones") is not None
+HAS_RESOLVER = importlib.util.find_spec("cxone_provider.domain.timezones") is not None
 
 
 def run_doctor(*args: str) -> tuple[int, str, dict[str, doctor.Check]]:

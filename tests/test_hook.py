@@ -8,7 +8,8 @@ import time
 import pytest
 
 from cxone_provider.client.transport import RETRY_POLICY, RetryWhen
-from cxone_provider.conditions import ROUTE_NOT_FOUND, JoinCondition
+from cxone_provider.domain.classification import ROUTE_NOT_FOUND
+from cxone_provider.domain.conditions import JoinCondition
 from cxone_provider.exceptions import CxoneApiError, CxoneAuthError, CxoneConfigError
 from cxone_provider.hooks.cxone import CxoneHook
 from cxone_provider.operators.common import join_agent_session

@@ -8,7 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cxone_provider.conditions import InputRejected, JoinCondition, JoinOutcome, parse_security_user
+from cxone_provider.domain.conditions import InputRejected, JoinCondition
+from cxone_provider.domain.outcomes import JoinOutcome
+from cxone_provider.domain.security_user import parse_security_user
 from cxone_provider.hooks.cxone import CxoneHook
 from cxone_provider.operators.agent_session import JoinAgentSessionOperator
 from cxone_provider.operators.common import join_agent_session

@@ -26,6 +26,7 @@ from cxone_provider.operators.report import read_report
         pytest.param('["a", "b", "c"]', 2, [["a", "b"], ["c"]], id="json-rendering"),
         pytest.param("['a', 'b', 'c']", 2, [["a", "b"], ["c"]], id="repr-rendering"),
         pytest.param(("a", "b", "c"), 2, [["a", "b"], ["c"]], id="tuple"),
+        pytest.param("a, b, c", 2, [["a", "b"], ["c"]], id="comma-separated"),
         # A repeated id stays with its first occurrence: no session is joined by two chunks.
         pytest.param(["a", "b", "c", "a", " b", "d"], 2, [["a", "b", "a", " b"], ["c", "d"]], id="duplicates"),
         # Malformed ids are kept (the sweep reports them) and count like any other.
@@ -48,7 +49,7 @@ def test_chunked_refuses_a_bad_size_naming_it(size):
 @pytest.mark.parametrize(
     ("ids", "message"),
     [
-        pytest.param("sess-1", "ids must be a list, got 'sess-1'", id="plain-string"),
+        pytest.param("sess-1,,sess-2", "ids 'sess-1,,sess-2' has an empty item", id="empty-item"),
         pytest.param({"a": 1}, "ids must be a list, got dict", id="mapping"),
         pytest.param(42, "ids must be a list, got int: 42", id="number"),
     ],

@@ -25,7 +25,8 @@ import pytest
 from hostile_server import Answer, HostileServer
 
 from cxone_provider.client.settings import check_discovered_endpoint
-from cxone_provider.conditions import InputRejected, JoinCondition, parse_security_user
+from cxone_provider.domain.conditions import InputRejected, JoinCondition
+from cxone_provider.domain.security_user import parse_security_user
 from cxone_provider.exceptions import CxoneApiError, CxoneAuthError, CxoneConfigError, UnsafePathIdError
 from cxone_provider.hooks.cxone import CxoneHook
 from cxone_provider.operators.common import as_list, join_agent_session
@@ -354,7 +355,7 @@ def test_a_secret_echoed_in_the_error_field_is_redacted_too(monkeypatch, server)
 def test_set_security_user_names_a_wrong_url_not_a_missing_agent(cxone_sandbox, monkeypatch):
     from airflow.sdk.exceptions import AirflowFailException
 
-    from cxone_provider.conditions import ROUTE_NOT_FOUND
+    from cxone_provider.domain.classification import ROUTE_NOT_FOUND
     from cxone_provider.operators.security_user import SetSecurityUserOperator
 
     name, value = cxone_sandbox.connection_env("cxone_typo", api_version="v99.9")

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from conftest import keep_legacy_extensions
 
-from cxone_provider.conditions import JoinCondition
+from cxone_provider.domain.conditions import JoinCondition
 from cxone_provider.operators.report import read_report
 from cxone_provider.testing import SOAK_FAULTS, SandboxServer
 

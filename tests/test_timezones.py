@@ -8,8 +8,8 @@ import datetime as dt
 import pytest
 from tzlocal.windows_tz import win_tz
 
+from cxone_provider.domain.timezones import DISPLAY_NAMES, load_time_zone, resolve_time_zone
 from cxone_provider.testing import SandboxServer
-from cxone_provider.timezones import DISPLAY_NAMES, load_time_zone, resolve_time_zone
 from cxone_sandbox import default_seed
 
 RESOLVED = [
@@ -146,7 +146,7 @@ def test_without_tzlocal_the_module_imports_and_display_names_map_by_offset():
         import sys
         sys.modules["tzlocal"] = None  # as if it were not installed
         sys.modules["tzlocal.windows_tz"] = None
-        from cxone_provider.timezones import resolve_time_zone
+        from cxone_provider.domain.timezones import resolve_time_zone
         for value in ("(GMT-05:00) Eastern Time (US & Canada)", "Mountain Standard Time", "America/Denver"):
             r = resolve_time_zone(value)
             print(r.name, r.source, bool(r.warning and "tzlocal" in r.warning), sep="|")

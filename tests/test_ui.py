@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import textwrap
 from urllib.parse import quote
 
@@ -24,6 +25,7 @@ from airflow.models.xcom import XComModel
 from conftest import DAGS_FOLDER, fresh_dag
 from markupsafe import escape
 
+from cxone_provider.domain.conditions import CONDITION_TABLE, in_display_order
 from cxone_provider.testing import LEGACY_EXTENSIONS, SandboxServer
 from cxone_provider.ui.data import CONDITION_COLOURS, CONDITIONS, counts_of, sessions_of
 from cxone_provider.ui.links import LINK_NAME, JoinOutcomeLink, SweepOutcomeLink
@@ -345,6 +347,18 @@ def test_sweeps_page_counts_equal_each_sweeps_xcom(runs, admin):
         assert expected == {c: result["counts"][c] for c in CONDITIONS}
         assert table_counts(html, dag_run.run_id, task_id, map_index) == expected, (dag_run.dag_id, task_id)
         assert chart_counts(html, dag_run.run_id, task_id, map_index) == {c: n for c, n in expected.items() if n}
+
+
+def test_the_pages_list_every_row_of_the_conditions_table(runs, admin):
+    # A condition added to the table gets its column, legend entry and colour with no UI change.
+    client, _ = admin
+    html = client.get("/cxone/sweeps").text
+    header = html[html.index('id="sweeps-table"') : html.index("</thead>")]
+    shown = re.findall(r'<th class="num cond" style="--c: ([^"]+)" data-condition="([^"]+)"', header)
+    assert shown == [(row.colour, row.studio_name) for row in in_display_order(CONDITION_TABLE)]
+    legend = html[html.index('class="legend"') :]
+    for row in CONDITION_TABLE:
+        assert f'<span class="swatch" style="background: {row.colour}"></span>{row.studio_name}</li>' in legend
 
 
 def test_the_ui_sweep_has_several_conditions(runs):

@@ -3,8 +3,8 @@
 ``CxoneError`` is the root of what the provider raises at run time: the connection is unusable
 (:class:`CxoneConfigError`), CXone gave no token (:class:`CxoneAuthError`), an API call ended in an
 error answer or in no answer at all (:class:`CxoneApiError`), or a DAG is wired in a way a join cannot
-work with. Which Studio result condition an error means is decided in :mod:`cxone_provider.conditions`,
-not here; so is :class:`~cxone_provider.conditions.InputRejected`, which is not an error of this family
+work with. Which Studio result condition an error means is decided in :mod:`cxone_provider.domain.classification`,
+not here; so is :class:`~cxone_provider.domain.conditions.InputRejected`, which is not an error of this family
 but an input that Studio routes to a result condition without calling the API.
 
 Errors that no retry can fix derive from ``AirflowFailException`` too, so that they fail a task at

@@ -1,7 +1,7 @@
 """One API call's final answer, and how CXone's error shape reads.
 
 The lowest layer: plain data, imported by the transport that builds answers, by the
-exceptions that carry them and by :mod:`cxone_provider.conditions`, which decides what they mean.
+exceptions that carry them and by :mod:`cxone_provider.domain.classification`, which decides what they mean.
 """
 
 from __future__ import annotations

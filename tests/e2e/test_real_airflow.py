@@ -42,7 +42,7 @@ from airflow_stack import (
 )
 from conftest import LEGACY_SANDBOX_EXTENSIONS
 
-from cxone_provider.conditions import JoinCondition
+from cxone_provider.domain.conditions import JoinCondition
 from cxone_provider.testing import SandboxServer
 
 if TYPE_CHECKING:

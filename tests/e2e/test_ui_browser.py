@@ -42,7 +42,7 @@ from airflow_stack import (
     unavailable,
 )
 
-from cxone_provider.conditions import JoinCondition
+from cxone_provider.domain.conditions import JoinCondition
 from cxone_provider.operators.sweep import JoinAgentSessionsOperator
 from cxone_provider.testing import SandboxServer
 from cxone_provider.ui.links import LINK_NAME, SweepOutcomeLink

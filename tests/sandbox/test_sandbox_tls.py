@@ -15,7 +15,7 @@ import pytest
 import requests
 from cryptography import x509
 
-from cxone_provider.conditions import JoinCondition
+from cxone_provider.domain.conditions import JoinCondition
 from cxone_provider.exceptions import CxoneAuthError
 from cxone_provider.hooks.cxone import CxoneHook
 from cxone_provider.operators.common import join_agent_session

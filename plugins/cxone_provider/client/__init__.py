@@ -8,5 +8,5 @@
 
 Answers are :class:`~cxone_provider.response.ApiResponse` values; errors come from :mod:`cxone_provider.exceptions`.
 
-Nothing here knows Studio's result conditions; :mod:`cxone_provider.conditions` decides those.
+Nothing here knows Studio's result conditions; :mod:`cxone_provider.domain.classification` decides those.
 """

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from cxone_provider.client.fields import DEFAULT_API_VERSION, DEFAULT_AUTH_HOST, FIELDS
-from cxone_provider.conditions import ConditionRule, parse_condition_rules
+from cxone_provider.domain.condition_rules import ConditionRule, parse_condition_rules
 from cxone_provider.exceptions import CxoneConfigError
 
 if TYPE_CHECKING:

@@ -8,7 +8,7 @@ SecurityUser's agent, the first page of ``agents/states`` and ``apiversion``; ev
 the provider needs is missing.
 
 ``--record PATH`` writes every answer it got, redacted, to a JSON file that ``cxone-sandbox --replay
-PATH`` serves (see :mod:`cxone_provider.sandbox.replay` and ``docs/doctor.md`` for the format).
+PATH`` serves (see :mod:`cxone_sandbox.replay` and ``docs/doctor.md`` for the format).
 
 The parts: :mod:`~cxone_provider.doctor.checks` (what is asked and judged),
 :mod:`~cxone_provider.doctor.report` (the table), :mod:`~cxone_provider.doctor.record` (the answers

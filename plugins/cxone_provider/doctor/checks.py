@@ -21,6 +21,7 @@ from cxone_provider.doctor.report import (
     WARN,
     Report,
 )
+from cxone_provider.domain.timezones import resolve_time_zone
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -183,29 +184,12 @@ def _check_time_zone(report: Report, agent: Mapping[str, Any]) -> None:
     if value in (None, ""):
         report.add("time zone", WARN, "the agent has no timeZone: SetSecurityUser uses UTC")
         return
-    try:  # issue 21's resolver, when this build has it
-        from cxone_provider.timezones import resolve_time_zone  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:
-        _check_time_zone_as_iana(report, str(value))
-        return
     resolved = resolve_time_zone(value)
     detail = f"{value!r} -> {resolved.name} ({resolved.source})"
     if resolved.warning:
         report.add("time zone", WARN, f"{detail}: {resolved.warning}")
     else:
         report.add("time zone", PASS, detail)
-
-
-def _check_time_zone_as_iana(report: Report, value: str) -> None:
-    """A provider without the resolver hands the agent's time zone to pendulum: it must be an IANA name."""
-    import pendulum
-
-    try:
-        pendulum.timezone(value)
-    except Exception:
-        report.add("time zone", FAIL, f"{value!r} is not an IANA name: SetSecurityUser fails on it in this build")
-        return
-    report.add("time zone", PASS, f"{value!r} (an IANA name)")
 
 
 def _check_agent_states(report: Report, hook: CxoneHook) -> None:

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from cxone_provider.hooks.cxone import CxoneHook
     from cxone_provider.response import ApiResponse
 
-#: The ``format`` of a record file; :mod:`cxone_provider.sandbox.replay` refuses any other.
+#: The ``format`` of a record file; :mod:`cxone_sandbox.replay` refuses any other.
 RECORD_FORMAT: Final = "cxone-doctor-record/1"
 #: What stands in for every redacted value in a record.
 REDACTED: Final = "<redacted>"

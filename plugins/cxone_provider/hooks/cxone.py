@@ -3,7 +3,7 @@
 The Airflow face of the provider: it turns the connection into settings and offers the API calls a
 DAG needs. The API contract lives here — every Agent API path and the wire parameter that carries
 Studio's SessionId — over :mod:`cxone_provider.client` (token, discovery, transport, retries). What an
-answer means for Studio is decided in :mod:`cxone_provider.conditions`, not here.
+answer means for Studio is decided in :mod:`cxone_provider.domain.classification`, not here.
 
 .. seealso:: ``README.md`` sections "Connection", "Retries" and "How it is built".
 """
@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 
     import requests
 
-    from cxone_provider.conditions import ConditionRule
+    from cxone_provider.domain.condition_rules import ConditionRule
 
 JOIN_PATH = "agent-sessions/join"
 # Public specs name only asAgentId; Studio's SessionId input travels as this query parameter.
@@ -272,8 +272,8 @@ class CxoneHook(BaseHook):
 
         ``session_id`` is the session expected (sent beside ``asAgentId``), or ``None`` to join the
         agent's live session, whichever it is (the published request: ``asAgentId`` only). Send checked
-        inputs (:func:`~cxone_provider.conditions.check_session_id`); what the answer means is
-        :func:`~cxone_provider.conditions.join_outcome`'s to say.
+        inputs (:func:`~cxone_provider.domain.inputs.check_session_id`); what the answer means is
+        :func:`~cxone_provider.domain.classification.join_outcome`'s to say.
         """
         params: dict[str, Any] = {"asAgentId": int(as_agent_id)}
         if session_id is not None:
@@ -299,7 +299,7 @@ class CxoneHook(BaseHook):
     def probe_agent(self, agent_id: int) -> ApiResponse | CxoneApiError | CxoneAuthError:
         """``GET agents/{agentId}`` once, read-only, as evidence: CXone's answer or the error, never raised.
 
-        Tells an ambiguous 404 to a join apart (:func:`~cxone_provider.conditions.probe_verdict`): the
+        Tells an ambiguous 404 to a join apart (:func:`~cxone_provider.domain.classification.probe_verdict`): the
         route, the agent or the session. Retried as any read of an agent is (429, 503, no answer).
         """
         try:

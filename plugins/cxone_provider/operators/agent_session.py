@@ -9,16 +9,11 @@ from airflow.sdk import BaseBranchOperator
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from cxone_provider.client.transport import plural
-from cxone_provider.conditions import (
-    InputRejected,
-    JoinCondition,
-    JoinOutcome,
-    SecurityUser,
-    check_session_id,
-    parse_condition_rules,
-    parse_security_user,
-    session_label,
-)
+from cxone_provider.domain.condition_rules import parse_condition_rules
+from cxone_provider.domain.conditions import InputRejected, JoinCondition, condition_names
+from cxone_provider.domain.inputs import check_session_id, session_label
+from cxone_provider.domain.outcomes import JoinOutcome
+from cxone_provider.domain.security_user import SecurityUser, parse_security_user
 from cxone_provider.exceptions import BranchConfigError, ConditionRulesError, describe_status
 from cxone_provider.operators.base import CxoneBaseOperator, cxone_template_fields
 from cxone_provider.operators.common import (
@@ -59,7 +54,7 @@ def normalise_branches(
             )
         result[condition] = ids
     if unknown:
-        names = ", ".join(c.value for c in JoinCondition)
+        names = condition_names()
         raise BranchConfigError(f"branches has unknown condition(s) {', '.join(unknown)}; expected: {names}")
     return result
 

@@ -71,6 +71,10 @@ class ListAgentSessionsOperator(CxoneBaseOperator):
     ``.output`` to :class:`~cxone_provider.operators.sweep.JoinAgentSessionsOperator`'s ``agents``. The
     same list is pushed under the XCom key ``sessions`` too.
 
+    The three filters are list fields (templated): a list, a rendered JSON or Python list (``"[...]"``) or
+    comma-separated text (the rule of :func:`~cxone_provider.domain.inputs.parse_list`), e.g.
+    ``"Available,Unavailable"``.
+
     :param team_ids: keep only these teams (templated).
     :param agent_state_names: keep only agents in these states, e.g. ``["Available"]`` (templated).
     :param exclude_agent_ids: leave these agents out, e.g. the supervisor's own (templated).
@@ -100,17 +104,19 @@ class ListAgentSessionsOperator(CxoneBaseOperator):
         self.exclude_agent_ids = exclude_agent_ids
 
     def execute(self, context: Context) -> list[dict[str, Any]]:
+        # Every list is read before the call: a bad one fails the task with nothing sent.
+        team_ids = whole_numbers("team_ids", as_list("team_ids", self.team_ids))
+        excluded = set(whole_numbers("exclude_agent_ids", as_list("exclude_agent_ids", self.exclude_agent_ids)))
+        state_names = [str(s) for s in as_list("agent_state_names", self.agent_state_names) or []]
         try:
             with self.cxone_failures("ListAgentSessions"):
-                team_ids = whole_numbers("team_ids", as_list("team_ids", self.team_ids))
-                excluded = set(whole_numbers("exclude_agent_ids", as_list("exclude_agent_ids", self.exclude_agent_ids)))
                 agent_states = self.hook.get_agent_states()
         finally:
             self.close_hooks()
         agents = live_sessions(
             agent_states,
             team_ids=team_ids or None,
-            agent_state_names=[str(s) for s in as_list("agent_state_names", self.agent_state_names) or []] or None,
+            agent_state_names=state_names or None,
         )
         agents = [a for a in agents if a["agent_id"] not in excluded]
         self.log.info("%d logged-in agent(s) to sweep", len(agents))

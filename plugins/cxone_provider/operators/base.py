@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 
-from cxone_provider.conditions import InputRejected
+from cxone_provider.domain.conditions import InputRejected
 from cxone_provider.exceptions import CxoneApiError, CxoneAuthError, CxoneConfigError, CxoneError, UnsafePathIdError
 from cxone_provider.hooks.cxone import CxoneHook
 

@@ -17,7 +17,7 @@ import json
 import uuid
 from typing import TYPE_CHECKING, Any
 
-from cxone_provider.conditions import JoinOutcome
+from cxone_provider.domain.outcomes import JoinOutcome
 from cxone_provider.operators.storage import task_instance_path
 
 if TYPE_CHECKING:

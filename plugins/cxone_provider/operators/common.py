@@ -1,7 +1,7 @@
 """What both join operators share: the SecurityUser they join as, the connection they use, the join itself.
 
 - :func:`join_agent_session` — Studio's *Join Agent Session* for one session: the checks made before
-  any request, the call through the hook, and the outcome :mod:`cxone_provider.conditions` decides;
+  any request, the call through the hook, and the outcome :mod:`cxone_provider.domain.classification` decides;
 - :func:`resolve_security_user_value` — Studio's default SecurityUser: the nearest upstream
   :class:`~cxone_provider.operators.security_user.SetSecurityUserOperator`'s return value;
 - :func:`connection_for`, :func:`as_list` — the connection a join uses, and templated lists.
@@ -14,20 +14,10 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk.exceptions import AirflowFailException
 
-from cxone_provider.conditions import (
-    ConditionRule,
-    InputRejected,
-    JoinCondition,
-    JoinFacts,
-    JoinOutcome,
-    SecurityUser,
-    check_agent_id,
-    check_session_id,
-    join_outcome,
-    needs_probe,
-    parse_rendered_literal,
-    session_label,
-)
+from cxone_provider.domain.classification import JoinFacts, join_outcome, needs_probe
+from cxone_provider.domain.conditions import InputRejected, JoinCondition
+from cxone_provider.domain.inputs import check_agent_id, check_session_id, parse_list, session_label
+from cxone_provider.domain.outcomes import JoinOutcome
 from cxone_provider.exceptions import AmbiguousSecurityUserError, CxoneApiError, CxoneAuthError, CxoneDiscoveryError
 from cxone_provider.hooks.cxone import CxoneHook
 from cxone_provider.operators.security_user import SetSecurityUserOperator
@@ -37,6 +27,9 @@ if TYPE_CHECKING:
 
     from airflow.sdk import Context
     from airflow.sdk.definitions._internal.abstractoperator import AbstractOperator
+
+    from cxone_provider.domain.condition_rules import ConditionRule
+    from cxone_provider.domain.security_user import SecurityUser
 
 # Studio's SetSecurityUser writes to a variable named SecurityUser by default; naming it here means
 # "the default", exactly as leaving the field out does.
@@ -154,19 +147,11 @@ def nearest_set_security_user(task: AbstractOperator) -> AbstractOperator | None
 
 
 def as_list(field_name: str, value: Any) -> list[Any] | None:
-    """A templated list: a list, or its JSON / Python-repr rendering (plain Jinja rendering)."""
-    if value is None:
-        return None
-    if isinstance(value, str):
-        text = value.strip()
-        if not text:
-            return []
-        try:
-            value = parse_rendered_literal(text)
-        except ValueError:
-            raise AirflowFailException(f"{field_name} must be a list, got {text[:80]!r}") from None
-        if value is None:  # a None param rendered by plain Jinja: no filter
-            return None
-    if isinstance(value, (list, tuple)):
-        return list(value)
-    raise AirflowFailException(f"{field_name} must be a list, got {type(value).__name__}: {value!r:.80}")
+    """A list-valued template field's items, by :func:`~cxone_provider.domain.inputs.parse_list`'s rule.
+
+    :raises AirflowFailException: naming the field and the value (a bad list does not get better on retry).
+    """
+    try:
+        return parse_list(field_name, value)
+    except ValueError as bad:
+        raise AirflowFailException(str(bad)) from None

@@ -22,8 +22,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from cxone_provider.agent_sessions import parse_item
-from cxone_provider.conditions import InputRejected, JoinCondition, check_session_id, session_label
+from cxone_provider.domain.agent_sessions import parse_item
+from cxone_provider.domain.conditions import InputRejected, JoinCondition
+from cxone_provider.domain.inputs import check_session_id, session_label
 from cxone_provider.operators.common import as_list
 
 if TYPE_CHECKING:
@@ -41,7 +42,8 @@ _MERGED_APART = ("counts", "stats")
 def chunked(ids: Any, size: int) -> list[list[Any]]:
     """``ids`` split into consecutive lists of at most ``size`` distinct sessions, in input order.
 
-    :param ids: session ids: a list, or its JSON / Python-repr rendering (as a templated field gets it).
+    :param ids: session ids (or agents items): a list, a rendered JSON or Python list (``"[...]"``) or
+        comma-separated text (the rule of :func:`~cxone_provider.domain.inputs.parse_list`).
     :param size: most distinct sessions per chunk, at least 1.
 
     A repeated id goes to the chunk of its first occurrence, so that no session is joined by two

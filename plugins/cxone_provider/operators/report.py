@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
     from airflow.sdk import Context
 
-    from cxone_provider.conditions import JoinOutcome
+    from cxone_provider.domain.outcomes import JoinOutcome
 
 DEFAULT_FOLDER = "cxone_reports"
 

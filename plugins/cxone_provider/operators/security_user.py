@@ -6,10 +6,12 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk.exceptions import AirflowFailException
 
-from cxone_provider.conditions import ROUTE_NOT_FOUND, SecurityUser, check_agent_id, is_route_not_found
+from cxone_provider.domain.classification import ROUTE_NOT_FOUND, is_route_not_found
+from cxone_provider.domain.inputs import check_agent_id
+from cxone_provider.domain.security_user import SecurityUser
+from cxone_provider.domain.timezones import resolve_time_zone
 from cxone_provider.hooks.cxone import CxoneApiError, CxoneHook
 from cxone_provider.operators.base import CxoneBaseOperator, cxone_template_fields
-from cxone_provider.timezones import resolve_time_zone
 
 if TYPE_CHECKING:
     from collections.abc import Sequence

@@ -20,15 +20,12 @@ from airflow.exceptions import AirflowProviderDeprecationWarning
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowException
 
-from cxone_provider.agent_sessions import AgentSessionItem, distinct_items
-from cxone_provider.conditions import (
-    InputRejected,
-    JoinCondition,
-    JoinOutcome,
-    check_session_id,
-    join_outcome,
-    parse_security_user,
-)
+from cxone_provider.domain.agent_sessions import AgentSessionItem, distinct_items
+from cxone_provider.domain.classification import join_outcome
+from cxone_provider.domain.conditions import InputRejected, JoinCondition
+from cxone_provider.domain.inputs import check_session_id
+from cxone_provider.domain.outcomes import JoinOutcome
+from cxone_provider.domain.security_user import parse_security_user
 from cxone_provider.exceptions import CxoneApiError, CxoneAuthError, CxoneStopped
 from cxone_provider.hooks.cxone import CxoneHook
 from cxone_provider.operators.agent_states import ListAgentSessionsOperator, live_sessions
@@ -73,7 +70,7 @@ DEFAULT_MAX_CONCURRENCY = 16
 class JoinAgentSessionsOperator(BaseOperator):
     """Check many agents' live sessions inside one task: a QA sweep.
 
-    ``agents`` lists (agent, expected session) items (see :mod:`cxone_provider.agent_sessions`): each
+    ``agents`` lists (agent, expected session) items (see :mod:`cxone_provider.domain.agent_sessions`): each
     is joined *as its own agent* through the connection's access key, as NICE publishes the join,
     so the key's user needs impersonation for every agent but its own. An item with no session id is
     Success when CXone answers the agent's live session; one with a session id, when that is the
@@ -93,9 +90,11 @@ class JoinAgentSessionsOperator(BaseOperator):
     each session that did not succeed, in input order, and Success sessions are listed by id only;
     the report (``report``, see :mod:`cxone_provider.operators.report`) holds every session's outcome.
 
-    :param agents: the (agent, session) items to check (templated): a list, or its JSON/repr
-        rendering; typically ``ListAgentSessionsOperator(...).output``.
-    :param session_ids: deprecated (templated): session ids joined as ``security_user``.
+    :param agents: the (agent, session) items to check (templated): a list, a rendered JSON or Python list
+        (``"[...]"``) or comma-separated text (the rule of :func:`~cxone_provider.domain.inputs.parse_list`);
+        typically ``ListAgentSessionsOperator(...).output``.
+    :param session_ids: deprecated (templated): session ids joined as ``security_user``, read as
+        ``agents`` is.
     :param security_user: with ``session_ids`` only, as for :class:`JoinAgentSessionOperator`
         (templated); default: the nearest upstream ``SetSecurityUserOperator``.
     :param max_concurrency: most joins in flight at once; halves while CXone answers 429/503.

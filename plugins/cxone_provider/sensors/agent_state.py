@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseSensorOperator, PokeReturnValue, conf
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSensorTimeout, AirflowSkipException
 
-from cxone_provider.conditions import InputRejected, check_agent_id
+from cxone_provider.domain.conditions import InputRejected
+from cxone_provider.domain.inputs import check_agent_id
 from cxone_provider.hooks.cxone import CxoneHook
 from cxone_provider.operators.base import CxoneTaskMixin, cxone_template_fields
 from cxone_provider.triggers.agent_state import (
@@ -57,8 +58,10 @@ class AgentStateSensor(CxoneTaskMixin, BaseSensorOperator):
     .. seealso:: ``README.md``, section "AgentStateSensor".
 
     :param agent_id: the agent to wait for. (templated)
-    :param states: agent state names (``"Available"``, ``["Available", "Unavailable"]``…), matched
-        without regard to case; default: any state but ``LoggedOut``, i.e. logged in. (templated)
+    :param states: agent state names (``"Available"``, ``["Available", "Unavailable"]``,
+        ``"Available,Unavailable"``…): a list, a rendered JSON or Python list (``"[...]"``) or comma-separated text
+        (the rule of :func:`~cxone_provider.domain.inputs.parse_list`); matched without regard to case; default: any
+        state but ``LoggedOut``, i.e. logged in. (templated)
     :param cxone_conn_id: the ``cxone`` connection. (templated)
     :param poll_interval: seconds between two reads of ``agents/states`` (Airflow's ``poke_interval``).
     :param deferrable: wait in the triggerer instead of a worker slot.

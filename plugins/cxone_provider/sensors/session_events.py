@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseSensorOperator, PokeReturnValue, conf
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSensorTimeout, AirflowSkipException
 
-from cxone_provider.conditions import InputRejected, check_session_id
+from cxone_provider.domain.conditions import InputRejected
+from cxone_provider.domain.inputs import check_session_id
 from cxone_provider.hooks.cxone import SESSION_END_EVENT, CxoneHook
 from cxone_provider.operators.base import CxoneTaskMixin, cxone_template_fields
 from cxone_provider.triggers.session_events import (

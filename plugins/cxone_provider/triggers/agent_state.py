@@ -22,7 +22,6 @@ token, never a secret.
 
 from __future__ import annotations
 
-import ast
 import asyncio
 import logging
 import random
@@ -64,6 +63,7 @@ from cxone_provider.client.transport import (
     read_answer,
     wait_budget,
 )
+from cxone_provider.domain.inputs import parse_list
 from cxone_provider.exceptions import CxoneApiError, CxoneAuthError
 from cxone_provider.hooks.cxone import AGENT_STATES_PATH, MAX_STATE_PAGES, next_page_url
 from cxone_provider.response import ApiResponse
@@ -85,32 +85,15 @@ PAGE_SIZE = 1000
 def wanted_states(states: str | Iterable[str] | None) -> tuple[str, ...]:
     """The agent state names to wait for; ``()`` means any state but ``LoggedOut``.
 
-    A text is one name, names separated by commas, or a list as a plain (non-native) Jinja render of
-    a list param writes it (``"['Available', 'Unavailable']"``, read with ``ast.literal_eval``).
+    Read by the one rule of list-valued template fields (:func:`~cxone_provider.domain.inputs.parse_list`):
+    a name, names separated by commas, or a list, also as plain Jinja renders one
+    (``"['Available', 'Unavailable']"``). Each name is kept once.
 
     :raises ValueError: naming the value, for a state that is not a non-empty name.
     """
-    if states is None:
-        return ()
-    items: list[Any]
-    if isinstance(states, str):
-        text = states.strip()
-        if text[:1] in ("[", "("):
-            try:
-                parsed = ast.literal_eval(text)
-            except (ValueError, SyntaxError, RecursionError, MemoryError):
-                raise ValueError(f"states {states!r} is not a list of agent state names") from None
-            items = (
-                [parsed] if isinstance(parsed, str) else list(parsed) if isinstance(parsed, list | tuple) else [None]
-            )
-        else:
-            items = text.split(",") if text else []
-    elif isinstance(states, Iterable):
-        items = list(states)
-    else:
-        items = [states]
+    given = list(states) if isinstance(states, Iterable) and not isinstance(states, str | Mapping) else states
     names = []
-    for item in items:
+    for item in parse_list("states", given) or []:
         if not isinstance(item, str) or not item.strip():
             raise ValueError(f"states {states!r}: every state must be an agent state name such as 'Available'")
         names.append(item.strip())

@@ -22,7 +22,8 @@ from airflow.models.taskinstance import TaskInstance
 from airflow.models.xcom import XComModel
 from sqlalchemy import and_, false, func, or_, select
 
-from cxone_provider.conditions import InputRejected, JoinCondition, parse_security_user
+from cxone_provider.domain.conditions import CONDITION_TABLE, InputRejected, JoinCondition, in_display_order
+from cxone_provider.domain.security_user import parse_security_user
 from cxone_provider.operators.common import uses_default_security_user
 from cxone_provider.operators.report import csv_cell
 
@@ -37,25 +38,12 @@ JOIN_OPERATORS = ("JoinAgentSessionOperator",)
 SECURITY_USER_OPERATORS = ("SetSecurityUserOperator",)
 RETURN_VALUE = "return_value"
 
-#: The order conditions are shown in, everywhere: the good news first, then what a person acts on.
-CONDITIONS: tuple[str, ...] = (
-    JoinCondition.SUCCESS.value,
-    JoinCondition.INVALID_AGENT_SESSION.value,
-    JoinCondition.DEFAULT.value,
-    JoinCondition.INVALID_SECURITY_USER.value,
-    JoinCondition.IMPERSONATE_NOT_ENABLED.value,
-    JoinCondition.INVALID_AGENT_ID.value,
-)
+#: The order conditions are shown in, everywhere (the table's display order): the good news first,
+#: then what a person acts on.
+CONDITIONS: tuple[str, ...] = tuple(row.studio_name for row in in_display_order(CONDITION_TABLE))
 
 #: One colour per condition, used by the charts, the badges and the table headers alike.
-CONDITION_COLOURS: dict[str, str] = {
-    JoinCondition.SUCCESS.value: "#2e7d32",
-    JoinCondition.INVALID_AGENT_SESSION.value: "#f9a825",
-    JoinCondition.DEFAULT.value: "#78909c",
-    JoinCondition.INVALID_SECURITY_USER.value: "#c62828",
-    JoinCondition.IMPERSONATE_NOT_ENABLED.value: "#6a1b9a",
-    JoinCondition.INVALID_AGENT_ID.value: "#1565c0",
-}
+CONDITION_COLOURS: dict[str, str] = {row.studio_name: row.colour for row in CONDITION_TABLE}
 
 #: The columns of a run page's CSV and JSON downloads, in order.
 SESSION_COLUMNS = ("agent_id", "session_id", "condition", "status_code", "message", "attempts", "elapsed_s")

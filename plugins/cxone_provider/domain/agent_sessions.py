@@ -23,7 +23,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from cxone_provider.conditions import InputRejected, JoinCondition, check_agent_id, check_session_id, session_label
+from cxone_provider.domain.conditions import InputRejected, JoinCondition
+from cxone_provider.domain.inputs import check_agent_id, check_session_id, session_label
 
 __all__ = ["AgentSessionItem", "distinct_items", "parse_item"]
 
