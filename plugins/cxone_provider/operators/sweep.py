@@ -32,7 +32,7 @@ from cxone_provider.conditions import (
 from cxone_provider.exceptions import CxoneApiError, CxoneAuthError, CxoneStopped
 from cxone_provider.hooks.cxone import CxoneHook
 from cxone_provider.operators.agent_states import ListAgentSessionsOperator, live_sessions
-from cxone_provider.operators.checkpoint import SweepCheckpoint
+from cxone_provider.sweeps.checkpoint import SweepCheckpoint
 from cxone_provider.operators.common import as_list, connection_for, join_agent_session, resolve_security_user_value
 from cxone_provider.operators.mapped import (
     agents_with,
@@ -43,8 +43,8 @@ from cxone_provider.operators.mapped import (
     session_key,
     sessions_with,
 )
-from cxone_provider.operators.pacing import AdaptiveLimiter
-from cxone_provider.operators.report import report_location, write_report
+from cxone_provider.sweeps.pacing import AdaptiveLimiter
+from cxone_provider.sweeps.report import report_location, write_report
 from cxone_provider.ui.links import SweepOutcomeLink
 
 if TYPE_CHECKING:
@@ -91,7 +91,7 @@ class JoinAgentSessionsOperator(BaseOperator):
     Duplicated ids are joined once and listed under ``duplicates``; malformed ids get their condition
     without a request. The XCom stays small as sweeps grow: ``outcomes`` holds the full outcome of
     each session that did not succeed, in input order, and Success sessions are listed by id only;
-    the report (``report``, see :mod:`cxone_provider.operators.report`) holds every session's outcome.
+    the report (``report``, see :mod:`cxone_provider.sweeps.report`) holds every session's outcome.
 
     :param agents: the (agent, session) items to check (templated): a list, or its JSON/repr
         rendering; typically ``ListAgentSessionsOperator(...).output``.

@@ -24,7 +24,7 @@ from sqlalchemy import and_, false, func, or_, select
 
 from cxone_provider.conditions import InputRejected, JoinCondition, parse_security_user
 from cxone_provider.operators.common import uses_default_security_user
-from cxone_provider.operators.report import csv_cell
+from cxone_provider.sweeps.report import csv_cell
 
 if TYPE_CHECKING:
     from datetime import datetime
