@@ -11,9 +11,9 @@ import pytest
 from conftest import fresh_dag, keep_legacy_extensions
 
 from cxone_provider.conditions import ROUTE_NOT_FOUND, JoinCondition
+from cxone_provider.operators.sweep import JoinAgentSessionsOperator, ListAgentSessionsOperator, live_sessions
 from cxone_provider.sweeps.pacing import AdaptiveLimiter
 from cxone_provider.sweeps.report import read_report
-from cxone_provider.operators.sweep import JoinAgentSessionsOperator, ListAgentSessionsOperator, live_sessions
 from cxone_provider.testing import SandboxServer
 
 LIVE = 300

@@ -587,6 +587,16 @@ def parse_security_user(value: object) -> SecurityUser:
     )
 
 
+# Studio's SetSecurityUser writes to a variable named SecurityUser by default; naming it here means
+# "the default", exactly as leaving the field out does.
+DEFAULT_SECURITY_USER = "SecurityUser"
+
+
+def uses_default_security_user(value: object) -> bool:
+    """Left out, or Studio's default name ``SecurityUser``: take the nearest SetSecurityUser's."""
+    return value is None or (isinstance(value, str) and value.strip() == DEFAULT_SECURITY_USER)
+
+
 def parse_rendered_literal(text: str) -> object:
     """A value from its JSON, or from the Python repr a plain (non-native) Jinja render gives.
 

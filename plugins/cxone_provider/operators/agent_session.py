@@ -21,13 +21,13 @@ from cxone_provider.conditions import (
 )
 from cxone_provider.exceptions import BranchConfigError, ConditionRulesError, describe_status
 from cxone_provider.hooks.cxone import CxoneHook
+from cxone_provider.links import JoinOutcomeLink
 from cxone_provider.operators.common import (
     connection_for,
     join_agent_session,
     resolve_security_user_value,
     security_user_source,
 )
-from cxone_provider.ui.links import JoinOutcomeLink
 
 if TYPE_CHECKING:
     from airflow.sdk import Context

@@ -27,6 +27,7 @@ from cxone_provider.conditions import (
     needs_probe,
     parse_rendered_literal,
     session_label,
+    uses_default_security_user,
 )
 from cxone_provider.exceptions import AmbiguousSecurityUserError, CxoneApiError, CxoneAuthError, CxoneDiscoveryError
 from cxone_provider.hooks.cxone import CxoneHook
@@ -37,10 +38,6 @@ if TYPE_CHECKING:
 
     from airflow.sdk import Context
     from airflow.sdk.definitions._internal.abstractoperator import AbstractOperator
-
-# Studio's SetSecurityUser writes to a variable named SecurityUser by default; naming it here means
-# "the default", exactly as leaving the field out does.
-DEFAULT_SECURITY_USER = "SecurityUser"
 
 
 def join_agent_session(
@@ -109,11 +106,6 @@ def resolve_security_user_value(task: AbstractOperator, context: Context, value:
             f"SetSecurityUserOperator {provider.task_id!r} returned no SecurityUser",
         )
     return pulled
-
-
-def uses_default_security_user(value: Any) -> bool:
-    """Left out, or Studio's default name ``SecurityUser``: take the nearest SetSecurityUser's."""
-    return value is None or (isinstance(value, str) and value.strip() == DEFAULT_SECURITY_USER)
 
 
 def security_user_source(task: AbstractOperator, value: Any) -> str:
