@@ -239,21 +239,8 @@ def _row(row: Any) -> TaskInstanceRow:
 
 def return_values(session: Session, refs: Sequence[TaskRef]) -> dict[TaskRef, Any]:
     """The ``return_value`` XCom of each of ``refs``, decoded (one query for the whole page)."""
-    if not refs:
-        return {}
-    wanted = set(refs)
-    query = select(XComModel.dag_id, XComModel.run_id, XComModel.task_id, XComModel.map_index, XComModel.value).where(
-        XComModel.key == RETURN_VALUE,
-        XComModel.dag_id.in_({r.dag_id for r in refs}),
-        XComModel.run_id.in_({r.run_id for r in refs}),
-        XComModel.task_id.in_({r.task_id for r in refs}),
-    )
-    values = {}
-    for dag_id, run_id, task_id, map_index, value in session.execute(query):
-        ref = TaskRef(dag_id, run_id, task_id, map_index)
-        if ref in wanted:
-            values[ref] = decode_xcom(value)
-    return values
+    found = _per_task_instance(session, XComModel, XComModel.value, set(refs), XComModel.key == RETURN_VALUE)
+    return {ref: decode_xcom(value) for ref, value in found}
 
 
 def decode_xcom(raw: Any) -> Any:
@@ -274,24 +261,28 @@ class _Raw:
 
 def rendered_field(session: Session, refs: set[TaskRef], name: str) -> dict[TaskRef, Any]:
     """The rendered template field ``name`` of each of ``refs`` that has one."""
+    model = RenderedTaskInstanceFields
+    found = _per_task_instance(session, model, model.rendered_fields, refs)
+    return {ref: fields.get(name) for ref, fields in found if isinstance(fields, Mapping)}
+
+
+def _per_task_instance(
+    session: Session, model: Any, column: Any, refs: set[TaskRef], *where: Any
+) -> list[tuple[TaskRef, Any]]:
+    """``column`` of ``model``'s rows of each of ``refs`` (a table keyed by task instance), in one query."""
     if not refs:
-        return {}
-    query = select(
-        RenderedTaskInstanceFields.dag_id,
-        RenderedTaskInstanceFields.run_id,
-        RenderedTaskInstanceFields.task_id,
-        RenderedTaskInstanceFields.map_index,
-        RenderedTaskInstanceFields.rendered_fields,
-    ).where(
-        RenderedTaskInstanceFields.dag_id.in_({r.dag_id for r in refs}),
-        RenderedTaskInstanceFields.run_id.in_({r.run_id for r in refs}),
-        RenderedTaskInstanceFields.task_id.in_({r.task_id for r in refs}),
+        return []
+    query = select(model.dag_id, model.run_id, model.task_id, model.map_index, column).where(
+        *where,
+        model.dag_id.in_({r.dag_id for r in refs}),
+        model.run_id.in_({r.run_id for r in refs}),
+        model.task_id.in_({r.task_id for r in refs}),
     )
-    found = {}
-    for dag_id, run_id, task_id, map_index, fields in session.execute(query):
+    found = []
+    for dag_id, run_id, task_id, map_index, value in session.execute(query):
         ref = TaskRef(dag_id, run_id, task_id, map_index)
-        if ref in refs and isinstance(fields, Mapping):
-            found[ref] = fields.get(name)
+        if ref in refs:
+            found.append((ref, value))
     return found
 
 
