@@ -24,7 +24,7 @@ from cxone_provider.testing import SandboxServer
 
 SWEEP_SCRIPT = """
 import json, resource, sys, time
-from cxone_provider.operators.report import read_report
+from cxone_provider.sweeps.report import read_report
 from cxone_provider.operators.sweep import JoinAgentSessionsOperator
 count, concurrency, reports = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
 operator = JoinAgentSessionsOperator(

@@ -45,8 +45,8 @@ from airflow.sdk import DAG, Param, get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from cxone_provider.domain.conditions import JoinCondition
-from cxone_provider.operators.report import csv_cell, read_report
 from cxone_provider.operators.sweep import JoinAgentSessionsOperator, ListAgentSessionsOperator, outcomes_with
+from cxone_provider.sweeps.report import csv_cell, read_report
 
 SECURITY_USER_CONDITIONS = (
     JoinCondition.INVALID_SECURITY_USER,

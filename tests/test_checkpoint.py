@@ -17,8 +17,8 @@ import pytest
 from airflow.sdk.exceptions import AirflowException
 from conftest import keep_legacy_extensions
 
-from cxone_provider.operators.report import read_report
 from cxone_provider.operators.sweep import JoinAgentSessionsOperator
+from cxone_provider.sweeps.report import read_report
 from cxone_provider.testing import SandboxServer
 
 LIVE = 300

@@ -9,7 +9,7 @@ import pytest
 from conftest import DAGS_FOLDER, fresh_dag
 
 from cxone_provider.operators.mapped import chunk_sessions, chunked, merge_sweep_results
-from cxone_provider.operators.report import read_report
+from cxone_provider.sweeps.report import read_report
 
 # --- chunked ------------------------------------------------------------------------------------------
 

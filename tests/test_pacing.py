@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import random
 
-from cxone_provider.operators.pacing import RatePacer
+from cxone_provider.sweeps.pacing import RatePacer
 
 
 def serve(pacer: RatePacer, seconds: float, *, limit: float | None, noise: float = 0.0, demand: float = 400.0):

@@ -25,7 +25,7 @@ import pytest
 from conftest import keep_legacy_extensions
 
 from cxone_provider.domain.conditions import JoinCondition
-from cxone_provider.operators.report import read_report
+from cxone_provider.sweeps.report import read_report
 from cxone_provider.testing import SOAK_FAULTS, SandboxServer
 
 if TYPE_CHECKING:

@@ -12,9 +12,9 @@ from conftest import fresh_dag, keep_legacy_extensions
 
 from cxone_provider.domain.classification import ROUTE_NOT_FOUND
 from cxone_provider.domain.conditions import JoinCondition
-from cxone_provider.operators.pacing import AdaptiveLimiter
-from cxone_provider.operators.report import read_report
 from cxone_provider.operators.sweep import JoinAgentSessionsOperator, ListAgentSessionsOperator, live_sessions
+from cxone_provider.sweeps.pacing import AdaptiveLimiter
+from cxone_provider.sweeps.report import read_report
 from cxone_provider.testing import SandboxServer
 
 LIVE = 300

@@ -19,8 +19,8 @@ from conftest import fresh_dag
 from cxone_provider.domain.agent_sessions import distinct_items, parse_item
 from cxone_provider.domain.conditions import JoinCondition
 from cxone_provider.operators.mapped import merge_sweep_results, session_ids_of
-from cxone_provider.operators.report import read_report
 from cxone_provider.operators.sweep import JoinAgentSessionsOperator, ListAgentSessionsOperator
+from cxone_provider.sweeps.report import read_report
 from cxone_provider.testing import SandboxServer
 
 LIVE = 40

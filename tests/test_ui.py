@@ -26,9 +26,9 @@ from conftest import DAGS_FOLDER, fresh_dag
 from markupsafe import escape
 
 from cxone_provider.domain.conditions import CONDITION_TABLE, in_display_order
+from cxone_provider.links import LINK_NAME, JoinOutcomeLink, SweepOutcomeLink
 from cxone_provider.testing import LEGACY_EXTENSIONS, SandboxServer
 from cxone_provider.ui.data import CONDITION_COLOURS, CONDITIONS, counts_of, sessions_of
-from cxone_provider.ui.links import LINK_NAME, JoinOutcomeLink, SweepOutcomeLink
 
 HIDDEN_DAG = "cxone_ui_hidden_sweep"
 SWEEP_DAG = "cxone_ui_sweep"

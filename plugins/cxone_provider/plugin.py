@@ -21,9 +21,9 @@ from __future__ import annotations
 
 from airflow.plugins_manager import AirflowPlugin
 
+from cxone_provider.links import JoinOutcomeLink, SweepOutcomeLink
 from cxone_provider.ui import URL_PREFIX
 from cxone_provider.ui.asgi import LazyApp
-from cxone_provider.ui.links import JoinOutcomeLink, SweepOutcomeLink
 
 
 class CxonePlugin(AirflowPlugin):

@@ -26,9 +26,10 @@ def task_policy(task: BaseOperator) -> None:
         return
     from airflow.exceptions import AirflowClusterPolicyViolation
 
+    from cxone_provider.domain.security_user import uses_default_security_user
     from cxone_provider.exceptions import AmbiguousSecurityUserError, BranchConfigError
     from cxone_provider.operators.agent_session import JoinAgentSessionOperator
-    from cxone_provider.operators.common import nearest_set_security_user, uses_default_security_user
+    from cxone_provider.operators.common import nearest_set_security_user
     from cxone_provider.operators.sweep import JoinAgentSessionsOperator
 
     try:

@@ -43,9 +43,9 @@ from airflow_stack import (
 )
 
 from cxone_provider.domain.conditions import JoinCondition
+from cxone_provider.links import LINK_NAME, SweepOutcomeLink
 from cxone_provider.operators.sweep import JoinAgentSessionsOperator
 from cxone_provider.testing import SandboxServer
-from cxone_provider.ui.links import LINK_NAME, SweepOutcomeLink
 
 if TYPE_CHECKING:
     from collections.abc import Iterator

@@ -10,9 +10,18 @@ from typing import Any
 from cxone_provider.domain.conditions import InputRejected, JoinCondition
 from cxone_provider.domain.inputs import check_agent_id, parse_rendered_literal
 
-__all__ = ["MAX_SECURITY_USER_CHARS", "SecurityUser", "parse_security_user"]
+__all__ = [
+    "DEFAULT_SECURITY_USER",
+    "MAX_SECURITY_USER_CHARS",
+    "SecurityUser",
+    "parse_security_user",
+    "uses_default_security_user",
+]
 
 MAX_SECURITY_USER_CHARS = 4096
+# Studio's SetSecurityUser writes to a variable named SecurityUser by default; naming it here means
+# "the default", exactly as leaving the field out does.
+DEFAULT_SECURITY_USER = "SecurityUser"
 
 
 @dataclass(frozen=True)
@@ -92,3 +101,8 @@ def _parse_mapping_text(text: str) -> object:
 
 def _optional_str(value: object) -> str | None:
     return str(value) if value not in (None, "") else None
+
+
+def uses_default_security_user(value: object) -> bool:
+    """Left out, or Studio's default name ``SecurityUser``: take the nearest SetSecurityUser's."""
+    return value is None or (isinstance(value, str) and value.strip() == DEFAULT_SECURITY_USER)

@@ -15,6 +15,7 @@ from cxone_provider.domain.inputs import check_session_id, session_label
 from cxone_provider.domain.outcomes import JoinOutcome
 from cxone_provider.domain.security_user import SecurityUser, parse_security_user
 from cxone_provider.exceptions import BranchConfigError, ConditionRulesError, describe_status
+from cxone_provider.links import JoinOutcomeLink
 from cxone_provider.operators.base import CxoneBaseOperator, cxone_template_fields
 from cxone_provider.operators.common import (
     connection_for,
@@ -22,7 +23,6 @@ from cxone_provider.operators.common import (
     resolve_security_user_value,
     security_user_source,
 )
-from cxone_provider.ui.links import JoinOutcomeLink
 
 if TYPE_CHECKING:
     from airflow.sdk import Context

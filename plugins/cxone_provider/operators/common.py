@@ -18,6 +18,7 @@ from cxone_provider.domain.classification import JoinFacts, join_outcome, needs_
 from cxone_provider.domain.conditions import InputRejected, JoinCondition
 from cxone_provider.domain.inputs import check_agent_id, check_session_id, parse_list, session_label
 from cxone_provider.domain.outcomes import JoinOutcome
+from cxone_provider.domain.security_user import uses_default_security_user
 from cxone_provider.exceptions import AmbiguousSecurityUserError, CxoneApiError, CxoneAuthError, CxoneDiscoveryError
 from cxone_provider.hooks.cxone import CxoneHook
 from cxone_provider.operators.security_user import SetSecurityUserOperator
@@ -30,10 +31,6 @@ if TYPE_CHECKING:
 
     from cxone_provider.domain.condition_rules import ConditionRule
     from cxone_provider.domain.security_user import SecurityUser
-
-# Studio's SetSecurityUser writes to a variable named SecurityUser by default; naming it here means
-# "the default", exactly as leaving the field out does.
-DEFAULT_SECURITY_USER = "SecurityUser"
 
 
 def join_agent_session(
@@ -102,11 +99,6 @@ def resolve_security_user_value(task: AbstractOperator, context: Context, value:
             f"SetSecurityUserOperator {provider.task_id!r} returned no SecurityUser",
         )
     return pulled
-
-
-def uses_default_security_user(value: Any) -> bool:
-    """Left out, or Studio's default name ``SecurityUser``: take the nearest SetSecurityUser's."""
-    return value is None or (isinstance(value, str) and value.strip() == DEFAULT_SECURITY_USER)
 
 
 def security_user_source(task: AbstractOperator, value: Any) -> str:

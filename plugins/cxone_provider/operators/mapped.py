@@ -11,7 +11,8 @@ and map the sweep over the chunks::
     monitor.expand(session_id=sessions_with(sweep, "Success"))
 
 :func:`sessions_with` and :func:`outcomes_with` accept the plain and the mapped sweep alike; for a
-mapped one they merge the chunks' results in map-index order (:func:`merge_sweep_results`).
+mapped one they merge the chunks' results in map-index order
+(:func:`~cxone_provider.sweeps.result.merge_sweep_results`).
 Chunks share the tenant's rate limit: more workers do not make the sweep faster against it.
 
 .. seealso:: ``README.md``, section "Large sweeps on several workers".
@@ -22,21 +23,27 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from cxone_provider.domain.agent_sessions import parse_item
-from cxone_provider.domain.conditions import InputRejected, JoinCondition
-from cxone_provider.domain.inputs import check_session_id, session_label
+from cxone_provider.domain.conditions import JoinCondition
 from cxone_provider.operators.common import as_list
+from cxone_provider.sweeps.result import item_key, merge_sweep_results, outcomes_of, session_ids_of, session_key
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
-
     from airflow.sdk import BaseOperator, XComArg
     from airflow.sdk.definitions.mappedoperator import MappedOperator
 
-__all__ = ["agents_with", "chunk_sessions", "chunked", "merge_sweep_results", "outcomes_with", "sessions_with"]
-
-#: Result keys that are not a condition's session ids and are merged their own way.
-_MERGED_APART = ("counts", "stats")
+# merge_sweep_results, session_ids_of and the keys live with the result's schema (sweeps/result.py); they
+# are importable from here, where DAGs have always found them.
+__all__ = [
+    "agents_with",
+    "chunk_sessions",
+    "chunked",
+    "item_key",
+    "merge_sweep_results",
+    "outcomes_with",
+    "session_ids_of",
+    "session_key",
+    "sessions_with",
+]
 
 
 def chunked(ids: Any, size: int) -> list[list[Any]]:
@@ -91,41 +98,6 @@ def chunk_sessions(ids: XComArg | Any, size: int, *, task_id: str | None = None)
     return split(ids)
 
 
-def merge_sweep_results(results: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
-    """The results of a mapped sweep's chunks (in map-index order) as one sweep result.
-
-    Lists (each condition's session ids or agent ids, ``outcomes``, ``duplicates``) are concatenated,
-    mappings (``live_sessions``) merged, ``counts`` summed; ``stats`` has ``requests`` and
-    ``token_requests`` summed and every chunk's own stats under ``chunks``. Every condition key is
-    present, as in a sweep's own result; any other key that is neither becomes the list of the
-    chunks' values.
-    """
-    merged: dict[str, Any] = {condition.value: [] for condition in JoinCondition}
-    merged.update(outcomes=[], duplicates=[])
-    counts: dict[str, int] = {condition.value: 0 for condition in JoinCondition}
-    chunk_stats: list[dict[str, Any]] = []
-    for result in results:
-        for key, value in result.items():
-            if key in _MERGED_APART:
-                continue
-            if isinstance(value, list):
-                merged.setdefault(key, []).extend(value)
-            elif isinstance(value, Mapping):  # live_sessions: each chunk's agents are its own
-                merged.setdefault(key, {}).update(value)
-            else:  # a key this module does not know: every chunk's value, none lost
-                merged.setdefault(key, []).append(value)
-        for condition, count in (result.get("counts") or {}).items():
-            counts[condition] = counts.get(condition, 0) + int(count)
-        chunk_stats.append(dict(result.get("stats") or {}))
-    merged["counts"] = counts
-    merged["stats"] = {
-        "requests": sum(int(s.get("requests") or 0) for s in chunk_stats),
-        "token_requests": sum(int(s.get("token_requests") or 0) for s in chunk_stats),
-        "chunks": chunk_stats,
-    }
-    return merged
-
-
 def sessions_with(sweep: BaseOperator | MappedOperator, condition: str | JoinCondition) -> XComArg:
     """The session ids that ended in ``condition``, as an XComArg to ``.expand()`` over.
 
@@ -144,22 +116,6 @@ def sessions_with(sweep: BaseOperator | MappedOperator, condition: str | JoinCon
 
     sweep_result: Any = sweep.output
     return select(sweep_result)
-
-
-def session_ids_of(result: Mapping[str, Any], condition: str) -> list[str]:
-    """The session ids of one condition in a (merged) sweep result.
-
-    A sweep of session ids lists them under the condition. A sweep of agents lists agent ids there:
-    Success gives each agent's live session (``live_sessions``), any other condition the session each
-    item expected; an item that expected none has no session to give (:func:`agents_with` and
-    :func:`outcomes_with` name every item).
-    """
-    if "live_sessions" not in result:
-        return list(result[condition])
-    if condition == JoinCondition.SUCCESS.value:
-        live = result["live_sessions"]
-        return [live[str(agent)] for agent in result[condition] if str(agent) in live]
-    return [o["session_id"] for o in _outcomes_of(result, condition) if o.get("session_id")]
 
 
 def agents_with(sweep: BaseOperator | MappedOperator, condition: str | JoinCondition) -> XComArg:
@@ -193,7 +149,7 @@ def outcomes_with(sweep: BaseOperator | MappedOperator, condition: str | JoinCon
 
     @task(task_id=f"{sweep.task_id}_{_snake(wanted.value)}_outcomes")
     def select(result: Any) -> list[dict[str, Any]]:
-        return [outcome for chunk in _chunks(result) for outcome in _outcomes_of(chunk, wanted.value)]
+        return [outcome for chunk in _chunks(result) for outcome in outcomes_of(chunk, wanted.value)]
 
     sweep_result: Any = sweep.output
     return select(sweep_result)
@@ -204,39 +160,6 @@ def _chunks(result: Any) -> list[Mapping[str, Any]]:
     if isinstance(result, Mapping):
         return [result]
     return list(result)
-
-
-def _outcomes_of(result: Mapping[str, Any], condition: str) -> list[dict[str, Any]]:
-    """One outcome per item of ``condition`` in one sweep result, in the order of its list."""
-    full: dict[str, dict[str, Any]] = {
-        str(o.get("item", o["session_id"])): o for o in result.get("outcomes") or [] if o.get("condition") == condition
-    }
-    live = result.get("live_sessions")
-    outcomes = []
-    for listed in result.get(condition) or []:
-        known = full.get(str(listed))
-        if known is not None:
-            outcomes.append(known)
-        elif live is not None:  # a sweep of agents keeps Success items as agent ids and live sessions
-            outcomes.append({"condition": condition, "agent_id": listed, "session_id": live.get(str(listed))})
-        else:
-            outcomes.append({"condition": condition, "session_id": listed})
-    return outcomes
-
-
-def session_key(value: Any) -> str:
-    """The session a value names, as the sweep keys it: trimmed when well-formed, else as given."""
-    try:
-        return check_session_id(value)
-    except InputRejected:
-        return session_label(value)
-
-
-def item_key(value: Any) -> str:
-    """How a sweep keys one input value: an agent item by its agent, a session id by itself."""
-    if isinstance(value, Mapping) or (isinstance(value, int) and not isinstance(value, bool)):
-        return parse_item(value).key
-    return session_key(value)
 
 
 def _snake(name: str) -> str:

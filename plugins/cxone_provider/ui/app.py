@@ -21,13 +21,13 @@ from airflow.api_fastapi.app import get_auth_manager
 from airflow.api_fastapi.auth.managers.models.base_user import BaseUser
 from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity, DagDetails
 from airflow.api_fastapi.core_api.security import get_user, requires_access_dag
-from airflow.utils.session import create_session
 from fastapi import Depends, FastAPI, HTTPException, Query, Request, status
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from markupsafe import Markup
 
 from cxone_provider.ui import URL_PREFIX, data
+from cxone_provider.ui.airflow_access import metadata_session
 
 HERE = Path(__file__).resolve().parent
 PER_PAGE = 25
@@ -95,7 +95,7 @@ def create_app() -> FastAPI:
         per_page: Annotated[int, Query(ge=1, le=MAX_PER_PAGE)] = PER_PAGE,
     ) -> Response:
         start, end = _day_range(since, until)
-        with create_session() as session:
+        with metadata_session() as session:
             permitted = _readable_dag_ids(user)
             found = data.list_sweeps(
                 session, permitted, dag_id=dag_id or None, since=start, until=end, page=page, per_page=per_page
@@ -175,7 +175,7 @@ def create_app() -> FastAPI:
         per_page: Annotated[int, Query(ge=1, le=MAX_PER_PAGE)] = PER_PAGE,
     ) -> Response:
         start, end = _day_range(since, until)
-        with create_session() as session:
+        with metadata_session() as session:
             permitted = _readable_dag_ids(user)
             found = data.list_joins(
                 session, permitted, dag_id=dag_id or None, since=start, until=end, page=page, per_page=per_page
@@ -199,7 +199,7 @@ def create_app() -> FastAPI:
     @app.get("/joins/{dag_id}/{run_id}/{task_id}", dependencies=[ReadsXCom])
     def join_run(request: Request, user: User, dag_id: str, run_id: str, task_id: str, map_index: int = -1) -> Response:
         ref = data.TaskRef(dag_id, run_id, task_id, map_index)
-        with create_session() as session:
+        with metadata_session() as session:
             found = data.list_joins(session, {dag_id}, dag_id=dag_id, only=ref)
         if not found.rows:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"No Join Agent Session task instance {_describe(ref)}")
@@ -243,7 +243,7 @@ def _readable_dag_ids(user: BaseUser) -> set[str]:
 
 def _sweep_detail(dag_id: str, run_id: str, task_id: str, map_index: int) -> data.SweepDetail:
     ref = data.TaskRef(dag_id, run_id, task_id, map_index)
-    with create_session() as session:
+    with metadata_session() as session:
         detail = data.sweep_detail(session, ref)
     if detail is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"No Join Agent Sessions (sweep) task instance {_describe(ref)}")

@@ -1,5 +1,8 @@
 """The "CXone outcome" operator extra links: from a task instance to its page of the CXone UI.
 
+They live below both the operators, which declare them, and :mod:`cxone_provider.ui`, which serves the
+pages they point to, so that neither imports the other; :data:`URL_PREFIX` is shared by both.
+
 Airflow 3 computes an operator's extra links on the worker when the task ends and stores them as
 XComs, so :meth:`get_link` only formats a URL from the task instance key: no DB, no web app.
 """
@@ -11,13 +14,14 @@ from urllib.parse import quote, urlsplit
 
 from airflow.sdk import BaseOperatorLink
 
-from cxone_provider.ui import URL_PREFIX
-
 if TYPE_CHECKING:
     from airflow.sdk import BaseOperator
     from airflow.sdk.types import TaskInstanceKey
 
 LINK_NAME = "CXone outcome"
+
+#: Where the api-server mounts the CXone pages; the extra links and the nav entry point below it.
+URL_PREFIX = "/cxone"
 
 
 def page_url(page: str, dag_id: str, run_id: str, task_id: str, map_index: int = -1) -> str:

@@ -18,7 +18,7 @@ import uuid
 from typing import TYPE_CHECKING, Any
 
 from cxone_provider.domain.outcomes import JoinOutcome
-from cxone_provider.operators.storage import task_instance_path
+from cxone_provider.sweeps.storage import task_instance_path
 
 if TYPE_CHECKING:
     import logging

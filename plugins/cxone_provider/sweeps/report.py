@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import ObjectStoragePath
 
-from cxone_provider.operators.storage import task_instance_path
+from cxone_provider.sweeps.storage import task_instance_path
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
