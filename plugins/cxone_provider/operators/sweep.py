@@ -10,12 +10,10 @@ requests in flight, and returns ``{condition: [session ids]}`` for ``.expand()``
 from __future__ import annotations
 
 import math
-import threading
 import warnings
 from typing import TYPE_CHECKING, Any
 
 from airflow.exceptions import AirflowProviderDeprecationWarning
-from airflow.sdk import BaseOperator
 
 from cxone_provider.domain.agent_sessions import AgentSessionItem, distinct_items
 from cxone_provider.domain.conditions import InputRejected
@@ -25,6 +23,7 @@ from cxone_provider.domain.security_user import parse_security_user
 from cxone_provider.hooks.cxone import CxoneHook
 from cxone_provider.links import SweepOutcomeLink
 from cxone_provider.operators.agent_states import ListAgentSessionsOperator, live_sessions
+from cxone_provider.operators.base import CxoneBaseOperator, cxone_template_fields
 from cxone_provider.operators.common import as_list, connection_for, join_agent_session, resolve_security_user_value
 from cxone_provider.operators.mapped import (
     agents_with,
@@ -60,7 +59,7 @@ __all__ = [
 ]
 
 
-class JoinAgentSessionsOperator(BaseOperator):
+class JoinAgentSessionsOperator(CxoneBaseOperator):
     """Check many agents' live sessions inside one task: a QA sweep.
 
     ``agents`` lists (agent, expected session) items (see :mod:`cxone_provider.domain.agent_sessions`): each
@@ -106,13 +105,8 @@ class JoinAgentSessionsOperator(BaseOperator):
         deadline … passed"; the task succeeds with them listed, and ``stats.deadline_passed`` says so.
     """
 
-    template_fields: Sequence[str] = (
-        "agents",
-        "session_ids",
-        "security_user",
-        "cxone_conn_id",
-        "checkpoint_path",
-        "report_path",
+    template_fields: Sequence[str] = cxone_template_fields(
+        "agents", "session_ids", "security_user", "checkpoint_path", "report_path"
     )
     ui_color = "#d5f5e3"
     operator_extra_links = (SweepOutcomeLink(),)
@@ -133,7 +127,7 @@ class JoinAgentSessionsOperator(BaseOperator):
         deadline_s: float | None = None,
         **kwargs: Any,
     ) -> None:
-        super().__init__(**kwargs)
+        super().__init__(cxone_conn_id=cxone_conn_id, hook_params=hook_params, **kwargs)
         if max_concurrency < 1:
             raise ValueError(f"max_concurrency must be at least 1, got {max_concurrency}")
         if (agents is None) == (session_ids is None):
@@ -161,21 +155,26 @@ class JoinAgentSessionsOperator(BaseOperator):
         self.security_user = security_user
         self.max_concurrency = max_concurrency
         self.progress_interval_s = progress_interval_s
-        self.cxone_conn_id = cxone_conn_id
-        self.hook_params = hook_params or {}
         self.checkpoint_path = checkpoint_path
         self.keep_checkpoint = keep_checkpoint
         self.report_path = report_path
-        self._stop = threading.Event()
 
     def execute(self, context: Context) -> dict[str, Any]:
-        self._stop = threading.Event()  # a fresh one per try: on_kill of an earlier try is over
+        # An answer never fails the sweep (each becomes its item's condition); a bad input or an
+        # unusable connection does, at once, by the operators' one failure policy.
+        try:
+            with self.cxone_failures("JoinAgentSessions"):
+                return self._sweep(context)
+        finally:
+            self.close_hooks()
+
+    def _sweep(self, context: Context) -> dict[str, Any]:
         engine = SweepEngine(
             by_agent=self.agents is not None,
             max_concurrency=self.max_concurrency,
             progress_interval_s=self.progress_interval_s,
             deadline_s=self.deadline_s,
-            stop=self._stop,
+            stop=self._stop_event,
             log=self.log,
             report_to=report_location(self.report_path, context, self.task_id),
         )
@@ -204,13 +203,11 @@ class JoinAgentSessionsOperator(BaseOperator):
         return result.to_xcom()
 
     def _hook(self, conn_id: str, *, pool_size: int, **pacing: Any) -> CxoneHook:
-        """The sweep's one hook: the user's ``hook_params`` over the engine's pool size, with its pacing."""
-        return CxoneHook(conn_id, **{"pool_size": pool_size, **self.hook_params}, **pacing)
+        """The sweep's one hook: the engine's pool size unless ``hook_params`` names one, with its pacing.
 
-    def on_kill(self) -> None:
-        """Stop sending: the workers finish the joins in flight and take no other session."""
-        self.log.warning("Stopping the sweep on request: no further session is joined")
-        self._stop.set()
+        ``on_kill`` (the base's) stops it: the workers finish the joins in flight and take no other session.
+        """
+        return self.make_hook(conn_id, pool_size=self.hook_params.get("pool_size", pool_size), **pacing)
 
 
 def _join_item(hook: CxoneHook, item: AgentSessionItem) -> JoinOutcome:
