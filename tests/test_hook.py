@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from cxone_provider.client.transport import RETRY_POLICY, RetryWhen
+from cxone_provider.client.policy import RETRY_POLICY, RetryWhen
 from cxone_provider.conditions import ROUTE_NOT_FOUND, JoinCondition
 from cxone_provider.exceptions import CxoneApiError, CxoneAuthError, CxoneConfigError
 from cxone_provider.hooks.cxone import CxoneHook

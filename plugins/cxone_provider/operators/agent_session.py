@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 from airflow.sdk import BaseBranchOperator
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
-from cxone_provider.client.transport import plural
+from cxone_provider.client.policy import plural
 from cxone_provider.conditions import (
     InputRejected,
     JoinCondition,
