@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cxone_provider.conditions import InputRejected, JoinCondition, JoinOutcome, parse_security_user
+from cxone_provider.exceptions import CxoneApiError
 from cxone_provider.hooks.cxone import CxoneHook
 from cxone_provider.operators.agent_session import JoinAgentSessionOperator
 from cxone_provider.operators.common import join_agent_session
@@ -57,6 +58,35 @@ def test_malformed_answers_are_default_in_bounded_time(cxone_sandbox, hostile, f
     assert elapsed < 4
     text = str(outcome.to_dict())
     assert not any(secret in text for secret in SECRETS)
+    assert cxone_sandbox.state()["joins"] == []
+
+
+@pytest.mark.parametrize(
+    ("fault", "status", "attempts", "says"),
+    [
+        pytest.param({"rate_html": 1.0}, 502, 1, "non-JSON answer (text/html", id="html-error-page"),
+        pytest.param({"rate_truncated_json": 1.0}, 200, 1, "invalid JSON", id="truncated-json"),
+        pytest.param(
+            {"rate_huge_body": 1.0, "huge_body_bytes": 9_000_000}, 200, 1, "larger than 8192 KiB", id="huge-body"
+        ),
+        pytest.param(
+            {"rate_slow_drip": 1.0, "drip_interval_s": 0.4}, None, 2, "still arriving after 1s", id="slow-drip"
+        ),
+    ],
+)
+def test_malformed_answers_are_the_same_error_on_both_faces(
+    cxone_sandbox, hostile, face, fault, status, attempts, says
+):
+    client = face(hostile)
+    client.access_token()
+    cxone_sandbox.set_faults(**fault, path_filter="agent-sessions/join")
+    started = time.monotonic()
+    with pytest.raises(CxoneApiError) as failed:
+        client.join("sess-2001", 1001)
+    assert time.monotonic() - started < 4  # the drip is cut at read_timeout (1 s) per attempt
+    assert (failed.value.http_status, failed.value.response.attempts) == (status, attempts)
+    assert says in str(failed.value)
+    assert not any(secret in str(failed.value) for secret in SECRETS)
     assert cxone_sandbox.state()["joins"] == []
 
 
