@@ -29,20 +29,22 @@ def hostile(cxone_sandbox, monkeypatch):
     return hook
 
 
+# Answers the client itself cannot read: an error on either face, the Default condition for a join.
+CLIENT_FAULTS = [
+    pytest.param({"rate_html": 1.0}, 502, 1, "non-JSON answer (text/html", id="html-error-page"),
+    pytest.param({"rate_truncated_json": 1.0}, 200, 1, "invalid JSON", id="truncated-json"),
+    # A 2xx is data and is read up to 8 MiB (a 1,000-row agents/states page is ~600 KB); past that, not.
+    pytest.param({"rate_huge_body": 1.0, "huge_body_bytes": 9_000_000}, 200, 1, "larger than 8192 KiB", id="huge-body"),
+    pytest.param({"rate_slow_drip": 1.0, "drip_interval_s": 0.4}, None, 2, "still arriving after 1s", id="slow-drip"),
+]
+
+
 @pytest.mark.parametrize(
     ("fault", "status", "attempts", "says"),
     [
-        pytest.param({"rate_html": 1.0}, 502, 1, "non-JSON answer (text/html", id="html-error-page"),
+        *CLIENT_FAULTS,
         pytest.param({"rate_non_json": 1.0}, 200, 1, "without a sessionId in the answer: OK", id="non-json-200"),
-        pytest.param({"rate_truncated_json": 1.0}, 200, 1, "invalid JSON", id="truncated-json"),
         pytest.param({"rate_no_session_id": 1.0}, 202, 1, "without a sessionId", id="no-session-id"),
-        # A 2xx is data and is read up to 8 MiB (a 1,000-row agents/states page is ~600 KB); past that, not.
-        pytest.param(
-            {"rate_huge_body": 1.0, "huge_body_bytes": 9_000_000}, 200, 1, "larger than 8192 KiB", id="huge-body"
-        ),
-        pytest.param(
-            {"rate_slow_drip": 1.0, "drip_interval_s": 0.4}, None, 2, "still arriving after 1s", id="slow-drip"
-        ),
     ],
 )
 def test_malformed_answers_are_default_in_bounded_time(cxone_sandbox, hostile, fault, status, attempts, says):
@@ -61,19 +63,7 @@ def test_malformed_answers_are_default_in_bounded_time(cxone_sandbox, hostile, f
     assert cxone_sandbox.state()["joins"] == []
 
 
-@pytest.mark.parametrize(
-    ("fault", "status", "attempts", "says"),
-    [
-        pytest.param({"rate_html": 1.0}, 502, 1, "non-JSON answer (text/html", id="html-error-page"),
-        pytest.param({"rate_truncated_json": 1.0}, 200, 1, "invalid JSON", id="truncated-json"),
-        pytest.param(
-            {"rate_huge_body": 1.0, "huge_body_bytes": 9_000_000}, 200, 1, "larger than 8192 KiB", id="huge-body"
-        ),
-        pytest.param(
-            {"rate_slow_drip": 1.0, "drip_interval_s": 0.4}, None, 2, "still arriving after 1s", id="slow-drip"
-        ),
-    ],
-)
+@pytest.mark.parametrize(("fault", "status", "attempts", "says"), CLIENT_FAULTS)
 def test_malformed_answers_are_the_same_error_on_both_faces(
     cxone_sandbox, hostile, face, fault, status, attempts, says
 ):

@@ -16,7 +16,7 @@ from cxone_provider.client.auth import Auth
 from cxone_provider.client.core import api_request, checked
 from cxone_provider.client.events import event_poll, events_of_answer, events_of_error
 from cxone_provider.client.pages import ACTION, StatePages
-from cxone_provider.client.policy import RETRY_POLICY, RetryWhen, TransportOptions, after_renewal
+from cxone_provider.client.policy import RETRY_POLICY, RetryWhen, TransportOptions, after_renewal, needs_renewal
 from cxone_provider.client.secrets import Secrets
 from cxone_provider.client.transport import Transport
 from cxone_provider.exceptions import CxoneApiError
@@ -45,10 +45,7 @@ class CxoneClient:
     """Authenticated, retried access to one connection's Agent API; safe to share between threads."""
 
     def __init__(self, settings: CxoneSettings, options: TransportOptions, *, log: logging.Logger | Any) -> None:
-        self.settings = settings
-        self.options = options
-        self.secrets = connection_secrets(settings)
-        self.retry_listener = options.retry_listener
+        self.settings, self.options, self.secrets = settings, options, connection_secrets(settings)
         self.transport = Transport(settings, self.secrets, log, options)
         self.auth = Auth(settings, self.transport, failure_memory_s=options.backoff_max_s)
 
@@ -72,14 +69,9 @@ class CxoneClient:
         :raises CxoneApiError: an error answer, a 2xx whose body could not be read, or no answer.
         :raises CxoneAuthError: no token; :raises CxoneConfigError: the connection is unusable.
         """
-        connect_timeout, read_timeout = self.transport.timeout
+        base = self.auth.api_base_url
         build = api_request(
-            self.auth.api_base_url,
-            method,
-            path,
-            (connect_timeout, read_timeout + max(0.0, wait_s)),
-            params=params,
-            json_body=json_body,
+            base, method, path, self.transport.timeout, wait_s=wait_s, params=params, json_body=json_body
         )
         started = time.monotonic()
         sent: list[str] = []
@@ -89,16 +81,13 @@ class CxoneClient:
             return build(sent[-1])
 
         response = self.transport.send(retry_when, attempt, gated=True)
-        if response.status_code == 401:
-            # One renewal, one more try: the token may have been revoked or expired early.
-            if self.retry_listener is not None:
-                self.retry_listener("401")
+        if needs_renewal(response, self.options.retry_listener):
             self.auth.renew_token(stale=sent[-1])
             response = after_renewal(response, self.transport.send(retry_when, attempt, gated=True))
         return checked(response, action, started)
 
     def agent_states(self, *, page_size: int = 1000) -> list[dict[str, Any]]:
-        """Every agent's state row, following ``_links.next`` (:class:`~cxone_provider.client.pages.StatePages`)."""
+        """Every agent's state row, following ``_links.next`` (see :mod:`~cxone_provider.client.pages`)."""
         pages = StatePages(self.auth.api_base_url, page_size, self.transport)
         while pages.next is not None:
             path, params = pages.next

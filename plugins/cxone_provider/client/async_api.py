@@ -25,7 +25,7 @@ from cxone_provider.client.auth import AuthRules
 from cxone_provider.client.core import api_request, checked
 from cxone_provider.client.events import event_poll, events_of_answer, events_of_error
 from cxone_provider.client.pages import ACTION, StatePages
-from cxone_provider.client.policy import RETRY_POLICY, RetryWhen, TransportOptions, after_renewal
+from cxone_provider.client.policy import RETRY_POLICY, RetryWhen, TransportOptions, after_renewal, needs_renewal
 from cxone_provider.exceptions import CxoneApiError, CxoneDiscoveryError
 
 if TYPE_CHECKING:
@@ -93,10 +93,7 @@ class AsyncCxoneClient:
     """
 
     def __init__(self, settings: CxoneSettings, options: TransportOptions, *, log: logging.Logger | Any) -> None:
-        self.settings = settings
-        self.options = options
-        self.secrets = connection_secrets(settings)
-        self.retry_listener = options.retry_listener
+        self.settings, self.options, self.secrets = settings, options, connection_secrets(settings)
         self.transport = AsyncTransport(settings, self.secrets, log, options)
         self.auth = AsyncAuth(settings, self.transport, failure_memory_s=options.backoff_max_s)
 
@@ -124,14 +121,9 @@ class AsyncCxoneClient:
         wait_s: float = 0.0,
     ) -> ApiResponse:
         """:meth:`CxoneClient.request <cxone_provider.client.api.CxoneClient.request>`, awaited."""
-        connect_timeout, read_timeout = self.transport.timeout
+        base = await self.auth.api_base_url()
         build = api_request(
-            await self.auth.api_base_url(),
-            method,
-            path,
-            (connect_timeout, read_timeout + max(0.0, wait_s)),
-            params=params,
-            json_body=json_body,
+            base, method, path, self.transport.timeout, wait_s=wait_s, params=params, json_body=json_body
         )
         started = time.monotonic()
         sent: list[str] = []
@@ -141,10 +133,7 @@ class AsyncCxoneClient:
             return build(sent[-1])
 
         response = await self.transport.send(retry_when, attempt)
-        if response.status_code == 401:
-            # One renewal, one more try: the token may have been revoked or expired early.
-            if self.retry_listener is not None:
-                self.retry_listener("401")
+        if needs_renewal(response, self.options.retry_listener):
             await self.auth.renew_token(stale=sent[-1])
             response = after_renewal(response, await self.transport.send(retry_when, attempt))
         return checked(response, action, started)

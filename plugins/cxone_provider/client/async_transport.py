@@ -20,7 +20,6 @@ from cxone_provider.client.answers import (
     BASE_HEADERS,
     body_limit,
     is_redirect,
-    read_answer,
     redirect_answer,
     still_arriving,
 )
@@ -128,15 +127,5 @@ class AsyncTransport(TransportBase):
                     complete = True
         except TimeoutError:
             raise httpx.ReadTimeout(still_arriving(self.settings.read_timeout, len(raw))) from None
-        answer = read_answer(
-            bytes(raw),
-            complete,
-            limit=limit,
-            status=status,
-            reason=response.reason_phrase,
-            headers=response.headers,
-            encoding=response.encoding,
-            redact=self.secrets.redact,
-        )
-        self.check_retry_after(response.headers, answer)
-        return answer
+        status, reason = response.status_code, response.reason_phrase
+        return self.answer(bytes(raw), complete, limit, status, reason, response.headers, response.encoding)

@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from cxone_provider.client.answers import MAX_MESSAGE_CHARS
+from cxone_provider.client.answers import MAX_MESSAGE_CHARS, read_answer
 from cxone_provider.client.policy import Backoff, CallRetries, RetryWhen, TransportOptions
 from cxone_provider.client.secrets import basic_credentials
 from cxone_provider.exceptions import CxoneApiError
@@ -54,11 +54,22 @@ def basic(user: str, password: str) -> str:
 
 
 def api_request(
-    base: str, method: str, path: str, timeout: tuple[float, float], **fields: Any
+    base: str,
+    method: str,
+    path: str,
+    timeout: tuple[float, float],
+    wait_s: float,
+    params: Mapping[str, Any] | None,
+    json_body: Any,
 ) -> Callable[[str], HttpRequest]:
-    """An Agent API call at ``path`` (relative to ``base``, or an absolute URL under it), awaiting its token."""
+    """An Agent API call at ``path`` (relative to ``base``, or an absolute URL under it), awaiting its
+    token; ``wait_s`` (a long poll's hold) is added to the read timeout."""
     url = path if path.startswith(base) else base + path.lstrip("/")
-    return lambda token: HttpRequest(method, url, timeout, authorization=bearer(token), **fields)
+    connect_timeout, read_timeout = timeout
+    timeouts = (connect_timeout, read_timeout + max(0.0, wait_s))
+    return lambda token: HttpRequest(
+        method, url, timeouts, params=params, json_body=json_body, authorization=bearer(token)
+    )
 
 
 def checked(response: ApiResponse, action: str, started: float) -> ApiResponse:
@@ -124,11 +135,32 @@ class TransportBase:
         self._ignored.add(name)
         self.log.warning("CXone sent %s %.80r, which is not usable: %s (logged once)", name, value, instead)
 
-    def check_retry_after(self, headers: Mapping[str, str], answer: ApiResponse) -> None:
-        """Log once when the answer's ``Retry-After`` was ignored (unusable, see ``answers.retry_after``)."""
+    def answer(
+        self,
+        raw: bytes,
+        complete: bool,
+        limit: int,
+        status: int,
+        reason: str,
+        headers: Mapping[str, str],
+        encoding: str | None,
+    ) -> ApiResponse:
+        """The body read (``complete``: all of it, at most ``limit`` bytes) as an answer (:func:`read_answer`);
+        a ``Retry-After`` that is not usable is logged once."""
+        answer = read_answer(
+            raw,
+            complete,
+            limit=limit,
+            status=status,
+            reason=reason,
+            headers=headers,
+            encoding=encoding,
+            redact=self.secrets.redact,
+        )
         value = headers.get("Retry-After")
         if value and answer.retry_after_s is None:
             self.note_ignored("Retry-After", value, "the call's own backoff decides")
+        return answer
 
     def describe(self, exc: BaseException) -> str:
         return self.secrets.redact(f"{type(exc).__name__}: {exc}")[:MAX_MESSAGE_CHARS]

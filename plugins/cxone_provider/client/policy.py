@@ -211,6 +211,16 @@ class CallRetries:
         return response
 
 
+def needs_renewal(response: ApiResponse, retry_listener: Callable[[str], None] | None) -> bool:
+    """A 401: the token may have been revoked or expired early; one renewal, one more try (told to
+    the retry listener like any retry)."""
+    if response.status_code != 401:
+        return False
+    if retry_listener is not None:
+        retry_listener("401")
+    return True
+
+
 def after_renewal(first: ApiResponse, retried: ApiResponse) -> ApiResponse:
     """The answer of a call sent again after a 401 renewed the token, counting both sendings."""
     retried.attempts += first.attempts

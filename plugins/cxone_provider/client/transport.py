@@ -22,7 +22,6 @@ from cxone_provider.client.answers import (
     BASE_HEADERS,
     body_limit,
     is_redirect,
-    read_answer,
     redirect_answer,
     still_arriving,
 )
@@ -47,7 +46,6 @@ class Transport(TransportBase):
         self, settings: CxoneSettings, secrets: Secrets, log: logging.Logger | Any, options: TransportOptions
     ) -> None:
         super().__init__(settings, secrets, log, options)
-        self.retry_listener = options.retry_listener
         self.attempt_gate = options.attempt_gate or nullcontext
         self.answer_listener = options.answer_listener
         self.stop = options.stop or threading.Event()
@@ -162,18 +160,8 @@ class Transport(TransportBase):
                 response.raw.release_conn()  # the connection is reusable: back to the pool
             else:
                 response.close()
-        answer = read_answer(
-            bytes(raw),
-            complete,
-            limit=limit,
-            status=response.status_code,
-            reason=response.reason or "",
-            headers=response.headers,
-            encoding=response.encoding,
-            redact=self.secrets.redact,
-        )
-        self.check_retry_after(response.headers, answer)
-        return answer
+        status, reason = response.status_code, response.reason or ""
+        return self.answer(bytes(raw), complete, limit, status, reason, response.headers, response.encoding)
 
 
 class _EnvironmentOnceSession(requests.Session):
