@@ -122,3 +122,20 @@ def hook_speaks_the_published_contract(request: pytest.FixtureRequest) -> Iterat
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     shutil.rmtree(AIRFLOW_HOME, ignore_errors=True)
+
+
+@pytest.fixture(params=["sync", "async"])
+def face(request: pytest.FixtureRequest) -> Iterator[Any]:
+    """A factory: ``face(hook)`` is the hook's client on the face the test runs with (requests or httpx),
+    behind one blocking interface (``tests/client_faces.py``); closed after the test."""
+    from client_faces import AsyncFace, SyncFace
+
+    made: list[Any] = []
+
+    def make(hook: Any) -> Any:
+        made.append(SyncFace(hook) if request.param == "sync" else AsyncFace(hook))
+        return made[-1]
+
+    yield make
+    for one in made:
+        one.close()

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from cxone_provider.client.transport import RETRY_POLICY, RetryWhen
+from cxone_provider.client.policy import RETRY_POLICY, RetryWhen
 from cxone_provider.domain.classification import ROUTE_NOT_FOUND
 from cxone_provider.domain.conditions import JoinCondition
 from cxone_provider.exceptions import CxoneApiError, CxoneAuthError, CxoneConfigError

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from cxone_provider.domain.conditions import InputRejected, JoinCondition
 from cxone_provider.domain.outcomes import JoinOutcome
 from cxone_provider.domain.security_user import parse_security_user
+from cxone_provider.exceptions import CxoneApiError
 from cxone_provider.hooks.cxone import CxoneHook
 from cxone_provider.operators.agent_session import JoinAgentSessionOperator
 from cxone_provider.operators.common import join_agent_session
@@ -30,20 +31,22 @@ def hostile(cxone_sandbox, monkeypatch):
     return hook
 
 
+# Answers the client itself cannot read: an error on either face, the Default condition for a join.
+CLIENT_FAULTS = [
+    pytest.param({"rate_html": 1.0}, 502, 1, "non-JSON answer (text/html", id="html-error-page"),
+    pytest.param({"rate_truncated_json": 1.0}, 200, 1, "invalid JSON", id="truncated-json"),
+    # A 2xx is data and is read up to 8 MiB (a 1,000-row agents/states page is ~600 KB); past that, not.
+    pytest.param({"rate_huge_body": 1.0, "huge_body_bytes": 9_000_000}, 200, 1, "larger than 8192 KiB", id="huge-body"),
+    pytest.param({"rate_slow_drip": 1.0, "drip_interval_s": 0.4}, None, 2, "still arriving after 1s", id="slow-drip"),
+]
+
+
 @pytest.mark.parametrize(
     ("fault", "status", "attempts", "says"),
     [
-        pytest.param({"rate_html": 1.0}, 502, 1, "non-JSON answer (text/html", id="html-error-page"),
+        *CLIENT_FAULTS,
         pytest.param({"rate_non_json": 1.0}, 200, 1, "without a sessionId in the answer: OK", id="non-json-200"),
-        pytest.param({"rate_truncated_json": 1.0}, 200, 1, "invalid JSON", id="truncated-json"),
         pytest.param({"rate_no_session_id": 1.0}, 202, 1, "without a sessionId", id="no-session-id"),
-        # A 2xx is data and is read up to 8 MiB (a 1,000-row agents/states page is ~600 KB); past that, not.
-        pytest.param(
-            {"rate_huge_body": 1.0, "huge_body_bytes": 9_000_000}, 200, 1, "larger than 8192 KiB", id="huge-body"
-        ),
-        pytest.param(
-            {"rate_slow_drip": 1.0, "drip_interval_s": 0.4}, None, 2, "still arriving after 1s", id="slow-drip"
-        ),
     ],
 )
 def test_malformed_answers_are_default_in_bounded_time(cxone_sandbox, hostile, fault, status, attempts, says):
@@ -59,6 +62,23 @@ def test_malformed_answers_are_default_in_bounded_time(cxone_sandbox, hostile, f
     assert elapsed < 4
     text = str(outcome.to_dict())
     assert not any(secret in text for secret in SECRETS)
+    assert cxone_sandbox.state()["joins"] == []
+
+
+@pytest.mark.parametrize(("fault", "status", "attempts", "says"), CLIENT_FAULTS)
+def test_malformed_answers_are_the_same_error_on_both_faces(
+    cxone_sandbox, hostile, face, fault, status, attempts, says
+):
+    client = face(hostile)
+    client.access_token()
+    cxone_sandbox.set_faults(**fault, path_filter="agent-sessions/join")
+    started = time.monotonic()
+    with pytest.raises(CxoneApiError) as failed:
+        client.join("sess-2001", 1001)
+    assert time.monotonic() - started < 4  # the drip is cut at read_timeout (1 s) per attempt
+    assert (failed.value.http_status, failed.value.response.attempts) == (status, attempts)
+    assert says in str(failed.value)
+    assert not any(secret in str(failed.value) for secret in SECRETS)
     assert cxone_sandbox.state()["joins"] == []
 
 

@@ -73,11 +73,11 @@ def elsewhere():
 
 
 @pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
-def test_the_token_request_follows_no_redirect(monkeypatch, server, elsewhere, status):
+def test_the_token_request_follows_no_redirect(monkeypatch, server, elsewhere, face, status):
     server.route("POST", "/auth/token", lambda _: Answer(status, {"Location": f"{elsewhere.url}/steal"}))
-    hook = connect(monkeypatch, server)
+    client = face(connect(monkeypatch, server))
     with pytest.raises(CxoneAuthError) as refused:
-        hook.access_token()
+        client.access_token()
     message = str(refused.value)
     assert f"HTTP {status}" in message
     assert "redirect" in message
@@ -103,7 +103,24 @@ def test_an_api_redirect_is_default_naming_where_it_pointed(monkeypatch, server,
     assert elsewhere.received == []
 
 
-def test_a_huge_redirect_body_is_never_read(monkeypatch, server):
+@pytest.mark.parametrize("status", [302, 307])
+def test_an_api_redirect_is_refused_with_the_same_message_on_both_faces(monkeypatch, server, elsewhere, face, status):
+    server.route("POST", "/auth/token", lambda _: token_answer())
+    server.route(
+        "POST",
+        "/inContactAPI/services/v33.0/agent-sessions/join",
+        lambda _: Answer(status, {"Location": f"{elsewhere.url}/join?x=1"}),
+    )
+    with pytest.raises(CxoneApiError) as refused:
+        face(connect(monkeypatch, server)).join()
+    assert refused.value.http_status == status
+    where = elsewhere.url.removeprefix("http://")
+    assert f"redirected (HTTP {status}) to {where}; calls to CXone follow no redirect" in str(refused.value)
+    assert "/join" not in str(refused.value)  # the host and port only
+    assert elsewhere.received == []
+
+
+def test_a_huge_redirect_body_is_never_read(monkeypatch, server, face):
     size = 400 * 1024 * 1024
     chunk = b"x" * (1024 * 1024)
     server.route(
@@ -116,17 +133,17 @@ def test_a_huge_redirect_body_is_never_read(monkeypatch, server):
             length=size,
         ),
     )
-    hook = connect(monkeypatch, server)
+    client = face(connect(monkeypatch, server))
     process = psutil.Process()
     before = process.memory_info().rss
     started = time.monotonic()
     with pytest.raises(CxoneAuthError, match="HTTP 302"):
-        hook.access_token()
+        client.access_token()
     assert time.monotonic() - started < 10  # generous: reading 400 MiB whole is what is ruled out
     assert process.memory_info().rss - before < 64 * 1024 * 1024
 
 
-def test_a_dripping_redirect_body_does_not_outlast_read_timeout(monkeypatch, server):
+def test_a_dripping_redirect_body_does_not_outlast_read_timeout(monkeypatch, server, face):
     server.route(
         "POST",
         "/auth/token",
@@ -134,10 +151,10 @@ def test_a_dripping_redirect_body_does_not_outlast_read_timeout(monkeypatch, ser
             302, {"Location": "https://elsewhere.invalid/"}, chunks=((b"x", 0.4) for _ in range(30)), length=30
         ),
     )
-    hook = connect(monkeypatch, server)  # read_timeout 2 s; the drip takes 12 s
+    client = face(connect(monkeypatch, server))  # read_timeout 2 s; the drip takes 12 s
     started = time.monotonic()
     with pytest.raises(CxoneAuthError, match="HTTP 302"):
-        hook.access_token()
+        client.access_token()
     assert time.monotonic() - started < 6
 
 
@@ -158,12 +175,20 @@ def test_a_deeply_nested_answer_is_default_not_a_crash(monkeypatch, server):
     assert "JSON" in message
 
 
-def test_a_deeply_nested_id_token_is_a_clear_configuration_error(monkeypatch, server):
+def test_a_deeply_nested_answer_is_an_api_error_on_both_faces(monkeypatch, server, face):
+    server.route("POST", "/auth/token", lambda _: token_answer())
+    nested = b"[" * 30_000 + b"]" * 30_000
+    server.route("GET", "/inContactAPI/services/v33.0/agents/states", lambda _: Answer(200, JSON, nested))
+    with pytest.raises(CxoneApiError, match=r"invalid JSON.*nested too deeply"):
+        face(connect(monkeypatch, server)).agent_states()
+
+
+def test_a_deeply_nested_id_token_is_a_clear_configuration_error(monkeypatch, server, face):
     claims = base64.urlsafe_b64encode(b'{"a":' + b"[" * 20_000 + b"]" * 20_000 + b"}").rstrip(b"=").decode()
     server.route("POST", "/auth/token", lambda _: token_answer(id_token=f"eyJhbGciOiJub25lIn0.{claims}."))
-    hook = connect(monkeypatch, server, tenant_id="", api_base_url="")
+    client = face(connect(monkeypatch, server, tenant_id="", api_base_url=""))
     with pytest.raises(CxoneConfigError, match="tenant_id"):
-        _ = hook.api_base_url
+        client.api_base_url()
 
 
 @pytest.mark.parametrize(
@@ -237,6 +262,21 @@ def test_a_discovered_endpoint_off_cxone_is_refused_and_gets_no_token(monkeypatc
     assert "not a CXone API endpoint" in message
 
 
+@pytest.mark.parametrize("endpoint", ["http://127.0.0.1:8793", "https://api-na1.niceincontact.com.evil.example"])
+def test_a_discovered_endpoint_off_cxone_gets_no_token_from_either_face(monkeypatch, server, face, endpoint):
+    server.route("POST", "/auth/token", lambda _: token_answer())
+    server.route(
+        "GET",
+        "/.well-known/cxone-configuration",
+        lambda _: Answer(200, JSON, json.dumps({"api_endpoint": endpoint}).encode()),
+    )
+    client = face(connect(monkeypatch, server, tenant_id="t-1", api_base_url=""))
+    with pytest.raises(CxoneApiError, match="not a CXone API endpoint"):
+        client.join()
+    assert [r.path for r in server.received] == ["/.well-known/cxone-configuration"]
+    assert not any("Authorization" in r.headers for r in server.received)
+
+
 @pytest.mark.parametrize(
     ("endpoint", "auth_host", "extra_domains", "allowed"),
     [
@@ -261,7 +301,7 @@ def test_the_endpoint_rule(endpoint, auth_host, extra_domains, allowed):
 
 # Global Auth's published shape (errorDescription) and the legacy token service's (error_description).
 @pytest.mark.parametrize("field", ["errorDescription", "error_description"])
-def test_secrets_are_redacted_before_the_cut_and_in_url_encoded_form(monkeypatch, server, caplog, field):
+def test_secrets_are_redacted_before_the_cut_and_in_url_encoded_form(monkeypatch, server, caplog, face, field):
     caplog.set_level(logging.DEBUG)
 
     def echo_the_form(request):
@@ -271,9 +311,9 @@ def test_secrets_are_redacted_before_the_cut_and_in_url_encoded_form(monkeypatch
         return Answer(400, JSON, json.dumps({"error": "invalid_request", field: described}).encode())
 
     server.route("POST", "/auth/token", echo_the_form)
-    hook = connect(monkeypatch, server)
+    client = face(connect(monkeypatch, server))
     with pytest.raises(CxoneAuthError) as refused:
-        hook.access_token()
+        client.access_token()
     text = str(refused.value) + caplog.text
     for form in all_forms(SECRET):
         assert form not in text
@@ -524,18 +564,39 @@ def test_a_secret_echoed_in_any_form_on_any_error_path_is_redacted(monkeypatch, 
         assert not any(form in logged for form in secret_forms_of(secret))
 
 
-def test_airflows_masker_knows_every_form_the_hook_sends_a_secret_in(monkeypatch, server):
+@pytest.mark.parametrize("style", ECHO_STYLES)
+@pytest.mark.parametrize("failing", ["token", "discovery", "api"])
+def test_a_secret_echoed_in_any_form_is_redacted_by_either_face(
+    monkeypatch, server, caplog, capfd, face, failing, style
+):
+    caplog.set_level(logging.DEBUG)
+    echo_server_routes(server, failing, style)
+    extra = {"tenant_id": "t-1", "api_base_url": ""} if failing == "discovery" else {}
+    client = face(connect(monkeypatch, server, **extra))
+    if failing == "discovery":
+        client.access_token()  # what the proxy echoes: the token request it passed on before
+    call = {"token": client.access_token, "discovery": client.api_base_url, "api": client.join}[failing]
+    with pytest.raises((CxoneAuthError, CxoneApiError)) as failed:
+        call()
+    text = str(failed.value)
+    assert ("Rejected" if style == "html-title" else "after") in text  # the echo reached the message
+    assert_no_form_of_any_secret(text)
+    logged = caplog.text + "".join(capfd.readouterr())
+    for secret in (SECRET, CLIENT_SECRET, BASIC_PAIR, TOKEN):
+        assert not any(form in logged for form in secret_forms_of(secret))
+
+
+def test_airflows_masker_knows_every_form_the_hook_sends_a_secret_in(monkeypatch, server, face):
     from airflow.sdk._shared.secrets_masker import redact
 
     server.route("POST", "/auth/token", lambda _: token_answer())
-    hook = connect(monkeypatch, server)
-    hook.access_token()
+    face(connect(monkeypatch, server)).access_token()
     for secret in (SECRET, CLIENT_SECRET, BASIC_PAIR, TOKEN):
         for form in secret_forms_of(secret):
             assert redact(f"echoed: {form}!") == "echoed: ***!", form
 
 
-def test_the_forms_are_registered_once_per_hook_not_per_call(monkeypatch, server):
+def test_the_forms_are_registered_once_per_hook_not_per_call(monkeypatch, server, face):
     import airflow.sdk.log
 
     registered: list[object] = []
@@ -549,9 +610,9 @@ def test_the_forms_are_registered_once_per_hook_not_per_call(monkeypatch, server
     nobody = Answer(200, JSON, b'{"agentStates": []}')
     server.route("POST", "/auth/token", lambda _: token_answer())
     server.route("GET", "/inContactAPI/services/v33.0/agents/states", lambda _: nobody)
-    hook = connect(monkeypatch, server)
+    client = face(connect(monkeypatch, server))
     for _ in range(20):
-        hook.get_agent_states()
+        client.agent_states()
     # the two secrets, the Basic pair, the one token: one registration each (of all its forms), whatever the
     # number of calls; Airflow itself registers the connection's fields too, as a dict and a string
     ours = [value for value in registered if isinstance(value, list)]
@@ -585,6 +646,20 @@ def test_a_call_stops_retrying_when_its_wait_budget_is_spent(monkeypatch, server
     assert elapsed < 2
 
 
+def test_either_face_stops_retrying_when_its_wait_budget_is_spent(monkeypatch, server, face):
+    times: list[float] = []
+    throttled(server, "0.4", times)
+    connect(monkeypatch, server)
+    client = face(CxoneHook("cxone_hostile", max_attempts=10, backoff_initial_s=0.01, max_wait_s=1.0))
+    started = time.monotonic()
+    with pytest.raises(CxoneApiError) as throttled_out:
+        client.join()
+    assert time.monotonic() - started < 2
+    assert throttled_out.value.response.attempts == 3  # waited 0.4 + 0.4; a third wait would pass 1 s
+    assert "wait budget (max_wait_s=1)" in str(throttled_out.value)
+    assert len(times) == 3
+
+
 def test_a_long_retry_after_spends_the_budget_at_once(monkeypatch, server):
     times: list[float] = []
     throttled(server, "30", times)
@@ -603,15 +678,16 @@ def test_the_wait_budget_is_checked_when_the_hook_is_made():
 
 
 @pytest.mark.parametrize("retry_after", ["nan", "-5", "inf", "1e400", "Wed, 21 Oct 2099 07:28:00 GMT", "soon"], ids=str)
-def test_an_unusable_retry_after_is_ignored_and_logged_once(monkeypatch, server, caplog, capfd, retry_after):
+def test_an_unusable_retry_after_is_ignored_and_logged_once(monkeypatch, server, caplog, capfd, face, retry_after):
     caplog.set_level(logging.INFO)
     times: list[float] = []
     throttled(server, retry_after, times)
     connect(monkeypatch, server)
-    hook = CxoneHook("cxone_hostile", max_attempts=2, backoff_initial_s=0.3, backoff_max_s=0.3, max_wait_s=5)
+    client = face(CxoneHook("cxone_hostile", max_attempts=2, backoff_initial_s=0.3, backoff_max_s=0.3, max_wait_s=5))
     started = time.monotonic()
     for _ in range(2):
-        assert join_agent_session(hook, "sess-1", 1001).condition is C.DEFAULT
+        with pytest.raises(CxoneApiError, match="gave up after 2 attempts"):
+            client.join()
     assert time.monotonic() - started < 4
     # the hook's own backoff decided (at least 0.3 s), neither "at once" nor the header's value
     gaps = [later - earlier for earlier, later in zip(times[::2], times[1::2], strict=True)]
@@ -622,24 +698,26 @@ def test_an_unusable_retry_after_is_ignored_and_logged_once(monkeypatch, server,
 
 
 @pytest.mark.parametrize("expires_in", ["NaN", "1e400", "1000000000000", "-5", "0", '"soon"'])
-def test_an_unusable_expires_in_is_treated_as_missing_and_logged_once(monkeypatch, server, caplog, capfd, expires_in):
+def test_an_unusable_expires_in_is_treated_as_missing_and_logged_once(
+    monkeypatch, server, caplog, capfd, face, expires_in
+):
     caplog.set_level(logging.INFO)
     body = f'{{"access_token": "{TOKEN}", "token_type": "bearer", "expires_in": {expires_in}}}'.encode()
     server.route("POST", "/auth/token", lambda _: Answer(200, JSON, body))
-    hook = connect(monkeypatch, server)
-    hook.access_token()
-    renew_in = hook.client.auth._token.renew_at - time.monotonic()
+    client = face(connect(monkeypatch, server))
+    client.access_token()
+    renew_in = client.client.auth._token.renew_at - time.monotonic()
     assert 3000 < renew_in <= 3600  # renewed as if the token lasted an hour: on time, not never
-    hook.client.auth.renew_token(stale=TOKEN)  # a second token, the same answer: logged once
+    client.renew_token(stale=TOKEN)  # a second token, the same answer: logged once
     logged = caplog.text + "".join(capfd.readouterr())
     assert logged.count("CXone sent expires_in") == 1, logged
 
 
-def test_a_usable_expires_in_is_kept(monkeypatch, server):
+def test_a_usable_expires_in_is_kept(monkeypatch, server, face):
     server.route("POST", "/auth/token", lambda _: token_answer(expires_in=600))
-    hook = connect(monkeypatch, server)
-    hook.access_token()
-    assert 530 < hook.client.auth._token.renew_at - time.monotonic() <= 540  # 600 s less 10 %
+    client = face(connect(monkeypatch, server))
+    client.access_token()
+    assert 530 < client.client.auth._token.renew_at - time.monotonic() <= 540  # 600 s less 10 %
 
 
 # --- issue 26, 4: the token's repr ---------------------------------------------------------------------------
@@ -652,6 +730,18 @@ def test_no_repr_in_the_client_holds_the_token(monkeypatch, server):
     client = hook.client
     objects = [hook, client, client.auth, client.auth._token, client.transport, client.secrets, client.settings]
     objects += [hook.options, client.transport.session, client.transport.session.headers]
+    for thing in objects:
+        assert TOKEN not in repr(thing), type(thing).__name__
+        assert SECRET not in repr(thing), type(thing).__name__
+
+
+def test_no_repr_in_either_face_holds_the_token(monkeypatch, server, face):
+    server.route("POST", "/auth/token", lambda _: token_answer(refresh_token=TOKEN + "-refresh"))
+    async_face = face(connect(monkeypatch, server))
+    async_face.access_token()
+    client = async_face.client
+    objects = [client, client.auth, client.auth._token, client.transport, client.secrets, client.settings]
+    objects += [client.options, getattr(client.transport, "http", None)]
     for thing in objects:
         assert TOKEN not in repr(thing), type(thing).__name__
         assert SECRET not in repr(thing), type(thing).__name__

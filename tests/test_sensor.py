@@ -20,8 +20,9 @@ import pytest
 import requests
 from conftest import DAGS_FOLDER, fresh_dag
 
+from cxone_provider.domain.agent_states import wanted_states
 from cxone_provider.sensors.agent_state import AgentStateSensor
-from cxone_provider.triggers.agent_state import AgentStateTrigger, wanted_states
+from cxone_provider.triggers.agent_state import AgentStateTrigger
 from cxone_sandbox.state import ACCESS_TOKEN_PREFIX, ID_TOKEN_HEADER, REFRESH_TOKEN_PREFIX
 
 pytestmark = pytest.mark.usefixtures("airflow_db")

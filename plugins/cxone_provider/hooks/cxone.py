@@ -1,36 +1,53 @@
 """CxoneHook: NICE CXone's Agent API for Airflow, one ``cxone`` connection at a time.
 
 The Airflow face of the provider: it turns the connection into settings and offers the API calls a
-DAG needs. The API contract lives here — every Agent API path and the wire parameter that carries
-Studio's SessionId — over :mod:`cxone_provider.client` (token, discovery, transport, retries). What an
-answer means for Studio is decided in :mod:`cxone_provider.domain.classification`, not here.
+DAG needs. The API contract lives here — the Agent API paths and the wire parameter that carries
+Studio's SessionId — over :mod:`cxone_provider.client` (token, discovery, transport, retries; the
+paged ``agents/states`` and the ``get-next-event`` poll, which both of the client's faces serve). The
+triggerer gets the same client on ``httpx`` from :meth:`CxoneHook.async_client`. What an answer means
+for Studio is decided in :mod:`cxone_provider.domain.classification`, not here.
 
 .. seealso:: ``README.md`` sections "Connection", "Retries" and "How it is built".
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from contextlib import asynccontextmanager
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urljoin
 
 from airflow.sdk import BaseHook
 
 from cxone_provider.client.api import CxoneClient
+from cxone_provider.client.async_api import AsyncCxoneClient, shared_async_client
+from cxone_provider.client.events import MAX_EVENT_WAIT_S, SESSION_END_EVENT, SessionEvents
+from cxone_provider.client.pages import AGENT_STATES_PATH, MAX_STATE_PAGES
 from cxone_provider.client.paths import path_segment
+from cxone_provider.client.policy import DEFAULT_MAX_WAIT_S, RETRY_POLICY, RetryWhen, TransportOptions
 from cxone_provider.client.settings import CxoneSettings
-from cxone_provider.client.transport import DEFAULT_MAX_WAIT_S, RETRY_POLICY, RetryWhen, TransportOptions
 from cxone_provider.exceptions import CxoneApiError, CxoneAuthError, CxoneConfigError
 from cxone_provider.response import ApiResponse
 
 # The errors this hook raises, importable from here too (they are defined in cxone_provider.exceptions).
-__all__ = ["CxoneApiError", "CxoneAuthError", "CxoneConfigError", "CxoneHook", "CxoneSettings", "SessionEvents"]
+__all__ = [
+    "AGENT_STATES_PATH",
+    "ASYNC_HOOK_PARAMS",
+    "MAX_EVENT_WAIT_S",
+    "MAX_STATE_PAGES",
+    "SESSION_END_EVENT",
+    "CxoneApiError",
+    "CxoneAuthError",
+    "CxoneConfigError",
+    "CxoneHook",
+    "CxoneSettings",
+    "SessionEvents",
+]
 
 if TYPE_CHECKING:
     import threading
-    from collections.abc import Callable
+    from collections.abc import AsyncIterator, Callable
     from contextlib import AbstractContextManager
 
     import requests
@@ -41,13 +58,10 @@ JOIN_PATH = "agent-sessions/join"
 # Public specs name only asAgentId; Studio's SessionId input travels as this query parameter.
 JOIN_SESSION_PARAM = "sessionId"
 SUPERVISE_ACTIONS = ("monitor", "coach", "barge", "take-over")
-#: ``get-next-event``'s ``timeout`` (seconds CXone may hold the poll), as NICE publishes its range.
-MAX_EVENT_WAIT_S = 60
-#: The event type of a session's end (NICE's SDK also turns a poll's 409 into it).
-SESSION_END_EVENT = "AgentSessionEnd"
-AGENT_STATES_PATH = "agents/states"
-# agents/states pages are followed through _links.next; a loop or a runaway listing stops here.
-MAX_STATE_PAGES = 1000
+#: The hook parameters that reach a trigger: plain values that mean the same on the async face. The
+#: others are callables or events of the worker's process (the sweep's pacing, on_kill's stop) or,
+#: like ``pool_size``, size what the triggerer shares between triggers.
+ASYNC_HOOK_PARAMS = ("max_attempts", "backoff_initial_s", "backoff_max_s", "max_wait_s")
 
 
 class CxoneHook(BaseHook):
@@ -130,6 +144,21 @@ class CxoneHook(BaseHook):
     def get_conn(self) -> requests.Session:
         return self.session
 
+    @asynccontextmanager
+    async def async_client(self) -> AsyncIterator[AsyncCxoneClient]:
+        """The same client on ``httpx``, for a trigger: the connection read without blocking the event
+        loop, and one client (one token, one pool) shared by the loop's users of this connection and
+        these options (:func:`~cxone_provider.client.async_api.shared_async_client`).
+
+        :raises CxoneConfigError: the connection is unusable (the message names the field).
+        :raises AirflowNotFoundException: there is no such connection.
+        """
+        conn = await self.aget_connection(self.cxone_conn_id)
+        # Reading the extras registers secrets with the masker, which talks to the supervisor synchronously.
+        settings = await asyncio.to_thread(CxoneSettings.from_connection, conn)
+        async with shared_async_client(settings, self.options, log=self.log) as client:
+            yield client
+
     def close(self) -> None:
         """Close the pooled HTTP connections (the token stays cached until the hook is dropped)."""
         if "client" in self.__dict__:
@@ -187,21 +216,7 @@ class CxoneHook(BaseHook):
         Rows carry CXone's published fields (``agentId``, ``agentStateName``, ``teamId``…); the sandbox
         adds ``sessionId``, which a tenant's rows may not carry.
         """
-        rows: list[dict[str, Any]] = []
-        path: str | None = AGENT_STATES_PATH
-        params: dict[str, Any] | None = {"top": page_size, "skip": 0}
-        seen: set[str] = set()
-        for _ in range(MAX_STATE_PAGES):
-            if path is None:
-                return rows
-            body = self._call("list agent states", "GET", path, params, retry_when=RETRY_POLICY["agent_states"])
-            if not isinstance(body, Mapping):  # 204 No Content: nobody to list
-                return rows
-            rows.extend(dict(row) for row in body.get("agentStates") or [])
-            path, params = next_page_url(body, self.api_base_url, seen), None
-        raise CxoneApiError(
-            ApiResponse(status_code=200, message=f"more than {MAX_STATE_PAGES} pages"), "list agent states"
-        )
+        return self.client.agent_states(page_size=page_size)
 
     def start_agent_session(self, *, as_agent_id: int, station_id: str) -> str:
         """``POST agent-sessions``: log ``as_agent_id`` in at ``station_id``; returns the new session id."""
@@ -294,7 +309,7 @@ class CxoneHook(BaseHook):
         none, or 409 once the session has ended. An answer names the session id the next poll must
         use (:attr:`SessionEvents.next_session_id`); polling is also what keeps a joined session alive.
         """
-        return poll_session_events(self.client, session_id, timeout)
+        return self.client.next_event(session_id, timeout)
 
     def probe_agent(self, agent_id: int) -> ApiResponse | CxoneApiError | CxoneAuthError:
         """``GET agents/{agentId}`` once, read-only, as evidence: CXone's answer or the error, never raised.
@@ -333,69 +348,12 @@ class CxoneHook(BaseHook):
         return True, f"Connected to {base}: token issued, {len(states)} agent state(s) visible"
 
 
-@dataclass(frozen=True)
-class SessionEvents:
-    """What one ``get-next-event`` poll answered.
-
-    :param session_id: the session id the poll used.
-    :param next_session_id: the id the next poll must use (CXone names a new one in each answer with
-        a body; a 304 keeps the one used); ``None`` once the session has ended.
-    :param events: the events, as CXone sends them (PascalCase keys, string values).
-    :param ended: the session has ended (409, or an ``AgentSessionEnd`` event).
-    """
-
-    session_id: str
-    next_session_id: str | None
-    events: list[dict[str, Any]] = field(default_factory=list)
-    ended: bool = False
-
-
-def poll_session_events(client: CxoneClient, session_id: str, timeout: int) -> SessionEvents:
-    """One ``get-next-event`` poll through ``client``: :meth:`CxoneHook.get_next_event`, also for the
-    trigger, which builds its own client in the triggerer from the same connection."""
-    if isinstance(timeout, bool) or not isinstance(timeout, int) or not 0 <= timeout <= MAX_EVENT_WAIT_S:
-        raise ValueError(f"get_next_event timeout must be a whole number of seconds from 0 to 60, got {timeout!r}")
-    try:
-        answer = client.request(
-            f"get the next event of session {session_id!r}",
-            "GET",
-            f"agent-sessions/{path_segment('get_next_event', 'session_id', session_id)}/get-next-event",
-            params={"timeout": timeout},
-            retry_when=RETRY_POLICY["get_next_event"],
-            wait_s=timeout,
-        )
-    except CxoneApiError as error:
-        if error.http_status == 304:  # nothing happened within the timeout
-            return SessionEvents(session_id, session_id, [])
-        if error.http_status == 409:  # the session is over: NICE's SDK reports AgentSessionEnd
-            return SessionEvents(session_id, None, [], ended=True)
-        raise
-    body = answer.body if isinstance(answer.body, Mapping) else {}
-    events = [dict(e) for e in body.get("events") or [] if isinstance(e, Mapping)]
-    next_id = body.get("sessionId")
-    ended = any(str(e.get("Type", "")) == SESSION_END_EVENT for e in events)
-    return SessionEvents(session_id, str(next_id) if next_id else session_id, events, ended=ended)
-
-
-def next_page_url(body: Mapping[str, Any], api_base: str, seen: set[str]) -> str | None:
-    """The absolute URL of the next ``agents/states`` page, or ``None`` after the last one.
-
-    The link must stay on the API base (the token goes with it); a link already followed ends the
-    listing. The hook and the deferrable sensor's trigger both page with it.
-    """
-    links = body.get("_links")
-    link = links.get("next") if isinstance(links, Mapping) else None
-    if isinstance(link, Mapping):  # some CXone answers wrap links as {"href": …}
-        link = link.get("href")
-    if not isinstance(link, str) or not link.strip():
-        return None
-    url = urljoin(api_base, link.strip())
-    if not url.startswith(api_base):
-        raise CxoneApiError(
-            ApiResponse(status_code=200, message=f"next page link leaves the API base: {link[:120]!r}"),
-            "list agent states",
-        )
-    if url in seen:
-        return None
-    seen.add(url)
-    return url
+def async_hook_params(hook_params: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The part of an operator's ``hook_params`` a trigger keeps (:data:`ASYNC_HOOK_PARAMS`), numbers only:
+    it is serialized into the metadata DB and rebuilt in the triggerer, so nothing else may travel."""
+    kept = {}
+    for name in ASYNC_HOOK_PARAMS:
+        value = (hook_params or {}).get(name)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            kept[name] = value
+    return kept

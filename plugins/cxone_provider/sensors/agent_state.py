@@ -15,12 +15,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseSensorOperator, PokeReturnValue, conf
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSensorTimeout, AirflowSkipException
 
-from cxone_provider.domain.conditions import InputRejected
-from cxone_provider.domain.inputs import check_agent_id
-from cxone_provider.hooks.cxone import CxoneHook
-from cxone_provider.operators.base import CxoneTaskMixin, cxone_template_fields
-from cxone_provider.triggers.agent_state import (
-    AgentStateTrigger,
+from cxone_provider.domain.agent_states import (
     describe_wanted,
     find_agent,
     last_seen,
@@ -28,6 +23,11 @@ from cxone_provider.triggers.agent_state import (
     unknown_agent_message,
     wanted_states,
 )
+from cxone_provider.domain.conditions import InputRejected
+from cxone_provider.domain.inputs import check_agent_id
+from cxone_provider.hooks.cxone import CxoneHook
+from cxone_provider.operators.base import CxoneTaskMixin, cxone_template_fields
+from cxone_provider.triggers.agent_state import AgentStateTrigger
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
@@ -65,8 +65,9 @@ class AgentStateSensor(CxoneTaskMixin, BaseSensorOperator):
     :param cxone_conn_id: the ``cxone`` connection. (templated)
     :param poll_interval: seconds between two reads of ``agents/states`` (Airflow's ``poke_interval``).
     :param deferrable: wait in the triggerer instead of a worker slot.
-    :param hook_params: extra keyword arguments for :class:`~cxone_provider.hooks.cxone.CxoneHook`
-        (poke and reschedule modes, and the first check of a deferrable sensor).
+    :param hook_params: extra keyword arguments for :class:`~cxone_provider.hooks.cxone.CxoneHook`.
+        The trigger of a deferrable sensor gets the retry parameters among them (``max_attempts``,
+        ``backoff_initial_s``, ``backoff_max_s``, ``max_wait_s``: serialized, never a secret).
     :param kwargs: :class:`~airflow.sdk.BaseSensorOperator`'s: ``timeout``, ``mode``, ``soft_fail``…
     """
 
@@ -154,6 +155,7 @@ class AgentStateSensor(CxoneTaskMixin, BaseSensorOperator):
                 poll_interval=self.poll_interval,
                 timeout=self.timeout,
                 started_at=started_at,
+                hook_params=self.hook_params,
             ),
             method_name="execute_complete",
             # A backstop only, should no triggerer run the trigger: the trigger ends the wait itself at
