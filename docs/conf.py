@@ -18,7 +18,7 @@ from cxone_provider import __version__  # noqa: E402 - after the environment abo
 
 project = "airflow-provider-cxone"
 author = "airflow-provider-cxone contributors"
-copyright = "the airflow-provider-cxone contributors"  # noqa: A001 - Sphinx's name for it
+copyright = "the airflow-provider-cxone contributors"
 release = __version__
 version = __version__
 

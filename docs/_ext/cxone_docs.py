@@ -9,7 +9,6 @@ page cannot show a field, a condition or a retry rule that the code does not hav
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from docutils import nodes
@@ -18,6 +17,8 @@ from sphinx.errors import ExtensionError
 from sphinx.util.docutils import SphinxDirective
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from sphinx.application import Sphinx
 
 #: What each key of ``RETRY_POLICY`` sends, and why it may (or may not) be sent again. A key without a

@@ -43,8 +43,7 @@ from airflow_stack import (
 )
 
 from cxone_provider.domain.conditions import JoinCondition
-from cxone_provider.links import LINK_NAME, SweepOutcomeLink
-from cxone_provider.operators.sweep import JoinAgentSessionsOperator
+from cxone_provider.links import LINK_NAME
 from cxone_provider.testing import SandboxServer
 
 if TYPE_CHECKING:
@@ -303,10 +302,6 @@ def test_join_extra_link_opens_its_page(stack: Stack, page: Any) -> None:
     shoot(stack, target, "cxone-join")
 
 
-@pytest.mark.skipif(
-    not any(isinstance(link, SweepOutcomeLink) for link in JoinAgentSessionsOperator.operator_extra_links),
-    reason="JoinAgentSessionsOperator does not declare SweepOutcomeLink yet (operators/sweep.py)",
-)
 def test_sweep_extra_link_opens_its_run_page(stack: Stack, page: Any) -> None:
     run_id = stack.runs["faulty"]
     target = follow_extra_link(stack, page, SWEEP, run_id, "sweep")
