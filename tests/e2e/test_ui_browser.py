@@ -11,7 +11,7 @@ extra link from a task instance page.
 
 Screenshots go to the test's output directory (printed at the end); with ``CXONE_UI_SCREENSHOTS=<dir>``
 they are also copied there: ``CXONE_UI_SCREENSHOTS=docs make test PYTEST_ARGS="tests/e2e/test_ui_browser.py"``
-refreshes the README's pictures.
+refreshes the docs' pictures (docs/ui.md).
 
 This file is not ``tests/e2e/test_ui.py``: ``tests/test_ui.py`` exists, and pytest's default import mode
 cannot collect two test modules of the same name from folders without ``__init__.py``.
@@ -59,7 +59,7 @@ VIEWPORT = {"width": 1440, "height": 900}
 # 2xx that names no session proves nothing); seeded, so the split is the same every run.
 FAULTY_JOINS = {"rate_no_session_id": 0.3, "path_filter": "agent-sessions/join", "random_seed": 11}
 LIVE_SESSIONS = 24
-#: The screenshots the README shows, copied to ``$CXONE_UI_SCREENSHOTS`` (the others stay in the output dir).
+#: The screenshots docs/ui.md shows, copied to ``$CXONE_UI_SCREENSHOTS`` (the others stay in the output dir).
 README_SCREENSHOTS = ("cxone-sweeps", "cxone-run", "cxone-joins", "airflow-join_agent_session-extra-link")
 
 
