@@ -136,6 +136,13 @@ def test_every_exception_class_has_its_place() -> None:
 # --------------------------------------------------------------------------------------- pointers
 
 
+#: A pointer into the README by heading ("README.md, section …"), or to a table the README no longer holds.
+POINTER = re.compile(
+    r"README(\.md)?[`'\"]*,? (section|sections|heading)"
+    r"|README's (retry|conditions|demo|settings|connection) table"
+)
+
+
 def test_nothing_points_into_the_readme_by_heading() -> None:
     """Comments and docstrings point into the docs by page: the README is a front page, its headings go."""
     pointers = []
@@ -143,9 +150,6 @@ def test_nothing_points_into_the_readme_by_heading() -> None:
         if path == Path(__file__):
             continue
         for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-            if re.search(
-                r"README(\.md)?[`'\"]*,? (section|sections|heading)|README's (retry|conditions|demo|settings|connection) table",
-                line,
-            ):
+            if POINTER.search(line):
                 pointers.append(f"{path.relative_to(REPO)}:{number}: {line.strip()}")
     assert not pointers, "point into docs/ instead:\n" + "\n".join(pointers)
