@@ -4,7 +4,6 @@ its tables are what the code and ``make demo`` really give, and its links lead s
 from __future__ import annotations
 
 import configparser
-import importlib.util
 import re
 import subprocess
 import sys
@@ -14,6 +13,7 @@ from typing import Any
 import pytest
 from conftest import DAGS_FOLDER, REPO, fresh_dag
 from packaging.requirements import Requirement
+from test_docs import docs_extension
 
 README = REPO / "README.md"
 TEXT = README.read_text(encoding="utf-8")
@@ -38,15 +38,6 @@ def fenced(block: str) -> str:
     match = re.search(r"```\w*\n(.*?)```", block, re.S)
     assert match, "no fenced code block between the markers"
     return match.group(1)
-
-
-def docs_extension() -> Any:
-    spec = importlib.util.spec_from_file_location("cxone_docs", REPO / "docs" / "_ext" / "cxone_docs.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def table_cells(block: str) -> list[list[str]]:
