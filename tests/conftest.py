@@ -139,3 +139,47 @@ def face(request: pytest.FixtureRequest) -> Iterator[Any]:
     yield make
     for one in made:
         one.close()
+
+
+# ------------------------------------------------------------------------- no silent skips of end-to-end tests
+
+#: ``CXONE_E2E=0`` (``make test E2E=0``) is the one way to leave the end-to-end tests out: the tests that
+#: need Debian's redis-server, PostgreSQL, chromium or Node.js. Without it a missing program fails them.
+E2E_OPT_OUT = "CXONE_E2E"
+#: Test files that need those programs beside ``tests/e2e`` (NICE's SDK runs on Node.js).
+NEEDS_SYSTEM_PROGRAMS = ("test_sdk_contract.py",)
+
+
+def end_to_end_opted_out() -> bool:
+    return os.environ.get(E2E_OPT_OUT) == "0"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not end_to_end_opted_out():
+        return
+    left_out = [
+        item
+        for item in items
+        if item.get_closest_marker("e2e") or "e2e" in item.path.parts or item.path.name in NEEDS_SYSTEM_PROGRAMS
+    ]
+    if left_out:
+        config.hook.pytest_deselected(items=left_out)
+        items[:] = [item for item in items if item not in left_out]
+    config.stash[_LEFT_OUT] = len(left_out)
+
+
+_LEFT_OUT = pytest.StashKey[int]()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Say, last of all, how many end-to-end tests ``CXONE_E2E=0`` left out and why."""
+    left_out = config.stash.get(_LEFT_OUT, 0)
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if left_out and reporter is not None:
+        reporter.write_line(
+            f"{left_out} end-to-end test(s) NOT run: {E2E_OPT_OUT}=0 (make test E2E=0) leaves out the tests that "
+            "need redis-server, PostgreSQL, chromium and Node.js; `make test-deps` installs them, then `make test` "
+            "runs everything CI runs",
+            yellow=True,
+            bold=True,
+        )

@@ -47,7 +47,7 @@ class PublishedCall:
     :param method: its HTTP method.
     :param path: a regular expression of its path (the whole path must match).
     :param params: the published parameter names, in the query string or the body.
-    :param decided: names the project adds, each a documented decision (README, design.md).
+    :param decided: names the project adds, each a documented decision (docs/, design.md).
     :param in_query: whether parameters may travel in the query string (never on the token endpoint:
         a URL ends up in logs).
     """

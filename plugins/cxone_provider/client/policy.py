@@ -45,7 +45,7 @@ class RetryWhen(Enum):
     NOT_RECEIVED = "429, 503, connection refused, connect timeout"
 
 
-#: The retry policy of every call, in one place (the README's retry table mirrors it).
+#: The retry policy of every call, in one place (docs/retries.md's table is generated from it).
 RETRY_POLICY: Mapping[str, RetryWhen] = {
     "token": RetryWhen.ANY_FAILURE,  # a second token is harmless
     "discovery": RetryWhen.ANY_FAILURE,

@@ -7,7 +7,7 @@ paged ``agents/states`` and the ``get-next-event`` poll, which both of the clien
 triggerer gets the same client on ``httpx`` from :meth:`CxoneHook.async_client`. What an answer means
 for Studio is decided in :mod:`cxone_provider.domain.classification`, not here.
 
-.. seealso:: ``README.md`` sections "Connection", "Retries" and "How it is built".
+.. seealso:: ``docs/connection.md``, ``docs/retries.md`` and ``docs/architecture.md``.
 """
 
 from __future__ import annotations

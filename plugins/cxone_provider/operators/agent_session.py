@@ -98,7 +98,7 @@ class JoinAgentSessionOperator(CxoneBaseOperator, BaseBranchOperator):
     Direct downstream tasks not followed are skipped. The XCom ``return_value`` is the outcome:
     ``{"condition", "session_id", "status_code", "message", "attempts", "elapsed_s"}``.
 
-    .. seealso:: ``README.md``, sections "JoinAgentSessionOperator" and "Routing".
+    .. seealso:: ``docs/operators.md`` and ``docs/conditions.md``.
 
     :param session_id: the CXone agent session to join (Studio's SessionId). (templated)
     :param security_user: the SecurityUser mapping (or its JSON / repr string, or a bare agent id).

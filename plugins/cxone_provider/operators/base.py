@@ -153,7 +153,7 @@ class CxoneBaseOperator(CxoneTaskMixin, BaseOperator):
     hook's own retries, or a token endpoint that is down is raised for Airflow to retry; a join's
     answers become its result conditions (Studio's semantics), never exceptions.
 
-    .. seealso:: ``README.md``, sections "Retries" and "Routing".
+    .. seealso:: ``docs/retries.md`` and ``docs/operators.md`` (Routing).
 
     :param cxone_conn_id: the ``cxone`` connection. (templated)
     :param hook_params: extra keyword arguments for :class:`~cxone_provider.hooks.cxone.CxoneHook`

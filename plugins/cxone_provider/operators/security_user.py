@@ -31,7 +31,7 @@ class SetSecurityUserOperator(CxoneBaseOperator):
     so do a refused access key and an unusable connection, without retries. No answer, or a 5xx after
     the hook's retries, is left to Airflow's retries (:mod:`cxone_provider.operators.base`).
 
-    .. seealso:: ``README.md``, section "SetSecurityUserOperator".
+    .. seealso:: ``docs/operators.md``.
 
     :param agent_id: the agent (employee profile) whose security profile the API calls use. (templated)
     :param time_zone: time zone for the SecurityUser, as an IANA name, a Windows id ("Mountain Standard

@@ -4,7 +4,7 @@ A task instance per session costs about a second of Airflow overhead and a token
 joins them all through one HTTP session and one token, with a bounded, self-adjusting number of
 requests in flight, and returns ``{condition: [session ids]}`` for ``.expand()`` downstream.
 
-.. seealso:: ``README.md``, section "QA sweeps".
+.. seealso:: ``docs/sweeps.md``.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
 
 # ListAgentSessionsOperator lives in agent_states.py; it is also importable from here, where the
-# README and the DAGs have always found it.
+# docs and the DAGs have always found it.
 __all__ = [
     "DEFAULT_MAX_CONCURRENCY",
     "JoinAgentSessionsOperator",

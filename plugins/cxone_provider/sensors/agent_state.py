@@ -55,7 +55,7 @@ class AgentStateSensor(CxoneTaskMixin, BaseSensorOperator):
     no retry can change (the failure policy of :mod:`cxone_provider.operators.base`); a timeout fails
     it with Airflow's sensor timeout message and the last state seen (skipped with ``soft_fail=True``).
 
-    .. seealso:: ``README.md``, section "AgentStateSensor".
+    .. seealso:: ``docs/sensors.md``.
 
     :param agent_id: the agent to wait for. (templated)
     :param states: agent state names (``"Available"``, ``["Available", "Unavailable"]``,

@@ -12,7 +12,7 @@ token. What a poll means is decided in :mod:`cxone_provider.domain.agent_states`
 id and plain parameters; events carry the agent's row, a state name or a redacted message. Never a
 token, never a secret.
 
-.. seealso:: ``README.md``, section "AgentStateSensor".
+.. seealso:: ``docs/sensors.md``.
 """
 
 from __future__ import annotations
