@@ -22,8 +22,8 @@ from email.parser import Parser
 from pathlib import Path
 
 import pytest
+from conftest import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 PROVIDER = REPO / "plugins" / "cxone_provider"
 #: The one module of the provider that may import the sandbox: it starts it for tests.
 SANDBOX_USERS = {PROVIDER / "testing.py"}
