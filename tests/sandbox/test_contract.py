@@ -17,7 +17,9 @@ from typing import TYPE_CHECKING, Any
 import jwt
 import pytest
 import requests
+import sandbox_http
 from published_contract import contract_violations
+from sandbox_http import CLIENT, QA
 
 from cxone_provider import testing as cxone_testing
 from cxone_sandbox.seed import DEFAULT_BUSINESS_UNIT_ID
@@ -30,27 +32,11 @@ if TYPE_CHECKING:
 cxone_sandbox_server = cxone_testing.cxone_sandbox_server
 cxone_sandbox = cxone_testing.cxone_sandbox
 
-CLIENT = ("sandbox-client", "sandbox-client-secret")
-QA = ("SANDBOX-QA-KEY", "sandbox-qa-secret")
+# The sandbox's HTTP tests' own fixtures: the session's sandbox (reset) and a QA-key access token.
+sb = sandbox_http.sb
+token = sandbox_http.token
 
 # ------------------------------------------------------------------------------------------ helpers
-
-
-@pytest.fixture
-def sb(cxone_sandbox: SandboxServer) -> SandboxServer:
-    return cxone_sandbox
-
-
-@pytest.fixture
-def token(sb: SandboxServer) -> str:
-    response = requests.post(
-        f"{sb.url}/auth/token",
-        data={"grant_type": "password", "username": QA[0], "password": QA[1]},
-        auth=CLIENT,
-        timeout=10,
-    )
-    assert response.status_code == 200, response.text
-    return str(response.json()["access_token"])
 
 
 def generated(
