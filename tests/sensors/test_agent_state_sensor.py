@@ -19,7 +19,6 @@ import pytest
 from conftest import DAGS_FOLDER, TESTS, fresh_dag, set_agent_state, states_reads, token_requests
 
 from cxone_provider.domain.agent_states import wanted_states
-from cxone_sandbox.state import ACCESS_TOKEN_PREFIX, ID_TOKEN_HEADER, REFRESH_TOKEN_PREFIX
 
 pytestmark = pytest.mark.usefixtures("airflow_db")
 
@@ -29,7 +28,6 @@ MODULE = DAG_FILE.stem
 shutil.copy(DAG_FILE, DAGS_FOLDER / DAG_FILE.name)
 
 MODES = ["poke", "reschedule", "deferrable"]
-TOKEN_NEEDLES = (ACCESS_TOKEN_PREFIX, REFRESH_TOKEN_PREFIX, ID_TOKEN_HEADER)
 
 
 def change_after_reads(sandbox, reads: int, agent_id: int, state: str) -> threading.Thread:
