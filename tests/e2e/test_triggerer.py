@@ -176,7 +176,7 @@ def test_the_deferred_sensor_waits_in_the_triggerer_and_leaks_nothing(deployment
     assert (outcome["condition"], outcome["session_id"]) == ("Success", "sess-2009-1")
 
     # The requests the triggerer sent (the hook's User-Agent) keep to the published contract.
-    from test_contract import contract_violations
+    from published_contract import contract_violations
 
     sent = [e for e in sandbox.journal() if e.get("user_agent") == "airflow-provider-cxone"]
     assert contract_violations(sent) == []

@@ -13,7 +13,7 @@ Screenshots go to the test's output directory (printed at the end); with ``CXONE
 they are also copied there: ``CXONE_UI_SCREENSHOTS=docs make test PYTEST_ARGS="tests/e2e/test_ui_browser.py"``
 refreshes the docs' pictures (docs/ui.md).
 
-This file is not ``tests/e2e/test_ui.py``: ``tests/test_ui.py`` exists, and pytest's default import mode
+This file is not ``tests/e2e/test_ui.py``: ``tests/ui/test_ui.py`` exists, and pytest's default import mode
 cannot collect two test modules of the same name from folders without ``__init__.py``.
 """
 

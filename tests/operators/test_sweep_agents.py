@@ -14,32 +14,24 @@ from pathlib import Path
 
 import pytest
 from airflow.exceptions import AirflowProviderDeprecationWarning
-from conftest import fresh_dag
+from conftest import FAST, PushedXComs, fresh_dag, fresh_sandbox, joins_sent, sandbox_with_live_sessions
 
 from cxone_provider.domain.agent_sessions import distinct_items, parse_item
 from cxone_provider.domain.conditions import JoinCondition
 from cxone_provider.operators.mapped import merge_sweep_results, session_ids_of
 from cxone_provider.operators.sweep import JoinAgentSessionsOperator, ListAgentSessionsOperator
 from cxone_provider.sweeps.report import read_report
-from cxone_provider.testing import SandboxServer
 
 LIVE = 40
 REPORTS = Path(tempfile.mkdtemp(prefix="cxone-sweep-agents-"))
-FAST = {"backoff_initial_s": 0.01, "backoff_max_s": 0.05}
 
 
-@pytest.fixture(scope="module")
-def published_sandbox():
-    with SandboxServer(live_sessions=LIVE) as server:
-        yield server
+published_sandbox = sandbox_with_live_sessions(LIVE)
 
 
 @pytest.fixture
 def sandbox(published_sandbox, monkeypatch):
-    published_sandbox.reset()
-    name, value = published_sandbox.connection_env("cxone_sweep")
-    monkeypatch.setenv(name, value)
-    return published_sandbox
+    return fresh_sandbox(published_sandbox, monkeypatch, "cxone_sweep")
 
 
 def sweep(agents, **kwargs):
@@ -47,18 +39,6 @@ def sweep(agents, **kwargs):
     kwargs.setdefault("report_path", str(REPORTS / uuid.uuid4().hex))
     kwargs.setdefault("cxone_conn_id", "cxone_sweep")
     return JoinAgentSessionsOperator(task_id="sweep", agents=agents, **kwargs).execute(context={})
-
-
-def joins_sent(sandbox):
-    return [e for e in sandbox.journal() if e["path"].endswith("agent-sessions/join")]
-
-
-class _TaskInstance:
-    def __init__(self):
-        self.pushed = {}
-
-    def xcom_push(self, key, value):
-        self.pushed[key] = value
 
 
 # --- the items ----------------------------------------------------------------------------------------
@@ -98,7 +78,7 @@ def test_an_agent_given_twice_is_one_item_and_a_duplicate():
 
 
 def test_the_listing_offers_logged_in_agents_without_session_ids(sandbox):
-    ti = _TaskInstance()
+    ti = PushedXComs()
     listed = ListAgentSessionsOperator(task_id="list", cxone_conn_id="cxone_sweep").execute(context={"ti": ti})
     agents = {item["agent_id"] for item in listed}
     assert {2001, 2002, 2003, 2004, 2005, 2006} <= agents
@@ -109,7 +89,7 @@ def test_the_listing_offers_logged_in_agents_without_session_ids(sandbox):
 
 def test_a_sweep_of_listed_agents_joins_each_as_itself(sandbox):
     listed = ListAgentSessionsOperator(task_id="list", cxone_conn_id="cxone_sweep").execute(
-        context={"ti": _TaskInstance()}
+        context={"ti": PushedXComs()}
     )
     result = sweep(listed, max_concurrency=8)
     assert len(result["Success"]) == len(listed)

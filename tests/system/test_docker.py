@@ -26,10 +26,11 @@ from typing import Any
 import jsonschema
 import pytest
 import yaml
+from conftest import REPO
 
 from cxone_provider.hooks.cxone import CxoneConfigError, CxoneSettings
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = REPO
 DOCKER = ROOT / "docker"
 DOCKERFILE = DOCKER / "Dockerfile"
 DOCKERIGNORE = DOCKER / "Dockerfile.dockerignore"

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 import requests
-from test_contract import contract_violations
+from published_contract import contract_violations
 
 from cxone_provider import doctor
 from cxone_provider import testing as cxone_testing

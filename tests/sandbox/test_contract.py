@@ -3,188 +3,40 @@
 Every call of the contract is sent here over real HTTP exactly as NICE's published clients send it —
 parameters in the query string as the clients generated from NICE's OpenAPI specs do, or as a JSON
 body as NICE's agent SDK and the Ruby gem do — and must get a 2xx whose effect shows in the sandbox's
-state. :func:`contract_violations` is the other half: given journal entries, it lists every request
-that strays from the published method, path and parameter names (plus the project's documented
-decisions), so a test can hold any client's traffic — the hook's — to the contract.
+state. :func:`contract_violations` (``tests/published_contract.py``) is the other half: given journal
+entries, it lists every request that strays from the published method, path and parameter names (plus
+the project's documented decisions), so a test can hold any client's traffic — the hook's — to the
+contract; its own tests end this module.
 """
 
 from __future__ import annotations
 
 import base64
-import re
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import jwt
 import pytest
 import requests
+import sandbox_http
+from published_contract import contract_violations
+from sandbox_http import CLIENT, QA
 
 from cxone_provider import testing as cxone_testing
-from cxone_sandbox.routes import KNOWN_API_VERSIONS
 from cxone_sandbox.seed import DEFAULT_BUSINESS_UNIT_ID
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Mapping
+    from collections.abc import Mapping
 
     from cxone_provider.testing import SandboxServer
 
 cxone_sandbox_server = cxone_testing.cxone_sandbox_server
 cxone_sandbox = cxone_testing.cxone_sandbox
 
-CLIENT = ("sandbox-client", "sandbox-client-secret")
-QA = ("SANDBOX-QA-KEY", "sandbox-qa-secret")
-
-# ------------------------------------------------------------------------------------------ the contract
-
-_API = r"/(?i:incontactapi)/services/(?P<version>[^/]+)/"
-
-
-@dataclass(frozen=True)
-class PublishedCall:
-    """One call as NICE publishes it (design.md section 3).
-
-    :param name: what the call does.
-    :param method: its HTTP method.
-    :param path: a regular expression of its path (the whole path must match).
-    :param params: the published parameter names, in the query string or the body.
-    :param decided: names the project adds, each a documented decision (docs/, design.md).
-    :param in_query: whether parameters may travel in the query string (never on the token endpoint:
-        a URL ends up in logs).
-    """
-
-    name: str
-    method: str
-    path: str
-    params: frozenset[str] = frozenset()
-    decided: frozenset[str] = frozenset()
-    in_query: bool = True
-
-    def matches(self, method: str, path: str) -> re.Match[str] | None:
-        return re.fullmatch(self.path, path) if method == self.method else None
-
-
-_NAMED_TARGET = frozenset({"targetAgentId"})
-
-#: The contract, call by call; order matters where paths overlap (agents/states before agents/{id}).
-PUBLISHED_CALLS: tuple[PublishedCall, ...] = (
-    PublishedCall(
-        "token",
-        "POST",
-        r"/auth/token",
-        frozenset(
-            {"grant_type", "username", "password", "client_id", "client_secret", "refresh_token", "scope"}
-            | {"code", "redirect_uri", "code_verifier"}  # authorization_code
-            | {"subject_token", "subject_token_type", "audience"}  # token exchange
-        ),
-        in_query=False,
-    ),
-    PublishedCall("discovery", "GET", r"/\.well-known/cxone-configuration", frozenset({"tenantId"})),
-    PublishedCall("OIDC configuration", "GET", r"/\.well-known/openid-configuration"),
-    PublishedCall("JWKS", "GET", r"/auth/jwks"),
-    # Not in the OpenAPI specs: NICE's SDK asks it on the ACD's host, the token in the body.
-    PublishedCall(
-        "whoami", "POST", r"/incontactauthorizationserver/token/whoami", frozenset({"token"}), in_query=False
-    ),
-    PublishedCall(
-        "agent states",
-        "GET",
-        _API + r"agents/states",
-        frozenset({"updatedSince", "reqBUIds", "top", "skip", "fields", "orderBy"}),
-    ),
-    PublishedCall("agent", "GET", _API + r"agents/[^/]+", frozenset({"fields"})),
-    # NICE's Admin API (AdminGeneralService.getApiversion); cxone-doctor reads it.
-    PublishedCall("API versions", "GET", _API + r"apiversion", frozenset({"searchUriText", "verb"})),
-    # The project's decision: the SessionId travels as sessionId beside asAgentId.
-    PublishedCall("join", "POST", _API + r"agent-sessions/join", frozenset({"asAgentId"}), frozenset({"sessionId"})),
-    PublishedCall(
-        "start",
-        "POST",
-        _API + r"agent-sessions",
-        frozenset({"stationId", "stationPhoneNumber", "inactivityTimeout", "inactivityForceLogout", "asAgentId"}),
-    ),
-    PublishedCall(
-        "end",
-        "DELETE",
-        _API + r"agent-sessions/[^/]+",
-        frozenset({"forceLogoff", "endContacts", "ignorePersonalQueue"}),
-    ),
-    PublishedCall("monitor", "POST", _API + r"agent-sessions/[^/]+/monitor", frozenset({"targetAgentId"})),
-    # The project's decision: the hook names the agent (targetAgentId) only when its caller does.
-    PublishedCall("coach", "POST", _API + r"agent-sessions/[^/]+/coach", decided=_NAMED_TARGET),
-    PublishedCall("barge", "POST", _API + r"agent-sessions/[^/]+/barge", decided=_NAMED_TARGET),
-    PublishedCall("take-over", "POST", _API + r"agent-sessions/[^/]+/take-over", decided=_NAMED_TARGET),
-    # The session's life, as NICE's SDK drives it.
-    PublishedCall("get next event", "GET", _API + r"agent-sessions/[^/]+/get-next-event", frozenset({"timeout"})),
-    PublishedCall("set state", "POST", _API + r"agent-sessions/[^/]+/state", frozenset({"state", "reason"})),
-    PublishedCall("agent settings", "GET", _API + r"agents/[^/]+/agent-settings"),
-    PublishedCall("agent state directory", "GET", _API + r"cache/agentstate", frozenset({"fields", "updatedSince"})),
-    PublishedCall("time zones", "GET", _API + r"timezones"),
-)
-_ADMIN_PREFIX = "/_sandbox/"
-
-
-def published_call(method: str, path: str) -> tuple[PublishedCall, re.Match[str]] | None:
-    """The published call a request's method and path make, with the path's match; ``None`` if none."""
-    for call in PUBLISHED_CALLS:
-        match = call.matches(method, path)
-        if match:
-            return call, match
-    return None
-
-
-def contract_violations(entries: Iterable[Mapping[str, Any]]) -> list[str]:
-    """Every journaled request that strays from the published contract, one line each.
-
-    A request strays when its method and path are no published call, its API version is not one the
-    sandbox serves, it names a parameter (query string or body) the call does not publish and no
-    documented project decision adds, or it puts token-endpoint fields in the query string. The
-    sandbox's admin routes (``/_sandbox/…``) are not part of the contract and are skipped.
-
-    :param entries: journal entries (``SandboxServer.journal()`` or ``GET /_sandbox/journal``).
-    :return: one message per straying request, naming its ``seq``, method, path and why; empty when all conform.
-    """
-    violations: list[str] = []
-    for entry in entries:
-        method, path = str(entry.get("method")), str(entry.get("path"))
-        if path.startswith(_ADMIN_PREFIX):
-            continue
-        where = f"#{entry.get('seq')} {method} {path}"
-        found = published_call(method, path)
-        if found is None:
-            violations.append(f"{where}: not a published call")
-            continue
-        call, match = found
-        version = match.groupdict().get("version")
-        if version is not None and version.lower() not in KNOWN_API_VERSIONS:
-            violations.append(f"{where}: unknown API version {version!r}")
-        in_query = set(entry.get("params") or {})
-        in_body = set(entry.get("body_fields") or [])
-        if in_query and not call.in_query:
-            violations.append(f"{where}: {call.name} parameters in the query string: {', '.join(sorted(in_query))}")
-        unknown = (in_query | in_body) - call.params - call.decided
-        if unknown:
-            violations.append(f"{where}: {call.name} does not publish {', '.join(sorted(unknown))}")
-    return violations
-
+# The sandbox's HTTP tests' own fixtures: the session's sandbox (reset) and a QA-key access token.
+sb = sandbox_http.sb
+token = sandbox_http.token
 
 # ------------------------------------------------------------------------------------------ helpers
-
-
-@pytest.fixture
-def sb(cxone_sandbox: SandboxServer) -> SandboxServer:
-    return cxone_sandbox
-
-
-@pytest.fixture
-def token(sb: SandboxServer) -> str:
-    response = requests.post(
-        f"{sb.url}/auth/token",
-        data={"grant_type": "password", "username": QA[0], "password": QA[1]},
-        auth=CLIENT,
-        timeout=10,
-    )
-    assert response.status_code == 200, response.text
-    return str(response.json()["access_token"])
 
 
 def generated(

@@ -2,7 +2,7 @@
 
 A seventh condition is one enum member and one row; these tests prove that the UI, the operators'
 branch check, the demo and ``docs/conditions.md`` then show it with no change of their own. The
-rendered pages are checked against the table in ``tests/test_ui.py``.
+rendered pages are checked against the table in ``tests/ui/test_ui.py``.
 """
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ import dataclasses
 import importlib.util
 import re
 import sys
-from pathlib import Path
 
 import pytest
+from conftest import REPO
 from jinja2 import Environment, FileSystemLoader
 
 from cxone_provider.domain.conditions import CONDITION_TABLE, ConditionRow, JoinCondition, in_display_order, row_of
@@ -21,7 +21,6 @@ from cxone_provider.exceptions import BranchConfigError
 from cxone_provider.operators.agent_session import JoinAgentSessionOperator, normalise_branches
 from cxone_provider.ui import data
 
-REPO = Path(__file__).resolve().parent.parent
 TEMPLATES = REPO / "plugins" / "cxone_provider" / "ui" / "templates"
 
 

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import pytest
 from airflow.sdk import ObjectStoragePath
 from airflow.sdk.exceptions import AirflowException
+from conftest import FAST, fresh_sandbox, joins_sent, sandbox_with_live_sessions
 
 from cxone_provider.domain.agent_sessions import AgentSessionItem, distinct_items
 from cxone_provider.domain.conditions import JoinCondition
@@ -21,28 +22,21 @@ from cxone_provider.hooks.cxone import CxoneHook
 from cxone_provider.operators.common import join_agent_session
 from cxone_provider.sweeps.engine import SweepEngine, SweepStopped, rejected_item
 from cxone_provider.sweeps.result import SCHEMA, SCHEMA_KEY, is_sweep_result, merge_sweep_results
-from cxone_provider.testing import SandboxServer
 
 if TYPE_CHECKING:
     from cxone_provider.domain.outcomes import JoinOutcome
 
 LIVE = 20
 CONN_ID = "cxone_engine"
-FAST = {"backoff_initial_s": 0.01, "backoff_max_s": 0.05}
 LOG = logging.getLogger("test_sweep_engine")
 
 
-@pytest.fixture(scope="module")
-def published_sandbox():
-    with SandboxServer(live_sessions=LIVE) as server:
-        yield server
+published_sandbox = sandbox_with_live_sessions(LIVE)
 
 
 @pytest.fixture
 def sandbox(published_sandbox, monkeypatch):
-    published_sandbox.reset()
-    monkeypatch.setenv(*published_sandbox.connection_env(CONN_ID))
-    return published_sandbox
+    return fresh_sandbox(published_sandbox, monkeypatch, CONN_ID)
 
 
 def make_hook(**pacing):
@@ -63,10 +57,6 @@ def run(raw_items, **engine_kwargs):
     engine_kwargs.setdefault("log", LOG)
     engine = SweepEngine(by_agent=True, **engine_kwargs)
     return engine.run(make_hook, join_as_agent, [(i.key, i) for i in items], duplicates)
-
-
-def joins_sent(sandbox):
-    return [e for e in sandbox.journal() if e["path"].endswith("agent-sessions/join")]
 
 
 def test_a_sweep_runs_without_an_operator_and_returns_the_versioned_result(sandbox):

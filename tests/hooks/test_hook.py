@@ -6,6 +6,7 @@ import logging
 import time
 
 import pytest
+from conftest import changed_connection
 
 from cxone_provider.client.policy import RETRY_POLICY, RetryWhen
 from cxone_provider.domain.classification import ROUTE_NOT_FOUND
@@ -537,13 +538,7 @@ def test_an_unreachable_api_host_is_default(cxone_sandbox, make_hook):
 def test_bad_connection_settings_name_the_field(cxone_sandbox, monkeypatch, change, named):
     import json
 
-    conn = cxone_sandbox.connection()
-    for key, value in change.items():
-        if key == "extra":
-            conn["extra"].update(value)
-        else:
-            conn[key] = value
-    monkeypatch.setenv("AIRFLOW_CONN_CXONE_BROKEN", json.dumps(conn))
+    monkeypatch.setenv("AIRFLOW_CONN_CXONE_BROKEN", json.dumps(changed_connection(cxone_sandbox, **change)))
     with pytest.raises(CxoneConfigError, match="connection 'cxone_broken'") as bad:
         CxoneHook("cxone_broken").access_token()
     assert named in str(bad.value)

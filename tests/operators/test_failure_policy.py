@@ -13,7 +13,7 @@ import textwrap
 from typing import Any
 
 import pytest
-from conftest import DAGS_FOLDER, fresh_dag
+from conftest import DAGS_FOLDER, changed_connection, fresh_dag
 
 from cxone_provider.operators.base import fails_fast
 
@@ -84,13 +84,7 @@ def join_condition(dag_run: Any) -> str:
 
 
 def use_connection(monkeypatch: pytest.MonkeyPatch, sandbox: Any, **changes: Any) -> None:
-    conn = sandbox.connection()
-    for key, value in changes.items():
-        if key == "extra":
-            conn["extra"].update(value)
-        else:
-            conn[key] = value
-    monkeypatch.setenv("AIRFLOW_CONN_CXONE_DEFAULT", json.dumps(conn))
+    monkeypatch.setenv("AIRFLOW_CONN_CXONE_DEFAULT", json.dumps(changed_connection(sandbox, **changes)))
 
 
 def test_a_refused_access_key_fails_fast(cxone_sandbox, monkeypatch, policy_dag, capfd):

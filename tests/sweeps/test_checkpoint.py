@@ -11,18 +11,19 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from airflow.sdk.exceptions import AirflowException
-from conftest import keep_legacy_extensions
+from conftest import FAST, fresh_sandbox, sandbox_with_live_sessions
 
 from cxone_provider.operators.sweep import JoinAgentSessionsOperator
 from cxone_provider.sweeps.report import read_report
-from cxone_provider.testing import SandboxServer
+
+if TYPE_CHECKING:
+    from cxone_provider.testing import SandboxServer
 
 LIVE = 300
-FAST = {"backoff_initial_s": 0.01, "backoff_max_s": 0.05}
 USER = {"agent_id": 1001, "conn_id": "cxone_resume"}
 SESSIONS = [f"sess-{5001 + n}" for n in range(LIVE)]
 
@@ -41,20 +42,13 @@ class TaskInstance:
         self.pushed[key] = value
 
 
-@pytest.fixture(scope="module")
-def live_sandbox():
-    with SandboxServer(live_sessions=LIVE) as server:
-        yield server
+live_sandbox = sandbox_with_live_sessions(LIVE)
 
 
 @pytest.fixture
 def sandbox(live_sandbox, monkeypatch):
-    live_sandbox.reset()
     # One SecurityUser joins many agents' sessions by id: the sandbox's join_mode=session extension.
-    keep_legacy_extensions(live_sandbox, monkeypatch)
-    name, value = live_sandbox.connection_env("cxone_resume")
-    monkeypatch.setenv(name, value)
-    return live_sandbox
+    return fresh_sandbox(live_sandbox, monkeypatch, "cxone_resume", legacy=True)
 
 
 def operator(tmp_path, session_ids=SESSIONS, **kwargs) -> JoinAgentSessionsOperator:

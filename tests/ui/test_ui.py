@@ -42,7 +42,7 @@ FAST = {"backoff_initial_s": 0.01, "backoff_max_s": 0.05, "max_attempts": 2}
 MARKUP = "<img src=x onerror=alert(1)>"
 UI_DAGS = textwrap.dedent(
     f'''
-    """Sweeps for tests/test_ui.py (written by the test into the session's DAGs folder)."""
+    """Sweeps for tests/ui/test_ui.py (written by the test into the session's DAGs folder)."""
     import pendulum
     from airflow.sdk import DAG
 

@@ -8,35 +8,27 @@ import uuid
 from pathlib import Path
 
 import pytest
-from conftest import fresh_dag, keep_legacy_extensions
+from conftest import FAST, PushedXComs, fresh_dag, fresh_sandbox, joins_sent, sandbox_with_live_sessions
 
 from cxone_provider.domain.classification import ROUTE_NOT_FOUND
 from cxone_provider.domain.conditions import JoinCondition
 from cxone_provider.operators.sweep import JoinAgentSessionsOperator, ListAgentSessionsOperator, live_sessions
 from cxone_provider.sweeps.pacing import AdaptiveLimiter
 from cxone_provider.sweeps.report import read_report
-from cxone_provider.testing import SandboxServer
 
 LIVE = 300
 REPORTS = Path(tempfile.mkdtemp(prefix="cxone-sweep-reports-"))
-FAST = {"backoff_initial_s": 0.01, "backoff_max_s": 0.05}
 QA_USER = {"agent_id": 1001, "conn_id": "cxone_sweep"}
 
 
-@pytest.fixture(scope="module")
-def big_sandbox():
-    with SandboxServer(live_sessions=LIVE) as server:
-        yield server
+big_sandbox = sandbox_with_live_sessions(LIVE)
 
 
 @pytest.fixture
 def sandbox(big_sandbox, monkeypatch):
-    big_sandbox.reset()
     # The sweep joins many agents' sessions by id as one SecurityUser, and lists them from agents/states
     # rows' sessionId: both are the sandbox's extensions (join_mode=session, states_session_id).
-    keep_legacy_extensions(big_sandbox, monkeypatch)
-    name, value = big_sandbox.connection_env("cxone_sweep")
-    monkeypatch.setenv(name, value)
+    fresh_sandbox(big_sandbox, monkeypatch, "cxone_sweep", legacy=True)
     monkeypatch.setenv(*big_sandbox.connection_env("cxone_noimp", key="SANDBOX-NOIMP-KEY"))
     return big_sandbox
 
@@ -51,22 +43,8 @@ def sweep(session_ids, security_user=QA_USER, **kwargs):
     return operator.execute(context={})
 
 
-def joins_sent(sandbox):
-    return [e for e in sandbox.journal() if e["path"].endswith("agent-sessions/join")]
-
-
-class _TaskInstance:
-    """Collects what an operator pushes under keys of its own (the return value is returned)."""
-
-    def __init__(self):
-        self.pushed = {}
-
-    def xcom_push(self, key, value):
-        self.pushed[key] = value
-
-
 def test_list_sessions_keeps_live_ones_and_filters(sandbox):
-    ti = _TaskInstance()
+    ti = PushedXComs()
     listed = ListAgentSessionsOperator(task_id="list", cxone_conn_id="cxone_sweep").execute(context={"ti": ti})
     assert len(listed) == 7 + LIVE  # sess-1001 (the supervisor's own) and sess-2001 … sess-2006
     assert "sess-2007" not in [item.get("session_id") for item in listed]
@@ -83,7 +61,7 @@ def test_list_sessions_keeps_live_ones_and_filters(sandbox):
 def test_filters_rendered_from_none_are_no_filter(sandbox):
     listed = ListAgentSessionsOperator(
         task_id="list", team_ids="None", agent_state_names=None, exclude_agent_ids="None", cxone_conn_id="cxone_sweep"
-    ).execute(context={"ti": _TaskInstance()})
+    ).execute(context={"ti": PushedXComs()})
     assert len(listed) == 7 + LIVE
 
 
