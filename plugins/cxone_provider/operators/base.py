@@ -153,11 +153,11 @@ class CxoneTaskMixin:
         :func:`~cxone_provider.assets.outlet_alias` (declared when the DAG was parsed)."""
         facts: RunFacts | None = self.__dict__.get("_cxone_run_facts")
         alias = next((o for o in self.outlets if is_outlet_alias(o, kind)), None)  # type: ignore[attr-defined]
-        if facts is None or alias is None:
-            return
-        ti = context["ti"]
+        ti, outlet_events = context.get("ti"), context.get("outlet_events")
+        if facts is None or alias is None or ti is None or outlet_events is None:
+            return  # nothing learnt, no asset declared, or not a task run (a test calling execute)
         asset = facts.asset(kind, ti.dag_id, ti.task_id)
-        context["outlet_events"][alias].add(asset, extra=extra)
+        outlet_events[alias].add(asset, extra=extra)
         self.log.info("Asset event for %s: %s", asset.uri, extra.get("counts"))
 
     def declare_asset(self, kind: str) -> None:
