@@ -73,7 +73,8 @@ def test_a_sweep_event_carries_its_summary_and_queues_the_dag_scheduled_on_it(cx
     figures = extra["figures"]
     assert figures["sessions_per_s"] == result["stats"]["joins_per_s"]
     assert figures["requests"] == result["stats"]["requests"]
-    assert figures["retries"] == 0 and figures["retries_429"] == 0
+    assert figures["retries"] == 0
+    assert figures["retries_429"] == 0
 
     # No secret, token or personal data: no agent's name or id list, no connection secret.
     text = json.dumps(extra)
