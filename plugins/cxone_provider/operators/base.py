@@ -133,15 +133,13 @@ class CxoneTaskMixin:
 
     # --- what the run learnt: lineage and assets ----------------------------------------------------
 
-    def keep_run_facts(
-        self, read: str, counts: dict[str, int] | None = None, report: Any = None, *, conn_id: str | None = None
-    ) -> RunFacts:
-        """Remember what this run learnt of its tenant, from its latest hook (one on ``conn_id`` if it made
-        none), for :meth:`get_openlineage_facets_on_complete` and :meth:`add_asset_event`. Sends nothing."""
+    def keep_run_facts(self, read: str, counts: dict[str, int] | None = None, report: Any = None) -> None:
+        """Remember what this run learnt of its tenant, from its latest hook, for
+        :meth:`get_openlineage_facets_on_complete` and :meth:`add_asset_event`. Sends nothing; a run
+        that made no hook (its input was refused before any call) has nothing to remember."""
         hooks: list[CxoneHook] = self.__dict__.get("_cxone_hooks") or []
-        facts = RunFacts.of(hooks[-1] if hooks else self.make_hook(conn_id), read, counts, report)
-        self.__dict__["_cxone_run_facts"] = facts
-        return facts
+        if hooks:
+            self.__dict__["_cxone_run_facts"] = RunFacts.of(hooks[-1], read, counts, report)
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
         """OpenLineage's facets of this run (:func:`~cxone_provider.lineage.operator_lineage`): the tenant

@@ -173,15 +173,14 @@ class JoinAgentSessionsOperator(CxoneBaseOperator):
         # unusable connection does, at once, by the operators' one failure policy.
         try:
             with self.cxone_failures("JoinAgentSessions"):
-                result, conn_id = self._sweep(context)
-                self.keep_run_facts("agent-sessions", result["counts"], result["report"], conn_id=conn_id)
+                result = self._sweep(context)
+                self.keep_run_facts("agent-sessions", result["counts"], result["report"])
             self.add_asset_event(context, "sweeps", sweep_extra(result))
             return result
         finally:
             self.close_hooks()
 
-    def _sweep(self, context: Context) -> tuple[dict[str, Any], str | None]:
-        """The sweep's result, and the connection it used (``None``: the default)."""
+    def _sweep(self, context: Context) -> dict[str, Any]:
         engine = SweepEngine(
             by_agent=self.agents is not None,
             max_concurrency=self.max_concurrency,
@@ -204,7 +203,7 @@ class JoinAgentSessionsOperator(CxoneBaseOperator):
                 user = parse_security_user(resolve_security_user_value(self, context, self.security_user))
             except InputRejected as rejected:
                 outcomes = [JoinOutcome(rejected.condition, key, message=rejected.message) for key, _ in jobs]
-                return engine.result(outcomes, duplicates, {"requests": 0}).to_xcom(), self.cxone_conn_id
+                return engine.result(outcomes, duplicates, {"requests": 0}).to_xcom()
             conn_id = connection_for(user, self.cxone_conn_id)
             fingerprint = [f"agent {user.agent_id} via {conn_id}"] + [key for key, _ in jobs]
             joiner = _session_joiner(user.agent_id)
@@ -213,7 +212,7 @@ class JoinAgentSessionsOperator(CxoneBaseOperator):
         result = engine.run(lambda **pacing: self._hook(conn_id, **pacing), joiner, jobs, duplicates, checkpoint)
         if checkpoint is not None and not self.keep_checkpoint:
             checkpoint.remove()
-        return result.to_xcom(), conn_id
+        return result.to_xcom()
 
     def _hook(self, conn_id: str, *, pool_size: int, **pacing: Any) -> CxoneHook:
         """The sweep's one hook: the engine's pool size unless ``hook_params`` names one, with its pacing.
