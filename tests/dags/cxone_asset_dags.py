@@ -27,14 +27,17 @@ with DAG(
     )
 
 with DAG("cxone_asset_join", schedule=None, start_date=START, catchup=False) as join_dag:
-    JoinAgentSessionOperator(
-        task_id="join",
-        session_id="sess-2001",
-        security_user={"agent_id": 1001},
-        branches={"Default": "anything"},
-        emit_asset=True,
-        hook_params=FAST,
-    ) >> task(task_id="anything")(lambda: None)()
+    (
+        JoinAgentSessionOperator(
+            task_id="join",
+            session_id="sess-2001",
+            security_user={"agent_id": 1001},
+            branches={"Default": "anything"},
+            emit_asset=True,
+            hook_params=FAST,
+        )
+        >> task(task_id="anything")(lambda: None)()
+    )
 
 
 @task
