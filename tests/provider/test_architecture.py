@@ -19,8 +19,8 @@ MAX_MODULE_LINES = 400
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("cxone_provider.exceptions", "cxone_provider.response", "cxone_provider.domain", "cxone_provider.conditions"),
     ("cxone_provider.client",),
-    ("cxone_provider.hooks",),
-    ("cxone_provider.sweeps", "cxone_provider.links"),
+    ("cxone_provider.hooks", "cxone_provider.metrics"),
+    ("cxone_provider.sweeps", "cxone_provider.links", "cxone_provider.assets", "cxone_provider.lineage"),
     ("cxone_provider.operators", "cxone_provider.sensors", "cxone_provider.triggers"),
     ("cxone_provider.ui",),
     (

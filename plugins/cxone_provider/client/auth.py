@@ -188,12 +188,19 @@ class AuthRules:
     def _discovery_failed(self, failure: CxoneDiscoveryError) -> None:
         self._discovery_failure = (time.monotonic() + self.failure_memory_s, failure)
 
-    def _tenant_id(self) -> str:
-        """The tenant to discover: the connection's, else the id_token's (once a token was issued).
+    @property
+    def tenant_id(self) -> str | None:
+        """The tenant: the connection's ``tenant_id``, else the id_token's ``tenantId`` (once a token was
+        issued), else ``None``. Never requests a token."""
+        claim = str(self._token.claims.get("tenantId") or "").strip() if self._token else ""
+        return self.settings.tenant_id or claim or None
 
-        :raises CxoneConfigError: neither names one.
+    def _tenant_id(self) -> str:
+        """The tenant to discover (:attr:`tenant_id`).
+
+        :raises CxoneConfigError: neither the connection nor the id_token names one.
         """
-        tenant_id = self.settings.tenant_id or (str(self._token.claims.get("tenantId") or "") if self._token else "")
+        tenant_id = self.tenant_id
         if not tenant_id:
             raise CxoneConfigError(
                 f"connection {self.settings.conn_id!r}: extra 'tenant_id' is empty and the token's id_token "
@@ -284,6 +291,11 @@ class Auth(AuthRules):
                         self._discovery_failed(failure)
                         raise
         return self._api_base
+
+    @property
+    def known_api_base_url(self) -> str | None:
+        """The Agent API base if already known (configured or discovered); never requests anything."""
+        return self._api_base or self.settings.api_base_url
 
     def _discover_api_base(self) -> str:
         if not self.settings.tenant_id:

@@ -13,6 +13,7 @@ for Studio is decided in :mod:`cxone_provider.domain.classification`, not here.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Mapping
 from contextlib import asynccontextmanager
 from functools import cached_property
@@ -28,6 +29,7 @@ from cxone_provider.client.paths import path_segment
 from cxone_provider.client.policy import DEFAULT_MAX_WAIT_S, RETRY_POLICY, RetryWhen, TransportOptions
 from cxone_provider.client.settings import CxoneSettings
 from cxone_provider.exceptions import CxoneApiError, CxoneAuthError, CxoneConfigError
+from cxone_provider.metrics import api_call_timer, count_answer, count_retry
 from cxone_provider.response import ApiResponse
 
 # The errors this hook raises, importable from here too (they are defined in cxone_provider.exceptions).
@@ -135,7 +137,7 @@ class CxoneHook(BaseHook):
 
     @cached_property
     def client(self) -> CxoneClient:
-        return CxoneClient(self.settings, self.options, log=self.log)
+        return CxoneClient(self.settings, _metered(self.options), log=self.log)
 
     @property
     def session(self) -> requests.Session:
@@ -188,23 +190,28 @@ class CxoneHook(BaseHook):
         """``text`` with every credential this hook has seen replaced by ``***``."""
         return self.client.secrets.redact(text)
 
-    def _call(
-        self,
-        action: str,
-        method: str,
-        path: str,
-        params: Mapping[str, Any] | None = None,
-        *,
-        retry_when: RetryWhen,
-    ) -> Any:
-        return self.client.request(action, method, path, params=params, retry_when=retry_when).body
+    @property
+    def tenant(self) -> str | None:
+        """The tenant this connection acts on: its ``tenant_id`` extra, else the id_token's ``tenantId``
+        (once a token was issued), else ``None``. Not a secret; never requests a token."""
+        return self.client.auth.tenant_id if "client" in self.__dict__ else self.settings.tenant_id
+
+    def _call(self, call: str, action: str, method: str, path: str, params: Mapping[str, Any] | None = None) -> Any:
+        """One Agent API call, retried by ``call``'s entry of :data:`RETRY_POLICY`, timed as ``cxone.api.<call>``."""
+        return self._request(call, action, method, path, params, retry_when=RETRY_POLICY[call]).body
+
+    def _request(
+        self, call: str, action: str, method: str, path: str, params: Mapping[str, Any] | None, *, retry_when: RetryWhen
+    ) -> ApiResponse:
+        with api_call_timer(call):
+            return self.client.request(action, method, path, params=params, retry_when=retry_when)
 
     # --- the Agent API ------------------------------------------------------------------------------
 
     def get_agent(self, agent_id: int) -> dict[str, Any]:
         """``GET agents/{agentId}``: the agent's record (``agentId``, ``isActive``, names, team...)."""
         segment = path_segment("get_agent", "agent_id", int(agent_id))
-        body = self._call(f"get agent {agent_id}", "GET", f"agents/{segment}", retry_when=RETRY_POLICY["get_agent"])
+        body = self._call("get_agent", f"get agent {agent_id}", "GET", f"agents/{segment}")
         agents = body.get("agents") if isinstance(body, Mapping) else None
         if not isinstance(agents, list) or not agents or not isinstance(agents[0], Mapping):
             raise CxoneApiError(ApiResponse(status_code=200, message="answer holds no agent"), f"get agent {agent_id}")
@@ -216,16 +223,17 @@ class CxoneHook(BaseHook):
         Rows carry CXone's published fields (``agentId``, ``agentStateName``, ``teamId``…); the sandbox
         adds ``sessionId``, which a tenant's rows may not carry.
         """
-        return self.client.agent_states(page_size=page_size)
+        with api_call_timer("agent_states"):
+            return self.client.agent_states(page_size=page_size)
 
     def start_agent_session(self, *, as_agent_id: int, station_id: str) -> str:
         """``POST agent-sessions``: log ``as_agent_id`` in at ``station_id``; returns the new session id."""
         body = self._call(
+            "start_session",
             f"start a session for agent {as_agent_id}",
             "POST",
             "agent-sessions",
             {"stationId": station_id, "asAgentId": int(as_agent_id)},
-            retry_when=RETRY_POLICY["start_session"],
         )
         session_id = body.get("sessionId") if isinstance(body, Mapping) else None
         if not session_id:
@@ -240,11 +248,11 @@ class CxoneHook(BaseHook):
         """
         segment = path_segment("end_agent_session", "session_id", session_id)
         self._call(
+            "end_session",
             f"end session {session_id!r}",
             "DELETE",
             f"agent-sessions/{segment}",
             {"forceLogoff": str(force_logoff).lower()},
-            retry_when=RETRY_POLICY["end_session"],
         )
 
     def supervise(self, session_id: str, action: str, *, target_agent_id: int | None = None) -> None:
@@ -263,11 +271,11 @@ class CxoneHook(BaseHook):
         params = None if target_agent_id is None else {"targetAgentId": int(target_agent_id)}
         whom = f"agent {target_agent_id}" if target_agent_id is not None else "the monitored agent"
         self._call(
+            "supervise",
             f"{action} {whom} from session {session_id!r}",
             "POST",
             f"agent-sessions/{segment}/{action}",
             params,
-            retry_when=RETRY_POLICY["supervise"],
         )
 
     def monitor(self, session_id: str, *, target_agent_id: int) -> None:
@@ -294,12 +302,8 @@ class CxoneHook(BaseHook):
         if session_id is not None:
             params[JOIN_SESSION_PARAM] = session_id
         what = f"session {session_id!r}" if session_id is not None else "the live session"
-        return self.client.request(
-            f"join {what} as agent {as_agent_id}",
-            "POST",
-            JOIN_PATH,
-            params=params,
-            retry_when=RETRY_POLICY["join"],
+        return self._request(
+            "join", f"join {what} as agent {as_agent_id}", "POST", JOIN_PATH, params, retry_when=RETRY_POLICY["join"]
         )
 
     def get_next_event(self, session_id: str, *, timeout: int = 30) -> SessionEvents:
@@ -309,7 +313,8 @@ class CxoneHook(BaseHook):
         none, or 409 once the session has ended. An answer names the session id the next poll must
         use (:attr:`SessionEvents.next_session_id`); polling is also what keeps a joined session alive.
         """
-        return self.client.next_event(session_id, timeout)
+        with api_call_timer("get_next_event"):
+            return self.client.next_event(session_id, timeout)
 
     def probe_agent(self, agent_id: int) -> ApiResponse | CxoneApiError | CxoneAuthError:
         """``GET agents/{agentId}`` once, read-only, as evidence: CXone's answer or the error, never raised.
@@ -318,8 +323,13 @@ class CxoneHook(BaseHook):
         route, the agent or the session. Retried as any read of an agent is (429, 503, no answer).
         """
         try:
-            return self.client.request(
-                f"check agent {agent_id}", "GET", f"agents/{int(agent_id)}", retry_when=RETRY_POLICY["get_agent"]
+            return self._request(
+                "probe_agent",
+                f"check agent {agent_id}",
+                "GET",
+                f"agents/{int(agent_id)}",
+                None,
+                retry_when=RETRY_POLICY["get_agent"],
             )
         except (CxoneApiError, CxoneAuthError) as error:
             return error
@@ -346,6 +356,27 @@ class CxoneHook(BaseHook):
         except Exception as exc:
             return False, self.redact(str(exc)) if "client" in self.__dict__ else str(exc)
         return True, f"Connected to {base}: token issued, {len(states)} agent state(s) visible"
+
+
+def _metered(options: TransportOptions) -> TransportOptions:
+    """``options`` whose listeners also count retries and 429s (:mod:`cxone_provider.metrics`).
+
+    Only the sync face is metered: the async face's options key the client the triggerer's loop
+    shares, and listeners made per hook would stop that sharing.
+    """
+    retry_listener, answer_listener = options.retry_listener, options.answer_listener
+
+    def on_retry(reason: str) -> None:
+        count_retry(reason)
+        if retry_listener is not None:
+            retry_listener(reason)
+
+    def on_answer(status: int | None) -> None:
+        count_answer(status)
+        if answer_listener is not None:
+            answer_listener(status)
+
+    return dataclasses.replace(options, retry_listener=on_retry, answer_listener=on_answer)
 
 
 def async_hook_params(hook_params: Mapping[str, Any] | None) -> dict[str, Any]:

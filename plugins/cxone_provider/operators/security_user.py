@@ -90,5 +90,6 @@ class SetSecurityUserOperator(CxoneBaseOperator):
             self.log.warning("SetSecurityUser: agent %s: %s", agent_id, resolved.warning)
         time_zone = resolved.name
         user = SecurityUser(agent_id=agent_id, conn_id=self.hook_conn_id, time_zone=time_zone, name=name)
+        self.keep_run_facts("agents")  # for OpenLineage: the tenant's agents were read (no names kept)
         self.log.info("SecurityUser is agent %s (%s), time zone %s", agent_id, name, time_zone)
         return user.to_xcom()
