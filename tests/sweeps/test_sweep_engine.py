@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from typing import TYPE_CHECKING
 
 import pytest
@@ -109,7 +110,14 @@ def test_the_hook_factory_gets_the_engines_pool_size_pacing_and_stop_event(sandb
 def test_a_stop_during_the_sweep_ends_the_sending_and_fails(sandbox):
     sandbox.set_faults(latency_ms=200, path_filter="agent-sessions/join")
     stop = threading.Event()
-    threading.Timer(0.5, stop.set).start()  # as an operator's on_kill does
+
+    def stop_after_the_first_join() -> None:  # as an operator's on_kill does, mid-sweep
+        deadline = time.monotonic() + 60  # only a hang reaches it
+        while not joins_sent(sandbox) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        stop.set()
+
+    threading.Thread(target=stop_after_the_first_join, daemon=True).start()
     with pytest.raises(SweepStopped, match=f"sweep stopped after \\d+ of {LIVE} session") as raised:
         run(list(range(2001, 2001 + LIVE)), max_concurrency=1, stop=stop)
     assert isinstance(raised.value, AirflowException)  # Airflow retries it; a checkpoint would resume
