@@ -21,7 +21,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pytest
 import requests
@@ -48,9 +48,11 @@ from cxone_provider.hooks.cxone import CxoneHook  # noqa: E402
 from cxone_provider.testing import LEGACY_EXTENSIONS, SandboxServer  # noqa: E402
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
 
 pytest_plugins = ["cxone_provider.testing"]
+
+T = TypeVar("T")
 
 
 def fresh_dag(module_name: str, dag_id: str) -> Any:
@@ -239,6 +241,25 @@ def fresh_sandbox(
         keep_legacy_extensions(server, monkeypatch)
     monkeypatch.setenv(*server.connection_env(conn_id))
     return server
+
+
+#: How long a test waits for something it expects: only a hang gets this far, so a loaded machine never fails a
+#: test by being slow, and a missing event still ends the test instead of stalling the run.
+HANG_S = 60.0
+
+
+def wait_for(condition: Callable[[], T], what: str, timeout: float = HANG_S) -> T:
+    """``condition()`` once it is truthy; fails, naming ``what``, only if not within ``timeout`` s (a hang)."""
+    deadline = time.monotonic() + timeout
+    while not (value := condition()):
+        assert time.monotonic() < deadline, f"{what}: not within {timeout:g}s"
+        time.sleep(0.02)
+    return value
+
+
+def idle(sandbox: Any) -> dict[str, Any]:
+    """``sandbox``'s state once no request is in flight: every request it received is in its journal."""
+    return wait_for(lambda: (state := sandbox.state())["inflight"] == 0 and state, "the sandbox finishing its requests")
 
 
 def joins_sent(sandbox: Any) -> list[dict[str, Any]]:
