@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 from airflow.sdk.exceptions import AirflowException
-from conftest import FAST, fresh_sandbox, sandbox_with_live_sessions
+from conftest import FAST, fresh_sandbox, idle, sandbox_with_live_sessions, wait_for
 
 from cxone_provider.operators.sweep import JoinAgentSessionsOperator
 from cxone_provider.sweeps.report import read_report
@@ -159,7 +159,7 @@ def test_on_kill_stops_joins_waiting_to_retry_and_workers_waiting_for_a_slot(san
     """Every first join is throttled (Retry-After: 1): the workers are in backoff when on_kill comes,
     and none of them sends again."""
     # A Retry-After far longer than a stop may take: a stop that waited it out cannot pass on a slow machine.
-    sandbox.set_faults(rate_429_retry_after=1.0, retry_after_s=20, path_filter="agent-sessions/join")
+    sandbox.set_faults(rate_429_retry_after=1.0, retry_after_s=120, path_filter="agent-sessions/join")
     sweep = operator(tmp_path, max_concurrency=8, hook_params={**FAST, "max_attempts": 6})
     failure: list[BaseException] = []
 
@@ -171,14 +171,11 @@ def test_on_kill_stops_joins_waiting_to_retry_and_workers_waiting_for_a_slot(san
 
     thread = threading.Thread(target=run)
     thread.start()
-    deadline = time.monotonic() + 10
-    while sum(joins(sandbox).values()) < 8:
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
+    wait_for(lambda: sum(joins(sandbox).values()) >= 8, "the first eight joins")
     sweep.on_kill()
-    thread.join(timeout=10)
-    assert not thread.is_alive(), "the sweep waited out the 20 s Retry-After instead of stopping"
-    time.sleep(1.5)  # had a worker gone on, its retry would have come by now
+    thread.join(timeout=60)  # half the Retry-After: only a stop that did not wait it out ends in time
+    assert not thread.is_alive(), "the sweep waited out the 120 s Retry-After instead of stopping"
+    idle(sandbox)  # the execute() has returned with its workers: whatever they sent is in the journal now
     assert sum(joins(sandbox).values()) == 8
     assert "sweep stopped after 0 of" in str(failure[0])
 
