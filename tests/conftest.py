@@ -262,6 +262,18 @@ def idle(sandbox: Any) -> dict[str, Any]:
     return wait_for(lambda: (state := sandbox.state())["inflight"] == 0 and state, "the sandbox finishing its requests")
 
 
+def source_copy(work: Path) -> Path:
+    """What a build reads (setup.cfg, pyproject.toml, README, plugins/), copied into ``work/source``: a build
+    from the copy leaves the checkout without build/ or egg-info."""
+    source = work / "source"
+    source.mkdir()
+    for name in ("setup.cfg", "pyproject.toml", "README.md"):
+        shutil.copy(REPO / name, source / name)
+    ignored = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info")
+    shutil.copytree(REPO / "plugins", source / "plugins", ignore=ignored)
+    return source
+
+
 def joins_sent(sandbox: Any) -> list[dict[str, Any]]:
     """The join requests in ``sandbox``'s journal."""
     return [e for e in sandbox.journal() if e["path"].endswith("agent-sessions/join")]

@@ -27,7 +27,7 @@ from email.parser import Parser
 from pathlib import Path
 
 import pytest
-from conftest import REPO
+from conftest import REPO, source_copy
 
 # Building the venv the first time outlasts the suite's 300 s per test on a slow machine.
 pytestmark = pytest.mark.timeout(1200)
@@ -52,13 +52,7 @@ def dist(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     """``python -m build`` from a copy of the sources (the checkout gets no build/ or egg-info): the folder
     holding the sdist and the wheel, and what the build printed."""
     work = tmp_path_factory.mktemp("dist")
-    source = work / "source"
-    source.mkdir()
-    for name in ("setup.cfg", "pyproject.toml", "README.md"):
-        shutil.copy(REPO / name, source / name)
-    shutil.copytree(
-        REPO / "plugins", source / "plugins", ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info")
-    )
+    source = source_copy(work)
     out = work / "dist"
     done = run(sys.executable, "-m", "build", "--outdir", out, source)
     return out, done.stdout + done.stderr
