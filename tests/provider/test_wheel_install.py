@@ -29,6 +29,8 @@ from pathlib import Path
 import pytest
 from conftest import REPO, source_copy
 
+from cxone_provider import __version__
+
 # Building the venv the first time outlasts the suite's 300 s per test on a slow machine.
 pytestmark = pytest.mark.timeout(1200)
 
@@ -61,8 +63,8 @@ def dist(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
 def test_build_makes_one_sdist_and_one_wheel_without_warnings(dist: tuple[Path, str]) -> None:
     out, log = dist
     assert sorted(p.name for p in out.iterdir()) == [
-        "airflow_provider_cxone-0.1.0-py3-none-any.whl",
-        "airflow_provider_cxone-0.1.0.tar.gz",
+        f"airflow_provider_cxone-{__version__}-py3-none-any.whl",
+        f"airflow_provider_cxone-{__version__}.tar.gz",
     ]
     # setuptools' warnings are Python warnings ("SetuptoolsDeprecationWarning", "Package ... is absent
     # from the packages configuration" under "_Warning"); distutils' byte-compiling notes are not theirs.
