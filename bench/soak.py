@@ -9,7 +9,8 @@ hook's production retry policy unless told otherwise (``--max-attempts``, ``--ba
 sweep's stats) and whether they match, token requests and renewals against the expiries the wall time
 implies, outcomes by condition, lost sessions (computed: input agents not in exactly one condition list),
 wall time and joins/s. Each of the sandbox's generated agents is joined as itself, expecting its live session
-(the ``agents=`` form, CXone's published join). ``tests/sweeps/test_soak.py`` asserts the same accounting on 2,000 sessions.
+(the ``agents=`` form, CXone's published join). ``tests/sweeps/test_soak.py`` asserts the same accounting
+on 2,000 sessions.
 
 Exits 1 when a session is lost or the accounting does not add up.
 """
