@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
+import threading
 import time
+import zlib
+from typing import TYPE_CHECKING, Any
 
+import psutil
 import pytest
+from hostile_server import Answer, HostileServer
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -16,6 +23,9 @@ from cxone_provider.hooks.cxone import CxoneHook
 from cxone_provider.operators.agent_session import JoinAgentSessionOperator
 from cxone_provider.operators.common import join_agent_session
 from cxone_provider.testing import LEGACY_EXTENSIONS
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 C = JoinCondition
 SECRETS = ("sandbox-qa-secret", "sandbox-client-secret", "sbx-at-", "sbx-rt-")
@@ -180,8 +190,6 @@ def test_operator_without_a_dag_or_security_user_is_invalid_security_user(cxone_
 
 
 def _gzip_of_zeros(mebibytes: int) -> bytes:
-    import zlib
-
     packer = zlib.compressobj(9, zlib.DEFLATED, 31)  # wbits 31: the gzip format
     block = b"0" * (1024 * 1024)
     parts = [packer.compress(b'{"agentStates": [], "pad": "')]
@@ -189,36 +197,26 @@ def _gzip_of_zeros(mebibytes: int) -> bytes:
     return b"".join([*parts, packer.compress(b'"}'), packer.flush()])
 
 
+@contextlib.contextmanager
+def states_answered(monkeypatch, face, answer: Answer) -> Iterator[Any]:
+    """A client on ``face`` of a server that issues a token and answers ``agents/states`` with ``answer``."""
+    token = {"access_token": "gz-token-51f0", "token_type": "bearer", "expires_in": 3600}
+    with HostileServer() as server:
+        server.route("POST", "/auth/token", lambda _: Answer(200, body=json.dumps(token).encode()))
+        server.route("GET", "/inContactAPI/services/v33.0/agents/states", lambda _: answer)
+        api = server.url + "/inContactAPI/services/v33.0/"
+        extras = {"client_id": "app", "client_secret": "gz-client-secret", "api_base_url": api}
+        conn = {"conn_type": "cxone", "host": server.url, "login": "KEY-1", "password": "gz-7c2e", "extra": extras}
+        monkeypatch.setenv("AIRFLOW_CONN_CXONE_GZIP", json.dumps(conn))
+        yield face(CxoneHook("cxone_gzip", max_attempts=1))
+
+
 @pytest.mark.parametrize("status", [200, 500])
 def test_a_gzip_bomb_is_cut_at_the_body_limit_by_either_face(monkeypatch, face, status):
     """1 GiB of JSON sent as 1 MB of gzip: read up to the body limit (8 MiB for a 2xx, 64 KiB for an
     error) of what it decompresses to, not decompressed whole."""
-    import json
-    import threading
-
-    import psutil
-    from hostile_server import Answer, HostileServer
-
-    bomb = _gzip_of_zeros(1024)
-    token = {"access_token": "gz-token-51f0", "token_type": "bearer", "expires_in": 3600}
     headers = {"Content-Type": "application/json", "Content-Encoding": "gzip"}
-    with HostileServer() as server:
-        server.route("POST", "/auth/token", lambda _: Answer(200, body=json.dumps(token).encode()))
-        server.route("GET", "/inContactAPI/services/v33.0/agents/states", lambda _: Answer(status, headers, bomb))
-        extras = {
-            "client_id": "app",
-            "client_secret": "gz-client-secret",
-            "api_base_url": server.url + "/inContactAPI/services/v33.0/",
-        }
-        conn = {
-            "conn_type": "cxone",
-            "host": server.url,
-            "login": "KEY-1",
-            "password": "gz-secret-7c2e",
-            "extra": extras,
-        }
-        monkeypatch.setenv("AIRFLOW_CONN_CXONE_GZIP", json.dumps(conn))
-        client = face(CxoneHook("cxone_gzip", max_attempts=1))
+    with states_answered(monkeypatch, face, Answer(status, headers, _gzip_of_zeros(1024))) as client:
         client.access_token()
         process, reading = psutil.Process(), threading.Event()
         before = peak = process.memory_info().rss
@@ -243,11 +241,6 @@ def test_a_gzip_bomb_is_cut_at_the_body_limit_by_either_face(monkeypatch, face, 
 
 @pytest.mark.parametrize("coding", ["gzip", "x-gzip", "deflate", "raw-deflate", "identity", "br"])
 def test_a_compressed_answer_within_the_limit_reads_the_same_on_either_face(monkeypatch, face, coding):
-    import json
-    import zlib
-
-    from hostile_server import Answer, HostileServer
-
     rows = [{"agentId": 2000 + n, "agentStateName": "Available", "teamName": "QA"} for n in range(500)]
     plain = json.dumps({"agentStates": rows, "totalRecords": len(rows)}).encode()
     wbits = {"gzip": 31, "x-gzip": 31, "deflate": 15, "raw-deflate": -15}.get(coding)
@@ -257,22 +250,5 @@ def test_a_compressed_answer_within_the_limit_reads_the_same_on_either_face(monk
         packer = zlib.compressobj(6, zlib.DEFLATED, wbits)
         body = packer.compress(plain) + packer.flush()
     headers = {"Content-Type": "application/json", "Content-Encoding": "deflate" if coding == "raw-deflate" else coding}
-    token = {"access_token": "gz-token-51f0", "token_type": "bearer", "expires_in": 3600}
-    with HostileServer() as server:
-        server.route("POST", "/auth/token", lambda _: Answer(200, body=json.dumps(token).encode()))
-        server.route("GET", "/inContactAPI/services/v33.0/agents/states", lambda _: Answer(200, headers, body))
-        extras = {
-            "client_id": "app",
-            "client_secret": "gz-client-secret",
-            "api_base_url": server.url + "/inContactAPI/services/v33.0/",
-        }
-        conn = {
-            "conn_type": "cxone",
-            "host": server.url,
-            "login": "KEY-1",
-            "password": "gz-secret-7c2e",
-            "extra": extras,
-        }
-        monkeypatch.setenv("AIRFLOW_CONN_CXONE_GZIP", json.dumps(conn))
-        client = face(CxoneHook("cxone_gzip", max_attempts=1))
+    with states_answered(monkeypatch, face, Answer(200, headers, body)) as client:
         assert client.agent_states() == rows
