@@ -445,6 +445,7 @@ PATH_CALLS = {
     "coach": lambda hook, value: hook.coach(value),
     "barge": lambda hook, value: hook.barge(value),
     "take_over": lambda hook, value: hook.take_over(value),
+    "get_next_event": lambda hook, value: hook.get_next_event(value, timeout=0),
 }
 
 
@@ -459,6 +460,24 @@ def test_an_id_that_would_change_the_path_is_refused_and_nothing_is_sent(cxone_s
     assert repr(session_id) in message
     assert "nothing was sent" in message
     assert cxone_sandbox.journal() == []  # not a token request either
+
+
+@pytest.mark.parametrize("session_id", [".", "..", "%2e%2e", "a/b", ""])
+def test_the_triggers_event_poll_refuses_such_ids_too_and_sends_nothing(cxone_sandbox, session_id):
+    from cxone_provider.client.async_api import AsyncCxoneClient
+
+    hook = CxoneHook()
+
+    async def poll() -> None:
+        client = await AsyncCxoneClient.open(hook.settings, hook.options, log=hook.log)
+        try:
+            await client.next_event(session_id, 0)
+        finally:
+            await client.aclose()
+
+    with pytest.raises(UnsafePathIdError, match=re.escape(f"CxoneHook.get_next_event: session_id {session_id!r}")):
+        asyncio.run(poll())
+    assert cxone_sandbox.journal() == []
 
 
 def test_ids_with_dots_that_change_no_path_are_still_sent(cxone_sandbox):
