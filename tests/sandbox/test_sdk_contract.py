@@ -114,6 +114,10 @@ def _config(server: SandboxServer, report: Path) -> dict[str, Any]:
         "otherAgentId": 2001,  # a live session in the default seed
         "stationPhoneNumber": "4155550100",
         "pollWaitSeconds": float(os.environ.get("SDK_CONTRACT_POLL_WAIT", "75")),
+        # A worker's messages reach the page this late, as on a loaded machine: the steps must not
+        # depend on the SDK handling an answer before the sandbox's next one (session-end-event failed
+        # once under load that way; at 300 ms it failed every run).
+        "workerHopMs": 300,
         "reportFile": str(report),
     }
 
