@@ -20,7 +20,7 @@ unknown API version, answers ``404`` the way a gateway does, ``{"message": "Not 
 Agent API errors (``InvalidAgentId``, ``InvalidAgentSession``…) are the status and the
 ``icStatusDescription`` header with no body, as NICE publishes them (the tenant settings
 ``status_description`` and ``error_body`` choose the header's wording and the legacy body); the token
-endpoint and discovery answer ``{"error", "error_description"}``.
+endpoint and discovery answer Global Auth's ``{"error", "errorDescription"}``.
 
 The journal entry of a request (``GET /_sandbox/journal`` and
 :meth:`cxone_provider.testing.SandboxServer.journal` return the same list of them)::
