@@ -65,6 +65,7 @@ from cxone_sandbox.routes import (
     add_api_routes,
 )
 from cxone_sandbox.settings import Settings
+from cxone_sandbox.userhub import add_userhub_routes
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -133,6 +134,7 @@ def create_app(
 
     if replay is None:
         add_auth_routes(app)
+        add_userhub_routes(app)
         add_api_routes(app)
         add_admin_routes(app)
     else:

@@ -356,13 +356,13 @@ async function main() {
   await step('token-exchange', 'CXoneAuth.getAccessTokenByToken (token exchange, then whoami)', async (m) => {
     const r = await withExchange(auth.getAccessTokenByToken({ accessToken: auth.getAuthToken().accessToken }), /./, m);
     if (r?.accessToken) tokens.push(r.accessToken);
-    // Then, unawaited, UserHub's user record (a tenant with a `tenant` claim): the sandbox does not serve
-    // it (a 404 the SDK logs), but the call must reach the sandbox, never a name outside it.
+    // Then, unawaited, UserHub's user record (a tenant with a `tenant` claim), on api-{area}.{domain}:
+    // it must reach the sandbox (never a name outside it) and answer 200.
     const users = /\/user-management\/v1\/users\//;
     const uh = await until(() => journal.slice(m).find((e) => users.test(e.url) && (e.status || e.error)), stepWait);
-    const stayed = !uh || (uh.status && uh.sentTo);
-    return check(r?.accessToken && stayed, `new access token; calls: ${calls(m)}${noted}`,
-      r?.accessToken ? `UserHub's user record did not reach the sandbox: ${exchange(users, m)}` : 'no token');
+    const userOk = !uh || (uh.status === 200 && uh.sentTo);
+    return check(r?.accessToken && userOk, `new access token; calls: ${calls(m)}${noted}`,
+      r?.accessToken ? `UserHub's user record: ${exchange(users, m)}` : 'no token');
   });
 }
 
