@@ -101,6 +101,8 @@ PUBLISHED_CALLS: tuple[PublishedCall, ...] = (
     PublishedCall("agent settings", "GET", _API + r"agents/[^/]+/agent-settings"),
     PublishedCall("agent state directory", "GET", _API + r"cache/agentstate", frozenset({"fields", "updatedSince"})),
     PublishedCall("time zones", "GET", _API + r"timezones"),
+    # UserHub's user-management spec; NICE's SDK asks it after a token exchange.
+    PublishedCall("UserHub user", "GET", r"/user-management/v1/users/[^/]+"),
 )
 _ADMIN_PREFIX = "/_sandbox/"
 

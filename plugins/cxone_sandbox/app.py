@@ -20,7 +20,7 @@ unknown API version, answers ``404`` the way a gateway does, ``{"message": "Not 
 Agent API errors (``InvalidAgentId``, ``InvalidAgentSession``…) are the status and the
 ``icStatusDescription`` header with no body, as NICE publishes them (the tenant settings
 ``status_description`` and ``error_body`` choose the header's wording and the legacy body); the token
-endpoint and discovery answer ``{"error", "error_description"}``.
+endpoint and discovery answer Global Auth's ``{"error", "errorDescription"}``.
 
 The journal entry of a request (``GET /_sandbox/journal`` and
 :meth:`cxone_provider.testing.SandboxServer.journal` return the same list of them)::
@@ -65,6 +65,7 @@ from cxone_sandbox.routes import (
     add_api_routes,
 )
 from cxone_sandbox.settings import Settings
+from cxone_sandbox.userhub import add_userhub_routes
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -133,6 +134,7 @@ def create_app(
 
     if replay is None:
         add_auth_routes(app)
+        add_userhub_routes(app)
         add_api_routes(app)
         add_admin_routes(app)
     else:

@@ -27,7 +27,8 @@ PUBLISHED_SENTENCES: Final[dict[tuple[int, str], str]] = {
 class ApiError(Exception):
     """A failure the sandbox answers in CXone's shape: on the Agent API the status and the
     ``icStatusDescription`` header (see :func:`~cxone_sandbox.answers.agent_error_response`),
-    on the token endpoint and discovery ``{"error", "error_description"}``.
+    elsewhere ``{"error", "error_description"}`` (the token endpoint and discovery raise
+    :class:`~cxone_sandbox.tokens.AuthError`: ``{"error", "errorDescription"}``).
 
     :param status: the HTTP status.
     :param error: the error's name (``InvalidAgentId``…): the header's text under

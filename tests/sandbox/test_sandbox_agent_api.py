@@ -8,6 +8,7 @@ versions).
 
 from __future__ import annotations
 
+import inspect
 import json
 import threading
 import time
@@ -199,6 +200,19 @@ def test_an_ended_session_answers_409_also_to_a_waiting_poll(sb: SandboxServer) 
     assert (answered["r"].status_code, answered["r"].content) == (409, b"")
     assert poll(sb, token, current).status_code == 409
     assert poll(sb, token, "sess-2007").status_code == 409  # seeded as ended
+
+
+def test_every_route_runs_on_the_event_loop() -> None:
+    """The wake-up above holds only while every route is a coroutine: Starlette runs a plain ``def``
+    route in a worker thread, where ending a session would set the polls' ``asyncio.Event`` off the
+    loop (not thread-safe: a waiting poll could miss it and answer late)."""
+    from fastapi.routing import APIRoute
+
+    from cxone_sandbox import create_app
+
+    routes = [r for r in create_app().routes if isinstance(r, APIRoute)]
+    assert routes
+    assert [r.path for r in routes if not inspect.iscoroutinefunction(r.endpoint)] == []
 
 
 def test_unknown_session_is_404(sb: SandboxServer) -> None:

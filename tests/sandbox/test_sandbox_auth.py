@@ -523,3 +523,41 @@ def test_whoami_describes_the_tokens_user(sb: SandboxServer) -> None:
         f"{sb.url}/incontactauthorizationserver/token/whoami", json={"token": "sbx-at-never-issued"}, timeout=10
     )
     assert assert_auth_error(unknown, 401, "invalid_token") == "The access token is invalid or has expired"
+
+
+def test_userhub_user_record_of_the_tokens_user(sb: SandboxServer) -> None:
+    """NICE's SDK asks it after a token exchange and takes the user's names from it."""
+    body = issued(sb)
+    user_id = verified_claims(sb, body["id_token"])["sub"].removeprefix("user:")
+    response = requests.get(
+        f"{sb.url}/user-management/v1/users/{user_id}",
+        headers={"Authorization": f"Bearer {body['access_token']}", "Content-Type": "application/json"},
+        timeout=10,
+    )
+    assert response.status_code == 200, response.text
+    user = response.json()["user"]
+    assert {k: user[k] for k in ("id", "firstName", "lastName", "status", "teamId", "icBUId", "acdInfos")} == {
+        "id": user_id,
+        "firstName": "Quinn",
+        "lastName": "Supervisor",
+        "status": "ACTIVE",
+        "teamId": "10",
+        "icBUId": "4600001",
+        "acdInfos": [{"loginId": "1001"}],
+    }
+    assert user["customAttributes"] == {}  # the SDK iterates it: an object, never missing
+
+
+def test_userhub_user_record_needs_a_token_and_a_known_user(sb: SandboxServer) -> None:
+    refused = requests.get(f"{sb.url}/user-management/v1/users/{uuid.uuid4()}", timeout=10)
+    assert refused.status_code == 401
+    assert {k: refused.json()[k] for k in ("status", "error", "path")} == {
+        "status": 401,
+        "error": "Unauthorized",
+        "path": refused.request.path_url,
+    }
+    token = issued(sb)["access_token"]
+    unknown = requests.get(
+        f"{sb.url}/user-management/v1/users/{uuid.uuid4()}", headers={"Authorization": f"Bearer {token}"}, timeout=10
+    )
+    assert (unknown.status_code, unknown.json()["code"]) == (404, "NOT_FOUND")

@@ -162,9 +162,11 @@ async function main() {
     const info = user.getUserInfo();
     config = await withExchange(auth.getCXoneConfiguration(host, info.tenantId, Boolean(info.tenant)), /cxone-configuration/, m);
     const missing = ['acdApiBaseUri', 'cluster', 'acdDomain', 'domain'].filter((k) => !config[k]);
-    // Names the SDK builds from discovery: whoami on api-{cluster}.{acdDomain}, UserHub on {area}.{uhDomain}.
+    // Names the SDK builds from discovery: whoami on api-{cluster}.{acdDomain}, UserHub's pages on
+    // {area}.{uhDomain} and its API (user-management) on api-{area}.{domain}.
     if (config.cluster && config.acdDomain) hosts.set(`api-${config.cluster}.${config.acdDomain}`.toLowerCase(), host);
     if (config.area && config.userHubDomain) hosts.set(`${config.area}.${config.userHubDomain}`.toLowerCase(), host);
+    if (config.area && config.domain) hosts.set(`api-${config.area}.${config.domain}`.toLowerCase(), host);
     return check(!missing.length, `api_endpoint ${config.acdApiBaseUri}, cluster ${config.cluster}, acdDomain ${config.acdDomain}`,
       `discovery lacks ${missing.map((k) => ({ acdApiBaseUri: 'api_endpoint' }[k] || k)).join(', ')}; ${exchange(/cxone-configuration/, m)}`);
   });
@@ -261,11 +263,17 @@ async function main() {
     return check(r.status === 202 && r.data.sessionId, `${r.status} sessionId ${r.data.sessionId}`, `answered ${r.status}; ${exchange(/agent-sessions\/join/, m)}`);
   });
 
-  await step('get-next-event-304', 'a poll with no events answers 304, no body', async () => {
+  await step('get-next-event-304', 'a poll with no events answers 304, no body; the SDK polls again', async () => {
     if (!started) return fail('no session started');
     const e = await until(() => journal.find((x) => pollRe.test(x.url) && x.status === 304), pollWait);
-    return check(e && !e.answer, `304, no body, after holding the poll ${((e?.answeredAt ?? 0) - (e?.at ?? 0)) / 1000}s`,
-      e ? `304 with a body: ${e.answer}` : `no 304 within ${pollWait / 1000}s; ${exchange(pollRe)}`);
+    if (!e) return fail(`no 304 within ${pollWait / 1000}s; ${exchange(pollRe)}`);
+    // Done once the SDK has handled the 304, which it shows by polling again (with the same id: a 304
+    // has no body). Ending the session before that loses the end: the SDK forgets its session id when
+    // the end is answered, and a 304 it handles after that stops its polling with no AgentSessionEnd.
+    const next = await until(() => journal.find((x) => pollRe.test(x.url) && x !== e && x.at >= e.answeredAt), stepWait);
+    return check(!e.answer && next?.url === e.url,
+      `304, no body, after holding the poll ${(e.answeredAt - e.at) / 1000}s; the SDK polled again with the same id`,
+      e.answer ? `304 with a body: ${e.answer}` : `after the 304 the SDK ${next ? `polled ${next.url}` : 'did not poll again'}`);
   }, longWait);
 
   let endedId = '';
@@ -348,7 +356,13 @@ async function main() {
   await step('token-exchange', 'CXoneAuth.getAccessTokenByToken (token exchange, then whoami)', async (m) => {
     const r = await withExchange(auth.getAccessTokenByToken({ accessToken: auth.getAuthToken().accessToken }), /./, m);
     if (r?.accessToken) tokens.push(r.accessToken);
-    return check(r?.accessToken, `new access token; calls: ${journal.slice(m).map((e) => `${e.method} ${new URL(e.url).pathname} ${e.status ?? e.error ?? 'pending'}`).join(', ')}${noted}`, 'no token');
+    // Then, unawaited, UserHub's user record (a tenant with a `tenant` claim), on api-{area}.{domain}:
+    // it must reach the sandbox (never a name outside it) and answer 200.
+    const users = /\/user-management\/v1\/users\//;
+    const uh = await until(() => journal.slice(m).find((e) => users.test(e.url) && (e.status || e.error)), stepWait);
+    const userOk = !uh || (uh.status === 200 && uh.sentTo);
+    return check(r?.accessToken && userOk, `new access token; calls: ${calls(m)}${noted}`,
+      r?.accessToken ? `UserHub's user record: ${exchange(users, m)}` : 'no token');
   });
 }
 

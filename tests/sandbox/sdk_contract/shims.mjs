@@ -66,7 +66,10 @@ async function recordingFetch(input, init = {}) {
 globalThis.fetch = recordingFetch;
 
 // Web Workers: the SDK builds them from a Blob of its own code. They run here, in this thread, with
-// `self` as their global; importScripts of rxjs gets the rxjs the SDK installed (no network).
+// `self` as their global; importScripts of rxjs gets the rxjs the SDK installed (no network). A message
+// from a worker reaches the page `workerHopMs` later (SDK_CONTRACT_CONFIG), as on a busy page: the SDK
+// must not rely on handling its worker's answer before the next HTTP answer arrives.
+const workerHopMs = Number(JSON.parse(process.env.SDK_CONTRACT_CONFIG || '{}').workerHopMs ?? 0);
 class InThreadWorker {
   constructor(url, options = {}) {
     this.name = options.name;
@@ -77,7 +80,7 @@ class InThreadWorker {
       importScripts: () => { scope.rxjs = { ...rxjs, fetch: { fromFetch } }; },
       postMessage: (data) => {
         const msg = structuredClone(data);
-        setTimeout(() => { if (!this.terminated && this.onmessage) this.onmessage({ data: msg }); }, 0);
+        setTimeout(() => { if (!this.terminated && this.onmessage) this.onmessage({ data: msg }); }, workerHopMs);
       },
     };
     this.timers = [];
