@@ -17,7 +17,13 @@ MAX_MODULE_LINES = 400
 
 # Lowest first; a module belongs to the first entry its dotted name starts with.
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("cxone_provider.exceptions", "cxone_provider.response", "cxone_provider.domain", "cxone_provider.conditions"),
+    (
+        "cxone_provider.compat",
+        "cxone_provider.exceptions",
+        "cxone_provider.response",
+        "cxone_provider.domain",
+        "cxone_provider.conditions",
+    ),
     ("cxone_provider.client",),
     ("cxone_provider.hooks",),
     ("cxone_provider.sweeps", "cxone_provider.links"),
@@ -65,7 +71,9 @@ def imported_modules(module: str) -> set[str]:
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
             if node.level:
-                base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else []))
+                base = ".".join(
+                    package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else [])
+                )
             names = [base] + [f"{base}.{alias.name}" for alias in node.names]
         else:
             continue
@@ -79,7 +87,9 @@ IMPORTS = {module: imported_modules(module) for module in MODULES}
 @pytest.mark.parametrize("module", PROVIDER_MODULES)
 def test_a_module_imports_only_its_own_layer_or_lower(module: str) -> None:
     upward = sorted(
-        imported for imported in IMPORTS[module] if imported in PROVIDER_MODULES and layer_of(imported) > layer_of(module)
+        imported
+        for imported in IMPORTS[module]
+        if imported in PROVIDER_MODULES and layer_of(imported) > layer_of(module)
     )
     assert upward == [], f"{module} (layer {layer_of(module)}) imports a higher layer: {upward}"
 
@@ -92,7 +102,7 @@ def test_no_modules_import_each_other_round_a_circle() -> None:
         state[module] = "open"
         for imported in sorted(IMPORTS[module]):
             if state.get(imported) == "open":
-                circles.append(trail[trail.index(imported) :] + [imported])
+                circles.append([*trail[trail.index(imported) :], imported])
             elif imported not in state:
                 visit(imported, [*trail, imported])
         state[module] = "done"

@@ -254,7 +254,7 @@ def test_qa_sweep_report_dir_cannot_leave_its_base(airflow_db, cxone_sandbox, ou
 )
 @pytest.mark.parametrize("module_name", [SUPERVISED, SWEEP])
 def test_a_refused_name_says_which_param_and_why(module_name, value, problem):
-    from airflow.sdk.exceptions import AirflowFailException
+    from cxone_provider.compat import AirflowFailException
 
     module = dag_module(module_name)
     with pytest.raises(AirflowFailException) as refused:

@@ -181,7 +181,7 @@ def test_a_deeply_nested_security_user_is_invalid_security_user(text):
 
 
 def test_a_deeply_nested_session_id_list_is_an_error_naming_the_field():
-    from airflow.sdk.exceptions import AirflowFailException
+    from cxone_provider.compat import AirflowFailException
 
     with pytest.raises(AirflowFailException, match="session_ids"):
         as_list("session_ids", "[" * 5000 + "]" * 5000)
@@ -353,8 +353,7 @@ def test_a_secret_echoed_in_the_error_field_is_redacted_too(monkeypatch, server)
 
 @pytest.mark.off_contract
 def test_set_security_user_names_a_wrong_url_not_a_missing_agent(cxone_sandbox, monkeypatch):
-    from airflow.sdk.exceptions import AirflowFailException
-
+    from cxone_provider.compat import AirflowFailException
     from cxone_provider.domain.classification import ROUTE_NOT_FOUND
     from cxone_provider.operators.security_user import SetSecurityUserOperator
 
@@ -525,7 +524,7 @@ def test_a_secret_echoed_in_any_form_on_any_error_path_is_redacted(monkeypatch, 
 
 
 def test_airflows_masker_knows_every_form_the_hook_sends_a_secret_in(monkeypatch, server):
-    from airflow.sdk._shared.secrets_masker import redact
+    from cxone_provider.compat import redact
 
     server.route("POST", "/auth/token", lambda _: token_answer())
     hook = connect(monkeypatch, server)

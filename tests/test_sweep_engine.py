@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 from airflow.sdk import ObjectStoragePath
-from airflow.sdk.exceptions import AirflowException
 
+from cxone_provider.compat import AirflowException
 from cxone_provider.domain.agent_sessions import AgentSessionItem, distinct_items
 from cxone_provider.domain.conditions import JoinCondition
 from cxone_provider.hooks.cxone import CxoneHook

@@ -16,12 +16,11 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin
 
-from airflow.sdk import BaseHook
-
 from cxone_provider.client.api import CxoneClient
 from cxone_provider.client.paths import path_segment
 from cxone_provider.client.settings import CxoneSettings
 from cxone_provider.client.transport import DEFAULT_MAX_WAIT_S, RETRY_POLICY, RetryWhen, TransportOptions
+from cxone_provider.compat import BaseHook
 from cxone_provider.exceptions import CxoneApiError, CxoneAuthError, CxoneConfigError
 from cxone_provider.response import ApiResponse
 

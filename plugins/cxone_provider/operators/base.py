@@ -36,8 +36,8 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
-from airflow.sdk.exceptions import AirflowFailException
 
+from cxone_provider.compat import AirflowFailException
 from cxone_provider.domain.conditions import InputRejected
 from cxone_provider.exceptions import CxoneApiError, CxoneAuthError, CxoneConfigError, CxoneError, UnsafePathIdError
 from cxone_provider.hooks.cxone import CxoneHook

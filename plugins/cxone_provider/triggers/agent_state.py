@@ -34,7 +34,6 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin, urlsplit
 
 import httpx
-from airflow.sdk import BaseHook
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 from tenacity import (
     AsyncRetrying,
@@ -63,6 +62,7 @@ from cxone_provider.client.transport import (
     read_answer,
     wait_budget,
 )
+from cxone_provider.compat import BaseHook
 from cxone_provider.domain.inputs import parse_list
 from cxone_provider.exceptions import CxoneApiError, CxoneAuthError
 from cxone_provider.hooks.cxone import AGENT_STATES_PATH, MAX_STATE_PAGES, next_page_url

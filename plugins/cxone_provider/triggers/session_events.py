@@ -13,12 +13,12 @@ import asyncio
 import time
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseHook
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from cxone_provider.client.api import CxoneClient
 from cxone_provider.client.settings import CxoneSettings
 from cxone_provider.client.transport import MAX_MESSAGE_CHARS, TransportOptions
+from cxone_provider.compat import BaseHook
 from cxone_provider.exceptions import CxoneApiError, CxoneAuthError
 from cxone_provider.hooks.cxone import MAX_EVENT_WAIT_S, SESSION_END_EVENT, poll_session_events
 

@@ -1,0 +1,83 @@
+"""The Airflow names that moved between the versions we support (3.0.6 to 3.3), in one place.
+
+Every other module imports these names from here, never straight from where one version keeps them.
+Airflow 3.2 (Task SDK 1.2) made ``airflow.sdk`` the home of the exceptions, ``conf``,
+``BaseBranchOperator`` and ``TaskInstanceKey``; 3.1 had moved ``BaseHook`` and the secret masker
+(whose ``redact`` the tests hold our own redaction to). Before that they live
+where Airflow 3.0 keeps them (``airflow.exceptions``, ``airflow.configuration``, the standard provider,
+``airflow.models``), and the task runner of those versions catches exactly those classes.
+
+Why not ``apache-airflow-providers-common-compat``'s ``sdk`` module: it maps the same names, but only
+in releases far newer than the ones Airflow's own constraints pin for 3.0.x and 3.1.x, so requiring it
+would make the provider uninstallable with the constraints users install Airflow with.
+
+A feature an older Airflow cannot offer says so once with :func:`needs_airflow` instead of failing.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from airflow import __version__ as _airflow_version
+from packaging.version import Version
+
+AIRFLOW_VERSION = Version(Version(_airflow_version).base_version)
+AIRFLOW_V_3_1_PLUS = Version("3.1.0") <= AIRFLOW_VERSION
+AIRFLOW_V_3_2_PLUS = Version("3.2.0") <= AIRFLOW_VERSION
+
+# mypy reads the newest Airflow's names (the first branch); the others are checked by the tests that
+# run on each version (scripts/airflow_versions.py).
+if TYPE_CHECKING or AIRFLOW_V_3_2_PLUS:
+    from airflow.sdk import BaseBranchOperator, BaseHook, conf
+    from airflow.sdk._shared.secrets_masker import redact
+    from airflow.sdk.exceptions import (
+        AirflowException,
+        AirflowFailException,
+        AirflowSensorTimeout,
+        AirflowSkipException,
+    )
+    from airflow.sdk.types import TaskInstanceKey
+else:
+    from airflow.configuration import conf
+    from airflow.exceptions import AirflowException, AirflowFailException, AirflowSensorTimeout, AirflowSkipException
+    from airflow.models.taskinstancekey import TaskInstanceKey
+    from airflow.providers.standard.operators.branch import BaseBranchOperator
+
+    if AIRFLOW_V_3_1_PLUS:
+        from airflow.sdk import BaseHook
+        from airflow.sdk._shared.secrets_masker import redact
+    else:
+        from airflow.hooks.base import BaseHook
+        from airflow.sdk.execution_time.secrets_masker import redact
+
+__all__ = [
+    "AIRFLOW_VERSION",
+    "AIRFLOW_V_3_1_PLUS",
+    "AIRFLOW_V_3_2_PLUS",
+    "AirflowException",
+    "AirflowFailException",
+    "AirflowSensorTimeout",
+    "AirflowSkipException",
+    "BaseBranchOperator",
+    "BaseHook",
+    "TaskInstanceKey",
+    "conf",
+    "needs_airflow",
+    "redact",
+]
+
+log = logging.getLogger(__name__)
+_said: set[str] = set()
+
+
+def needs_airflow(feature: str, version: str, why: str) -> bool:
+    """Whether the running Airflow is at least ``version``; if not, log once that ``feature`` is off."""
+    if Version(version) <= AIRFLOW_VERSION:
+        return True
+    if feature not in _said:
+        _said.add(feature)
+        log.warning(
+            "CXone: %s needs Airflow %s or newer (%s); this is Airflow %s", feature, version, why, AIRFLOW_VERSION
+        )
+    return False
