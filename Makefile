@@ -4,7 +4,7 @@ PYTHON ?= python3
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install lint test sdk-contract demo bench bench-rate-limit bench-scale bench-ui bench-triggerer soak clean
+.PHONY: install lint test constraints test-floor sdk-contract demo bench bench-rate-limit bench-scale bench-ui bench-triggerer soak clean
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -21,6 +21,15 @@ lint: install
 
 test: lint
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+# constraints/apache-airflow-<v>.txt for every supported Airflow: resolved afresh, frozen, the venvs kept
+# (.venvs/airflow-<v>) for the runs below. Pass VERSIONS="3.0.6" to redo one.
+constraints:
+	$(PYTHON) scripts/airflow_versions.py constraints $(VERSIONS)
+
+# The floor Airflow (3.0.6): every unit test, then one real-scheduler end-to-end run, in its cached venv.
+test-floor:
+	$(PYTHON) scripts/airflow_versions.py test-floor
 
 # NICE's own agent SDK (npm, pinned in tests/sandbox/sdk_contract/package-lock.json) against a fresh sandbox.
 sdk-contract: install

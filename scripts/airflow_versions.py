@@ -29,6 +29,12 @@ CONSTRAINTS = REPO / "constraints"
 VERSIONS = ("3.0.6", "3.1.8", "3.2.2", "3.3.2")
 FLOOR = VERSIONS[0]
 PROVIDER = "airflow-provider-cxone"
+# Caps that stand in for Airflow's own constraints of that release where its requirements are too loose for
+# what the index holds now: Airflow 3.0.x's execution API (Cadwyn) fails every task-state call ("Input should
+# be a valid dictionary") with FastAPI >= 0.126 and Cadwyn >= 5.6; its own 3.0.6 constraints had FastAPI 0.116.
+RESOLVE_CAPS: dict[str, tuple[str, ...]] = {
+    "3.0.6": ("fastapi<0.117", "cadwyn<5.5"),
+}
 
 # What the floor run covers: every unit test (no tests/e2e), then one real-scheduler run. The browser,
 # Celery, triggerer and drop-in e2e files stay on the newest version, where the whole suite runs.
@@ -65,7 +71,9 @@ def run(*cmd: str | Path, **kwargs: object) -> None:
 
 
 def build(version: str, *, constrained: bool) -> Path:
-    """A fresh venv with Airflow ``version`` and the provider editable with its ``test`` extra."""
+    """A fresh venv with Airflow ``version`` and the provider editable with its ``test`` extra.
+
+    Unconstrained (``make constraints``), the resolver picks the newest of everything within the caps."""
     venv = venv_dir(version)
     shutil.rmtree(venv, ignore_errors=True)
     run(sys.executable, "-m", "venv", venv)
@@ -74,6 +82,8 @@ def build(version: str, *, constrained: bool) -> Path:
     args: list[str | Path] = [pip, "install", "--quiet", f"apache-airflow=={version}", "-e", f"{REPO}[test]"]
     if constrained:
         args += ["-c", constraints_file(version)]
+    else:
+        args += RESOLVE_CAPS.get(version, ())
     run(*args)
     return venv
 
@@ -93,7 +103,10 @@ def ensure_venv(version: str) -> Path:
 
 def write_constraints(version: str) -> None:
     """Resolve afresh (no old constraints), freeze the result, and keep the venv as the cached one."""
-    venv = build(version, constrained=False)
+    freeze(build(version, constrained=False), version)
+
+
+def freeze(venv: Path, version: str) -> None:
     frozen = subprocess.run(
         [str(venv / "bin" / "pip"), "freeze", "--exclude", PROVIDER, "--exclude-editable"],
         check=True,
@@ -102,9 +115,10 @@ def write_constraints(version: str) -> None:
     ).stdout
     pins = sorted((line for line in frozen.splitlines() if line and not line.startswith("#")), key=str.lower)
     CONSTRAINTS.mkdir(exist_ok=True)
+    caps = ", ".join(RESOLVE_CAPS.get(version, ())) or "none"
     header = (
         f"# The resolved set {PROVIDER} is tested with on apache-airflow=={version}: Airflow, the provider's\n"
-        "# requirements and its [test] extra, frozen (the provider itself left out).\n"
+        f"# requirements and its [test] extra, frozen (the provider itself left out). Caps: {caps}.\n"
         "# Regenerate with `make constraints`; install with `pip install -c <this file> ...`.\n"
     )
     constraints_file(version).write_text(header + "\n".join(pins) + "\n")

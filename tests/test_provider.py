@@ -15,7 +15,8 @@ def _airflow(*args: str) -> str:
         [sys.executable, "-m", "airflow", *args], capture_output=True, text=True, env=os.environ.copy(), timeout=120
     )
     assert result.returncode == 0, result.stderr
-    return result.stdout
+    # Airflow 3.0 logs its plugin set-up to stdout ahead of the JSON; the JSON is the last line.
+    return result.stdout.strip().splitlines()[-1]
 
 
 def test_airflow_lists_the_provider():
