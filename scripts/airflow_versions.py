@@ -31,9 +31,10 @@ FLOOR = VERSIONS[0]
 PROVIDER = "airflow-provider-cxone"
 # Caps that stand in for Airflow's own constraints of that release where its requirements are too loose for
 # what the index holds now: Airflow 3.0.x's execution API (Cadwyn) fails every task-state call ("Input should
-# be a valid dictionary") with FastAPI >= 0.126 and Cadwyn >= 5.6; its own 3.0.6 constraints had FastAPI 0.116.
+# be a valid dictionary") with FastAPI >= 0.126 and Cadwyn >= 5.6 (its own 3.0.6 constraints had FastAPI 0.116), and
+# its JWTs carry an empty-list issuer that PyJWT >= 2.11 refuses to sign ("Issuer (iss) must be a string").
 RESOLVE_CAPS: dict[str, tuple[str, ...]] = {
-    "3.0.6": ("fastapi<0.117", "cadwyn<5.5"),
+    "3.0.6": ("fastapi<0.117", "cadwyn<5.5", "PyJWT<2.11"),
 }
 
 # What the floor run covers: every unit test (no tests/e2e), then one real-scheduler run. The browser,

@@ -22,6 +22,9 @@ from typing import TYPE_CHECKING
 from airflow import __version__ as _airflow_version
 from packaging.version import Version
 
+if TYPE_CHECKING:
+    from airflow.sdk import Connection
+
 AIRFLOW_VERSION = Version(Version(_airflow_version).base_version)
 AIRFLOW_V_3_1_PLUS = Version("3.1.0") <= AIRFLOW_VERSION
 AIRFLOW_V_3_2_PLUS = Version("3.2.0") <= AIRFLOW_VERSION
@@ -62,6 +65,7 @@ __all__ = [
     "BaseBranchOperator",
     "BaseHook",
     "TaskInstanceKey",
+    "aget_connection",
     "conf",
     "needs_airflow",
     "redact",
@@ -81,3 +85,13 @@ def needs_airflow(feature: str, version: str, why: str) -> bool:
             "CXone: %s needs Airflow %s or newer (%s); this is Airflow %s", feature, version, why, AIRFLOW_VERSION
         )
     return False
+
+
+async def aget_connection(conn_id: str) -> Connection:
+    """A connection looked up from async code (a trigger): ``BaseHook.aget_connection`` since Airflow 3.1;
+    before, the sync lookup in a worker thread, as Airflow's own providers did on 3.0."""
+    if AIRFLOW_V_3_1_PLUS:
+        return await BaseHook.aget_connection(conn_id)
+    from asgiref.sync import sync_to_async
+
+    return await sync_to_async(BaseHook.get_connection)(conn_id)

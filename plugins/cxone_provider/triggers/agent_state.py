@@ -62,7 +62,7 @@ from cxone_provider.client.transport import (
     read_answer,
     wait_budget,
 )
-from cxone_provider.compat import BaseHook
+from cxone_provider.compat import aget_connection
 from cxone_provider.domain.inputs import parse_list
 from cxone_provider.exceptions import CxoneApiError, CxoneAuthError
 from cxone_provider.hooks.cxone import AGENT_STATES_PATH, MAX_STATE_PAGES, next_page_url
@@ -237,7 +237,7 @@ class AsyncAgentStates:
         :raises CxoneConfigError: the connection is unusable (the message names the field).
         :raises AirflowNotFoundException: there is no such connection.
         """
-        conn = await BaseHook.aget_connection(conn_id)
+        conn = await aget_connection(conn_id)
         client = await asyncio.to_thread(_client_for, conn)
         registry = _LOOPS.setdefault(asyncio.get_running_loop(), _LoopRegistry())
         async with registry.lock:

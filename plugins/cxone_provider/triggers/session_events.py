@@ -18,7 +18,7 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 from cxone_provider.client.api import CxoneClient
 from cxone_provider.client.settings import CxoneSettings
 from cxone_provider.client.transport import MAX_MESSAGE_CHARS, TransportOptions
-from cxone_provider.compat import BaseHook
+from cxone_provider.compat import aget_connection
 from cxone_provider.exceptions import CxoneApiError, CxoneAuthError
 from cxone_provider.hooks.cxone import MAX_EVENT_WAIT_S, SESSION_END_EVENT, poll_session_events
 
@@ -103,7 +103,7 @@ class AgentSessionEventTrigger(BaseTrigger):
         """Poll until something ends the wait; the event's payload."""
         progress: dict[str, Any] = {"session_id": self.session_id, "polls": 0, "events_seen": 0}
         try:
-            conn = await BaseHook.aget_connection(self.cxone_conn_id)
+            conn = await aget_connection(self.cxone_conn_id)
             settings = await asyncio.to_thread(CxoneSettings.from_connection, conn)
             client = CxoneClient(settings, TransportOptions(), log=self.log)
         except Exception as exc:  # no such connection, or an unusable one: the message names it
