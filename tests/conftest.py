@@ -7,6 +7,7 @@ test module imports it.
 from __future__ import annotations
 
 import importlib
+import logging
 import os
 import shutil
 import subprocess
@@ -34,12 +35,16 @@ sys.path.insert(0, str(DAGS_FOLDER))
 
 from airflow.sdk import DAG  # noqa: E402 - Airflow must see the environment above first
 
+from cxone_provider.compat import AIRFLOW_V_3_1_PLUS, AIRFLOW_V_3_2_PLUS  # noqa: E402
 from cxone_provider.testing import LEGACY_EXTENSIONS  # noqa: E402
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
 pytest_plugins = ["cxone_provider.testing"]
+
+#: Where Airflow keeps DagBag, for the tests that parse DAG files the way the dag-processor does (moved in 3.2).
+DAGBAG_MODULE = "airflow.dag_processing.dagbag" if AIRFLOW_V_3_2_PLUS else "airflow.models.dagbag"
 
 
 def fresh_dag(module_name: str, dag_id: str) -> Any:
@@ -51,6 +56,31 @@ def fresh_dag(module_name: str, dag_id: str) -> Any:
     module = importlib.reload(importlib.import_module(module_name))
     dags = getattr(module, "DAGS", None) or {v.dag_id: v for v in vars(module).values() if isinstance(v, DAG)}
     return dags[dag_id]
+
+
+class _CurrentStderr(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is at the time, so that ``capfd`` sees it."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream = sys.stderr
+        super().emit(record)
+
+
+@pytest.fixture(autouse=True)
+def _task_logs_where_the_tests_read_them() -> Iterator[None]:
+    """Airflow 3.0's ``dag.test()`` hands task logs to ``logging`` only (3.1+ prints them too): print them
+    on 3.0 as well, so that a test reads a task's log the same way on every version."""
+    if AIRFLOW_V_3_1_PLUS:
+        yield
+        return
+    handler = _CurrentStderr()
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
 
 
 @pytest.fixture(scope="session")

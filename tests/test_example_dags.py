@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 from airflow.exceptions import ParamValidationError
-from conftest import AIRFLOW_HOME, REPO, fresh_dag
+from conftest import AIRFLOW_HOME, DAGBAG_MODULE, REPO, fresh_dag
 
 from cxone_provider.testing import SandboxServer
 from cxone_sandbox import default_seed
@@ -57,7 +57,7 @@ def test_every_dag_file_imports_offline_without_errors(tmp_path):
             raise RuntimeError("network access while parsing DAGs")
         socket.socket.connect = refuse
         socket.create_connection = refuse
-        from airflow.dag_processing.dagbag import DagBag
+        from {DAGBAG_MODULE} import DagBag
         bag = DagBag(dag_folder={str(REPO / "dags")!r})
         print(json.dumps({{"dags": sorted(bag.dag_ids), "errors": bag.import_errors}}))
         """

@@ -8,7 +8,7 @@ import sys
 import textwrap
 
 import pytest
-from conftest import fresh_dag
+from conftest import DAGBAG_MODULE, fresh_dag
 
 from cxone_provider.operators.agent_session import BranchConfigError, JoinAgentSessionOperator
 
@@ -166,7 +166,7 @@ def _parse(tmp_path, body):
     script = textwrap.dedent(
         f"""
         import json
-        from airflow.dag_processing.dagbag import DagBag
+        from {DAGBAG_MODULE} import DagBag
         bag = DagBag(dag_folder={str(tmp_path)!r})
         print(json.dumps({{"dags": sorted(bag.dag_ids), "errors": list(bag.import_errors.values())}}))
         """

@@ -22,6 +22,7 @@ from urllib.parse import parse_qsl, quote, quote_plus
 
 import psutil
 import pytest
+from conftest import DAGBAG_MODULE
 from hostile_server import Answer, HostileServer
 
 from cxone_provider.client.settings import check_discovered_endpoint
@@ -304,7 +305,7 @@ def test_the_cluster_policy_never_imports_the_provider_for_other_dags(tmp_path):
         # A broken dependency of the provider: importing its operators now fails.
         for name in ("cxone_provider.operators.agent_session", "cxone_provider.operators.sweep"):
             sys.modules[name] = None
-        from airflow.dag_processing.dagbag import DagBag
+        from {DAGBAG_MODULE} import DagBag
         bag = DagBag(dag_folder={str(tmp_path)!r})
         print(json.dumps({{"dags": sorted(bag.dag_ids), "errors": list(bag.import_errors.values())}}))
         """
