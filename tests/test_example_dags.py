@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 from airflow.exceptions import ParamValidationError
-from conftest import AIRFLOW_HOME, DAGBAG_MODULE, REPO, fresh_dag
+from conftest import AIRFLOW_HOME, DAGBAG_MODULE, REPO, fresh_dag, reads_task_output
 
 from cxone_provider.testing import SandboxServer
 from cxone_sandbox import default_seed
@@ -210,6 +210,7 @@ def assert_nothing_written(folder: Path, cwd: Path) -> None:
     assert not (Path.home() / "escaped.jsonl").exists()
 
 
+@reads_task_output
 @pytest.mark.parametrize("kind", list(ESCAPES))
 def test_supervised_session_audit_log_cannot_leave_its_base(airflow_db, cxone_sandbox, outside, capfd, kind):
     folder, cwd, created = outside
@@ -225,6 +226,7 @@ def test_supervised_session_audit_log_cannot_leave_its_base(airflow_db, cxone_sa
     assert_nothing_written(folder, cwd)
 
 
+@reads_task_output
 @pytest.mark.parametrize("kind", list(ESCAPES))
 def test_qa_sweep_report_dir_cannot_leave_its_base(airflow_db, cxone_sandbox, outside, capfd, kind):
     folder, cwd, created = outside

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from conftest import DAGS_FOLDER, fresh_dag
+from conftest import DAGS_FOLDER, fresh_dag, reads_task_output
 
 from cxone_provider.sensors.agent_state import AgentStateSensor
 from cxone_provider.triggers.agent_state import AgentStateTrigger, wanted_states
@@ -117,6 +117,7 @@ def test_an_agent_already_there_needs_no_wait(cxone_sandbox):
     assert len(states_reads(cxone_sandbox)) == 1  # checked once, never deferred
 
 
+@reads_task_output
 @pytest.mark.parametrize("mode", MODES)
 def test_the_sensor_times_out_with_the_last_state_seen(cxone_sandbox, capfd, mode):
     _, ti = run(f"t_wait_{mode}_timeout")
@@ -128,6 +129,7 @@ def test_the_sensor_times_out_with_the_last_state_seen(cxone_sandbox, capfd, mod
     assert "Agent 2009 was last seen in state 'LoggedOut'; waiting for any state but LoggedOut." in output
 
 
+@reads_task_output
 @pytest.mark.parametrize("mode", MODES)
 def test_soft_fail_skips_the_sensor_when_it_times_out(cxone_sandbox, capfd, mode):
     _, ti = run(f"t_wait_{mode}_soft")
@@ -140,6 +142,7 @@ def test_soft_fail_skips_the_sensor_when_it_times_out(cxone_sandbox, capfd, mode
 # --- errors --------------------------------------------------------------------------------------------
 
 
+@reads_task_output
 @pytest.mark.parametrize("mode", ["poke", "deferrable"])
 def test_an_unknown_agent_fails_naming_it(cxone_sandbox, capfd, mode):
     _, ti = run(f"t_wait_{mode}", agent_id=9999)
@@ -149,6 +152,7 @@ def test_an_unknown_agent_fails_naming_it(cxone_sandbox, capfd, mode):
     assert "agent_id 9999 is not among the 12 agent(s) CXone lists in agents/states" in output
 
 
+@reads_task_output
 @pytest.mark.parametrize("mode", ["poke", "deferrable"])
 def test_a_refused_access_key_fails_naming_it_without_retries(cxone_sandbox, monkeypatch, capfd, mode):
     wrong = cxone_sandbox.connection()
