@@ -7,9 +7,9 @@ Airflow 3.2 (Task SDK 1.2) made ``airflow.sdk`` the home of the exceptions, ``co
 where Airflow 3.0 keeps them (``airflow.exceptions``, ``airflow.configuration``, the standard provider,
 ``airflow.models``), and the task runner of those versions catches exactly those classes.
 
-Why not ``apache-airflow-providers-common-compat``'s ``sdk`` module: it maps the same names, but only
-in releases far newer than the ones Airflow's own constraints pin for 3.0.x and 3.1.x, so requiring it
-would make the provider uninstallable with the constraints users install Airflow with.
+Why not ``apache-airflow-providers-common-compat``'s ``sdk`` module: it maps the same names, but first
+shipped in common-compat 1.8.0 while Airflow 3.0.6 asks only for >=1.6.0, so requiring it could conflict
+with the constraints a 3.0 deployment installs Airflow with.
 
 A feature an older Airflow cannot offer says so once with :func:`needs_airflow` instead of failing.
 """
