@@ -49,6 +49,11 @@ DAGBAG_MODULE = "airflow.dag_processing.dagbag" if AIRFLOW_V_3_2_PLUS else "airf
 reads_task_output = pytest.mark.skipif(
     not AIRFLOW_V_3_1_PLUS, reason="Airflow 3.0's dag.test() prints no task log or error (3.1+ does)"
 )
+#: For a test that counts log lines or compares printed output: Airflow 3.0 also prints every log record
+#: (and its plugin set-up) to the console, so each line is seen twice there.
+counts_printed_lines = pytest.mark.skipif(
+    not AIRFLOW_V_3_1_PLUS, reason="Airflow 3.0 prints every log record to the console besides capturing it"
+)
 
 
 def fresh_dag(module_name: str, dag_id: str) -> Any:

@@ -22,7 +22,7 @@ from urllib.parse import parse_qsl, quote, quote_plus
 
 import psutil
 import pytest
-from conftest import DAGBAG_MODULE
+from conftest import DAGBAG_MODULE, counts_printed_lines
 from hostile_server import Answer, HostileServer
 
 from cxone_provider.client.settings import check_discovered_endpoint
@@ -319,6 +319,7 @@ def test_the_cluster_policy_never_imports_the_provider_for_other_dags(tmp_path):
 # --- 9: verify_ssl ------------------------------------------------------------------------------------------
 
 
+@counts_printed_lines
 def test_switching_tls_verification_off_warns_once(monkeypatch, server, caplog, capfd):
     caplog.set_level(logging.WARNING)
     hook = connect(monkeypatch, server, verify_ssl=False)
@@ -602,6 +603,7 @@ def test_the_wait_budget_is_checked_when_the_hook_is_made():
             CxoneHook("cxone_hostile", max_wait_s=bad)
 
 
+@counts_printed_lines
 @pytest.mark.parametrize("retry_after", ["nan", "-5", "inf", "1e400", "Wed, 21 Oct 2099 07:28:00 GMT", "soon"], ids=str)
 def test_an_unusable_retry_after_is_ignored_and_logged_once(monkeypatch, server, caplog, capfd, retry_after):
     caplog.set_level(logging.INFO)
@@ -621,6 +623,7 @@ def test_an_unusable_retry_after_is_ignored_and_logged_once(monkeypatch, server,
     assert logged.count("CXone sent Retry-After") == 1, logged
 
 
+@counts_printed_lines
 @pytest.mark.parametrize("expires_in", ["NaN", "1e400", "1000000000000", "-5", "0", '"soon"'])
 def test_an_unusable_expires_in_is_treated_as_missing_and_logged_once(monkeypatch, server, caplog, capfd, expires_in):
     caplog.set_level(logging.INFO)
