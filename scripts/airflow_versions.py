@@ -32,11 +32,12 @@ PROVIDER = "airflow-provider-cxone"
 # Caps that stand in for Airflow's own constraints of that release where its requirements are too loose for
 # what the index holds now: Airflow 3.0.x's execution API (Cadwyn) fails every task-state call ("Input should
 # be a valid dictionary") with FastAPI >= 0.126 and Cadwyn >= 5.6 (its own 3.0.6 constraints had FastAPI 0.116), and
-# its JWTs carry an empty-list issuer that PyJWT >= 2.11 refuses to sign ("Issuer (iss) must be a string").
+# its JWTs carry an empty-list issuer that PyJWT >= 2.11 refuses to sign ("Issuer (iss) must be a string"),
+# and its Fernet wrapper sets an attribute on MultiFernet that cryptography 46+ (Rust) no longer allows.
 # Airflow 3.2's in-process execution API (dag.test, the triggerer) finds no registry with svcs >= 26, and
 # breaks on the newest FastAPI/Cadwyn (a pydantic discriminator error): 3.3.2's resolved set works there.
 RESOLVE_CAPS: dict[str, tuple[str, ...]] = {
-    "3.0.6": ("fastapi<0.117", "cadwyn<5.5", "PyJWT<2.11"),
+    "3.0.6": ("fastapi<0.117", "cadwyn<5.5", "PyJWT<2.11", "cryptography<46"),
     "3.2.2": ("svcs<26", "fastapi<0.137", "cadwyn<8"),
 }
 
