@@ -4,12 +4,12 @@ PYTHON ?= python3
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install lint test constraints test-floor sdk-contract demo bench bench-rate-limit bench-scale bench-ui bench-triggerer soak clean
+.PHONY: install lint test test-deps check-test-deps docs dist constraints test-floor sdk-contract demo bench bench-rate-limit bench-scale bench-ui bench-triggerer soak clean
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[test]"
+	$(PY) -m pip install --quiet -e ".[test,docs]"
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -19,8 +19,46 @@ lint: install
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
-test: lint
-	$(VENV)/bin/pytest $(PYTEST_ARGS)
+# The end-to-end tests need Debian's redis-server, PostgreSQL, chromium, nodejs and npm. `make test` stops
+# when one is missing (make test-deps installs them); `make test E2E=0` runs without the end-to-end tests,
+# and pytest then says, last, how many it did not run.
+E2E ?= 1
+E2E_PROGRAMS := redis-server chromium node npm
+E2E_PACKAGES := postgresql redis-server chromium nodejs npm
+
+test: lint check-test-deps
+	CXONE_E2E=$(E2E) $(VENV)/bin/pytest $(PYTEST_ARGS)
+
+check-test-deps:
+ifneq ($(E2E),0)
+	@missing=""; \
+	for program in $(E2E_PROGRAMS); do command -v $$program >/dev/null || missing="$$missing $$program"; done; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing PostgreSQL(initdb)"; \
+	if [ -n "$$missing" ]; then \
+		echo "make test: the end-to-end tests need:$$missing."; \
+		echo "  Install them with: make test-deps   (as root; apt-get install $(E2E_PACKAGES))"; \
+		echo "  Or run without the end-to-end tests: make test E2E=0"; \
+		exit 1; \
+	fi
+endif
+
+# Debian's packages for the end-to-end tests (as root): what .ci/run installs.
+test-deps:
+	@if [ "$$(id -u)" != 0 ]; then echo "make test-deps installs Debian packages: run it as root (sudo make test-deps)"; exit 1; fi
+	DEBIAN_FRONTEND=noninteractive apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(E2E_PACKAGES)
+
+# The docs (Sphinx + MyST) into docs/_build/html; warnings are errors. tests/system/test_docs.py builds them too.
+docs: install
+	$(VENV)/bin/sphinx-build -W --keep-going -q -b html docs docs/_build/html
+	@echo "docs/_build/html/index.html"
+
+# A wheel and an sdist in dist/, checked as the package index would check them.
+dist: install
+	rm -rf dist
+	$(PY) -m pip install --quiet "build>=1.2,<2" "twine>=5,<7"
+	$(PY) -m build --outdir dist .
+	$(VENV)/bin/twine check --strict dist/*
 
 # constraints/apache-airflow-<v>.txt for every supported Airflow: resolved afresh, frozen, the venvs kept
 # (.venvs/airflow-<v>) for the runs below. Pass VERSIONS="3.0.6" to redo one.
@@ -36,7 +74,7 @@ sdk-contract: install
 	$(VENV)/bin/pytest tests/sandbox/test_sdk_contract.py -p no:cacheprovider $(PYTEST_ARGS)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .airflow
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .airflow docs/_build dist
 
 demo: install
 	$(PY) scripts/demo.py

@@ -8,7 +8,7 @@ hook's production retry policy unless told otherwise (``--max-attempts``, ``--ba
 ``--backoff-max-s``). Printed: the faults injected by kind (journal), the retries by reason (the
 sweep's stats) and whether they match, token requests and renewals against the expiries the wall time
 implies, outcomes by condition, lost sessions (computed: input ids not in exactly one condition list),
-wall time and joins/s. ``tests/test_soak.py`` asserts the same accounting on 2,000 sessions.
+wall time and joins/s. ``tests/sweeps/test_soak.py`` asserts the same accounting on 2,000 sessions.
 
 Exits 1 when a session is lost or the accounting does not add up.
 """

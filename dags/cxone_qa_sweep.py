@@ -160,6 +160,7 @@ with DAG(
         ),
     },
 ) as dag:
+    # [START howto_operator_sweep]
     list_live_sessions = ListAgentSessionsOperator(
         task_id="list_live_sessions",
         team_ids="{{ params.team_ids }}",
@@ -182,5 +183,6 @@ with DAG(
         )
     ]
     alert = alert_security_user()
+    # [END howto_operator_sweep]
     sweep >> alert
     [*follow_ups, alert] >> report(report_dir="{{ params.report_dir or '' }}")

@@ -205,13 +205,16 @@ with DAG(
         ),
     },
 ) as dag:
+    # [START howto_operator_set_security_user]
     set_security_user = SetSecurityUserOperator(
         task_id="set_security_user",
         agent_id="{{ params.supervisor_agent_id }}",
         cxone_conn_id="{{ params.cxone_conn_id }}",
     )
+    # [END howto_operator_set_security_user]
 
     # Off unless the run names an agent: then it waits in the triggerer, holding no worker slot.
+    # [START howto_sensor_agent_state]
     wait_for_agent = AgentStateSensor(
         task_id="wait_for_agent",
         agent_id="{{ params.wait_for_agent_id }}",
@@ -221,7 +224,9 @@ with DAG(
         deferrable=True,
         pre_execute=skip_unless_waiting,
     )
+    # [END howto_sensor_agent_state]
 
+    # [START howto_operator_join_agent_session]
     join_agent_session = JoinAgentSessionOperator(
         task_id="join_agent_session",
         # The supervisor's own live session: CXone's join attaches the SecurityUser to its own session.
@@ -234,6 +239,7 @@ with DAG(
         # Runs after a wait that was skipped (switched off) as after one that succeeded.
         trigger_rule="none_failed",
     )
+    # [END howto_operator_join_agent_session]
     # The join's outcome mapping, resolved from XCom when each branch task runs.
     outcome: Any = join_agent_session.output
     audit_log = "{{ params.audit_log or '' }}"
@@ -252,6 +258,7 @@ with DAG(
         ],
     ]
     # Off unless the run asks: polls the supervisor's session in the triggerer until it ends.
+    # [START howto_sensor_agent_session_event]
     watch_session = AgentSessionEventSensor(
         task_id="watch_session",
         session_id="{{ ti.xcom_pull(task_ids='join_agent_session')['session_id'] }}",
@@ -262,6 +269,7 @@ with DAG(
         deferrable=True,
         pre_execute=skip_unless_watching,
     )
+    # [END howto_sensor_agent_session_event]
     done = finish()
     [set_security_user, wait_for_agent] >> join_agent_session >> branch_tasks >> done
     monitoring >> watch_session >> done

@@ -48,15 +48,14 @@ RESOLVE_CAPS: dict[str, tuple[str, ...]] = {
 FLOOR_NOT_AIRFLOW = (
     "tests/e2e",
     "tests/sandbox",
-    "tests/test_docker.py",
-    "tests/test_soak.py",
-    "tests/test_hostile.py",
-    "tests/test_pacing.py",
-    "tests/test_packaging.py",
-    "tests/test_contract.py",
-    "tests/test_timezones.py",
-    "tests/test_conditions.py",
-    "tests/test_condition_table.py",
+    "tests/system/test_docker.py",
+    "tests/sweeps/test_soak.py",
+    "tests/client/test_hostile.py",
+    "tests/sweeps/test_pacing.py",
+    "tests/provider/test_packaging.py",
+        "tests/domain/test_timezones.py",
+    "tests/domain/test_conditions.py",
+    "tests/domain/test_condition_table.py",
 )
 FLOOR_UNIT_ARGS = ("tests", *(f"--ignore={path}" for path in FLOOR_NOT_AIRFLOW), "-q", "-p", "no:cacheprovider")
 FLOOR_E2E_ARGS = (

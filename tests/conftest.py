@@ -1,23 +1,33 @@
-"""Test set-up: a private AIRFLOW_HOME and DAGs folder, the sandbox fixtures, an Airflow DB on demand.
+"""Test set-up: a private AIRFLOW_HOME and DAGs folder, the sandbox fixtures, an Airflow DB on demand,
+and the helpers tests in several folders share (imported as ``from conftest import ...``).
 
 Airflow reads its configuration when first imported, so the environment is set here, before any
-test module imports it.
+test module imports it. The tests are laid out like the package (``domain/``, ``client/``, ``hooks/``,
+``sweeps/``, ``operators/``, ``sensors/``, ``triggers/``, ``ui/``, ``provider/``, ``system/``,
+``sandbox/``, ``e2e/``) under pytest's default import mode: each folder is put on ``sys.path``, so
+test file names stay unique across folders, and the modules tests share (this one,
+``published_contract.py``, ``hostile_server.py``, ``client_faces.py``) stay here at the top.
 """
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+import requests
 
-REPO = Path(__file__).resolve().parent.parent
+TESTS = Path(__file__).resolve().parent
+REPO = TESTS.parent
 AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="cxone-tests-airflow-"))
 DAGS_FOLDER = AIRFLOW_HOME / "dags"
 
@@ -35,7 +45,8 @@ sys.path.insert(0, str(DAGS_FOLDER))
 from airflow.sdk import DAG  # noqa: E402 - Airflow must see the environment above first
 
 from cxone_provider.compat import AIRFLOW_V_3_1_PLUS, AIRFLOW_V_3_2_PLUS  # noqa: E402
-from cxone_provider.testing import LEGACY_EXTENSIONS  # noqa: E402
+from cxone_provider.hooks.cxone import CxoneHook  # noqa: E402
+from cxone_provider.testing import LEGACY_EXTENSIONS, SandboxServer  # noqa: E402
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -127,7 +138,7 @@ def hook_speaks_the_published_contract(request: pytest.FixtureRequest) -> Iterat
     # Requested here so that it is torn down (and its journal cleared) after this check.
     sandbox = request.getfixturevalue(names[0])
     yield
-    from test_contract import contract_violations
+    from published_contract import contract_violations
 
     sent = [entry for entry in sandbox.journal() if entry.get("user_agent") == HOOK_USER_AGENT]
     violations = contract_violations(sent)
@@ -136,3 +147,190 @@ def hook_speaks_the_published_contract(request: pytest.FixtureRequest) -> Iterat
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     shutil.rmtree(AIRFLOW_HOME, ignore_errors=True)
+
+
+@pytest.fixture(params=["sync", "async"])
+def face(request: pytest.FixtureRequest) -> Iterator[Any]:
+    """A factory: ``face(hook)`` is the hook's client on the face the test runs with (requests or httpx),
+    behind one blocking interface (``client_faces.py``); closed after the test."""
+    from client_faces import AsyncFace, SyncFace
+
+    made: list[Any] = []
+
+    def make(hook: Any) -> Any:
+        made.append(SyncFace(hook) if request.param == "sync" else AsyncFace(hook))
+        return made[-1]
+
+    yield make
+    for one in made:
+        one.close()
+
+
+# ------------------------------------------------------------------------- no silent skips of end-to-end tests
+
+#: ``CXONE_E2E=0`` (``make test E2E=0``) is the one way to leave the end-to-end tests out: the tests that
+#: need Debian's redis-server, PostgreSQL, chromium or Node.js. Without it a missing program fails them.
+E2E_OPT_OUT = "CXONE_E2E"
+#: Test files that need those programs beside ``tests/e2e`` (NICE's SDK runs on Node.js).
+NEEDS_SYSTEM_PROGRAMS = ("test_sdk_contract.py",)
+
+
+def end_to_end_opted_out() -> bool:
+    return os.environ.get(E2E_OPT_OUT) == "0"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not end_to_end_opted_out():
+        return
+    left_out = [
+        item
+        for item in items
+        if item.get_closest_marker("e2e") or "e2e" in item.path.parts or item.path.name in NEEDS_SYSTEM_PROGRAMS
+    ]
+    if left_out:
+        config.hook.pytest_deselected(items=left_out)
+        items[:] = [item for item in items if item not in left_out]
+    config.stash[_LEFT_OUT] = len(left_out)
+
+
+_LEFT_OUT = pytest.StashKey[int]()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Say, last of all, how many end-to-end tests ``CXONE_E2E=0`` left out and why."""
+    left_out = config.stash.get(_LEFT_OUT, 0)
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if left_out and reporter is not None:
+        reporter.write_line(
+            f"{left_out} end-to-end test(s) NOT run: {E2E_OPT_OUT}=0 (make test E2E=0) leaves out the tests that "
+            "need redis-server, PostgreSQL, chromium and Node.js; `make test-deps` installs them, then `make test` "
+            "runs everything CI runs",
+            yellow=True,
+            bold=True,
+        )
+
+
+# ------------------------------------------------------------------------------------------ connections
+
+
+def changed_connection(sandbox: Any, **changes: Any) -> dict[str, Any]:
+    """``sandbox``'s connection (a dict as in ``AIRFLOW_CONN_*``) with ``changes``; ``extra`` is merged
+    into the connection's extra, every other key replaced."""
+    conn = sandbox.connection()
+    for key, value in changes.items():
+        if key == "extra":
+            conn["extra"].update(value)
+        else:
+            conn[key] = value
+    return dict(conn)
+
+
+# ------------------------------------------------------------------------------------------ sweeps
+
+#: Hook parameters for sweeps under test: backoff in hundredths of a second, not seconds.
+FAST = {"backoff_initial_s": 0.01, "backoff_max_s": 0.05}
+
+
+def sandbox_with_live_sessions(live_sessions: int) -> Any:
+    """A module-scoped fixture: one sandbox with ``live_sessions`` more live sessions for a module's
+    tests (seeding hundreds of sessions per test would cost more than the tests)."""
+
+    @pytest.fixture(scope="module")
+    def live_sandbox() -> Iterator[SandboxServer]:
+        with SandboxServer(live_sessions=live_sessions) as server:
+            yield server
+
+    return live_sandbox
+
+
+def fresh_sandbox(
+    server: SandboxServer, monkeypatch: pytest.MonkeyPatch, conn_id: str, *, legacy: bool = False
+) -> SandboxServer:
+    """``server`` reset for one test, as connection ``conn_id``; with ``legacy``, its extensions of the
+    published behaviour on (:func:`keep_legacy_extensions`)."""
+    server.reset()
+    if legacy:
+        keep_legacy_extensions(server, monkeypatch)
+    monkeypatch.setenv(*server.connection_env(conn_id))
+    return server
+
+
+def joins_sent(sandbox: Any) -> list[dict[str, Any]]:
+    """The join requests in ``sandbox``'s journal."""
+    return [e for e in sandbox.journal() if e["path"].endswith("agent-sessions/join")]
+
+
+class PushedXComs:
+    """A task instance that only collects what an operator pushes under keys of its own."""
+
+    def __init__(self) -> None:
+        self.pushed: dict[str, Any] = {}
+
+    def xcom_push(self, key: str, value: Any) -> None:
+        self.pushed[key] = value
+
+
+# ------------------------------------------------------------------------------------------ agent states
+
+
+def set_agent_state(sandbox: Any, agent_id: int, state: str) -> dict[str, Any]:
+    """What an agent does at their phone: ``PUT /_sandbox/agents/{agent_id}/state``."""
+    response = requests.put(
+        f"{sandbox.url}/_sandbox/agents/{agent_id}/state",
+        json={"state": state},
+        headers=sandbox.admin_headers(),
+        timeout=10,
+    )
+    response.raise_for_status()
+    return dict(response.json())
+
+
+def states_reads(sandbox: Any) -> list[dict[str, Any]]:
+    """The ``agents/states`` reads in ``sandbox``'s journal."""
+    return [e for e in sandbox.journal() if e["path"].endswith("/agents/states")]
+
+
+def token_requests(sandbox: Any) -> int:
+    return sum(1 for e in sandbox.journal() if e["path"] == "/auth/token")
+
+
+# ------------------------------------------------------------------------------------------ session events
+
+
+def polls(sandbox: Any) -> list[dict[str, Any]]:
+    """The ``get-next-event`` polls in ``sandbox``'s journal."""
+    return [e for e in sandbox.journal() if e["path"].endswith("/get-next-event")]
+
+
+def polled_ids(sandbox: Any) -> list[str]:
+    return [e["path"].rsplit("/", 2)[-2] for e in polls(sandbox)]
+
+
+def end_after_polls(sandbox: Any, session_id: str, count: int) -> threading.Thread:
+    """End ``session_id`` (as an agent logging off would) once it has been polled ``count`` times."""
+
+    def end() -> None:
+        deadline = time.monotonic() + 60
+        while len(polls(sandbox)) < count and time.monotonic() < deadline:
+            time.sleep(0.05)
+        with CxoneHook() as hook:
+            hook.end_agent_session(session_id, force_logoff=True)
+
+    thread = threading.Thread(target=end, daemon=True)
+    thread.start()
+    return thread
+
+
+# ------------------------------------------------------------------------------------------ triggers
+
+
+async def first_payload(trigger: Any) -> dict[str, Any]:
+    """The payload of the first event ``trigger`` fires, run in the current event loop."""
+    async for event in trigger.run():
+        return dict(event.payload)
+    raise AssertionError("the trigger ended without an event")
+
+
+def first_event(trigger: Any) -> dict[str, Any]:
+    """The payload of the first event ``trigger`` fires, run in an event loop of its own."""
+    return asyncio.run(first_payload(trigger))

@@ -36,6 +36,9 @@ def get_provider_info() -> dict[str, Any]:
         "sensors": [{"integration-name": "NICE CXone", "python-modules": ["cxone_provider.sensors.agent_state"]}],
         "triggers": [{"integration-name": "NICE CXone", "python-modules": ["cxone_provider.triggers.agent_state"]}],
         "hooks": [{"integration-name": "NICE CXone", "python-modules": ["cxone_provider.hooks.cxone"]}],
+        # cxone://<tenant>/<sweeps|joins>/<dag_id>/<task_id>: the Assets the sweep (and, opted in, the join)
+        # updates; the handler checks their shape and lower-cases the tenant (docs/assets.md).
+        "asset-uris": [{"schemes": ["cxone"], "handler": "cxone_provider.assets.normalize_uri"}],
         # The form is generated from the one declaration of the connection's fields (client/fields.py).
         "connection-types": [
             connection_type_info("cxone_provider.hooks.cxone.CxoneHook", "NICE CXone", "cxone"),

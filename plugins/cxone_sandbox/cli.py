@@ -112,8 +112,8 @@ def faults_from_args(args: argparse.Namespace) -> Faults:
 
 
 def settings_table() -> str:
-    """The README's table of every sandbox setting (faults, tenant and server settings), generated
-    from their declarations; ``tests/sandbox/test_sandbox_settings.py`` checks the README holds it as is."""
+    """The docs' table of every sandbox setting (faults, tenant and server settings), generated
+    from their declarations; ``tests/sandbox/test_sandbox_settings.py`` checks docs/sandbox.md holds it as is."""
     return markdown_table([Faults, Settings])
 
 

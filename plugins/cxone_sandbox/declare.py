@@ -10,7 +10,7 @@ name, its command-line spelling. From that one declaration come:
   :func:`check`);
 - the arguments :class:`cxone_provider.testing.SandboxServer` starts the server with (:func:`to_args`,
   :func:`to_env`);
-- the README's table of settings (:func:`markdown_table`).
+- the docs' table of settings (:func:`markdown_table`).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
 Kind = Literal["float", "int", "bool", "str", "choice"]
 Group = Literal["faults", "tenant", "server"]
-#: The title of each group, on the command line and in the README table.
+#: The title of each group, on the command line and in the docs' table.
 GROUP_TITLES: dict[str, str] = {
     "faults": "faults (all off by default)",
     "tenant": "tenant settings",
@@ -52,7 +52,7 @@ def setting(
 ) -> Any:
     """Declare a setting: the default of a dataclass field, with everything else about it.
 
-    :param help_text: one line for ``--help`` and the README (the default is added to both).
+    :param help_text: one line for ``--help`` and the docs (the default is added to both).
     :param group: ``faults``, ``tenant`` or ``server``.
     :param flag: the command-line flag when it is not ``--`` and the name with ``-`` for ``_``
         (the derived spelling is accepted too); a boolean that defaults to true is ``--no-<name>``.
@@ -97,7 +97,7 @@ class Spec:
 
     @property
     def flag(self) -> str:
-        """The flag shown in ``--help`` and in the README."""
+        """The flag shown in ``--help`` and in the docs."""
         return self.flags[0]
 
     def range_text(self) -> str:
@@ -327,11 +327,11 @@ def to_env(instance: Any) -> dict[str, str]:
     }
 
 
-# --------------------------------------------------------------------------------------- the README
+# --------------------------------------------------------------------------------------- the docs
 
 
 def markdown_table(classes: Iterable[type]) -> str:
-    """The README's table of the settings of ``classes``, one row a setting, in declaration order."""
+    """The docs' table of the settings of ``classes``, one row a setting, in declaration order."""
     rows = [
         "| setting | command line | type | default | range | what it does |",
         "| --- | --- | --- | --- | --- | --- |",

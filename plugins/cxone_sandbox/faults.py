@@ -146,7 +146,7 @@ class Faults:
 
     Each field is declared once, with its help text and range (see
     :mod:`cxone_sandbox.declare`): the command line, ``PUT /_sandbox/faults``,
-    :class:`~cxone_provider.testing.SandboxServer` and the README's table are derived from it.
+    :class:`~cxone_provider.testing.SandboxServer` and the docs' table (docs/sandbox.md) are derived from it.
     """
 
     latency_ms: float = _faults(

@@ -3,7 +3,7 @@
 Unlike the fault knobs (:mod:`cxone_sandbox.faults`), these are fixed when the server
 starts: no admin route changes them. Each is declared once, as a field of :class:`Settings`; the
 command line, :class:`cxone_provider.testing.SandboxServer` (:meth:`Settings.to_args`,
-:meth:`Settings.to_env`) and the README's table are derived from that declaration
+:meth:`Settings.to_env`) and the docs' table (docs/sandbox.md) are derived from that declaration
 (:mod:`cxone_sandbox.declare`).
 
 ``max_body_bytes`` (``--max-body-bytes``, default 1 MiB)
@@ -59,7 +59,7 @@ class Settings:
 
     Each field is declared once, with its help text and range (see
     :mod:`cxone_sandbox.declare`): the command line, :class:`~cxone_provider.testing.SandboxServer`
-    and the README's table are derived from it.
+    and the docs' table are derived from it.
     """
 
     max_body_bytes: int = setting(

@@ -353,7 +353,10 @@ def test_a_sweep_stopped_through_the_rest_api_sends_no_join_after_it_stops(airfl
     )
     deadline = time.monotonic() + 60
     logs = airflow.home / "logs" / f"dag_id={LONG_SWEEP}" / f"run_id={run_id}"
-    while not any("Stopping the sweep on request" in log.read_text(errors="replace") for log in logs.rglob("*.log")):
+    while not any(
+        "Stopping on request: no further CXone request is sent" in log.read_text(errors="replace")
+        for log in logs.rglob("*.log")
+    ):
         assert time.monotonic() < deadline, airflow.task_log_tails(LONG_SWEEP, run_id, "sweep")
         time.sleep(0.5)
     time.sleep(1.0)  # the joins in flight when it stopped (two at most) are answered

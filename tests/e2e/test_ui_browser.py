@@ -11,9 +11,9 @@ extra link from a task instance page.
 
 Screenshots go to the test's output directory (printed at the end); with ``CXONE_UI_SCREENSHOTS=<dir>``
 they are also copied there: ``CXONE_UI_SCREENSHOTS=docs make test PYTEST_ARGS="tests/e2e/test_ui_browser.py"``
-refreshes the README's pictures.
+refreshes the docs' pictures (docs/ui.md).
 
-This file is not ``tests/e2e/test_ui.py``: ``tests/test_ui.py`` exists, and pytest's default import mode
+This file is not ``tests/e2e/test_ui.py``: ``tests/ui/test_ui.py`` exists, and pytest's default import mode
 cannot collect two test modules of the same name from folders without ``__init__.py``.
 """
 
@@ -43,8 +43,7 @@ from airflow_stack import (
 )
 
 from cxone_provider.domain.conditions import JoinCondition
-from cxone_provider.links import LINK_NAME, SweepOutcomeLink
-from cxone_provider.operators.sweep import JoinAgentSessionsOperator
+from cxone_provider.links import LINK_NAME
 from cxone_provider.testing import SandboxServer
 
 if TYPE_CHECKING:
@@ -60,7 +59,7 @@ VIEWPORT = {"width": 1440, "height": 900}
 # 2xx that names no session proves nothing); seeded, so the split is the same every run.
 FAULTY_JOINS = {"rate_no_session_id": 0.3, "path_filter": "agent-sessions/join", "random_seed": 11}
 LIVE_SESSIONS = 24
-#: The screenshots the README shows, copied to ``$CXONE_UI_SCREENSHOTS`` (the others stay in the output dir).
+#: The screenshots docs/ui.md shows, copied to ``$CXONE_UI_SCREENSHOTS`` (the others stay in the output dir).
 README_SCREENSHOTS = ("cxone-sweeps", "cxone-run", "cxone-joins", "airflow-join_agent_session-extra-link")
 
 
@@ -303,10 +302,6 @@ def test_join_extra_link_opens_its_page(stack: Stack, page: Any) -> None:
     shoot(stack, target, "cxone-join")
 
 
-@pytest.mark.skipif(
-    not any(isinstance(link, SweepOutcomeLink) for link in JoinAgentSessionsOperator.operator_extra_links),
-    reason="JoinAgentSessionsOperator does not declare SweepOutcomeLink yet (operators/sweep.py)",
-)
 def test_sweep_extra_link_opens_its_run_page(stack: Stack, page: Any) -> None:
     run_id = stack.runs["faulty"]
     target = follow_extra_link(stack, page, SWEEP, run_id, "sweep")

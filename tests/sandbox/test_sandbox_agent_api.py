@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 import requests
+from conftest import set_agent_state
 
 from cxone_provider import testing as cxone_testing
 
@@ -365,3 +366,29 @@ def test_agent_records_and_state_rows_are_typed_as_published(sb: SandboxServer) 
     }
     assert {k: type(row[k]) for k in row_types} == row_types
     assert "sessionId" not in row
+
+
+# --- the admin route the sensor tests change an agent's state through -----------------------------------
+
+
+def test_the_admin_route_changes_the_agents_states_row(cxone_sandbox):
+    assert set_agent_state(cxone_sandbox, 2009, "Available")["sessionId"] == "sess-2009-1"
+    assert set_agent_state(cxone_sandbox, 2009, "Unavailable")["agentStateName"] == "Unavailable"
+    assert set_agent_state(cxone_sandbox, 2001, "LoggedOut")["sessionId"] is None
+    agents = {a["agent_id"]: a for a in cxone_sandbox.state()["agents"]}
+    assert agents[2009]["session_id"] == "sess-2009-1"
+    assert agents[2001]["session_id"] is None
+    response = requests.put(f"{cxone_sandbox.url}/_sandbox/agents/9999/state", json={"state": "Available"}, timeout=10)
+    assert (response.status_code, response.json()["error"]) == (404, "InvalidAgentId")
+    response = requests.put(f"{cxone_sandbox.url}/_sandbox/agents/2001/state", json={"state": "Lunch"}, timeout=10)
+    assert (response.status_code, response.json()["error"]) == (400, "InvalidState")
+
+
+def test_the_admin_route_needs_the_admin_token_when_one_is_set():
+    from cxone_provider.testing import SandboxServer
+
+    with SandboxServer(settings={"admin_token": "sensor-admin-token-4f2a9c"}) as guarded:
+        url = f"{guarded.url}/_sandbox/agents/2009/state"
+        refused = requests.put(url, json={"state": "Available"}, timeout=10)
+        assert (refused.status_code, refused.json()["error"]) == (401, "AdminTokenRequired")
+        assert set_agent_state(guarded, 2009, "Available")["agentStateName"] == "Available"

@@ -1,5 +1,5 @@
 """Each sandbox setting is declared once; the command line, the JSON checks, SandboxServer's arguments
-and the README's table are derived from the declaration, so they cannot drift apart."""
+and the docs' table (docs/sandbox.md) are derived from the declaration, so they cannot drift apart."""
 
 from __future__ import annotations
 
@@ -15,16 +15,16 @@ from cxone_sandbox.declare import Spec, specs
 from cxone_sandbox.faults import FAILURES, Faults
 from cxone_sandbox.settings import Settings
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+SANDBOX_PAGE = Path(__file__).resolve().parents[2] / "docs" / "sandbox.md"
 TABLE_START = "<!-- sandbox-settings:start -->"
 TABLE_END = "<!-- sandbox-settings:end -->"
 
 
-def test_readme_table_is_the_generated_one() -> None:
-    """README.md holds, between its markers, exactly what ``settings_table()`` generates."""
-    text = README.read_text(encoding="utf-8")
+def test_docs_table_is_the_generated_one() -> None:
+    """docs/sandbox.md holds, between its markers, exactly what ``settings_table()`` generates."""
+    text = SANDBOX_PAGE.read_text(encoding="utf-8")
     assert TABLE_START in text, (
-        f"README.md needs the sandbox settings table between {TABLE_START} and {TABLE_END}: paste the output "
+        f"docs/sandbox.md needs the sandbox settings table between {TABLE_START} and {TABLE_END}: paste the output "
         "of python -c 'from cxone_sandbox.cli import settings_table; print(settings_table(), end=\"\")'"
     )
     assert TABLE_END in text.split(TABLE_START, 1)[1], f"{TABLE_END} must follow {TABLE_START}"

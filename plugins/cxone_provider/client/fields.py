@@ -4,7 +4,7 @@
 default; :func:`connection_type_info` builds the ``connection-types`` entry Airflow draws the form from
 (``conn-fields`` and ``ui-field-behaviour`` in ``get_provider_info``); :func:`docs_rows` gives the rows
 of the docs' connection table. A field added here shows up in all three; one the settings read but the
-form lacks cannot happen (``tests/test_connection_fields.py`` checks it).
+form lacks cannot happen (``tests/client/test_connection_fields.py`` checks it).
 
 Pure data and the standard library only: ``get_provider_info`` imports this while Airflow lists its
 providers, before any hook is loaded.

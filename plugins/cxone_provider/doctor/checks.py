@@ -195,7 +195,7 @@ def _check_time_zone(report: Report, agent: Mapping[str, Any]) -> None:
 def _check_agent_states(report: Report, hook: CxoneHook) -> None:
     import inspect
 
-    from cxone_provider.client.transport import RETRY_POLICY
+    from cxone_provider.client.policy import RETRY_POLICY
     from cxone_provider.hooks.cxone import AGENT_STATES_PATH
 
     # The first page exactly as the provider asks for it, so the answer's size is the provider's problem too.
@@ -246,7 +246,7 @@ def _check_agent_states(report: Report, hook: CxoneHook) -> None:
 
 
 def _check_apiversion(report: Report, hook: CxoneHook) -> None:
-    from cxone_provider.client.transport import RetryWhen
+    from cxone_provider.client.policy import RetryWhen
     from cxone_provider.exceptions import CxoneApiError
 
     try:

@@ -31,7 +31,7 @@ MAX_TIME_ZONE_CHARS = 200
 
 # The name part of Windows' time zone display names (English, as Windows 10/11 and, for the US and
 # European zones, Windows XP wrote them: CXone's records carry both eras) → the Windows id, whose IANA
-# zone CLDR's table gives. Every id here must be a key of tzlocal's table (tests/test_timezones.py).
+# zone CLDR's table gives. Every id here must be a key of tzlocal's table (tests/domain/test_timezones.py).
 DISPLAY_NAMES: dict[str, str] = {
     "International Date Line West": "Dateline Standard Time",
     "Coordinated Universal Time-11": "UTC-11",

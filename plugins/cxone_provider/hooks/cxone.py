@@ -1,35 +1,54 @@
 """CxoneHook: NICE CXone's Agent API for Airflow, one ``cxone`` connection at a time.
 
 The Airflow face of the provider: it turns the connection into settings and offers the API calls a
-DAG needs. The API contract lives here — every Agent API path and the wire parameter that carries
-Studio's SessionId — over :mod:`cxone_provider.client` (token, discovery, transport, retries). What an
-answer means for Studio is decided in :mod:`cxone_provider.domain.classification`, not here.
+DAG needs. The API contract lives here — the Agent API paths and the wire parameter that carries
+Studio's SessionId — over :mod:`cxone_provider.client` (token, discovery, transport, retries; the
+paged ``agents/states`` and the ``get-next-event`` poll, which both of the client's faces serve). The
+triggerer gets the same client on ``httpx`` from :meth:`CxoneHook.async_client`. What an answer means
+for Studio is decided in :mod:`cxone_provider.domain.classification`, not here.
 
-.. seealso:: ``README.md`` sections "Connection", "Retries" and "How it is built".
+.. seealso:: ``docs/connection.md``, ``docs/retries.md`` and ``docs/architecture.md``.
 """
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from contextlib import asynccontextmanager
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urljoin
 
 from cxone_provider.client.api import CxoneClient
+from cxone_provider.client.async_api import AsyncCxoneClient, shared_async_client
+from cxone_provider.client.events import MAX_EVENT_WAIT_S, SESSION_END_EVENT, SessionEvents
+from cxone_provider.client.pages import AGENT_STATES_PATH, MAX_STATE_PAGES
 from cxone_provider.client.paths import path_segment
+from cxone_provider.client.policy import DEFAULT_MAX_WAIT_S, RETRY_POLICY, RetryWhen, TransportOptions
 from cxone_provider.client.settings import CxoneSettings
-from cxone_provider.client.transport import DEFAULT_MAX_WAIT_S, RETRY_POLICY, RetryWhen, TransportOptions
-from cxone_provider.compat import BaseHook
+from cxone_provider.compat import BaseHook, aget_connection
 from cxone_provider.exceptions import CxoneApiError, CxoneAuthError, CxoneConfigError
+from cxone_provider.metrics import api_call_timer, count_answer, count_retry
 from cxone_provider.response import ApiResponse
 
 # The errors this hook raises, importable from here too (they are defined in cxone_provider.exceptions).
-__all__ = ["CxoneApiError", "CxoneAuthError", "CxoneConfigError", "CxoneHook", "CxoneSettings", "SessionEvents"]
+__all__ = [
+    "AGENT_STATES_PATH",
+    "ASYNC_HOOK_PARAMS",
+    "MAX_EVENT_WAIT_S",
+    "MAX_STATE_PAGES",
+    "SESSION_END_EVENT",
+    "CxoneApiError",
+    "CxoneAuthError",
+    "CxoneConfigError",
+    "CxoneHook",
+    "CxoneSettings",
+    "SessionEvents",
+]
 
 if TYPE_CHECKING:
     import threading
-    from collections.abc import Callable
+    from collections.abc import AsyncIterator, Callable
     from contextlib import AbstractContextManager
 
     import requests
@@ -40,13 +59,10 @@ JOIN_PATH = "agent-sessions/join"
 # Public specs name only asAgentId; Studio's SessionId input travels as this query parameter.
 JOIN_SESSION_PARAM = "sessionId"
 SUPERVISE_ACTIONS = ("monitor", "coach", "barge", "take-over")
-#: ``get-next-event``'s ``timeout`` (seconds CXone may hold the poll), as NICE publishes its range.
-MAX_EVENT_WAIT_S = 60
-#: The event type of a session's end (NICE's SDK also turns a poll's 409 into it).
-SESSION_END_EVENT = "AgentSessionEnd"
-AGENT_STATES_PATH = "agents/states"
-# agents/states pages are followed through _links.next; a loop or a runaway listing stops here.
-MAX_STATE_PAGES = 1000
+#: The hook parameters that reach a trigger: plain values that mean the same on the async face. The
+#: others are callables or events of the worker's process (the sweep's pacing, on_kill's stop) or,
+#: like ``pool_size``, size what the triggerer shares between triggers.
+ASYNC_HOOK_PARAMS = ("max_attempts", "backoff_initial_s", "backoff_max_s", "max_wait_s")
 
 
 class CxoneHook(BaseHook):
@@ -120,7 +136,7 @@ class CxoneHook(BaseHook):
 
     @cached_property
     def client(self) -> CxoneClient:
-        return CxoneClient(self.settings, self.options, log=self.log)
+        return CxoneClient(self.settings, _metered(self.options), log=self.log)
 
     @property
     def session(self) -> requests.Session:
@@ -128,6 +144,21 @@ class CxoneHook(BaseHook):
 
     def get_conn(self) -> requests.Session:
         return self.session
+
+    @asynccontextmanager
+    async def async_client(self) -> AsyncIterator[AsyncCxoneClient]:
+        """The same client on ``httpx``, for a trigger: the connection read without blocking the event
+        loop, and one client (one token, one pool) shared by the loop's users of this connection and
+        these options (:func:`~cxone_provider.client.async_api.shared_async_client`).
+
+        :raises CxoneConfigError: the connection is unusable (the message names the field).
+        :raises AirflowNotFoundException: there is no such connection.
+        """
+        conn = await aget_connection(self.cxone_conn_id)
+        # Reading the extras registers secrets with the masker, which talks to the supervisor synchronously.
+        settings = await asyncio.to_thread(CxoneSettings.from_connection, conn)
+        async with shared_async_client(settings, self.options, log=self.log) as client:
+            yield client
 
     def close(self) -> None:
         """Close the pooled HTTP connections (the token stays cached until the hook is dropped)."""
@@ -158,23 +189,28 @@ class CxoneHook(BaseHook):
         """``text`` with every credential this hook has seen replaced by ``***``."""
         return self.client.secrets.redact(text)
 
-    def _call(
-        self,
-        action: str,
-        method: str,
-        path: str,
-        params: Mapping[str, Any] | None = None,
-        *,
-        retry_when: RetryWhen,
-    ) -> Any:
-        return self.client.request(action, method, path, params=params, retry_when=retry_when).body
+    @property
+    def tenant(self) -> str | None:
+        """The tenant this connection acts on: its ``tenant_id`` extra, else the id_token's ``tenantId``
+        (once a token was issued), else ``None``. Not a secret; never requests a token."""
+        return self.client.auth.tenant_id if "client" in self.__dict__ else self.settings.tenant_id
+
+    def _call(self, call: str, action: str, method: str, path: str, params: Mapping[str, Any] | None = None) -> Any:
+        """One Agent API call, retried by ``call``'s entry of :data:`RETRY_POLICY`, timed as ``cxone.api.<call>``."""
+        return self._request(call, action, method, path, params, retry_when=RETRY_POLICY[call]).body
+
+    def _request(
+        self, call: str, action: str, method: str, path: str, params: Mapping[str, Any] | None, *, retry_when: RetryWhen
+    ) -> ApiResponse:
+        with api_call_timer(call):
+            return self.client.request(action, method, path, params=params, retry_when=retry_when)
 
     # --- the Agent API ------------------------------------------------------------------------------
 
     def get_agent(self, agent_id: int) -> dict[str, Any]:
         """``GET agents/{agentId}``: the agent's record (``agentId``, ``isActive``, names, team...)."""
         segment = path_segment("get_agent", "agent_id", int(agent_id))
-        body = self._call(f"get agent {agent_id}", "GET", f"agents/{segment}", retry_when=RETRY_POLICY["get_agent"])
+        body = self._call("get_agent", f"get agent {agent_id}", "GET", f"agents/{segment}")
         agents = body.get("agents") if isinstance(body, Mapping) else None
         if not isinstance(agents, list) or not agents or not isinstance(agents[0], Mapping):
             raise CxoneApiError(ApiResponse(status_code=200, message="answer holds no agent"), f"get agent {agent_id}")
@@ -186,30 +222,17 @@ class CxoneHook(BaseHook):
         Rows carry CXone's published fields (``agentId``, ``agentStateName``, ``teamId``…); the sandbox
         adds ``sessionId``, which a tenant's rows may not carry.
         """
-        rows: list[dict[str, Any]] = []
-        path: str | None = AGENT_STATES_PATH
-        params: dict[str, Any] | None = {"top": page_size, "skip": 0}
-        seen: set[str] = set()
-        for _ in range(MAX_STATE_PAGES):
-            if path is None:
-                return rows
-            body = self._call("list agent states", "GET", path, params, retry_when=RETRY_POLICY["agent_states"])
-            if not isinstance(body, Mapping):  # 204 No Content: nobody to list
-                return rows
-            rows.extend(dict(row) for row in body.get("agentStates") or [])
-            path, params = next_page_url(body, self.api_base_url, seen), None
-        raise CxoneApiError(
-            ApiResponse(status_code=200, message=f"more than {MAX_STATE_PAGES} pages"), "list agent states"
-        )
+        with api_call_timer("agent_states"):
+            return self.client.agent_states(page_size=page_size)
 
     def start_agent_session(self, *, as_agent_id: int, station_id: str) -> str:
         """``POST agent-sessions``: log ``as_agent_id`` in at ``station_id``; returns the new session id."""
         body = self._call(
+            "start_session",
             f"start a session for agent {as_agent_id}",
             "POST",
             "agent-sessions",
             {"stationId": station_id, "asAgentId": int(as_agent_id)},
-            retry_when=RETRY_POLICY["start_session"],
         )
         session_id = body.get("sessionId") if isinstance(body, Mapping) else None
         if not session_id:
@@ -224,11 +247,11 @@ class CxoneHook(BaseHook):
         """
         segment = path_segment("end_agent_session", "session_id", session_id)
         self._call(
+            "end_session",
             f"end session {session_id!r}",
             "DELETE",
             f"agent-sessions/{segment}",
             {"forceLogoff": str(force_logoff).lower()},
-            retry_when=RETRY_POLICY["end_session"],
         )
 
     def supervise(self, session_id: str, action: str, *, target_agent_id: int | None = None) -> None:
@@ -247,11 +270,11 @@ class CxoneHook(BaseHook):
         params = None if target_agent_id is None else {"targetAgentId": int(target_agent_id)}
         whom = f"agent {target_agent_id}" if target_agent_id is not None else "the monitored agent"
         self._call(
+            "supervise",
             f"{action} {whom} from session {session_id!r}",
             "POST",
             f"agent-sessions/{segment}/{action}",
             params,
-            retry_when=RETRY_POLICY["supervise"],
         )
 
     def monitor(self, session_id: str, *, target_agent_id: int) -> None:
@@ -278,12 +301,8 @@ class CxoneHook(BaseHook):
         if session_id is not None:
             params[JOIN_SESSION_PARAM] = session_id
         what = f"session {session_id!r}" if session_id is not None else "the live session"
-        return self.client.request(
-            f"join {what} as agent {as_agent_id}",
-            "POST",
-            JOIN_PATH,
-            params=params,
-            retry_when=RETRY_POLICY["join"],
+        return self._request(
+            "join", f"join {what} as agent {as_agent_id}", "POST", JOIN_PATH, params, retry_when=RETRY_POLICY["join"]
         )
 
     def get_next_event(self, session_id: str, *, timeout: int = 30) -> SessionEvents:
@@ -293,7 +312,8 @@ class CxoneHook(BaseHook):
         none, or 409 once the session has ended. An answer names the session id the next poll must
         use (:attr:`SessionEvents.next_session_id`); polling is also what keeps a joined session alive.
         """
-        return poll_session_events(self.client, session_id, timeout)
+        with api_call_timer("get_next_event"):
+            return self.client.next_event(session_id, timeout)
 
     def probe_agent(self, agent_id: int) -> ApiResponse | CxoneApiError | CxoneAuthError:
         """``GET agents/{agentId}`` once, read-only, as evidence: CXone's answer or the error, never raised.
@@ -302,8 +322,13 @@ class CxoneHook(BaseHook):
         route, the agent or the session. Retried as any read of an agent is (429, 503, no answer).
         """
         try:
-            return self.client.request(
-                f"check agent {agent_id}", "GET", f"agents/{int(agent_id)}", retry_when=RETRY_POLICY["get_agent"]
+            return self._request(
+                "probe_agent",
+                f"check agent {agent_id}",
+                "GET",
+                f"agents/{int(agent_id)}",
+                None,
+                retry_when=RETRY_POLICY["get_agent"],
             )
         except (CxoneApiError, CxoneAuthError) as error:
             return error
@@ -332,69 +357,33 @@ class CxoneHook(BaseHook):
         return True, f"Connected to {base}: token issued, {len(states)} agent state(s) visible"
 
 
-@dataclass(frozen=True)
-class SessionEvents:
-    """What one ``get-next-event`` poll answered.
+def _metered(options: TransportOptions) -> TransportOptions:
+    """``options`` whose listeners also count retries and 429s (:mod:`cxone_provider.metrics`).
 
-    :param session_id: the session id the poll used.
-    :param next_session_id: the id the next poll must use (CXone names a new one in each answer with
-        a body; a 304 keeps the one used); ``None`` once the session has ended.
-    :param events: the events, as CXone sends them (PascalCase keys, string values).
-    :param ended: the session has ended (409, or an ``AgentSessionEnd`` event).
+    Only the sync face is metered: the async face's options key the client the triggerer's loop
+    shares, and listeners made per hook would stop that sharing.
     """
+    retry_listener, answer_listener = options.retry_listener, options.answer_listener
 
-    session_id: str
-    next_session_id: str | None
-    events: list[dict[str, Any]] = field(default_factory=list)
-    ended: bool = False
+    def on_retry(reason: str) -> None:
+        count_retry(reason)
+        if retry_listener is not None:
+            retry_listener(reason)
 
+    def on_answer(status: int | None) -> None:
+        count_answer(status)
+        if answer_listener is not None:
+            answer_listener(status)
 
-def poll_session_events(client: CxoneClient, session_id: str, timeout: int) -> SessionEvents:
-    """One ``get-next-event`` poll through ``client``: :meth:`CxoneHook.get_next_event`, also for the
-    trigger, which builds its own client in the triggerer from the same connection."""
-    if isinstance(timeout, bool) or not isinstance(timeout, int) or not 0 <= timeout <= MAX_EVENT_WAIT_S:
-        raise ValueError(f"get_next_event timeout must be a whole number of seconds from 0 to 60, got {timeout!r}")
-    try:
-        answer = client.request(
-            f"get the next event of session {session_id!r}",
-            "GET",
-            f"agent-sessions/{path_segment('get_next_event', 'session_id', session_id)}/get-next-event",
-            params={"timeout": timeout},
-            retry_when=RETRY_POLICY["get_next_event"],
-            wait_s=timeout,
-        )
-    except CxoneApiError as error:
-        if error.http_status == 304:  # nothing happened within the timeout
-            return SessionEvents(session_id, session_id, [])
-        if error.http_status == 409:  # the session is over: NICE's SDK reports AgentSessionEnd
-            return SessionEvents(session_id, None, [], ended=True)
-        raise
-    body = answer.body if isinstance(answer.body, Mapping) else {}
-    events = [dict(e) for e in body.get("events") or [] if isinstance(e, Mapping)]
-    next_id = body.get("sessionId")
-    ended = any(str(e.get("Type", "")) == SESSION_END_EVENT for e in events)
-    return SessionEvents(session_id, str(next_id) if next_id else session_id, events, ended=ended)
+    return dataclasses.replace(options, retry_listener=on_retry, answer_listener=on_answer)
 
 
-def next_page_url(body: Mapping[str, Any], api_base: str, seen: set[str]) -> str | None:
-    """The absolute URL of the next ``agents/states`` page, or ``None`` after the last one.
-
-    The link must stay on the API base (the token goes with it); a link already followed ends the
-    listing. The hook and the deferrable sensor's trigger both page with it.
-    """
-    links = body.get("_links")
-    link = links.get("next") if isinstance(links, Mapping) else None
-    if isinstance(link, Mapping):  # some CXone answers wrap links as {"href": …}
-        link = link.get("href")
-    if not isinstance(link, str) or not link.strip():
-        return None
-    url = urljoin(api_base, link.strip())
-    if not url.startswith(api_base):
-        raise CxoneApiError(
-            ApiResponse(status_code=200, message=f"next page link leaves the API base: {link[:120]!r}"),
-            "list agent states",
-        )
-    if url in seen:
-        return None
-    seen.add(url)
-    return url
+def async_hook_params(hook_params: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The part of an operator's ``hook_params`` a trigger keeps (:data:`ASYNC_HOOK_PARAMS`), numbers only:
+    it is serialized into the metadata DB and rebuilt in the triggerer, so nothing else may travel."""
+    kept = {}
+    for name in ASYNC_HOOK_PARAMS:
+        value = (hook_params or {}).get(name)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            kept[name] = value
+    return kept

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeAlias
 
-from cxone_provider.client.transport import plural
+from cxone_provider.assets import join_extra
+from cxone_provider.client.policy import plural
 from cxone_provider.compat import AirflowException, AirflowFailException, BaseBranchOperator
 from cxone_provider.domain.condition_rules import parse_condition_rules
 from cxone_provider.domain.conditions import InputRejected, JoinCondition, condition_names
@@ -14,6 +15,7 @@ from cxone_provider.domain.outcomes import JoinOutcome
 from cxone_provider.domain.security_user import SecurityUser, parse_security_user
 from cxone_provider.exceptions import BranchConfigError, ConditionRulesError, describe_status
 from cxone_provider.links import JoinOutcomeLink
+from cxone_provider.metrics import count_outcomes
 from cxone_provider.operators.base import CxoneBaseOperator, cxone_template_fields
 from cxone_provider.operators.common import (
     connection_for,
@@ -96,7 +98,7 @@ class JoinAgentSessionOperator(CxoneBaseOperator, BaseBranchOperator):
     Direct downstream tasks not followed are skipped. The XCom ``return_value`` is the outcome:
     ``{"condition", "session_id", "status_code", "message", "attempts", "elapsed_s"}``.
 
-    .. seealso:: ``README.md``, sections "JoinAgentSessionOperator" and "Routing".
+    .. seealso:: ``docs/operators.md`` and ``docs/conditions.md``.
 
     :param session_id: the CXone agent session to join (Studio's SessionId). (templated)
     :param security_user: the SecurityUser mapping (or its JSON / repr string, or a bare agent id).
@@ -110,6 +112,9 @@ class JoinAgentSessionOperator(CxoneBaseOperator, BaseBranchOperator):
         extra ``condition_rules`` and the published table (``docs/conditions.md``): a list of
         ``{"status": 404, "pattern": "<regex over CXone's error text>", "condition": "InvalidAgentSession"}``.
         Checked when the DAG is parsed; a bad rule is an import error naming the field and the value.
+    :param emit_asset: when the join is routed, add an event to its Asset
+        ``cxone://<tenant>/joins/<dag_id>/<task_id>`` whose ``extra`` holds the condition and its figures
+        (``docs/assets.md``); default off.
     """
 
     template_fields: Sequence[str] = cxone_template_fields("session_id", "security_user")
@@ -126,6 +131,7 @@ class JoinAgentSessionOperator(CxoneBaseOperator, BaseBranchOperator):
         cxone_conn_id: str | None = None,
         hook_params: dict[str, Any] | None = None,
         condition_rules: Sequence[Mapping[str, Any]] | str | None = None,
+        emit_asset: bool = False,
         **kwargs: Any,
     ) -> None:
         # choose_branch() pushes the outcome as return_value itself (a branching execute may end by
@@ -136,6 +142,9 @@ class JoinAgentSessionOperator(CxoneBaseOperator, BaseBranchOperator):
         self.security_user = security_user
         self.branches = normalise_branches(branches)
         self.condition_rules = condition_rules
+        self.emit_asset = emit_asset
+        if emit_asset:
+            self.declare_asset("joins")
         try:
             self._rules = parse_condition_rules(condition_rules)
         except ValueError as bad:
@@ -174,6 +183,8 @@ class JoinAgentSessionOperator(CxoneBaseOperator, BaseBranchOperator):
             with self.cxone_failures("Join Agent Session"):
                 self.validate_branches()
                 outcome, user, source = self._join(context)
+            if self.emit_asset:
+                self.add_asset_event(context, "joins", join_extra(outcome.to_dict()))
         finally:
             self.close_hooks()
         # Pushed here, not returned: a branching execute() ends by raising DownstreamTasksSkipped, and
@@ -219,6 +230,11 @@ class JoinAgentSessionOperator(CxoneBaseOperator, BaseBranchOperator):
 
     def _join(self, context: Context) -> tuple[JoinOutcome, SecurityUser | None, str]:
         """:meth:`join`, plus the SecurityUser (``None`` when unusable) and where it came from, for the log."""
+        outcome, user, source = self._join_once(context)
+        count_outcomes([outcome])  # the join's one outcome, however it ended
+        return outcome, user, source
+
+    def _join_once(self, context: Context) -> tuple[JoinOutcome, SecurityUser | None, str]:
         source = security_user_source(self, self.security_user)
         try:
             user = parse_security_user(resolve_security_user_value(self, context, self.security_user))
@@ -234,4 +250,5 @@ class JoinAgentSessionOperator(CxoneBaseOperator, BaseBranchOperator):
         # The connection comes from the SecurityUser unless cxone_conn_id overrides it.
         hook = self.make_hook(connection_for(user, self.cxone_conn_id))
         outcome = join_agent_session(hook, session_id, user.agent_id, condition_rules=self._rules)
+        self.keep_run_facts("agent-sessions", {outcome.condition.value: 1})
         return outcome, user, source

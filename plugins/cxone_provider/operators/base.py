@@ -37,13 +37,17 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
+from cxone_provider.assets import is_outlet_alias, outlet_alias
 from cxone_provider.compat import AirflowFailException
 from cxone_provider.domain.conditions import InputRejected
 from cxone_provider.exceptions import CxoneApiError, CxoneAuthError, CxoneConfigError, CxoneError, UnsafePathIdError
 from cxone_provider.hooks.cxone import CxoneHook
+from cxone_provider.lineage import RunFacts, operator_lineage
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
+
+    from airflow.sdk import Context
 
 #: Error answers a later try may get another answer to: a timeout and throttling. 5xx are retried too.
 RETRYABLE_STATUSES = frozenset({408, 429})
@@ -127,6 +131,37 @@ class CxoneTaskMixin:
             self.log.warning("Stopping on request: no further CXone request is sent")
             event.set()
 
+    # --- what the run learnt: lineage and assets ----------------------------------------------------
+
+    def keep_run_facts(self, read: str, counts: dict[str, int] | None = None, report: Any = None) -> None:
+        """Remember what this run learnt of its tenant, from its latest hook, for
+        :meth:`get_openlineage_facets_on_complete` and :meth:`add_asset_event`. Sends nothing; a run
+        that made no hook (its input was refused before any call) has nothing to remember."""
+        hooks: list[CxoneHook] = self.__dict__.get("_cxone_hooks") or []
+        if hooks:
+            self.__dict__["_cxone_run_facts"] = RunFacts.of(hooks[-1], read, counts, report)
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """OpenLineage's facets of this run (:func:`~cxone_provider.lineage.operator_lineage`): the tenant
+        read, the report written, the counts per condition; ``None`` without the ``[openlineage]`` extra."""
+        return operator_lineage(self.__dict__.get("_cxone_run_facts"))
+
+    def add_asset_event(self, context: Context, kind: str, extra: dict[str, Any]) -> None:
+        """Add this run's event, with ``extra``, to its tenant's Asset through the outlet alias of
+        :func:`~cxone_provider.assets.outlet_alias` (declared when the DAG was parsed)."""
+        facts: RunFacts | None = self.__dict__.get("_cxone_run_facts")
+        alias = next((o for o in self.outlets if is_outlet_alias(o, kind)), None)  # type: ignore[attr-defined]
+        ti, outlet_events = context.get("ti"), context.get("outlet_events")
+        if facts is None or alias is None or ti is None or outlet_events is None:
+            return  # nothing learnt, no asset declared, or not a task run (a test calling execute)
+        asset = facts.asset(kind, ti.dag_id, ti.task_id)
+        outlet_events[alias].add(asset, extra=extra)
+        self.log.info("Asset event for %s: %s", asset.uri, extra.get("counts"))
+
+    def declare_asset(self, kind: str) -> None:
+        """Declare the outlet alias through which :meth:`add_asset_event` names this task's Asset."""
+        self.outlets.append(outlet_alias(kind, self.dag_id, self.task_id))  # type: ignore[attr-defined]
+
     # --- the failure policy ------------------------------------------------------------------------
 
     @contextmanager
@@ -153,7 +188,7 @@ class CxoneBaseOperator(CxoneTaskMixin, BaseOperator):
     hook's own retries, or a token endpoint that is down is raised for Airflow to retry; a join's
     answers become its result conditions (Studio's semantics), never exceptions.
 
-    .. seealso:: ``README.md``, sections "Retries" and "Routing".
+    .. seealso:: ``docs/retries.md`` and ``docs/operators.md`` (Routing).
 
     :param cxone_conn_id: the ``cxone`` connection. (templated)
     :param hook_params: extra keyword arguments for :class:`~cxone_provider.hooks.cxone.CxoneHook`

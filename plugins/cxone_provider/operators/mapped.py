@@ -15,7 +15,7 @@ mapped one they merge the chunks' results in map-index order
 (:func:`~cxone_provider.sweeps.result.merge_sweep_results`).
 Chunks share the tenant's rate limit: more workers do not make the sweep faster against it.
 
-.. seealso:: ``README.md``, section "Large sweeps on several workers".
+.. seealso:: ``docs/sweeps.md`` (Large sweeps on several workers).
 """
 
 from __future__ import annotations

@@ -30,7 +30,7 @@ class SetSecurityUserOperator(CxoneBaseOperator):
     so do a refused access key and an unusable connection, without retries. No answer, or a 5xx after
     the hook's retries, is left to Airflow's retries (:mod:`cxone_provider.operators.base`).
 
-    .. seealso:: ``README.md``, section "SetSecurityUserOperator".
+    .. seealso:: ``docs/operators.md``.
 
     :param agent_id: the agent (employee profile) whose security profile the API calls use. (templated)
     :param time_zone: time zone for the SecurityUser, as an IANA name, a Windows id ("Mountain Standard
@@ -89,5 +89,6 @@ class SetSecurityUserOperator(CxoneBaseOperator):
             self.log.warning("SetSecurityUser: agent %s: %s", agent_id, resolved.warning)
         time_zone = resolved.name
         user = SecurityUser(agent_id=agent_id, conn_id=self.hook_conn_id, time_zone=time_zone, name=name)
+        self.keep_run_facts("agents")  # for OpenLineage: the tenant's agents were read (no names kept)
         self.log.info("SecurityUser is agent %s (%s), time zone %s", agent_id, name, time_zone)
         return user.to_xcom()

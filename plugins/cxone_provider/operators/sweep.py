@@ -4,7 +4,7 @@ A task instance per session costs about a second of Airflow overhead and a token
 joins them all through one HTTP session and one token, with a bounded, self-adjusting number of
 requests in flight, and returns ``{condition: [session ids]}`` for ``.expand()`` downstream.
 
-.. seealso:: ``README.md``, section "QA sweeps".
+.. seealso:: ``docs/sweeps.md``.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.exceptions import AirflowProviderDeprecationWarning
 
+from cxone_provider.assets import sweep_extra
 from cxone_provider.domain.agent_sessions import AgentSessionItem, distinct_items
 from cxone_provider.domain.conditions import InputRejected
 from cxone_provider.domain.inputs import check_session_id
@@ -35,8 +36,9 @@ from cxone_provider.operators.mapped import (
     sessions_with,
 )
 from cxone_provider.sweeps.checkpoint import SweepCheckpoint
-from cxone_provider.sweeps.engine import DEFAULT_MAX_CONCURRENCY, SweepEngine, distinct_sessions, rejected_item
+from cxone_provider.sweeps.engine import DEFAULT_MAX_CONCURRENCY, SweepEngine, rejected_item
 from cxone_provider.sweeps.report import report_location
+from cxone_provider.sweeps.result import distinct_sessions
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -44,7 +46,7 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
 
 # ListAgentSessionsOperator lives in agent_states.py; it is also importable from here, where the
-# README and the DAGs have always found it.
+# docs and the DAGs have always found it.
 __all__ = [
     "DEFAULT_MAX_CONCURRENCY",
     "JoinAgentSessionsOperator",
@@ -103,6 +105,9 @@ class JoinAgentSessionsOperator(CxoneBaseOperator):
         it passes, no further session is sent, the joins in flight finish their current attempt, and
         every session not joined ends in ``Default`` with the message "not joined: the sweep's
         deadline … passed"; the task succeeds with them listed, and ``stats.deadline_passed`` says so.
+    :param emit_asset: when the sweep succeeds, add an event to its Asset
+        ``cxone://<tenant>/sweeps/<dag_id>/<task_id>`` whose ``extra`` summarises it (``docs/assets.md``);
+        default on.
     """
 
     template_fields: Sequence[str] = cxone_template_fields(
@@ -125,6 +130,7 @@ class JoinAgentSessionsOperator(CxoneBaseOperator):
         keep_checkpoint: bool = False,
         report_path: str | None = None,
         deadline_s: float | None = None,
+        emit_asset: bool = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(cxone_conn_id=cxone_conn_id, hook_params=hook_params, **kwargs)
@@ -158,13 +164,19 @@ class JoinAgentSessionsOperator(CxoneBaseOperator):
         self.checkpoint_path = checkpoint_path
         self.keep_checkpoint = keep_checkpoint
         self.report_path = report_path
+        self.emit_asset = emit_asset
+        if emit_asset:
+            self.declare_asset("sweeps")
 
     def execute(self, context: Context) -> dict[str, Any]:
         # An answer never fails the sweep (each becomes its item's condition); a bad input or an
         # unusable connection does, at once, by the operators' one failure policy.
         try:
             with self.cxone_failures("JoinAgentSessions"):
-                return self._sweep(context)
+                result = self._sweep(context)
+                self.keep_run_facts("agent-sessions", result["counts"], result["report"])
+            self.add_asset_event(context, "sweeps", sweep_extra(result))
+            return result
         finally:
             self.close_hooks()
 

@@ -21,12 +21,7 @@ from cxone_provider.compat import (
     AirflowSkipException,
     conf,
 )
-from cxone_provider.domain.conditions import InputRejected
-from cxone_provider.domain.inputs import check_agent_id
-from cxone_provider.hooks.cxone import CxoneHook
-from cxone_provider.operators.base import CxoneTaskMixin, cxone_template_fields
-from cxone_provider.triggers.agent_state import (
-    AgentStateTrigger,
+from cxone_provider.domain.agent_states import (
     describe_wanted,
     find_agent,
     last_seen,
@@ -34,6 +29,11 @@ from cxone_provider.triggers.agent_state import (
     unknown_agent_message,
     wanted_states,
 )
+from cxone_provider.domain.conditions import InputRejected
+from cxone_provider.domain.inputs import check_agent_id
+from cxone_provider.hooks.cxone import CxoneHook
+from cxone_provider.operators.base import CxoneTaskMixin, cxone_template_fields
+from cxone_provider.triggers.agent_state import AgentStateTrigger
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
@@ -61,7 +61,7 @@ class AgentStateSensor(CxoneTaskMixin, BaseSensorOperator):
     no retry can change (the failure policy of :mod:`cxone_provider.operators.base`); a timeout fails
     it with Airflow's sensor timeout message and the last state seen (skipped with ``soft_fail=True``).
 
-    .. seealso:: ``README.md``, section "AgentStateSensor".
+    .. seealso:: ``docs/sensors.md``.
 
     :param agent_id: the agent to wait for. (templated)
     :param states: agent state names (``"Available"``, ``["Available", "Unavailable"]``,
@@ -71,8 +71,9 @@ class AgentStateSensor(CxoneTaskMixin, BaseSensorOperator):
     :param cxone_conn_id: the ``cxone`` connection. (templated)
     :param poll_interval: seconds between two reads of ``agents/states`` (Airflow's ``poke_interval``).
     :param deferrable: wait in the triggerer instead of a worker slot.
-    :param hook_params: extra keyword arguments for :class:`~cxone_provider.hooks.cxone.CxoneHook`
-        (poke and reschedule modes, and the first check of a deferrable sensor).
+    :param hook_params: extra keyword arguments for :class:`~cxone_provider.hooks.cxone.CxoneHook`.
+        The trigger of a deferrable sensor gets the retry parameters among them (``max_attempts``,
+        ``backoff_initial_s``, ``backoff_max_s``, ``max_wait_s``: serialized, never a secret).
     :param kwargs: :class:`~airflow.sdk.BaseSensorOperator`'s: ``timeout``, ``mode``, ``soft_fail``…
     """
 
@@ -160,6 +161,7 @@ class AgentStateSensor(CxoneTaskMixin, BaseSensorOperator):
                 poll_interval=self.poll_interval,
                 timeout=self.timeout,
                 started_at=started_at,
+                hook_params=self.hook_params,
             ),
             method_name="execute_complete",
             # A backstop only, should no triggerer run the trigger: the trigger ends the wait itself at

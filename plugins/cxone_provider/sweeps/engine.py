@@ -22,9 +22,10 @@ from cxone_provider.domain.conditions import InputRejected, JoinCondition
 from cxone_provider.domain.inputs import check_session_id
 from cxone_provider.domain.outcomes import JoinOutcome
 from cxone_provider.exceptions import CxoneApiError, CxoneAuthError, CxoneStopped
+from cxone_provider.metrics import count_outcomes, sweep_timer
 from cxone_provider.sweeps.pacing import AdaptiveLimiter
 from cxone_provider.sweeps.report import write_report
-from cxone_provider.sweeps.result import SweepResult, session_key
+from cxone_provider.sweeps.result import Item, SweepResult
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -35,9 +36,6 @@ if TYPE_CHECKING:
     from cxone_provider.sweeps.checkpoint import SweepCheckpoint
 
 DEFAULT_MAX_CONCURRENCY = 16
-
-#: One item to join: (its report key, its value as given: a session id, or an AgentSessionItem).
-Item = tuple[str, Any]
 
 
 class SweepLog(Protocol):
@@ -90,6 +88,8 @@ class SweepEngine:
         self.stop = stop if stop is not None else threading.Event()
         self.log: SweepLog = log if log is not None else logging.getLogger(__name__)
         self.report_to = report_to
+        #: keys of the items an earlier try finished (the checkpoint's): not counted again in the metrics
+        self.resumed: frozenset[str] = frozenset()
 
     def run(
         self,
@@ -113,6 +113,7 @@ class SweepEngine:
             stop=self.stop,
         )
         resumed = checkpoint.load() if checkpoint else {}
+        self.resumed = frozenset(resumed)
         if checkpoint is not None:
             self.log.info(
                 "Checkpoint %s: %d of %d session(s) resumed from earlier tries, %d to join",
@@ -122,7 +123,7 @@ class SweepEngine:
                 len(items) - len(resumed),
             )
         try:
-            with hook:
+            with hook, sweep_timer():
                 return self.sweep(
                     hook, limiter, joiner, items, duplicates, resumed, checkpoint.record if checkpoint else None
                 )
@@ -265,6 +266,7 @@ class SweepEngine:
     def result(self, outcomes: list[JoinOutcome], duplicates: list[str], stats: dict[str, Any]) -> SweepResult:
         """The sweep's result for ``outcomes`` (every item, in input order); the report written."""
         result = SweepResult.of(outcomes, duplicates, stats, by_agent=self.by_agent)
+        count_outcomes(o for o in outcomes if o.key not in self.resumed)
         self.log.info("Sweep of %d session(s): %s", len(outcomes), result.counts)
         if duplicates:
             self.log.warning("%d duplicated session id(s) were joined once: %s", len(duplicates), duplicates[:20])
@@ -333,26 +335,6 @@ def rejected_item(item: AgentSessionItem) -> JoinOutcome:
     condition = item.rejected.condition if item.rejected else JoinCondition.INVALID_AGENT_ID
     message = item.rejected.message if item.rejected else f"sweep item {item.key!r} names no agent"
     return JoinOutcome(condition, item.session_id or "", message=message, agent_id=item.agent_id, item_key=item.key)
-
-
-def distinct_sessions(raw_ids: list[Any]) -> tuple[list[Item], list[str]]:
-    """Each session once, in input order, as ``(report key, value as given)``; and the duplicates.
-
-    A well-formed id is keyed as it will be sent (trimmed), so ``" s1"`` and ``"s1"`` are one
-    session joined once; a malformed one is keyed as given, to be reported with its condition.
-    """
-    seen: set[str] = set()
-    sessions: list[Item] = []
-    duplicates: list[str] = []
-    for raw in raw_ids:
-        key = session_key(raw)
-        if key in seen:
-            if key not in duplicates:
-                duplicates.append(key)
-            continue
-        seen.add(key)
-        sessions.append((key, raw))
-    return sessions, duplicates
 
 
 def _same_answer(first: JoinOutcome, key: str, value: Any) -> JoinOutcome:

@@ -17,8 +17,8 @@ Two controls, one per kind of trouble:
   what a budget accepts stays within it. Random 429s (a sick node, a proxy) do not stop when the client
   slows down, so the cut is undone and that share of 429s is learnt as background noise instead of
   collapsing the rate. Once a limit is known, the rate probes back up (:meth:`RatePacer._probe`), so
-  the sweep sits just under the limit and finds budget that frees up (another sweep ended). The README
-  ("QA sweeps") has the whole rule in one paragraph.
+  the sweep sits just under the limit and finds budget that frees up (another sweep ended).
+  ``docs/sweeps.md`` has the whole rule in one paragraph.
 """
 
 from __future__ import annotations

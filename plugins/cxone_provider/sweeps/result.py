@@ -216,3 +216,27 @@ def item_key(value: Any) -> str:
 def _listed(outcome: JoinOutcome) -> int | str:
     """How an item of the agents form is listed under its condition: its agent id, else as given."""
     return outcome.agent_id if outcome.agent_id is not None else outcome.key
+
+
+#: One item to join: (its report key, its value as given: a session id, or an AgentSessionItem).
+Item = tuple[str, Any]
+
+
+def distinct_sessions(raw_ids: list[Any]) -> tuple[list[Item], list[str]]:
+    """Each session once, in input order, as ``(report key, value as given)``; and the duplicates.
+
+    A well-formed id is keyed as it will be sent (trimmed), so ``" s1"`` and ``"s1"`` are one
+    session joined once; a malformed one is keyed as given, to be reported with its condition.
+    """
+    seen: set[str] = set()
+    sessions: list[Item] = []
+    duplicates: list[str] = []
+    for raw in raw_ids:
+        key = session_key(raw)
+        if key in seen:
+            if key not in duplicates:
+                duplicates.append(key)
+            continue
+        seen.add(key)
+        sessions.append((key, raw))
+    return sessions, duplicates

@@ -1,29 +1,29 @@
 """AgentSessionEventTrigger: follow a CXone agent session's events in Airflow's triggerer.
 
 CXone publishes a session's events as a long poll, ``get-next-event``: each answer names the session id
-the next poll must use, and polling is what keeps a joined session alive. The trigger polls with the
-provider's own client (:func:`~cxone_provider.hooks.cxone.poll_session_events`, the hook's code): the
-client is built in the triggerer from the connection, and each poll runs in a worker thread of the
-triggerer's event loop, so nothing about sending, retrying, renewing or reading is written twice.
+the next poll must use, and polling is what keeps a joined session alive. The trigger rebuilds the
+sensor's hook from its connection id and polls with the hook's async client
+(:meth:`~cxone_provider.hooks.cxone.CxoneHook.async_client`): the same poll, retries, token renewal
+and reading as the hook's :meth:`~cxone_provider.hooks.cxone.CxoneHook.get_next_event`, on ``httpx``.
 """
 
 from __future__ import annotations
 
-import asyncio
 import time
+from contextlib import AsyncExitStack
 from typing import TYPE_CHECKING, Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from cxone_provider.client.api import CxoneClient
-from cxone_provider.client.settings import CxoneSettings
-from cxone_provider.client.transport import MAX_MESSAGE_CHARS, TransportOptions
-from cxone_provider.compat import aget_connection
+from cxone_provider.client.answers import MAX_MESSAGE_CHARS
+from cxone_provider.client.events import MAX_EVENT_WAIT_S, SESSION_END_EVENT
 from cxone_provider.exceptions import CxoneApiError, CxoneAuthError
-from cxone_provider.hooks.cxone import MAX_EVENT_WAIT_S, SESSION_END_EVENT, poll_session_events
+from cxone_provider.hooks.cxone import CxoneHook
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterable
+
+    from cxone_provider.client.async_api import AsyncCxoneClient
 
 
 def wanted_event_types(event_types: str | Iterable[str] | None) -> tuple[str, ...]:
@@ -102,26 +102,23 @@ class AgentSessionEventTrigger(BaseTrigger):
     async def wait(self) -> dict[str, Any]:
         """Poll until something ends the wait; the event's payload."""
         progress: dict[str, Any] = {"session_id": self.session_id, "polls": 0, "events_seen": 0}
-        try:
-            conn = await aget_connection(self.cxone_conn_id)
-            settings = await asyncio.to_thread(CxoneSettings.from_connection, conn)
-            client = CxoneClient(settings, TransportOptions(), log=self.log)
-        except Exception as exc:  # no such connection, or an unusable one: the message names it
-            return {**progress, "status": "error", "message": str(exc)[:MAX_MESSAGE_CHARS]}
-        try:
-            ended = await self._follow(client, progress)  # updates progress as it polls
-            return {**progress, **ended}
-        except CxoneAuthError as exc:
-            status = "auth_refused" if exc.refused else "error"
-            return {**progress, "status": status, "message": client.secrets.redact(str(exc))}
-        except CxoneApiError as exc:
-            return {**progress, "status": "error", "message": client.secrets.redact(str(exc))}
-        except Exception as exc:  # the unforeseen ends the wait with its cause, redacted
-            return {**progress, "status": "error", "message": client.secrets.redact(f"{type(exc).__name__}: {exc}")}
-        finally:
-            client.close()
+        async with AsyncExitStack() as stack:
+            try:
+                client = await stack.enter_async_context(CxoneHook(self.cxone_conn_id).async_client())
+            except Exception as exc:  # no such connection, or an unusable one: the message names it
+                return {**progress, "status": "error", "message": str(exc)[:MAX_MESSAGE_CHARS]}
+            try:
+                ended = await self._follow(client, progress)  # updates progress as it polls
+                return {**progress, **ended}
+            except CxoneAuthError as exc:
+                status = "auth_refused" if exc.refused else "error"
+                return {**progress, "status": status, "message": client.redact(str(exc))}
+            except CxoneApiError as exc:
+                return {**progress, "status": "error", "message": client.redact(str(exc))}
+            except Exception as exc:  # the unforeseen ends the wait with its cause, redacted
+                return {**progress, "status": "error", "message": client.redact(f"{type(exc).__name__}: {exc}")}
 
-    async def _follow(self, client: CxoneClient, progress: dict[str, Any]) -> dict[str, Any]:
+    async def _follow(self, client: AsyncCxoneClient, progress: dict[str, Any]) -> dict[str, Any]:
         wanted = ", ".join(self.event_types)
         while True:
             waited = time.time() - self.started_at
@@ -134,8 +131,7 @@ class AgentSessionEventTrigger(BaseTrigger):
             wait = self.poll_timeout
             if self.timeout is not None:
                 wait = max(0, min(wait, int(self.timeout - waited)))
-            # The poll blocks up to ``wait`` seconds: a thread of the loop's executor holds it, not the loop.
-            answer = await asyncio.to_thread(poll_session_events, client, progress["session_id"], wait)
+            answer = await client.next_event(progress["session_id"], wait)
             progress["polls"] += 1
             progress["events_seen"] += len(answer.events)
             found = matching_event(answer.events, self.event_types)

@@ -38,6 +38,37 @@ CHART_WIDTH = 560
 SECTION_LIMIT = 1000
 
 User = Annotated[BaseUser, Depends(get_user)]
+
+
+class ListingQuery:
+    """The query of a listing page (sweeps, joins): the DAG and day filters and the page."""
+
+    def __init__(
+        self,
+        dag_id: str | None = None,
+        since: Annotated[str | None, Query(description="first day, YYYY-MM-DD")] = None,
+        until: Annotated[str | None, Query(description="last day, YYYY-MM-DD")] = None,
+        page: Annotated[int, Query(ge=1)] = 1,
+        per_page: Annotated[int, Query(ge=1, le=MAX_PER_PAGE)] = PER_PAGE,
+    ) -> None:
+        self.dag_id = dag_id or None
+        self.since, self.until = _day_range(since, until)
+        self.page, self.per_page = page, per_page
+        #: the filters as the page's form shows them back
+        self.filters = {"dag_id": dag_id or "", "since": since or "", "until": until or ""}
+
+    def query(self) -> dict[str, Any]:
+        """The keyword arguments of :func:`~cxone_provider.ui.data.list_sweeps` and ``list_joins``."""
+        return {
+            "dag_id": self.dag_id,
+            "since": self.since,
+            "until": self.until,
+            "page": self.page,
+            "per_page": self.per_page,
+        }
+
+
+Listing = Annotated[ListingQuery, Depends()]
 ReadsXCom = Depends(requires_access_dag("GET", DagAccessEntity.XCOM))
 
 # Detail strings of get_user's refusals that mean "no usable session": a browser logs in again.
@@ -97,23 +128,11 @@ def create_app() -> FastAPI:
         return FileResponse(HERE / "static" / "cxone.js", media_type="text/javascript")
 
     @app.get("/sweeps")
-    def sweeps(
-        request: Request,
-        user: User,
-        dag_id: str | None = None,
-        since: Annotated[str | None, Query(description="first day, YYYY-MM-DD")] = None,
-        until: Annotated[str | None, Query(description="last day, YYYY-MM-DD")] = None,
-        page: Annotated[int, Query(ge=1)] = 1,
-        per_page: Annotated[int, Query(ge=1, le=MAX_PER_PAGE)] = PER_PAGE,
-    ) -> Response:
-        start, end = _day_range(since, until)
+    def sweeps(request: Request, user: User, listing: Listing) -> Response:
         with metadata_session() as session:
             permitted = _readable_dag_ids(user)
-            found = data.list_sweeps(
-                session, permitted, dag_id=dag_id or None, since=start, until=end, page=page, per_page=per_page
-            )
+            found = data.list_sweeps(session, permitted, **listing.query())
             dag_ids = data.sweep_dag_ids(session, permitted)
-        filters = {"dag_id": dag_id or "", "since": since or "", "until": until or ""}
         return render(
             request,
             "sweeps.html",
@@ -121,8 +140,8 @@ def create_app() -> FastAPI:
             found=found,
             chart=_sweeps_chart(found.rows),
             dag_ids=dag_ids,
-            filters=filters,
-            page_url=_page_url_maker(filters, per_page),
+            filters=listing.filters,
+            page_url=_page_url_maker(listing.filters, listing.per_page),
         )
 
     @app.get("/sweeps/{dag_id}/{run_id}/{task_id}", dependencies=[ReadsXCom])
@@ -177,23 +196,11 @@ def create_app() -> FastAPI:
         )
 
     @app.get("/joins")
-    def joins(
-        request: Request,
-        user: User,
-        dag_id: str | None = None,
-        since: Annotated[str | None, Query(description="first day, YYYY-MM-DD")] = None,
-        until: Annotated[str | None, Query(description="last day, YYYY-MM-DD")] = None,
-        page: Annotated[int, Query(ge=1)] = 1,
-        per_page: Annotated[int, Query(ge=1, le=MAX_PER_PAGE)] = PER_PAGE,
-    ) -> Response:
-        start, end = _day_range(since, until)
+    def joins(request: Request, user: User, listing: Listing) -> Response:
         with metadata_session() as session:
             permitted = _readable_dag_ids(user)
-            found = data.list_joins(
-                session, permitted, dag_id=dag_id or None, since=start, until=end, page=page, per_page=per_page
-            )
+            found = data.list_joins(session, permitted, **listing.query())
             dag_ids = data.join_dag_ids(session, permitted)
-        filters = {"dag_id": dag_id or "", "since": since or "", "until": until or ""}
         counts = _join_counts(found.rows)
         return render(
             request,
@@ -203,8 +210,8 @@ def create_app() -> FastAPI:
             counts=counts,
             chart=_bar(counts, sum(counts.values())),
             dag_ids=dag_ids,
-            filters=filters,
-            page_url=_page_url_maker(filters, per_page),
+            filters=listing.filters,
+            page_url=_page_url_maker(listing.filters, listing.per_page),
             single=None,
         )
 

@@ -4,8 +4,8 @@
   the join downstream takes its ``session_id`` from the sensor's row, which needs the sandbox's
   extensions (``states_session_id``, ``join_mode="session"``; ``LEGACY_SANDBOX_EXTENSIONS``).
 - ``t_wait_<mode>``, ``t_wait_<mode>_timeout`` (3 s) and ``t_wait_<mode>_soft`` (3 s, ``soft_fail``) for
-  ``poke``, ``reschedule`` and ``deferrable``, run with ``dag.test()`` in ``tests/test_sensor.py``
-  (copied into its DAGs folder).
+  ``poke``, ``reschedule`` and ``deferrable``, run with ``dag.test()`` in
+  ``tests/sensors/test_agent_state_sensor.py`` (copied into its DAGs folder).
 
 Every DAG retries its tasks twice, so that a test sees that a refused key, an unknown agent or a
 timeout fails the sensor without a retry.

@@ -33,8 +33,10 @@ def summary(results: Any, joined: list[str]) -> dict[str, Any]:
 
 
 with DAG("cxone_e2e_chunked_sweep", schedule=None, start_date=pendulum.datetime(2026, 1, 1), catchup=False):
+    # [START howto_operator_sweep_chunked]
     sweep = JoinAgentSessionsOperator.partial(
         task_id="sweep", security_user={"agent_id": 1001}, max_concurrency=8, progress_interval_s=2
     ).expand(session_ids=chunked([f"sess-{FIRST_AGENT_ID + n}" for n in range(SESSIONS)], CHUNK_SIZE))
     sweep_output: Any = sweep.output
     summary(sweep_output, sessions_with(sweep, "Success"))
+    # [END howto_operator_sweep_chunked]
