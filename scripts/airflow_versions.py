@@ -53,7 +53,7 @@ FLOOR_NOT_AIRFLOW = (
     "tests/client/test_hostile.py",
     "tests/sweeps/test_pacing.py",
     "tests/provider/test_packaging.py",
-        "tests/domain/test_timezones.py",
+    "tests/domain/test_timezones.py",
     "tests/domain/test_conditions.py",
     "tests/domain/test_condition_table.py",
 )
