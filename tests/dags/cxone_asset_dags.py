@@ -54,3 +54,7 @@ with DAG(
     catchup=False,
 ) as consumer_dag:
     read_summary()
+
+with DAG("cxone_asset_mapped_sweep", schedule=None, start_date=START, catchup=False) as mapped_sweep_dag:
+    # Two chunks at once: a mapped sweep adds no asset event (docs/assets.md says why).
+    JoinAgentSessionsOperator.partial(task_id="sweep", hook_params=FAST).expand(agents=[[2001], [2002]])

@@ -114,3 +114,13 @@ def test_a_malformed_cxone_uri_is_refused_naming_it(uri):
 
 def test_airflow_normalises_the_tenant_through_the_provider_handler():
     assert Asset("cxone://T1/sweeps/qa/sweep").uri == "cxone://t1/sweeps/qa/sweep"
+
+
+@pytest.mark.usefixtures("airflow_db")
+def test_a_mapped_sweep_adds_no_event_and_its_chunks_succeed(cxone_sandbox):
+    run = fresh_dag("cxone_asset_dags", "cxone_asset_mapped_sweep").test()
+    assert run.state == "success"
+    chunks = [ti for ti in run.get_task_instances() if ti.task_id == "sweep"]
+    assert sorted(ti.map_index for ti in chunks) == [0, 1]
+    assert all(ti.state == "success" for ti in chunks)
+    assert _events(f"cxone://{SANDBOX_TENANT}/sweeps/cxone_asset_mapped_sweep/sweep") == []
