@@ -69,6 +69,7 @@ __all__ = [
     "conf",
     "needs_airflow",
     "redact",
+    "usable_sensor_mode",
 ]
 
 log = logging.getLogger(__name__)
@@ -85,6 +86,16 @@ def needs_airflow(feature: str, version: str, why: str) -> bool:
             "CXone: %s needs Airflow %s or newer (%s); this is Airflow %s", feature, version, why, AIRFLOW_VERSION
         )
     return False
+
+
+def usable_sensor_mode(mode: str) -> str:
+    """``mode``, or ``"poke"`` for ``"reschedule"`` below 3.1: Airflow 3.0's sensor base fails every
+    rescheduled try (it subtracts the first try's start date, which its execution API hands over as text)."""
+    if mode == "reschedule" and not needs_airflow(
+        "mode='reschedule' for CXone sensors", "3.1.0", "Airflow 3.0 fails every rescheduled sensor try; poking instead"
+    ):
+        return "poke"
+    return mode
 
 
 async def aget_connection(conn_id: str) -> Connection:

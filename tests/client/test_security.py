@@ -588,7 +588,7 @@ def test_a_secret_echoed_in_any_form_is_redacted_by_either_face(
 
 
 def test_airflows_masker_knows_every_form_the_hook_sends_a_secret_in(monkeypatch, server, face):
-    from airflow.sdk._shared.secrets_masker import redact
+    from cxone_provider.compat import redact
 
     server.route("POST", "/auth/token", lambda _: token_answer())
     face(connect(monkeypatch, server)).access_token()

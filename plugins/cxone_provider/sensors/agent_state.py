@@ -20,6 +20,7 @@ from cxone_provider.compat import (
     AirflowSensorTimeout,
     AirflowSkipException,
     conf,
+    usable_sensor_mode,
 )
 from cxone_provider.domain.agent_states import (
     describe_wanted,
@@ -94,6 +95,7 @@ class AgentStateSensor(CxoneTaskMixin, BaseSensorOperator):
         if "poke_interval" in kwargs:
             raise TypeError("AgentStateSensor takes poll_interval, not poke_interval")
         super().__init__(poke_interval=poll_interval, **kwargs)
+        self.mode = usable_sensor_mode(self.mode)
         self._init_cxone(cxone_conn_id, hook_params)
         self.agent_id = agent_id
         self.states = states
