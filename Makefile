@@ -53,10 +53,10 @@ docs: install
 	$(VENV)/bin/sphinx-build -W --keep-going -q -b html docs docs/_build/html
 	@echo "docs/_build/html/index.html"
 
-# A wheel and an sdist in dist/, checked as the package index would check them.
+# A wheel and an sdist in dist/, checked as the package index would check them (build and twine come with the
+# test extra; tests/provider/test_wheel_install.py runs the same two commands and installs the wheel).
 dist: install
 	rm -rf dist
-	$(PY) -m pip install --quiet "build>=1.2,<2" "twine>=5,<7"
 	$(PY) -m build --outdir dist .
 	$(VENV)/bin/twine check --strict dist/*
 
@@ -74,7 +74,7 @@ sdk-contract: install
 	$(VENV)/bin/pytest tests/sandbox/test_sdk_contract.py -p no:cacheprovider $(PYTEST_ARGS)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .airflow docs/_build dist
+	rm -rf $(VENV) .venvs .pytest_cache .mypy_cache .ruff_cache .airflow docs/_build dist
 
 demo: install
 	$(PY) scripts/demo.py

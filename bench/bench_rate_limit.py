@@ -11,7 +11,9 @@ answered 429 (from the sandbox's journal). The targets of issue 12: one sweep at
 
 Each figure is printed beside the same sweep with the code of ``--baseline-ref`` (by default the last
 commit before the sweep paced itself to a rate limit), exported from git and run in the same way
-against the same sandbox, in the same run of this script.
+against the same sandbox, in the same run of this script. Both sweeps use the deprecated ``session_ids=``
+form (against the sandbox's ``join_mode=session`` extension), the only form the baseline knows: the pacing
+measured here is the same for ``agents=`` sweeps, one join request per item either way.
 """
 
 from __future__ import annotations

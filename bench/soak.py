@@ -7,8 +7,10 @@ drops the connection of 2%, slows 1% by 200 ms, and issues 5-second tokens. The 
 hook's production retry policy unless told otherwise (``--max-attempts``, ``--backoff-initial-s``,
 ``--backoff-max-s``). Printed: the faults injected by kind (journal), the retries by reason (the
 sweep's stats) and whether they match, token requests and renewals against the expiries the wall time
-implies, outcomes by condition, lost sessions (computed: input ids not in exactly one condition list),
-wall time and joins/s. ``tests/sweeps/test_soak.py`` asserts the same accounting on 2,000 sessions.
+implies, outcomes by condition, lost sessions (computed: input agents not in exactly one condition list),
+wall time and joins/s. Each of the sandbox's generated agents is joined as itself, expecting its live session
+(the ``agents=`` form, CXone's published join). ``tests/sweeps/test_soak.py`` asserts the same accounting
+on 2,000 sessions.
 
 Exits 1 when a session is lost or the accounting does not add up.
 """
@@ -36,7 +38,7 @@ from typing import Any
 from cxone_provider.domain.conditions import JoinCondition
 from cxone_provider.hooks.cxone import CxoneHook
 from cxone_provider.operators.sweep import DEFAULT_MAX_CONCURRENCY, JoinAgentSessionsOperator
-from cxone_provider.testing import LEGACY_EXTENSIONS, SOAK_FAULTS, SandboxServer
+from cxone_provider.testing import SOAK_FAULTS, SandboxServer
 
 CONN_ID = "cxone_soak"
 TOKEN_LIFETIME_S = SOAK_FAULTS["token_lifetime_s"]
@@ -75,12 +77,12 @@ def row(label: str, value: object, note: str = "") -> None:
     print(f"  {label:<34} {value!s:>10}  {note}".rstrip())
 
 
-def report(result: dict[str, Any], journal: list[dict[str, Any]], session_ids: list[str], max_attempts: int) -> bool:
-    """Print the figures; return whether every session is accounted for and the counts agree."""
+def report(result: dict[str, Any], journal: list[dict[str, Any]], agent_ids: list[int], max_attempts: int) -> bool:
+    """Print the figures; return whether every agent's session is accounted for and the counts agree."""
     stats = result["stats"]
     joins = [e for e in journal if e["path"].endswith(JOIN_SUFFIX)]
     tokens = sorted((e for e in journal if e["path"] == TOKEN_PATH), key=lambda e: e["seq"])
-    outcomes = {o["session_id"]: o for o in result["outcomes"]}
+    outcomes = {o["agent_id"]: o for o in result["outcomes"]}
     ok = True
 
     print(f"\nfaults injected (journal, {len(joins)} join requests):")
@@ -94,18 +96,18 @@ def report(result: dict[str, Any], journal: list[dict[str, Any]], session_ids: l
     if other:
         row("other", other)
 
-    # Each faulted attempt is retried, but for the last attempt of a session that ran out of them.
-    by_session: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    # Each faulted attempt is retried, but for the last attempt of an agent that ran out of them.
+    by_agent: dict[int, list[dict[str, Any]]] = defaultdict(list)
     for entry in sorted(joins, key=lambda e: e["seq"]):
-        by_session[entry["params"].get("sessionId", "")].append(entry)
+        by_agent[int(entry["params"].get("asAgentId", 0))].append(entry)
     exhausted: Counter[str] = Counter()
-    for session_id in result["Default"]:
-        sent = by_session.get(session_id, [])
+    for agent_id in result["Default"]:
+        sent = by_agent.get(agent_id, [])
         if sent and sent[-1]["fault"] in RETRY_REASON:
             exhausted[RETRY_REASON[sent[-1]["fault"]]] += 1
     expected = Counter(RETRY_REASON[e["fault"]] for e in joins if e["fault"] in RETRY_REASON) - exhausted
     retries = Counter(stats.get("retries", {}))
-    print("\nretries by reason (sweep stats; journal faults less the last attempts of Default sessions):")
+    print("\nretries by reason (sweep stats; journal faults less the last attempts of Default agents):")
     for reason in sorted(set(retries) | set(expected)):
         match = retries[reason] == expected[reason]
         ok &= match
@@ -143,19 +145,19 @@ def report(result: dict[str, Any], journal: list[dict[str, Any]], session_ids: l
         row("  Default after all attempts", f"{honest}/{len(defaults)}")
     ok &= honest == len(defaults)
     joined_twice = sum(
-        1 for s in result["Success"] if sum(e["fault"] not in RETRY_REASON for e in by_session.get(s, [])) != 1
+        1 for a in result["Success"] if sum(e["fault"] not in RETRY_REASON for e in by_agent.get(a, [])) != 1
     )
     row("  Success not joined exactly once", joined_twice)
     ok &= joined_twice == 0
 
-    listed = Counter(s for condition in JoinCondition for s in result[condition.value])
-    once = {s for s, n in listed.items() if n == 1}
-    lost = len(set(session_ids) - once)
+    listed = Counter(a for condition in JoinCondition for a in result[condition.value])
+    once = {a for a, n in listed.items() if n == 1}
+    lost = len(set(agent_ids) - once)
     print()
-    row("sessions in", len(session_ids))
-    row("lost", lost, "(input ids not in exactly one condition list)")
+    row("agents in", len(agent_ids))
+    row("lost", lost, "(input agents not in exactly one condition list)")
     row("wall time", f"{elapsed:.1f}s")
-    row("joins/s", f"{len(session_ids) / elapsed:.0f}" if elapsed else "-")
+    row("joins/s", f"{len(agent_ids) / elapsed:.0f}" if elapsed else "-")
     return ok and lost == 0
 
 
@@ -189,26 +191,27 @@ def main() -> int:
     )
     print("  faults: " + ", ".join(f"{k}={v}" for k, v in faults.items() if k != "random_seed"))
     print("  hook: " + (", ".join(f"{k}={v}" for k, v in hook_params.items()) or "production defaults"))
-    session_ids = [f"sess-{5001 + n}" for n in range(args.sessions)]
+    # The sandbox's generated agents 5001… each have a live session sess-<agent id>; each item is joined
+    # as its own agent through the connection's key, expecting that session (CXone's published join).
+    agent_ids = [5001 + n for n in range(args.sessions)]
+    items = [{"agent_id": agent_id, "session_id": f"sess-{agent_id}"} for agent_id in agent_ids]
     # The journal must hold every request of the soak for its accounting (retries included).
     keep_all = {"journal_size": 4 * args.sessions}
-    with SandboxServer(
-        live_sessions=args.sessions, faults={**LEGACY_EXTENSIONS, **faults}, settings=keep_all
-    ) as sandbox:
+    with SandboxServer(live_sessions=args.sessions, faults=faults, settings=keep_all) as sandbox:
         name, value = sandbox.connection_env(CONN_ID)
         os.environ[name] = value
         operator = JoinAgentSessionsOperator(
             task_id="soak",
-            session_ids=session_ids,
-            security_user={"agent_id": 1001, "conn_id": CONN_ID},
+            agents=items,
+            cxone_conn_id=CONN_ID,
             max_concurrency=args.concurrency,
             progress_interval_s=3600,
             hook_params=hook_params,
         )
         result = operator.execute(context={})
         journal = settled_journal(sandbox)
-    ok = report(result, journal, session_ids, max_attempts)
-    print("\naccounting:", "every session accounted for, counts agree" if ok else "FAILED")
+    ok = report(result, journal, agent_ids, max_attempts)
+    print("\naccounting:", "every agent's session accounted for, counts agree" if ok else "FAILED")
     return 0 if ok else 1
 
 

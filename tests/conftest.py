@@ -21,7 +21,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pytest
 import requests
@@ -49,10 +49,11 @@ from cxone_provider.hooks.cxone import CxoneHook  # noqa: E402
 from cxone_provider.testing import LEGACY_EXTENSIONS, SandboxServer  # noqa: E402
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
 
 pytest_plugins = ["cxone_provider.testing"]
 
+<<<<<<< HEAD
 #: Where Airflow keeps DagBag, for the tests that parse DAG files the way the dag-processor does (moved in 3.2).
 DAGBAG_MODULE = "airflow.dag_processing.dagbag" if AIRFLOW_V_3_2_PLUS else "airflow.models.dagbag"
 #: For a test that reads a task's log or error from what ``dag.test()`` prints: Airflow 3.0 prints neither
@@ -65,6 +66,9 @@ reads_task_output = pytest.mark.skipif(
 counts_printed_lines = pytest.mark.skipif(
     not AIRFLOW_V_3_1_PLUS, reason="Airflow 3.0 prints every log record to the console besides capturing it"
 )
+=======
+T = TypeVar("T")
+>>>>>>> main
 
 
 def fresh_dag(module_name: str, dag_id: str) -> Any:
@@ -253,6 +257,37 @@ def fresh_sandbox(
         keep_legacy_extensions(server, monkeypatch)
     monkeypatch.setenv(*server.connection_env(conn_id))
     return server
+
+
+#: How long a test waits for something it expects: only a hang gets this far, so a loaded machine never fails a
+#: test by being slow, and a missing event still ends the test instead of stalling the run.
+HANG_S = 60.0
+
+
+def wait_for(condition: Callable[[], T], what: str, timeout: float = HANG_S) -> T:
+    """``condition()`` once it is truthy; fails, naming ``what``, only if not within ``timeout`` s (a hang)."""
+    deadline = time.monotonic() + timeout
+    while not (value := condition()):
+        assert time.monotonic() < deadline, f"{what}: not within {timeout:g}s"
+        time.sleep(0.02)
+    return value
+
+
+def idle(sandbox: Any) -> dict[str, Any]:
+    """``sandbox``'s state once no request is in flight: every request it received is in its journal."""
+    return wait_for(lambda: (state := sandbox.state())["inflight"] == 0 and state, "the sandbox finishing its requests")
+
+
+def source_copy(work: Path) -> Path:
+    """What a build reads (setup.cfg, pyproject.toml, README, plugins/), copied into ``work/source``: a build
+    from the copy leaves the checkout without build/ or egg-info."""
+    source = work / "source"
+    source.mkdir()
+    for name in ("setup.cfg", "pyproject.toml", "README.md"):
+        shutil.copy(REPO / name, source / name)
+    ignored = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info")
+    shutil.copytree(REPO / "plugins", source / "plugins", ignore=ignored)
+    return source
 
 
 def joins_sent(sandbox: Any) -> list[dict[str, Any]]:

@@ -37,6 +37,15 @@ class Answer:
     length: int | None = None  # Content-Length to announce for chunked-out bodies
 
 
+@dataclass
+class Served:
+    """How a chunked answer ended: how many chunks went out, and whether all did (or the client hung up)."""
+
+    path: str
+    chunks_sent: int
+    whole: bool
+
+
 Route = Callable[[Received], Answer]
 
 
@@ -46,6 +55,8 @@ class HostileServer:
     def __init__(self) -> None:
         self.routes: dict[tuple[str, str], Route] = {}
         self.received: list[Received] = []
+        self.served: list[Served] = []  # chunked answers, as each ends
+        self._served = threading.Condition()
         owner = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -73,15 +84,21 @@ class HostileServer:
                     return
                 self.send_header("Content-Length", str(answer.length or 0))
                 self.end_headers()
+                sent, whole = 0, False
                 try:
                     for chunk, pause in answer.chunks:
                         self.wfile.write(chunk)
                         self.wfile.flush()
+                        sent += 1
                         if pause:
                             time.sleep(pause)
+                    whole = True
                 except (BrokenPipeError, ConnectionResetError):
                     pass  # the client stopped reading: what a bounded reader does
                 self.close_connection = True
+                with owner._served:
+                    owner.served.append(Served(parts.path, sent, whole))
+                    owner._served.notify_all()
 
             do_GET = do_POST = do_PUT = do_DELETE = _handle
 
@@ -96,6 +113,12 @@ class HostileServer:
 
     def route(self, method: str, path: str, handler: Route) -> None:
         self.routes[(method, path)] = handler
+
+    def wait_served(self, count: int = 1, timeout: float = 60.0) -> list[Served]:
+        """The first ``count`` chunked answers, once they have ended; ``timeout`` only catches a hang."""
+        with self._served:
+            assert self._served.wait_for(lambda: len(self.served) >= count, timeout), self.served
+            return self.served[:count]
 
     def __enter__(self) -> HostileServer:
         self._thread.start()

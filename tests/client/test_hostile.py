@@ -1,10 +1,17 @@
-"""Hostile answers and inputs: each ends in a documented condition, in bounded time, with no secret."""
+"""Hostile answers and inputs: each ends in a documented condition, its reading cut short, with no secret."""
 
 from __future__ import annotations
 
-import time
+import contextlib
+import json
+import threading
+import zlib
+from typing import TYPE_CHECKING, Any
 
+import psutil
 import pytest
+from conftest import idle
+from hostile_server import Answer, HostileServer
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -16,6 +23,9 @@ from cxone_provider.hooks.cxone import CxoneHook
 from cxone_provider.operators.agent_session import JoinAgentSessionOperator
 from cxone_provider.operators.common import join_agent_session
 from cxone_provider.testing import LEGACY_EXTENSIONS
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 C = JoinCondition
 SECRETS = ("sandbox-qa-secret", "sandbox-client-secret", "sbx-at-", "sbx-rt-")
@@ -41,6 +51,18 @@ CLIENT_FAULTS = [
 ]
 
 
+def assert_cut_short(sandbox, fault: dict[str, float], attempts: int) -> None:
+    """A slow drip is cut at read_timeout (1 s) each attempt: the sandbox saw every drip end as its client
+    left, long before the 20 bytes' course ("still arriving after 1s" says the client gave up)."""
+    if "rate_slow_drip" not in fault:
+        return
+    idle(sandbox)
+    drips = [e for e in sandbox.journal() if e["fault"] == "slow_drip"]
+    assert len(drips) == attempts
+    course = 20 * fault["drip_interval_s"]
+    assert all(e["t_end"] - e["t_start"] < course for e in drips), drips
+
+
 @pytest.mark.parametrize(
     ("fault", "status", "attempts", "says"),
     [
@@ -51,15 +73,12 @@ CLIENT_FAULTS = [
 )
 def test_malformed_answers_are_default_in_bounded_time(cxone_sandbox, hostile, fault, status, attempts, says):
     cxone_sandbox.set_faults(**fault, path_filter="agent-sessions/join")
-    started = time.monotonic()
     outcome = join_agent_session(hostile, "sess-2001", 1001)
-    elapsed = time.monotonic() - started
     assert outcome.condition is C.DEFAULT
     assert outcome.status_code == status
     assert outcome.attempts == attempts
     assert says in outcome.message
-    # the slow drip is cut at read_timeout (1 s) per attempt, not after its 8 s of trickle
-    assert elapsed < 4
+    assert_cut_short(cxone_sandbox, fault, attempts)
     text = str(outcome.to_dict())
     assert not any(secret in text for secret in SECRETS)
     assert cxone_sandbox.state()["joins"] == []
@@ -72,10 +91,9 @@ def test_malformed_answers_are_the_same_error_on_both_faces(
     client = face(hostile)
     client.access_token()
     cxone_sandbox.set_faults(**fault, path_filter="agent-sessions/join")
-    started = time.monotonic()
     with pytest.raises(CxoneApiError) as failed:
         client.join("sess-2001", 1001)
-    assert time.monotonic() - started < 4  # the drip is cut at read_timeout (1 s) per attempt
+    assert_cut_short(cxone_sandbox, fault, attempts)
     assert (failed.value.http_status, failed.value.response.attempts) == (status, attempts)
     assert says in str(failed.value)
     assert not any(secret in str(failed.value) for secret in SECRETS)
@@ -174,3 +192,71 @@ def test_operator_without_a_dag_or_security_user_is_invalid_security_user(cxone_
     assert outcome.condition is C.INVALID_SECURITY_USER
     assert "no SetSecurityUserOperator is upstream" in outcome.message
     assert cxone_sandbox.journal() == []
+
+
+# --- a compressed answer is bounded by what it decompresses to (issue 26: keep the first audit's gzip bound) ---
+
+
+def _gzip_of_zeros(mebibytes: int) -> bytes:
+    packer = zlib.compressobj(9, zlib.DEFLATED, 31)  # wbits 31: the gzip format
+    block = b"0" * (1024 * 1024)
+    parts = [packer.compress(b'{"agentStates": [], "pad": "')]
+    parts += [packer.compress(block) for _ in range(mebibytes)]
+    return b"".join([*parts, packer.compress(b'"}'), packer.flush()])
+
+
+@contextlib.contextmanager
+def states_answered(monkeypatch, face, answer: Answer) -> Iterator[Any]:
+    """A client on ``face`` of a server that issues a token and answers ``agents/states`` with ``answer``."""
+    token = {"access_token": "gz-token-51f0", "token_type": "bearer", "expires_in": 3600}
+    with HostileServer() as server:
+        server.route("POST", "/auth/token", lambda _: Answer(200, body=json.dumps(token).encode()))
+        server.route("GET", "/inContactAPI/services/v33.0/agents/states", lambda _: answer)
+        api = server.url + "/inContactAPI/services/v33.0/"
+        extras = {"client_id": "app", "client_secret": "gz-client-secret", "api_base_url": api}
+        conn = {"conn_type": "cxone", "host": server.url, "login": "KEY-1", "password": "gz-7c2e", "extra": extras}
+        monkeypatch.setenv("AIRFLOW_CONN_CXONE_GZIP", json.dumps(conn))
+        yield face(CxoneHook("cxone_gzip", max_attempts=1))
+
+
+@pytest.mark.parametrize("status", [200, 500])
+def test_a_gzip_bomb_is_cut_at_the_body_limit_by_either_face(monkeypatch, face, status):
+    """1 GiB of JSON sent as 1 MB of gzip: read up to the body limit (8 MiB for a 2xx, 64 KiB for an
+    error) of what it decompresses to, not decompressed whole."""
+    headers = {"Content-Type": "application/json", "Content-Encoding": "gzip"}
+    with states_answered(monkeypatch, face, Answer(status, headers, _gzip_of_zeros(1024))) as client:
+        client.access_token()
+        process, reading = psutil.Process(), threading.Event()
+        before = peak = process.memory_info().rss
+
+        def watch() -> None:
+            nonlocal peak
+            while not reading.wait(0.005):
+                peak = max(peak, process.memory_info().rss)
+
+        watcher = threading.Thread(target=watch)
+        watcher.start()
+        try:
+            with pytest.raises(CxoneApiError) as cut:
+                client.agent_states()
+        finally:
+            reading.set()
+            watcher.join()
+    limit = "8192 KiB" if status == 200 else "64 KiB"
+    assert f"answer larger than {limit} (application/json), not read" in str(cut.value)
+    assert (peak - before) < 64 * 2**20, f"grew {(peak - before) / 2**20:.0f} MiB reading a 1 MB gzip answer"
+
+
+@pytest.mark.parametrize("coding", ["gzip", "x-gzip", "deflate", "raw-deflate", "identity", "br"])
+def test_a_compressed_answer_within_the_limit_reads_the_same_on_either_face(monkeypatch, face, coding):
+    rows = [{"agentId": 2000 + n, "agentStateName": "Available", "teamName": "QA"} for n in range(500)]
+    plain = json.dumps({"agentStates": rows, "totalRecords": len(rows)}).encode()
+    wbits = {"gzip": 31, "x-gzip": 31, "deflate": 15, "raw-deflate": -15}.get(coding)
+    if wbits is None:
+        body = plain  # identity; and a coding neither face undoes ("br") is read as sent: this is plain JSON
+    else:
+        packer = zlib.compressobj(6, zlib.DEFLATED, wbits)
+        body = packer.compress(plain) + packer.flush()
+    headers = {"Content-Type": "application/json", "Content-Encoding": "deflate" if coding == "raw-deflate" else coding}
+    with states_answered(monkeypatch, face, Answer(200, headers, body)) as client:
+        assert client.agent_states() == rows

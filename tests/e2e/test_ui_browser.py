@@ -9,9 +9,10 @@ opens the "CXone" nav entry, checks that the chart's bars and the table's counts
 XComs read through the REST API, opens a run, searches a session, and follows the "CXone outcome"
 extra link from a task instance page.
 
-Screenshots go to the test's output directory (printed at the end); with ``CXONE_UI_SCREENSHOTS=<dir>``
+It also opens Airflow's "Add Connection" form, picks the NICE CXone type and finds every field the provider
+declares. Screenshots go to the test's output directory (printed at the end); with ``CXONE_UI_SCREENSHOTS=<dir>``
 they are also copied there: ``CXONE_UI_SCREENSHOTS=docs make test PYTEST_ARGS="tests/e2e/test_ui_browser.py"``
-refreshes the docs' pictures (docs/ui.md).
+refreshes the docs' pictures (docs/ui.md, docs/connection.md).
 
 This file is not ``tests/e2e/test_ui.py``: ``tests/ui/test_ui.py`` exists, and pytest's default import mode
 cannot collect two test modules of the same name from folders without ``__init__.py``.
@@ -42,7 +43,9 @@ from airflow_stack import (
     unavailable,
 )
 
+from cxone_provider.client.fields import CONNECTION_FIELDS
 from cxone_provider.domain.conditions import JoinCondition
+from cxone_provider.get_provider_info import get_provider_info
 from cxone_provider.links import LINK_NAME
 from cxone_provider.testing import SandboxServer
 
@@ -61,6 +64,10 @@ FAULTY_JOINS = {"rate_no_session_id": 0.3, "path_filter": "agent-sessions/join",
 LIVE_SESSIONS = 24
 #: The screenshots docs/ui.md shows, copied to ``$CXONE_UI_SCREENSHOTS`` (the others stay in the output dir).
 README_SCREENSHOTS = ("cxone-sweeps", "cxone-run", "cxone-joins", "airflow-join_agent_session-extra-link")
+#: The connection form's pictures docs/connection.md shows, copied with them.
+CONNECTION_SCREENSHOTS = ("airflow-cxone-connection-form", "airflow-cxone-connection-extras")
+#: Tall enough for the dialog with every extra field open: an element's screenshot is cut at the viewport.
+FORM_VIEWPORT = {"width": 1200, "height": 1900}
 
 
 @dataclass
@@ -171,7 +178,7 @@ def page(stack: Stack, browser: Any, request: pytest.FixtureRequest) -> Iterator
     if copy_to:
         target = Path(copy_to)
         target.mkdir(parents=True, exist_ok=True)
-        for name in README_SCREENSHOTS:
+        for name in (*README_SCREENSHOTS, *CONNECTION_SCREENSHOTS):
             shot = stack.shots / f"{name}.png"
             if shot.exists():  # a failed test leaves its picture out; the old one stays
                 shutil.copy(shot, target / shot.name)
@@ -321,3 +328,38 @@ def test_signed_out_browser_gets_the_login_page_not_data(stack: Stack, browser: 
         assert "sess-" not in response.text()
     finally:
         context.close()
+
+
+def test_connection_form_shows_every_cxone_field(stack: Stack, page: Any) -> None:
+    """Airflow's own "Add Connection" form with the NICE CXone type: each field the provider declares
+    (``cxone_provider/client/fields.py``), with its label and help, Airflow's own fields relabelled."""
+    from playwright.sync_api import expect
+
+    (kind,) = get_provider_info()["connection-types"]
+    form = page.context.new_page()  # the admin's session, a taller window
+    form.set_viewport_size(FORM_VIEWPORT)
+    try:
+        form.goto(f"{stack.base_url}/connections")
+        form.get_by_role("button", name="Add Connection").click()
+        dialog = form.get_by_role("dialog")
+        dialog.locator("input[name=connection_id]").fill("cxone_default")
+        chooser = dialog.get_by_role("combobox")
+        chooser.click()
+        chooser.fill(kind["hook-name"])
+        form.get_by_role("option", name=kind["hook-name"], exact=True).click()
+        for field in (f for f in CONNECTION_FIELDS if not f.extra):
+            expect(dialog.get_by_text(field.label, exact=True)).to_be_visible()
+        expect(dialog.get_by_text("Port", exact=True)).to_have_count(0)  # hidden: CXone has none
+        shoot_element(stack, form, dialog, "airflow-cxone-connection-form")
+        dialog.get_by_role("button", name="Extra Fields", exact=True).click()
+        for field in (f for f in CONNECTION_FIELDS if f.extra):
+            expect(dialog.get_by_text(field.label, exact=True)).to_be_visible()
+            expect(dialog.get_by_text(field.help, exact=True)).to_be_visible()
+        shoot_element(stack, form, dialog, "airflow-cxone-connection-extras")
+    finally:
+        form.close()
+
+
+def shoot_element(stack: Stack, page: Any, element: Any, name: str) -> None:
+    page.wait_for_load_state("networkidle")
+    element.screenshot(path=str(stack.shots / f"{name}.png"))

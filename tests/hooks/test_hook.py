@@ -6,7 +6,7 @@ import logging
 import time
 
 import pytest
-from conftest import changed_connection
+from conftest import changed_connection, idle, wait_for
 
 from cxone_provider.client.policy import RETRY_POLICY, RetryWhen
 from cxone_provider.domain.classification import ROUTE_NOT_FOUND
@@ -421,9 +421,14 @@ def test_a_state_changing_call_is_not_repeated_after_a_read_timeout(cxone_sandbo
     with pytest.raises(CxoneApiError, match="no HTTP answer") as unanswered:
         _send_once_after_read_timeout(hook, call)
     assert unanswered.value.response.attempts == 1
-    time.sleep(0.8)  # let the one request the sandbox received finish
-    sent = [e for e in cxone_sandbox.journal() if e["path"].endswith(path_part) and e["method"] != "GET"]
-    assert len(sent) == 1, sent
+
+    def sent() -> list[dict]:
+        return [e for e in cxone_sandbox.journal() if e["path"].endswith(path_part) and e["method"] != "GET"]
+
+    # The hook has returned, so it sends nothing more: once the sandbox has finished what it received, count.
+    wait_for(sent, "the call in the journal")
+    idle(cxone_sandbox)
+    assert len(sent()) == 1, sent()
 
 
 def test_a_state_changing_call_is_retried_when_the_connection_is_refused(cxone_sandbox, make_hook):

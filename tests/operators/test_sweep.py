@@ -171,7 +171,9 @@ def test_a_429_storm_shrinks_the_concurrency_and_loses_nothing(sandbox):
 
 
 def test_the_sweep_finds_the_tenants_rate_limit_and_keeps_to_it(sandbox):
-    sandbox.set_faults(rate_limit_rps=100, latency_ms=5)
+    # 30 a second: 16 workers outrun that on any machine, so the sweep meets the limit however loaded this one is
+    # (at 100 a second a slow run could stay under it and find nothing).
+    sandbox.set_faults(rate_limit_rps=30, latency_ms=5)
     live = [f"sess-{5001 + n}" for n in range(LIVE)]
     result = sweep(live, max_concurrency=16)
 

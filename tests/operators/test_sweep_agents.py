@@ -186,3 +186,29 @@ def test_qa_sweep_dag_reviews_every_live_agent_session(cxone_sandbox, tmp_path):
     assert {(int(float(r["agent_id"])), r["session_id"]) for r in rows} == {
         (a["agent_id"], a["session_id"]) for a in logged_in
     }
+
+
+# --- a tenant's own condition rules (issue 21, item 3): the sweep takes them as the single join does ---------
+
+
+def test_the_sweeps_condition_rules_decide_each_join(sandbox):
+    # Agent 2009 is not logged in: CXone answers its join 404. This tenant reads every 404 as Default.
+    plain = sweep([2001, 2009])
+    assert plain["Success"] == [2001]
+    assert 2009 not in plain["Default"]
+    ruled = sweep([2001, 2009], condition_rules=[{"status": 404, "condition": "Default"}])
+    assert (ruled["Success"], ruled["Default"]) == ([2001], [2009])
+    (outcome,) = [o for o in ruled["outcomes"] if o["agent_id"] == 2009]
+    assert outcome["status_code"] == 404
+    assert "condition_rules[0]" in outcome["message"]
+
+
+def test_a_sweeps_bad_condition_rule_is_refused_when_the_dag_is_parsed_naming_it():
+    from cxone_provider.exceptions import ConditionRulesError
+
+    with pytest.raises(ConditionRulesError, match=r"sweep: condition_rules\[0\]\.pattern '\(unclosed'"):
+        JoinAgentSessionsOperator(
+            task_id="sweep",
+            agents=[2001],
+            condition_rules=[{"status": 404, "pattern": "(unclosed", "condition": "InvalidAgentId"}],
+        )

@@ -556,3 +556,49 @@ def test_apiversion_as_a_list_of_versions(
         monkeypatch.setenv(*server.connection_env())
         _, _, checks = run_doctor()
     assert (checks["apiversion"].result, checks["apiversion"].detail) == (result, detail)
+
+
+# --- issue 26, 2: a record holds no form of a secret an echoing server sends back ---------------------------
+
+
+def test_a_record_holds_no_form_of_a_secret_an_echoing_token_server_sent_back(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A proxy in front of the token endpoint that quotes the request it refused: its Basic header (the
+    base64 of ``client_id:client_secret``) and its form body, in lower-case hex and HTML-escaped."""
+    import html
+    from urllib.parse import quote, quote_plus
+
+    from hostile_server import Answer, HostileServer
+
+    secret, client_secret = "Acc3ss+Key/Secret=With&Odd'Chars-42", "client-secret-9e4d"
+    basic = base64.b64encode(f"app:{client_secret}".encode()).decode()
+
+    def lower_hex(text: str) -> str:
+        return re.sub(r"%[0-9A-F]{2}", lambda hit: hit.group().lower(), text)
+
+    def echo(request: Any) -> Answer:
+        seen = f"{request.headers.get('Authorization')} {request.body.decode()}"
+        body = {"error": "invalid_request", "error_description": lower_hex(seen)}
+        return Answer(400, {"Content-Type": "application/json", "X-Echo": "1"}, json.dumps(body).encode())
+
+    def page(request: Any) -> Answer:
+        title = html.escape(f"Rejected {request.headers.get('Authorization')} {secret}")
+        return Answer(400, {"Content-Type": "text/html"}, f"<html><title>{title}</title></html>".encode())
+
+    forms = {basic, secret, client_secret, html.escape(secret), html.escape(secret, quote=False)}
+    for encoded in (quote(secret, safe=""), quote_plus(secret)):
+        forms |= {encoded, lower_hex(encoded)}
+    for handler in (echo, page):
+        with HostileServer() as server:
+            server.route("POST", "/auth/token", handler)
+            extras = {"client_id": "app", "client_secret": client_secret, "api_base_url": server.url + "/x/"}
+            conn = {"conn_type": "cxone", "host": server.url, "login": "KEY-1", "password": secret, "extra": extras}
+            monkeypatch.setenv("AIRFLOW_CONN_CXONE_ECHO", json.dumps(conn))
+            path = tmp_path / f"{handler.__name__}.json"
+            lines: list[str] = []
+            assert doctor.main(["--conn-id", "cxone_echo", "--record", str(path)], out=lines.append) == 1
+        text = path.read_text(encoding="utf-8")
+        assert "Basic <redacted>" in text or "Rejected Basic ***" in text  # the echo was recorded, cut
+        leaked = sorted(form for form in forms if form in text or form in "\n".join(lines))
+        assert leaked == [], f"{handler.__name__}: {leaked}"

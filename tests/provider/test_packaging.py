@@ -13,7 +13,6 @@ import ast
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import textwrap
@@ -22,7 +21,7 @@ from email.parser import Parser
 from pathlib import Path
 
 import pytest
-from conftest import REPO
+from conftest import REPO, source_copy
 from packaging.requirements import Requirement
 
 PROVIDER = REPO / "plugins" / "cxone_provider"
@@ -103,15 +102,7 @@ def pip(*args: str) -> None:
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The wheel ``pip wheel`` builds from a copy of the sources (setup.cfg, pyproject.toml, README, plugins/)."""
     work = tmp_path_factory.mktemp("wheel")
-    source = work / "source"
-    source.mkdir()
-    for name in ("setup.cfg", "pyproject.toml", "README.md"):
-        shutil.copy(REPO / name, source / name)
-    shutil.copytree(
-        REPO / "plugins",
-        source / "plugins",
-        ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info"),
-    )
+    source = source_copy(work)
     out = work / "dist"
     pip("wheel", "--no-deps", "--wheel-dir", str(out), str(source))
     (built,) = out.glob("airflow_provider_cxone-*.whl")

@@ -10,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 import sandbox_http
+from conftest import idle
 from sandbox_http import api, assert_error, get_token, join, join_url
 
 from cxone_provider.testing import SandboxServer
@@ -104,11 +105,11 @@ def test_faults_spare_auth_unless_asked(sb: SandboxServer) -> None:
 
 
 def test_admin_is_never_faulted(sb: SandboxServer) -> None:
-    sb.set_faults(rate_drop=1.0, apply_to_auth=True, latency_ms=2000)
-    started = time.monotonic()
+    # Ten minutes of latency: were the admin routes delayed, these calls would end in their 30 s timeout.
+    sb.set_faults(rate_drop=1.0, apply_to_auth=True, latency_ms=600_000)
     assert sb.state()["join_calls"] == 0
     assert sb.journal() == []
-    assert time.monotonic() - started < 1
+    assert sb.state()["inflight"] == 0
 
 
 def test_latency_overlaps_across_concurrent_requests(sb: SandboxServer, token: str) -> None:
@@ -117,12 +118,10 @@ def test_latency_overlaps_across_concurrent_requests(sb: SandboxServer, token: s
     assert api(sb, "GET", "agents/1001", token).status_code == 200
     assert time.monotonic() - started >= 0.2
     sb.clear_journal()
-    started = time.monotonic()
     with ThreadPoolExecutor(8) as pool:
         statuses = list(pool.map(lambda s: join(sb, token, 1001, s).status_code, ["sess-2001"] * 8))
-    elapsed = time.monotonic() - started
     assert statuses == [202] * 8
-    assert elapsed < 0.2 * 8 / 2, "latency must not serialise requests"
+    # latency must not serialise requests: the server held several at once
     assert max(e["inflight"] for e in sb.journal()) > 1
 
 
@@ -245,26 +244,24 @@ def test_slow_drip_outlasts_a_per_read_timeout(sb: SandboxServer, token: str) ->
 
 
 def test_slow_drip_times_out_blocks_nothing_and_survives_disconnects(sb: SandboxServer, token: str) -> None:
-    sb.set_faults(rate_slow_drip=1.0, drip_interval_s=2.0, path_filter="agent-sessions/join")
+    # A byte a minute: a client reading with a 10 s timeout gets nothing of the body, so each step below shows
+    # what it says without timing it.
+    sb.set_faults(rate_slow_drip=1.0, drip_interval_s=60.0, path_filter="agent-sessions/join")
     headers = {"Authorization": f"Bearer {token}"}
-    started = time.monotonic()
-    streamed = requests.post(join_url(sb), headers=headers, stream=True, timeout=(5, 5))
-    assert time.monotonic() - started < 0.4, "headers come at once"
+    # The headers come at once, not after the first interval.
+    streamed = requests.post(join_url(sb), headers=headers, stream=True, timeout=(5, 10))
     assert streamed.status_code == 200
-    # While it drips, the server answers others at once.
-    started = time.monotonic()
+    # While it drips, the server answers others.
     assert api(sb, "GET", "agents/1001", token).status_code == 200
-    assert time.monotonic() - started < 0.4
     # A read timeout shorter than the interval fires (requests reports it as a ConnectionError).
     with pytest.raises(requests.exceptions.RequestException, match="timed out"):
         requests.post(join_url(sb), headers=headers, timeout=(5, 0.2))
     streamed.close()  # the client leaves mid-drip
-    deadline = time.monotonic() + 3
-    while len(drips := [e for e in sb.journal() if e["fault"] == "slow_drip"]) < 2 and time.monotonic() < deadline:
-        time.sleep(0.05)
+    # Each ends as its client leaves: not after its 20 min course, nor even after the current minute's interval.
+    idle(sb)
+    drips = [e for e in sb.journal() if e["fault"] == "slow_drip"]
     assert len(drips) == 2
-    # Each ends as its client leaves: not after its 40 s course, nor even after the current interval.
-    assert all(e["t_end"] - e["t_start"] < 1.5 for e in drips), drips
+    assert all(e["t_end"] - e["t_start"] < 60 for e in drips), drips
     assert all(e["status"] == 200 for e in drips)
     assert "Traceback" not in sb.log()
     assert "ASGI callable" not in sb.log()

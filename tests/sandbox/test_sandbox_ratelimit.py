@@ -30,12 +30,12 @@ def a_token(sandbox) -> str:
 
 def test_over_the_budget_a_request_gets_429_with_whole_second_retry_after(cxone_sandbox):
     token = a_token(cxone_sandbox)
-    cxone_sandbox.set_faults(rate_limit_rps=5, rate_limit_burst=5)
+    # A bucket of 5 refilled once a minute: however slowly this machine sends, the sixth request finds it empty.
+    cxone_sandbox.set_faults(rate_limit_rps=1 / 60, rate_limit_burst=5)
     answers = [api(cxone_sandbox, token) for _ in range(12)]
     statuses = [a.status_code for a in answers]
-    assert statuses[:5] == [200] * 5  # the burst
+    assert statuses == [200] * 5 + [429] * 7  # the burst, then nothing until the bucket refills
     throttled = [a for a in answers if a.status_code == 429]
-    assert len(throttled) >= 6
     for answer in throttled:
         # An Agent API error as NICE publishes it: the status and icStatusDescription, no body.
         assert (answer.headers["icStatusDescription"], answer.content) == ("TooManyRequests", b"")
@@ -48,7 +48,7 @@ def test_over_the_budget_a_request_gets_429_with_whole_second_retry_after(cxone_
 
 def test_the_budget_is_shared_by_every_client(cxone_sandbox):
     tokens = [a_token(cxone_sandbox) for _ in range(2)]
-    cxone_sandbox.set_faults(rate_limit_rps=10, rate_limit_burst=10)
+    cxone_sandbox.set_faults(rate_limit_rps=1 / 60, rate_limit_burst=10)  # no refill within the test
     counts = {0: 0, 1: 0}
 
     def client(n: int) -> None:
@@ -61,9 +61,8 @@ def test_the_budget_is_shared_by_every_client(cxone_sandbox):
         thread.start()
     for thread in threads:
         thread.join()
-    # 20 requests in well under a second against a bucket of 10 refilled at 10/s: about 10 get through,
-    # whichever client sends them.
-    assert 10 <= counts[0] + counts[1] <= 14
+    # 20 requests against one bucket of 10: 10 get through, whichever client sends them.
+    assert counts[0] + counts[1] == 10
 
 
 def test_at_the_rate_nothing_is_throttled(cxone_sandbox):

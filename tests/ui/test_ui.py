@@ -460,6 +460,22 @@ def test_run_page_downloads_csv_and_json(runs, admin):
     assert [r["session_id"] for r in csv.DictReader(io.StringIO(searched))] == ["sess-2001"]
 
 
+def test_a_sweep_of_agents_shows_each_agent_beside_its_live_session(runs, admin):
+    """The QA example sweeps agents= (CXone's published join): its page and CSV name each agent and the
+    live session CXone answered for it (issue 21: the UI uses the (agent, session) form)."""
+    client, _ = admin
+    result = xcom(runs["qa"], "sweep")
+    live = {int(agent): session for agent, session in result["live_sessions"].items()}
+    assert result["Success"]
+    assert sorted(live) == sorted(result["Success"])
+    base = run_url(runs["qa"], "sweep")
+    page = client.get(base).text
+    for agent_id, session_id in live.items():
+        assert f'<tr data-session-id="{session_id}" data-agent-id="{agent_id}"><td>{agent_id}</td>' in page
+    rows = list(csv.DictReader(io.StringIO(client.get(base + "/sessions.csv").text)))
+    assert {int(r["agent_id"]): r["session_id"] for r in rows if r["condition"] == "Success"} == live
+
+
 def test_unknown_run_is_a_404_that_says_what_was_missing(admin):
     client, _ = admin
     response = client.get(f"/cxone/sweeps/{SWEEP_DAG}/no_such_run/sweep")

@@ -10,6 +10,7 @@ import json
 import math
 import re
 import time
+import zlib
 from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import urljoin, urlsplit
@@ -38,6 +39,46 @@ def is_redirect(status: int) -> bool:
 def body_limit(status: int) -> int:
     """How much of an answer's body is read: a 2xx is data, anything else only a message."""
     return MAX_ANSWER_BYTES if 200 <= status < 300 else MAX_BODY_BYTES
+
+
+# zlib's window bits for each Content-Encoding undone (16 + …: the gzip wrapper).
+_WBITS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
+
+
+class BoundedDecoder:
+    """An answer's ``Content-Encoding`` undone a chunk at a time, never into more than the room left.
+
+    A 1 MB gzip of zeros is 1 GiB of text: a decoder that inflates each chunk it is given whole (httpx's)
+    makes a few hundred MiB of one network chunk before a body limit is checked. zlib's ``max_length``
+    stops at the room left instead. ``gzip``/``x-gzip`` and ``deflate`` (zlib-wrapped or raw, as httpx
+    reads it) are undone; any other coding is passed on as sent, still bounded by the body limit.
+    """
+
+    def __init__(self, content_encoding: str | None) -> None:
+        coding = (content_encoding or "").strip().lower()
+        self._wbits = _WBITS.get(coding)
+        self._inflate = zlib.decompressobj(self._wbits) if self._wbits is not None else None
+        self._first = True
+
+    def decode(self, data: bytes, room: int) -> bytes:
+        """At most ``room`` bytes of what ``data`` decodes to (what is left over is never needed: the
+        caller stops once the body is over its limit).
+
+        :raises ValueError: the data is not in the coding the answer names.
+        """
+        if self._inflate is None:
+            return data[:room]
+        first, self._first = self._first, False
+        try:
+            return self._inflate.decompress(data, max(room, 1))
+        except zlib.error as error:
+            if first and self._wbits == zlib.MAX_WBITS:  # a raw deflate stream, without zlib's header
+                self._inflate, self._wbits = zlib.decompressobj(-zlib.MAX_WBITS), -zlib.MAX_WBITS
+                return self.decode(data, room)
+            raise ValueError(f"the answer is not valid {self._coding_name()} data: {error}") from None
+
+    def _coding_name(self) -> str:
+        return "deflate" if self._wbits is not None and abs(self._wbits) == zlib.MAX_WBITS else "gzip"
 
 
 def still_arriving(read_timeout: float, read: int) -> str:

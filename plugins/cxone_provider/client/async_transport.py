@@ -18,6 +18,7 @@ from tenacity import AsyncRetrying
 
 from cxone_provider.client.answers import (
     BASE_HEADERS,
+    BoundedDecoder,
     body_limit,
     is_redirect,
     redirect_answer,
@@ -119,13 +120,17 @@ class AsyncTransport(TransportBase):
         try:
             # The read timeout bounds each read; this bounds the whole body (a trickle never ends otherwise).
             async with asyncio.timeout(self.settings.read_timeout):
-                async for chunk in response.aiter_bytes():
-                    raw += chunk
+                # Raw bytes, decoded here within the limit: httpx would inflate each chunk whole.
+                decoder = BoundedDecoder(response.headers.get("Content-Encoding"))
+                async for chunk in response.aiter_raw():
+                    raw += decoder.decode(chunk, limit + 1 - len(raw))
                     if len(raw) > limit:
                         break
                 else:
                     complete = True
         except TimeoutError:
             raise httpx.ReadTimeout(still_arriving(self.settings.read_timeout, len(raw))) from None
+        except ValueError as undecodable:
+            raise httpx.DecodingError(str(undecodable), request=response.request) from None
         status, reason = response.status_code, response.reason_phrase
         return self.answer(bytes(raw), complete, limit, status, reason, response.headers, response.encoding)

@@ -8,9 +8,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final
-from urllib.parse import parse_qsl, quote, quote_plus, urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 from cxone_provider.client.auth import jwt_claims
+from cxone_provider.client.secrets import basic_credentials, secret_forms
 
 if TYPE_CHECKING:
     import requests
@@ -84,6 +85,9 @@ class Recorder:
         settings = hook.settings
         for secret in (settings.access_key_id, settings.access_key_secret, settings.client_id, settings.client_secret):
             self.secret(secret)
+        if settings.client_id and settings.client_secret:
+            # The token request's Basic header: a proxy that echoes it puts the pair's base64 in its answer.
+            self.secret(basic_credentials(settings.client_id, settings.client_secret))
         self.origin(settings.auth_host, AUTH_HOST)
         if settings.api_base_url:
             self.origin(settings.api_base_url, API_HOST)
@@ -107,8 +111,9 @@ class Recorder:
             self.origin(endpoint, API_HOST)
 
     def secret(self, value: str | None) -> None:
+        """Cut ``value`` out of the record in every form the hook's own redaction knows (:func:`secret_forms`)."""
         if value:
-            self._secrets.update({value, quote(value, safe=""), quote_plus(value)})
+            self._secrets.update(secret_forms(value))
 
     def origin(self, url: str, placeholder: str) -> None:
         parts = urlsplit(url)

@@ -5,8 +5,8 @@ task on one worker. When there are more sessions than one worker should hold, sp
 :func:`chunked` (a literal list, at parse time) or :func:`chunk_sessions` (an upstream task's output)
 and map the sweep over the chunks::
 
-    sweep = JoinAgentSessionsOperator.partial(task_id="sweep", security_user=...).expand(
-        session_ids=chunk_sessions(listing.output, 500)
+    sweep = JoinAgentSessionsOperator.partial(task_id="sweep").expand(
+        agents=chunk_sessions(listing.output, 500)
     )
     monitor.expand(session_id=sessions_with(sweep, "Success"))
 
@@ -78,7 +78,7 @@ def chunked(ids: Any, size: int) -> list[list[Any]]:
 
 
 def chunk_sessions(ids: XComArg | Any, size: int, *, task_id: str | None = None) -> XComArg:
-    """:func:`chunked` as a task: the chunks of an upstream output, to ``.expand(session_ids=…)`` over.
+    """:func:`chunked` as a task: the chunks of an upstream output, to ``.expand(agents=…)`` over.
 
     :param ids: an ``XComArg`` (``listing.output``) or a list.
     :param size: most distinct sessions per chunk; checked when the DAG is parsed.

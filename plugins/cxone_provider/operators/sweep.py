@@ -11,16 +11,19 @@ from __future__ import annotations
 
 import math
 import warnings
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from airflow.exceptions import AirflowProviderDeprecationWarning
 
 from cxone_provider.assets import sweep_extra
 from cxone_provider.domain.agent_sessions import AgentSessionItem, distinct_items
+from cxone_provider.domain.condition_rules import parse_condition_rules
 from cxone_provider.domain.conditions import InputRejected
 from cxone_provider.domain.inputs import check_session_id
 from cxone_provider.domain.outcomes import JoinOutcome
 from cxone_provider.domain.security_user import parse_security_user
+from cxone_provider.exceptions import ConditionRulesError
 from cxone_provider.hooks.cxone import CxoneHook
 from cxone_provider.links import SweepOutcomeLink
 from cxone_provider.operators.agent_states import ListAgentSessionsOperator, live_sessions
@@ -41,9 +44,11 @@ from cxone_provider.sweeps.report import report_location
 from cxone_provider.sweeps.result import distinct_sessions
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Callable, Mapping, Sequence
 
     from airflow.sdk import Context
+
+    from cxone_provider.domain.condition_rules import ConditionRule
 
 # ListAgentSessionsOperator lives in agent_states.py; it is also importable from here, where the
 # docs and the DAGs have always found it.
@@ -105,6 +110,10 @@ class JoinAgentSessionsOperator(CxoneBaseOperator):
         it passes, no further session is sent, the joins in flight finish their current attempt, and
         every session not joined ends in ``Default`` with the message "not joined: the sweep's
         deadline … passed"; the task succeeds with them listed, and ``stats.deadline_passed`` says so.
+    :param condition_rules: the tenant's own readings of error answers, as for
+        :class:`~cxone_provider.operators.agent_session.JoinAgentSessionOperator`: tried for every join before
+        the connection's extra ``condition_rules`` and the published table (``docs/conditions.md``);
+        checked when the DAG is parsed.
     :param emit_asset: when the sweep succeeds, add an event to its Asset
         ``cxone://<tenant>/sweeps/<dag_id>/<task_id>`` whose ``extra`` summarises it (``docs/assets.md``);
         default on.
@@ -130,6 +139,7 @@ class JoinAgentSessionsOperator(CxoneBaseOperator):
         keep_checkpoint: bool = False,
         report_path: str | None = None,
         deadline_s: float | None = None,
+        condition_rules: Sequence[Mapping[str, Any]] | str | None = None,
         emit_asset: bool = True,
         **kwargs: Any,
     ) -> None:
@@ -165,6 +175,11 @@ class JoinAgentSessionsOperator(CxoneBaseOperator):
         self.keep_checkpoint = keep_checkpoint
         self.report_path = report_path
         self.emit_asset = emit_asset
+        self.condition_rules = condition_rules
+        try:
+            self._rules = parse_condition_rules(condition_rules)
+        except ValueError as bad:
+            raise ConditionRulesError(f"{self.task_id}: {bad}") from None
         if emit_asset:
             self.declare_asset("sweeps")
 
@@ -196,7 +211,7 @@ class JoinAgentSessionsOperator(CxoneBaseOperator):
             conn_id = self.cxone_conn_id or CxoneHook.default_conn_name
             # The checkpoint is of this input: these items, joined through this connection.
             fingerprint = [f"agents via {conn_id}"] + [f"{i.key} {i.session_id or ''}" for i in items]
-            joiner: Callable[[CxoneHook, Any], JoinOutcome] = _join_item
+            joiner: Callable[[CxoneHook, Any], JoinOutcome] = partial(_join_item, rules=self._rules)
         else:
             jobs, duplicates = distinct_sessions(as_list("session_ids", self.session_ids) or [])
             try:
@@ -206,7 +221,7 @@ class JoinAgentSessionsOperator(CxoneBaseOperator):
                 return engine.result(outcomes, duplicates, {"requests": 0}).to_xcom()
             conn_id = connection_for(user, self.cxone_conn_id)
             fingerprint = [f"agent {user.agent_id} via {conn_id}"] + [key for key, _ in jobs]
-            joiner = _session_joiner(user.agent_id)
+            joiner = _session_joiner(user.agent_id, self._rules)
 
         checkpoint = SweepCheckpoint.for_task(self.checkpoint_path, context, fingerprint, self.log)
         result = engine.run(lambda **pacing: self._hook(conn_id, **pacing), joiner, jobs, duplicates, checkpoint)
@@ -222,17 +237,17 @@ class JoinAgentSessionsOperator(CxoneBaseOperator):
         return self.make_hook(conn_id, pool_size=self.hook_params.get("pool_size", pool_size), **pacing)
 
 
-def _join_item(hook: CxoneHook, item: AgentSessionItem) -> JoinOutcome:
+def _join_item(hook: CxoneHook, item: AgentSessionItem, *, rules: Sequence[ConditionRule] = ()) -> JoinOutcome:
     """Join ``item``'s agent's live session as that agent; its outcome, keyed by the item."""
     if item.rejected is not None or item.agent_id is None:
         return rejected_item(item)
-    outcome = join_agent_session(hook, item.session_id, item.agent_id)
+    outcome = join_agent_session(hook, item.session_id, item.agent_id, condition_rules=rules)
     outcome.agent_id = item.agent_id
     outcome.item_key = item.key
     return outcome
 
 
-def _session_joiner(agent_id: int) -> Callable[[CxoneHook, Any], JoinOutcome]:
+def _session_joiner(agent_id: int, rules: Sequence[ConditionRule]) -> Callable[[CxoneHook, Any], JoinOutcome]:
     """Join session ids as ``agent_id`` (the deprecated form)."""
 
     def joiner(hook: CxoneHook, value: Any) -> JoinOutcome:
@@ -241,7 +256,7 @@ def _session_joiner(agent_id: int) -> Callable[[CxoneHook, Any], JoinOutcome]:
             check_session_id(value)
         except InputRejected as rejected:
             return JoinOutcome(rejected.condition, session_key(value), message=rejected.message)
-        return join_agent_session(hook, value, agent_id)
+        return join_agent_session(hook, value, agent_id, condition_rules=rules)
 
     return joiner
 
