@@ -4,7 +4,7 @@ PYTHON ?= python3
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install lint test test-deps check-test-deps docs dist constraints test-floor sdk-contract demo bench bench-rate-limit bench-scale bench-ui bench-triggerer soak clean
+.PHONY: install lint test test-deps check-test-deps docs dist constraints test-floor test-versions sdk-contract demo bench bench-rate-limit bench-scale bench-ui bench-triggerer soak clean
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -68,6 +68,10 @@ constraints:
 # The floor Airflow (3.0.6): every unit test, then one real-scheduler end-to-end run, in its cached venv.
 test-floor:
 	$(PYTHON) scripts/airflow_versions.py test-floor
+
+# CI's Airflow matrix beside `make test` (the newest, whole): the floor run, then the version tests on 3.1 and 3.2.
+test-versions:
+	$(PYTHON) scripts/airflow_versions.py test-versions
 
 # NICE's own agent SDK (npm, pinned in tests/sandbox/sdk_contract/package-lock.json) against a fresh sandbox.
 sdk-contract: install
