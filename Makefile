@@ -3,13 +3,15 @@ VENV   ?= .venv
 PYTHON ?= python3
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+# The newest Airflow we support, installed with the resolved set we test it with (docs/airflow-versions.md).
+NEWEST_CONSTRAINTS := constraints/apache-airflow-3.3.2.txt
 
 .PHONY: install lint test test-deps check-test-deps docs dist constraints test-floor test-versions sdk-contract demo bench bench-rate-limit bench-scale bench-ui bench-triggerer soak clean
 
-$(STAMP): setup.cfg pyproject.toml
+$(STAMP): setup.cfg pyproject.toml $(NEWEST_CONSTRAINTS)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[test,docs]"
+	$(PY) -m pip install --quiet -e ".[test,docs]" -c $(NEWEST_CONSTRAINTS)
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -53,7 +53,6 @@ if TYPE_CHECKING:
 
 pytest_plugins = ["cxone_provider.testing"]
 
-<<<<<<< HEAD
 #: Where Airflow keeps DagBag, for the tests that parse DAG files the way the dag-processor does (moved in 3.2).
 DAGBAG_MODULE = "airflow.dag_processing.dagbag" if AIRFLOW_V_3_2_PLUS else "airflow.models.dagbag"
 #: For a test that reads a task's log or error from what ``dag.test()`` prints: Airflow 3.0 prints neither
@@ -66,9 +65,8 @@ reads_task_output = pytest.mark.skipif(
 counts_printed_lines = pytest.mark.skipif(
     not AIRFLOW_V_3_1_PLUS, reason="Airflow 3.0 prints every log record to the console besides capturing it"
 )
-=======
+
 T = TypeVar("T")
->>>>>>> main
 
 
 def fresh_dag(module_name: str, dag_id: str) -> Any:
