@@ -43,14 +43,7 @@ User = Annotated[BaseUser, Depends(get_user)]
 class ListingQuery:
     """The query of a listing page (sweeps, joins): the DAG and day filters and the page."""
 
-    def __init__(
-        self,
-        dag_id: str | None = None,
-        since: Annotated[str | None, Query(description="first day, YYYY-MM-DD")] = None,
-        until: Annotated[str | None, Query(description="last day, YYYY-MM-DD")] = None,
-        page: Annotated[int, Query(ge=1)] = 1,
-        per_page: Annotated[int, Query(ge=1, le=MAX_PER_PAGE)] = PER_PAGE,
-    ) -> None:
+    def __init__(self, dag_id: str | None, since: str | None, until: str | None, page: int, per_page: int) -> None:
         self.dag_id = dag_id or None
         self.since, self.until = _day_range(since, until)
         self.page, self.per_page = page, per_page
@@ -68,7 +61,19 @@ class ListingQuery:
         }
 
 
-Listing = Annotated[ListingQuery, Depends()]
+def listing_query(
+    dag_id: str | None = None,
+    since: Annotated[str | None, Query(description="first day, YYYY-MM-DD")] = None,
+    until: Annotated[str | None, Query(description="last day, YYYY-MM-DD")] = None,
+    page: Annotated[int, Query(ge=1)] = 1,
+    per_page: Annotated[int, Query(ge=1, le=MAX_PER_PAGE)] = PER_PAGE,
+) -> ListingQuery:
+    # A function, not the class itself, as the dependency: FastAPI 0.117 (in Airflow 3.1.8's constraints)
+    # resolves the postponed annotations of a function's parameters but not those of a class's __init__.
+    return ListingQuery(dag_id, since, until, page, per_page)
+
+
+Listing = Annotated[ListingQuery, Depends(listing_query)]
 ReadsXCom = Depends(requires_access_dag("GET", DagAccessEntity.XCOM))
 
 # Detail strings of get_user's refusals that mean "no usable session": a browser logs in again.
