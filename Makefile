@@ -3,13 +3,15 @@ VENV   ?= .venv
 PYTHON ?= python3
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+# The newest Airflow we support, installed with the resolved set we test it with (docs/airflow-versions.md).
+NEWEST_CONSTRAINTS := constraints/apache-airflow-3.3.2.txt
 
-.PHONY: install lint test test-deps check-test-deps docs dist sdk-contract demo bench bench-rate-limit bench-scale bench-ui bench-triggerer soak clean
+.PHONY: install lint test test-deps check-test-deps docs dist constraints test-floor test-versions sdk-contract demo bench bench-rate-limit bench-scale bench-ui bench-triggerer soak clean
 
-$(STAMP): setup.cfg pyproject.toml
+$(STAMP): setup.cfg pyproject.toml $(NEWEST_CONSTRAINTS)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[test,docs]"
+	$(PY) -m pip install --quiet -e ".[test,docs]" -c $(NEWEST_CONSTRAINTS)
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -59,6 +61,19 @@ dist: install
 	rm -rf dist
 	$(PY) -m build --outdir dist .
 	$(VENV)/bin/twine check --strict dist/*
+
+# constraints/apache-airflow-<v>.txt for every supported Airflow: resolved afresh, frozen, the venvs kept
+# (.venvs/airflow-<v>) for the runs below. Pass VERSIONS="3.0.6" to redo one.
+constraints:
+	$(PYTHON) scripts/airflow_versions.py constraints $(VERSIONS)
+
+# The floor Airflow (3.0.6): every unit test, then one real-scheduler end-to-end run, in its cached venv.
+test-floor:
+	$(PYTHON) scripts/airflow_versions.py test-floor
+
+# CI's Airflow matrix beside `make test` (the newest, whole): the floor run, then the version tests on 3.1 and 3.2.
+test-versions:
+	$(PYTHON) scripts/airflow_versions.py test-versions
 
 # NICE's own agent SDK (npm, pinned in tests/sandbox/sdk_contract/package-lock.json) against a fresh sandbox.
 sdk-contract: install

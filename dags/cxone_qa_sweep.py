@@ -42,8 +42,8 @@ from typing import Any
 
 import pendulum
 from airflow.sdk import DAG, Param, get_current_context, task
-from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
+from cxone_provider.compat import AirflowFailException, AirflowSkipException
 from cxone_provider.domain.conditions import JoinCondition
 from cxone_provider.operators.sweep import JoinAgentSessionsOperator, ListAgentSessionsOperator, outcomes_with
 from cxone_provider.sweeps.report import csv_cell, read_report

@@ -60,8 +60,8 @@ from typing import Any
 
 import pendulum
 from airflow.sdk import DAG, Param, get_current_context, task
-from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
+from cxone_provider.compat import AirflowFailException, AirflowSkipException
 from cxone_provider.domain.conditions import JoinCondition
 from cxone_provider.hooks.cxone import CxoneHook
 from cxone_provider.operators.agent_session import JoinAgentSessionOperator

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from airflow.sdk.exceptions import AirflowException, AirflowFailException
+from cxone_provider.compat import AirflowException, AirflowFailException
 
 if TYPE_CHECKING:
     from cxone_provider.response import ApiResponse

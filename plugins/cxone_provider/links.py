@@ -30,7 +30,7 @@ def page_url(page: str, dag_id: str, run_id: str, task_id: str, map_index: int =
     Relative to the api-server's root, with the path of ``[api] base_url`` in front, so that it also
     works behind a proxy that serves Airflow below a path.
     """
-    from airflow.configuration import conf
+    from cxone_provider.compat import conf
 
     root = urlsplit(conf.get("api", "base_url", fallback="") or "").path.rstrip("/")
     parts = "/".join(quote(part, safe="") for part in (dag_id, run_id, task_id))

@@ -9,6 +9,7 @@ import json
 import logging
 
 import pytest
+from conftest import counts_printed_lines
 from hostile_server import Answer, HostileServer
 
 from cxone_provider.exceptions import CxoneApiError
@@ -46,6 +47,7 @@ def hook(**params: object) -> CxoneHook:
     return CxoneHook("cxone_faces", backoff_initial_s=0.01, backoff_max_s=0.05, **params)  # type: ignore[arg-type]
 
 
+@counts_printed_lines
 def test_a_row_that_is_not_an_object_is_skipped_and_logged_once_on_both_faces(server, face, caplog, capfd):
     caplog.set_level(logging.WARNING)
     rows = [{"agentId": 1001, "agentStateName": "Available"}, "garbage", None, 7, {"agentId": 1002}]

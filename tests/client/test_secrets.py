@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import fresh_dag
+from conftest import fresh_dag, reads_task_output
 
 from cxone_provider.testing import LEGACY_EXTENSIONS, SandboxServer
 from cxone_sandbox import default_seed
@@ -86,6 +86,7 @@ def _stored_rows() -> tuple[str, str]:
     return json.dumps(xcoms, default=str), json.dumps(rendered, default=str)
 
 
+@reads_task_output
 def test_nothing_airflow_keeps_holds_a_secret_or_a_token(everything_run, tmp_path):
     console, runs = everything_run
     assert {key: run.state for key, run in runs.items()} == {

@@ -23,6 +23,7 @@ from urllib.parse import parse_qsl, quote, quote_plus
 
 import psutil
 import pytest
+from conftest import DAGBAG_MODULE, counts_printed_lines
 from hostile_server import Answer, HostileServer
 
 from cxone_provider.client.settings import check_discovered_endpoint
@@ -211,7 +212,7 @@ def test_a_deeply_nested_security_user_is_invalid_security_user(text):
 
 
 def test_a_deeply_nested_session_id_list_is_an_error_naming_the_field():
-    from airflow.sdk.exceptions import AirflowFailException
+    from cxone_provider.compat import AirflowFailException
 
     with pytest.raises(AirflowFailException, match="session_ids"):
         as_list("session_ids", "[" * 5000 + "]" * 5000)
@@ -354,7 +355,7 @@ def test_the_cluster_policy_never_imports_the_provider_for_other_dags(tmp_path):
         # A broken dependency of the provider: importing its operators now fails.
         for name in ("cxone_provider.operators.agent_session", "cxone_provider.operators.sweep"):
             sys.modules[name] = None
-        from airflow.dag_processing.dagbag import DagBag
+        from {DAGBAG_MODULE} import DagBag
         bag = DagBag(dag_folder={str(tmp_path)!r})
         print(json.dumps({{"dags": sorted(bag.dag_ids), "errors": list(bag.import_errors.values())}}))
         """
@@ -368,6 +369,7 @@ def test_the_cluster_policy_never_imports_the_provider_for_other_dags(tmp_path):
 # --- 9: verify_ssl ------------------------------------------------------------------------------------------
 
 
+@counts_printed_lines
 def test_switching_tls_verification_off_warns_once(monkeypatch, server, caplog, capfd):
     caplog.set_level(logging.WARNING)
     hook = connect(monkeypatch, server, verify_ssl=False)
@@ -403,8 +405,7 @@ def test_a_secret_echoed_in_the_error_field_is_redacted_too(monkeypatch, server)
 
 @pytest.mark.off_contract
 def test_set_security_user_names_a_wrong_url_not_a_missing_agent(cxone_sandbox, monkeypatch):
-    from airflow.sdk.exceptions import AirflowFailException
-
+    from cxone_provider.compat import AirflowFailException
     from cxone_provider.domain.classification import ROUTE_NOT_FOUND
     from cxone_provider.operators.security_user import SetSecurityUserOperator
 
@@ -616,7 +617,7 @@ def test_a_secret_echoed_in_any_form_is_redacted_by_either_face(
 
 
 def test_airflows_masker_knows_every_form_the_hook_sends_a_secret_in(monkeypatch, server, face):
-    from airflow.sdk._shared.secrets_masker import redact
+    from cxone_provider.compat import redact
 
     server.route("POST", "/auth/token", lambda _: token_answer())
     face(connect(monkeypatch, server)).access_token()
@@ -702,6 +703,7 @@ def test_the_wait_budget_is_checked_when_the_hook_is_made():
             CxoneHook("cxone_hostile", max_wait_s=bad)
 
 
+@counts_printed_lines
 @pytest.mark.parametrize("retry_after", ["nan", "-5", "inf", "1e400", "Wed, 21 Oct 2099 07:28:00 GMT", "soon"], ids=str)
 def test_an_unusable_retry_after_is_ignored_and_logged_once(monkeypatch, server, caplog, capfd, face, retry_after):
     caplog.set_level(logging.INFO)
@@ -721,6 +723,7 @@ def test_an_unusable_retry_after_is_ignored_and_logged_once(monkeypatch, server,
     assert logged.count("CXone sent Retry-After") == 1, logged
 
 
+@counts_printed_lines
 @pytest.mark.parametrize("expires_in", ["NaN", "1e400", "1000000000000", "-5", "0", '"soon"'])
 def test_an_unusable_expires_in_is_treated_as_missing_and_logged_once(
     monkeypatch, server, caplog, capfd, face, expires_in

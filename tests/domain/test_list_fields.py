@@ -14,8 +14,8 @@ import uuid
 from pathlib import Path
 
 import pytest
-from airflow.sdk.exceptions import AirflowFailException
 
+from cxone_provider.compat import AirflowFailException
 from cxone_provider.domain.inputs import parse_list
 from cxone_provider.operators.agent_states import ListAgentSessionsOperator
 from cxone_provider.operators.sweep import JoinAgentSessionsOperator

@@ -13,7 +13,7 @@ import textwrap
 from typing import Any
 
 import pytest
-from conftest import DAGS_FOLDER, changed_connection, fresh_dag
+from conftest import DAGS_FOLDER, changed_connection, fresh_dag, reads_task_output
 
 from cxone_provider.operators.base import fails_fast
 
@@ -87,6 +87,7 @@ def use_connection(monkeypatch: pytest.MonkeyPatch, sandbox: Any, **changes: Any
     monkeypatch.setenv("AIRFLOW_CONN_CXONE_DEFAULT", json.dumps(changed_connection(sandbox, **changes)))
 
 
+@reads_task_output
 def test_a_refused_access_key_fails_fast(cxone_sandbox, monkeypatch, policy_dag, capfd):
     use_connection(monkeypatch, cxone_sandbox, password="not-the-secret")
     dag_run = policy_dag()
@@ -96,6 +97,7 @@ def test_a_refused_access_key_fails_fast(cxone_sandbox, monkeypatch, policy_dag,
     assert "not-the-secret" not in "".join(capfd.readouterr())
 
 
+@reads_task_output
 def test_an_unusable_connection_fails_fast_naming_the_field(cxone_sandbox, monkeypatch, policy_dag, capfd):
     use_connection(monkeypatch, cxone_sandbox, extra={"api_version": "33"})
     dag_run = policy_dag()

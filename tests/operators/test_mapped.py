@@ -55,7 +55,7 @@ def test_chunked_refuses_a_bad_size_naming_it(size):
     ],
 )
 def test_chunked_refuses_what_is_not_a_list_naming_it(ids, message):
-    from airflow.sdk.exceptions import AirflowFailException
+    from cxone_provider.compat import AirflowFailException
 
     with pytest.raises(AirflowFailException, match=message):
         chunked(ids, 2)

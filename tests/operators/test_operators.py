@@ -8,7 +8,7 @@ import sys
 import textwrap
 
 import pytest
-from conftest import fresh_dag
+from conftest import DAGBAG_MODULE, fresh_dag, reads_task_output
 
 from cxone_provider.operators.agent_session import BranchConfigError, JoinAgentSessionOperator
 
@@ -60,6 +60,7 @@ def test_rule_3_success_runs_every_direct_downstream_task(cxone_sandbox):
     assert states == {"join": "success", "work_a": "success", "work_b": "success"}
 
 
+@reads_task_output
 @pytest.mark.usefixtures("legacy_sandbox_extensions")
 def test_rule_3_other_conditions_fail_the_task_loudly(cxone_sandbox, capfd):
     dag_run, states = run(fresh_dag("cxone_test_dags", "t_rule_3"), session_id="sess-2007")
@@ -166,7 +167,7 @@ def _parse(tmp_path, body):
     script = textwrap.dedent(
         f"""
         import json
-        from airflow.dag_processing.dagbag import DagBag
+        from {DAGBAG_MODULE} import DagBag
         bag = DagBag(dag_folder={str(tmp_path)!r})
         print(json.dumps({{"dags": sorted(bag.dag_ids), "errors": list(bag.import_errors.values())}}))
         """
@@ -322,6 +323,7 @@ def test_the_nearest_set_security_user_wins_and_an_explicit_one_needs_no_default
     task_policy(explicit)  # security_user given: the tie upstream does not matter
 
 
+@reads_task_output
 @pytest.mark.usefixtures("legacy_sandbox_extensions")
 def test_the_join_logs_one_line_with_everything(cxone_sandbox, capfd, caplog):
     run(fresh_dag("cxone_test_dags", "t_rules_1_2"))

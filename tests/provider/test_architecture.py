@@ -17,7 +17,13 @@ MAX_MODULE_LINES = 400
 
 # Lowest first; a module belongs to the first entry its dotted name starts with.
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("cxone_provider.exceptions", "cxone_provider.response", "cxone_provider.domain", "cxone_provider.conditions"),
+    (
+        "cxone_provider.compat",
+        "cxone_provider.exceptions",
+        "cxone_provider.response",
+        "cxone_provider.domain",
+        "cxone_provider.conditions",
+    ),
     ("cxone_provider.client",),
     ("cxone_provider.hooks", "cxone_provider.metrics"),
     ("cxone_provider.sweeps", "cxone_provider.links", "cxone_provider.assets", "cxone_provider.lineage"),

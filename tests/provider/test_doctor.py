@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 import requests
+from conftest import counts_printed_lines
 from published_contract import contract_violations
 
 from cxone_provider import doctor
@@ -161,6 +162,7 @@ def test_a_bad_agent_id_is_refused_naming_the_flag(capsys: pytest.CaptureFixture
     assert "--agent-id must be a positive integer, got '-3'" in capsys.readouterr().err
 
 
+@counts_printed_lines
 def test_the_command_and_the_module_run_the_same(cxone_sandbox: SandboxServer, tmp_path: Path) -> None:
     name, value = cxone_sandbox.connection_env("cxone_doc")
     env = {**os.environ, name: value}

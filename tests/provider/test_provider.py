@@ -9,13 +9,16 @@ import sys
 
 import pytest
 
+from cxone_provider.compat import AIRFLOW_V_3_2_PLUS
+
 
 def _airflow(*args: str) -> str:
     result = subprocess.run(
         [sys.executable, "-m", "airflow", *args], capture_output=True, text=True, env=os.environ.copy(), timeout=120
     )
     assert result.returncode == 0, result.stderr
-    return result.stdout
+    # Airflow 3.0 logs its plugin set-up to stdout ahead of the JSON; the JSON is the last line.
+    return result.stdout.strip().splitlines()[-1]
 
 
 def test_airflow_lists_the_provider():
@@ -33,6 +36,7 @@ def test_the_cxone_connection_type_and_its_hook():
     assert cxone["conn_id_attribute_name"] == "cxone_conn_id"
 
 
+@pytest.mark.skipif(not AIRFLOW_V_3_2_PLUS, reason="Airflow reads a provider's conn-fields since 3.2")
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
 def test_the_connection_form_names_every_field():
     from airflow.providers_manager import ProvidersManager

@@ -16,9 +16,12 @@ import threading
 import time
 
 import pytest
-from conftest import DAGS_FOLDER, TESTS, fresh_dag, set_agent_state, states_reads, token_requests
+from conftest import DAGS_FOLDER, TESTS, fresh_dag, reads_task_output, set_agent_state, states_reads, token_requests
 
+from cxone_provider import compat
+from cxone_provider.compat import AIRFLOW_V_3_1_PLUS
 from cxone_provider.domain.agent_states import wanted_states
+from cxone_provider.sensors.agent_state import AgentStateSensor
 
 pytestmark = pytest.mark.usefixtures("airflow_db")
 
@@ -92,6 +95,7 @@ def test_an_agent_already_there_needs_no_wait(cxone_sandbox):
     assert len(states_reads(cxone_sandbox)) == 1  # checked once, never deferred
 
 
+@reads_task_output
 @pytest.mark.parametrize("mode", MODES)
 def test_the_sensor_times_out_with_the_last_state_seen(cxone_sandbox, capfd, mode):
     _, ti = run(f"t_wait_{mode}_timeout")
@@ -115,6 +119,7 @@ def test_soft_fail_skips_the_sensor_when_it_times_out(cxone_sandbox, capfd, mode
 # --- errors --------------------------------------------------------------------------------------------
 
 
+@reads_task_output
 @pytest.mark.parametrize("mode", ["poke", "deferrable"])
 def test_an_unknown_agent_fails_naming_it(cxone_sandbox, capfd, mode):
     _, ti = run(f"t_wait_{mode}", agent_id=9999)
@@ -124,6 +129,7 @@ def test_an_unknown_agent_fails_naming_it(cxone_sandbox, capfd, mode):
     assert "agent_id 9999 is not among the 12 agent(s) CXone lists in agents/states" in output
 
 
+@reads_task_output
 @pytest.mark.parametrize("mode", ["poke", "deferrable"])
 def test_a_refused_access_key_fails_naming_it_without_retries(cxone_sandbox, monkeypatch, capfd, mode):
     wrong = cxone_sandbox.connection()
@@ -153,3 +159,13 @@ def test_states_accept_a_name_a_list_or_a_rendered_list():
     assert wanted_states("Available, Unavailable") == ("Available", "Unavailable")
     assert wanted_states("['Available', 'Dialer']") == ("Available", "Dialer")
     assert wanted_states(["Dialer", "Dialer"]) == ("Dialer",)
+
+
+def test_reschedule_mode_stays_from_airflow_3_1_and_pokes_on_3_0_saying_why(caplog, monkeypatch):
+    monkeypatch.setattr(compat, "_said", set())  # what earlier tests' sensors already said in this process
+    sensor = AgentStateSensor(task_id="wait", agent_id=1001, mode="reschedule")
+    said = "mode='reschedule' for CXone sensors needs Airflow 3.1.0 or newer"
+    if AIRFLOW_V_3_1_PLUS:
+        assert (sensor.mode, said in caplog.text) == ("reschedule", False)
+    else:
+        assert (sensor.mode, said in caplog.text) == ("poke", True)

@@ -40,7 +40,7 @@ def test_bad_arguments_fail_when_the_dag_is_parsed(kwargs, message):
 
 
 def test_an_id_that_would_change_the_path_fails_the_task_sending_nothing(cxone_sandbox):
-    from airflow.sdk.exceptions import AirflowFailException
+    from cxone_provider.compat import AirflowFailException
 
     sensor = AgentSessionEventSensor(task_id="watch", session_id="..", deferrable=False)
     with pytest.raises(AirflowFailException, match=r"session_id '\.\.'"):

@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from airflow.sdk.exceptions import AirflowException
 from conftest import FAST, fresh_sandbox, idle, sandbox_with_live_sessions, wait_for
 
+from cxone_provider.compat import AirflowException
 from cxone_provider.operators.sweep import JoinAgentSessionsOperator
 from cxone_provider.sweeps.report import read_report
 
@@ -236,7 +236,7 @@ def test_a_deadline_must_be_a_positive_number(tmp_path, deadline_s):
 )
 def test_a_key_part_that_two_dags_could_share_is_refused_before_any_request(sandbox, tmp_path, ti, names):
     """``<root>/qa/../sweep__-1`` is ``<root>/sweep__-1``: every DAG's sweep task would share it."""
-    from airflow.sdk.exceptions import AirflowFailException
+    from cxone_provider.compat import AirflowFailException
 
     sweep = operator(tmp_path, session_ids=SESSIONS[:3], report_path=str(tmp_path / "reports"))
     with pytest.raises(AirflowFailException, match=re.escape(names)):
@@ -248,7 +248,7 @@ def test_a_key_part_that_two_dags_could_share_is_refused_before_any_request(sand
 
 @pytest.mark.parametrize("field", ["report_path", "checkpoint_path"])
 def test_a_root_folder_that_climbs_out_of_itself_is_refused(sandbox, tmp_path, field):
-    from airflow.sdk.exceptions import AirflowFailException
+    from cxone_provider.compat import AirflowFailException
 
     roots = {"report_path": str(tmp_path / "reports"), "checkpoint_path": str(tmp_path / "checkpoints")}
     roots[field] = str(tmp_path / "a" / ".." / ".." / "b")

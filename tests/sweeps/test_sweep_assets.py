@@ -11,7 +11,9 @@ from airflow.sdk import Asset
 from conftest import fresh_dag
 from cxone_asset_dags import SANDBOX_TENANT
 
+from cxone_provider import compat
 from cxone_provider.assets import asset_uri, normalize_uri, sweep_asset, tenant_authority
+from cxone_provider.compat import AIRFLOW_V_3_1_PLUS
 
 SWEEP_URI = f"cxone://{SANDBOX_TENANT}/sweeps/cxone_asset_sweep/sweep"
 
@@ -46,6 +48,7 @@ def _unpause(dag_id: str) -> None:
         session.execute(update(DagModel).where(DagModel.dag_id == dag_id).values(is_paused=False))
 
 
+@pytest.mark.skipif(not AIRFLOW_V_3_1_PLUS, reason="Asset events need Airflow 3.1 (the test below holds 3.0)")
 @pytest.mark.usefixtures("airflow_db")
 def test_a_sweep_event_carries_its_summary_and_queues_the_dag_scheduled_on_it(cxone_sandbox, tmp_path):
     # The opted-in join runs first: dag.test() writes every DAG of the folder to the DB, the consumer too.
@@ -117,6 +120,20 @@ def test_airflow_normalises_the_tenant_through_the_provider_handler():
 
 
 @pytest.mark.usefixtures("airflow_db")
+@pytest.mark.skipif(AIRFLOW_V_3_1_PLUS, reason="Airflow 3.1+ gets the event (the test above)")
+@pytest.mark.usefixtures("airflow_db")
+def test_on_airflow_3_0_the_tasks_succeed_with_no_asset_event_and_say_so_once(
+    cxone_sandbox, tmp_path, caplog, monkeypatch
+):
+    monkeypatch.setattr(compat, "_said", set())  # what earlier tests' DAGs already said in this process
+    join_run = fresh_dag("cxone_asset_dags", "cxone_asset_join").test()
+    sweep_run = fresh_dag("cxone_asset_dags", "cxone_asset_sweep").test(run_conf={"report_path": str(tmp_path)})
+    assert join_run.state == sweep_run.state == "success"
+    assert _events(f"cxone://{SANDBOX_TENANT}/joins/cxone_asset_join/join") == []
+    assert _events(SWEEP_URI) == []
+    assert caplog.text.count("CXone: Asset events from CXone tasks needs Airflow 3.1.0 or newer") == 1
+
+
 def test_a_mapped_sweep_adds_no_event_and_its_chunks_succeed(cxone_sandbox):
     run = fresh_dag("cxone_asset_dags", "cxone_asset_mapped_sweep").test()
     assert run.state == "success"

@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING
 
 import pytest
 from airflow.sdk import ObjectStoragePath
-from airflow.sdk.exceptions import AirflowException
 from conftest import FAST, fresh_sandbox, joins_sent, sandbox_with_live_sessions
 
+from cxone_provider.compat import AirflowException
 from cxone_provider.domain.agent_sessions import AgentSessionItem, distinct_items
 from cxone_provider.domain.conditions import JoinCondition
 from cxone_provider.hooks.cxone import CxoneHook

@@ -19,8 +19,6 @@ from contextlib import asynccontextmanager
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseHook
-
 from cxone_provider.client.api import CxoneClient
 from cxone_provider.client.async_api import AsyncCxoneClient, shared_async_client
 from cxone_provider.client.events import MAX_EVENT_WAIT_S, SESSION_END_EVENT, SessionEvents
@@ -28,6 +26,7 @@ from cxone_provider.client.pages import AGENT_STATES_PATH, MAX_STATE_PAGES
 from cxone_provider.client.paths import path_segment
 from cxone_provider.client.policy import DEFAULT_MAX_WAIT_S, RETRY_POLICY, RetryWhen, TransportOptions
 from cxone_provider.client.settings import CxoneSettings
+from cxone_provider.compat import BaseHook, aget_connection
 from cxone_provider.exceptions import CxoneApiError, CxoneAuthError, CxoneConfigError
 from cxone_provider.metrics import api_call_timer, count_answer, count_retry
 from cxone_provider.response import ApiResponse
@@ -155,7 +154,7 @@ class CxoneHook(BaseHook):
         :raises CxoneConfigError: the connection is unusable (the message names the field).
         :raises AirflowNotFoundException: there is no such connection.
         """
-        conn = await self.aget_connection(self.cxone_conn_id)
+        conn = await aget_connection(self.cxone_conn_id)
         # Reading the extras registers secrets with the masker, which talks to the supervisor synchronously.
         settings = await asyncio.to_thread(CxoneSettings.from_connection, conn)
         async with shared_async_client(settings, self.options, log=self.log) as client:

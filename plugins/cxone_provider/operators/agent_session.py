@@ -5,11 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeAlias
 
-from airflow.sdk import BaseBranchOperator
-from airflow.sdk.exceptions import AirflowException, AirflowFailException
-
 from cxone_provider.assets import join_extra
 from cxone_provider.client.policy import plural
+from cxone_provider.compat import AirflowException, AirflowFailException, BaseBranchOperator
 from cxone_provider.domain.condition_rules import parse_condition_rules
 from cxone_provider.domain.conditions import InputRejected, JoinCondition, condition_names
 from cxone_provider.domain.inputs import check_session_id, session_label

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk.exceptions import AirflowFailException
-
+from cxone_provider.compat import AirflowFailException
 from cxone_provider.hooks.cxone import CxoneHook
 from cxone_provider.operators.base import CxoneBaseOperator, cxone_template_fields
 from cxone_provider.operators.common import as_list

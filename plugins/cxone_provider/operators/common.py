@@ -12,8 +12,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk.exceptions import AirflowFailException
-
+from cxone_provider.compat import AirflowFailException
 from cxone_provider.domain.classification import JoinFacts, join_outcome, needs_probe
 from cxone_provider.domain.conditions import InputRejected, JoinCondition
 from cxone_provider.domain.inputs import check_agent_id, check_session_id, parse_list, session_label

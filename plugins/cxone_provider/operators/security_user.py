@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk.exceptions import AirflowFailException
-
+from cxone_provider.compat import AirflowFailException
 from cxone_provider.domain.classification import ROUTE_NOT_FOUND, is_route_not_found
 from cxone_provider.domain.inputs import check_agent_id
 from cxone_provider.domain.security_user import SecurityUser

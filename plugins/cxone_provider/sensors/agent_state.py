@@ -12,9 +12,16 @@ import time
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseSensorOperator, PokeReturnValue, conf
-from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSensorTimeout, AirflowSkipException
+from airflow.sdk import BaseSensorOperator, PokeReturnValue
 
+from cxone_provider.compat import (
+    AirflowException,
+    AirflowFailException,
+    AirflowSensorTimeout,
+    AirflowSkipException,
+    conf,
+    usable_sensor_mode,
+)
 from cxone_provider.domain.agent_states import (
     describe_wanted,
     find_agent,
@@ -88,6 +95,7 @@ class AgentStateSensor(CxoneTaskMixin, BaseSensorOperator):
         if "poke_interval" in kwargs:
             raise TypeError("AgentStateSensor takes poll_interval, not poke_interval")
         super().__init__(poke_interval=poll_interval, **kwargs)
+        self.mode = usable_sensor_mode(self.mode)
         self._init_cxone(cxone_conn_id, hook_params)
         self.agent_id = agent_id
         self.states = states

@@ -12,9 +12,15 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseSensorOperator, PokeReturnValue, conf
-from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSensorTimeout, AirflowSkipException
+from airflow.sdk import BaseSensorOperator, PokeReturnValue
 
+from cxone_provider.compat import (
+    AirflowException,
+    AirflowFailException,
+    AirflowSensorTimeout,
+    AirflowSkipException,
+    conf,
+)
 from cxone_provider.domain.conditions import InputRejected
 from cxone_provider.domain.inputs import check_session_id
 from cxone_provider.hooks.cxone import SESSION_END_EVENT, CxoneHook

@@ -15,8 +15,7 @@ import time
 from collections import Counter
 from typing import TYPE_CHECKING, Any, Protocol
 
-from airflow.sdk.exceptions import AirflowException
-
+from cxone_provider.compat import AirflowException
 from cxone_provider.domain.agent_sessions import AgentSessionItem
 from cxone_provider.domain.classification import join_outcome
 from cxone_provider.domain.conditions import InputRejected, JoinCondition

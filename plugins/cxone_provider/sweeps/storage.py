@@ -11,7 +11,8 @@ import os
 from typing import TYPE_CHECKING
 
 from airflow.sdk import ObjectStoragePath
-from airflow.sdk.exceptions import AirflowFailException
+
+from cxone_provider.compat import AirflowFailException
 
 if TYPE_CHECKING:
     from airflow.sdk import Context

@@ -26,6 +26,7 @@ from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Red
 from fastapi.templating import Jinja2Templates
 from markupsafe import Markup
 
+from cxone_provider.compat import needs_airflow
 from cxone_provider.ui import URL_PREFIX, data
 from cxone_provider.ui.airflow_access import metadata_session
 
@@ -42,14 +43,7 @@ User = Annotated[BaseUser, Depends(get_user)]
 class ListingQuery:
     """The query of a listing page (sweeps, joins): the DAG and day filters and the page."""
 
-    def __init__(
-        self,
-        dag_id: str | None = None,
-        since: Annotated[str | None, Query(description="first day, YYYY-MM-DD")] = None,
-        until: Annotated[str | None, Query(description="last day, YYYY-MM-DD")] = None,
-        page: Annotated[int, Query(ge=1)] = 1,
-        per_page: Annotated[int, Query(ge=1, le=MAX_PER_PAGE)] = PER_PAGE,
-    ) -> None:
+    def __init__(self, dag_id: str | None, since: str | None, until: str | None, page: int, per_page: int) -> None:
         self.dag_id = dag_id or None
         self.since, self.until = _day_range(since, until)
         self.page, self.per_page = page, per_page
@@ -67,15 +61,32 @@ class ListingQuery:
         }
 
 
-Listing = Annotated[ListingQuery, Depends()]
+def listing_query(
+    dag_id: str | None = None,
+    since: Annotated[str | None, Query(description="first day, YYYY-MM-DD")] = None,
+    until: Annotated[str | None, Query(description="last day, YYYY-MM-DD")] = None,
+    page: Annotated[int, Query(ge=1)] = 1,
+    per_page: Annotated[int, Query(ge=1, le=MAX_PER_PAGE)] = PER_PAGE,
+) -> ListingQuery:
+    # A function, not the class itself, as the dependency: FastAPI 0.117 (in Airflow 3.1.8's constraints)
+    # resolves the postponed annotations of a function's parameters but not those of a class's __init__.
+    return ListingQuery(dag_id, since, until, page, per_page)
+
+
+Listing = Annotated[ListingQuery, Depends(listing_query)]
 ReadsXCom = Depends(requires_access_dag("GET", DagAccessEntity.XCOM))
 
 # Detail strings of get_user's refusals that mean "no usable session": a browser logs in again.
 _NO_SESSION = {"Not authenticated", "Token Expired", "Invalid JWT token"}
+# Airflow 3.0's get_user reads an Authorization header only, never the UI's session cookie, and 3.0 ignores a
+# plugin's nav entry (external_views): in a browser the pages would only bounce off the login page.
+_BROWSER_FEATURE = "the CXone pages in a browser (sign-in by the UI's session, the nav entry)"
+_BROWSER_WHY = "Airflow 3.0's api-server reads a plugin page's user from an Authorization header only"
 
 
 def create_app() -> FastAPI:
     """The CXone UI app; every route requires an authenticated Airflow user."""
+    needs_airflow(_BROWSER_FEATURE, "3.1.0", _BROWSER_WHY)  # said once, when the api-server builds the app
     app = FastAPI(
         title="CXone",
         description="NICE CXone sweeps and joins in the Airflow UI",
@@ -99,6 +110,12 @@ def create_app() -> FastAPI:
     async def login_or_refuse(request: Request, exc: HTTPException) -> Response:
         wants_html = "text/html" in request.headers.get("accept", "")
         if exc.status_code in (401, 403) and exc.detail in _NO_SESSION and wants_html:
+            if not needs_airflow(_BROWSER_FEATURE, "3.1.0", _BROWSER_WHY):
+                return PlainTextResponse(
+                    f"CXone: {_BROWSER_FEATURE} needs Airflow 3.1 or newer ({_BROWSER_WHY}); "
+                    "send an 'Authorization: Bearer <token>' header instead.",
+                    status_code=exc.status_code,
+                )
             login = get_auth_manager().get_url_login(next_url=str(request.url))
             return RedirectResponse(_roots(request)[1] + login, status_code=303)
         return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
