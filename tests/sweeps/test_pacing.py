@@ -12,7 +12,7 @@ import random
 import pytest
 
 from cxone_provider.sweeps.budget import LocalBudget
-from cxone_provider.sweeps.pacing import RatePacer
+from cxone_provider.sweeps.rate import RatePacer
 from cxone_provider.sweeps.shared import pacer_for
 
 
@@ -67,7 +67,7 @@ def tenant_clock(monkeypatch):
     def make(limit: float | None, noise: float = 0.0, pacers: int = 1) -> tuple[Tenant, list[RatePacer]]:
         tenant = Tenant(limit, noise)
         budget = LocalBudget(clock=lambda: tenant.now)
-        monkeypatch.setattr("cxone_provider.sweeps.pacing.time.monotonic", lambda: tenant.now)
+        monkeypatch.setattr("cxone_provider.sweeps.rate.time.monotonic", lambda: tenant.now)
         holder["tenant"] = tenant
         return tenant, [RatePacer(budget) for _ in range(pacers)]
 

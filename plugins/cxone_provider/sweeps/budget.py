@@ -31,12 +31,17 @@ LIMIT_TTL_S = 600
 class Budget(Protocol):
     """A connection's send schedule, its counters and the limit learnt (see the module docstring)."""
 
-    def try_send(self, interval: float | None, not_before: float) -> tuple[float, int]:
+    #: other processes use it too: a limit may appear in it that this process did not learn
+    shared: bool
+
+    def try_send(self, interval: float | None) -> tuple[float, int]:
         """Take the next send if it is due: ``(0.0, its number)``; else ``(seconds to wait, 0)``.
 
         :param interval: seconds between sends at the rate wanted; ``None``: unpaced.
-        :param not_before: nothing is sent before this :func:`time.monotonic` moment (a hold).
         """
+
+    def hold(self, seconds: float) -> None:
+        """Nobody sends for ``seconds`` (the bucket was found empty): the schedule's next send moves on."""
 
     def note_throttled(self) -> int:
         """Count one 429; the count of 429s so far."""
@@ -51,6 +56,8 @@ class Budget(Protocol):
 class LocalBudget:
     """The budget in this process (thread-safe): every sweep and join on the connection shares it."""
 
+    shared = False
+
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
         self._lock = threading.Lock()
@@ -59,15 +66,18 @@ class LocalBudget:
         self._throttled = 0
         self._limit: tuple[float, int, float] | None = None
 
-    def try_send(self, interval: float | None, not_before: float) -> tuple[float, int]:
+    def try_send(self, interval: float | None) -> tuple[float, int]:
         with self._lock:
             now = self._clock()
-            due = max(self._next, not_before)
-            if due > now:
-                return due - now, 0
+            if self._next > now:
+                return self._next - now, 0
             self._next = max(self._next, now) + (interval or 0.0)
             self._sends += 1
             return 0.0, self._sends
+
+    def hold(self, seconds: float) -> None:
+        with self._lock:
+            self._next = max(self._next, self._clock() + seconds)
 
     def note_throttled(self) -> int:
         with self._lock:
@@ -85,18 +95,25 @@ class LocalBudget:
             return self._limit[0], self._limit[1]
 
 
-# GCRA on Redis's clock: KEYS[1] the next send time (s), KEYS[2] the send counter; ARGV[1] the interval (s),
-# ARGV[2] seconds to wait at least (a hold, relative). Returns {wait in microseconds, the send's number}.
+# GCRA on Redis's clock: KEYS[1] the next send time (s), KEYS[2] the send counter; ARGV[1] the interval (s).
+# Returns {wait in microseconds, the send's number}.
 _TRY_SEND = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local nxt = tonumber(redis.call('GET', KEYS[1]) or '0')
-local due = math.max(nxt, now + tonumber(ARGV[2]))
-if due > now then return {math.ceil((due - now) * 1000000), 0} end
+if nxt > now then return {math.ceil((nxt - now) * 1000000), 0} end
 redis.call('SET', KEYS[1], tostring(math.max(nxt, now) + tonumber(ARGV[1])), 'EX', 3600)
 local n = redis.call('INCR', KEYS[2])
 redis.call('EXPIRE', KEYS[2], 3600)
 return {0, n}
+"""
+# A hold: the next send time moves to at least now + ARGV[1] seconds, for every process.
+_HOLD = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local nxt = tonumber(redis.call('GET', KEYS[1]) or '0')
+redis.call('SET', KEYS[1], tostring(math.max(nxt, now + tonumber(ARGV[1]))), 'EX', 3600)
+return 1
 """
 
 
@@ -107,15 +124,20 @@ class RedisBudget:
     :param key: the connection's key prefix (:func:`budget_key`).
     """
 
+    shared = True
+
     def __init__(self, client: Any, key: str) -> None:
         self.client = client
         self.key = key
         self._script = client.register_script(_TRY_SEND)
+        self._hold = client.register_script(_HOLD)
 
-    def try_send(self, interval: float | None, not_before: float) -> tuple[float, int]:
-        hold = max(0.0, not_before - time.monotonic())
-        wait_us, number = self._script(keys=[f"{self.key}:next", f"{self.key}:sends"], args=[interval or 0.0, hold])
+    def try_send(self, interval: float | None) -> tuple[float, int]:
+        wait_us, number = self._script(keys=[f"{self.key}:next", f"{self.key}:sends"], args=[interval or 0.0])
         return int(wait_us) / 1e6, int(number)
+
+    def hold(self, seconds: float) -> None:
+        self._hold(keys=[f"{self.key}:next"], args=[seconds])
 
     def note_throttled(self) -> int:
         pipe = self.client.pipeline()

@@ -12,7 +12,7 @@ import threading
 
 from cxone_provider.exceptions import CxoneConfigError
 from cxone_provider.sweeps.budget import RedisBudget, budget_key
-from cxone_provider.sweeps.pacing import RatePacer
+from cxone_provider.sweeps.rate import RatePacer
 
 _pacers: dict[tuple[str, str], RatePacer] = {}
 _lock = threading.Lock()
