@@ -90,7 +90,7 @@ class RatePacer:
     hold_s = 0.25
     drain_factor = 1.25
     #: tokens the margin may leave in the bucket before a drain takes them back
-    drain_tokens = 3.0
+    drain_tokens = 5.0
     window_s = 1.0
     over_limit_share = 0.03
 
@@ -246,7 +246,7 @@ class RatePacer:
         self.budget.store_limit(self.limit_found, self.samples)
         self._enter(Phase.PACED, now)
         # The next drain when the margin has left about drain_tokens in the bucket.
-        self._drain_at = now + min(30.0, max(0.3, self.drain_tokens / (self.margin * self.limit_found)))
+        self._drain_at = now + min(60.0, max(0.3, self.drain_tokens / (self.margin * self.limit_found)))
 
     def _count(self, status: int, now: float) -> None:
         """Windows of a second: while paced or noisy, a clear excess of 429s is a smaller budget or noise."""
