@@ -27,7 +27,7 @@ from cxone_provider.metrics import count_outcomes, sweep_timer
 from cxone_provider.sweeps.pacing import AdaptiveLimiter
 from cxone_provider.sweeps.report import write_report
 from cxone_provider.sweeps.result import Item, SweepResult
-from cxone_provider.sweeps.shared import pacer_for
+from cxone_provider.sweeps.shared import share_budget
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -114,14 +114,7 @@ class SweepEngine:
             answer_listener=limiter.on_answer,
             stop=self.stop,
         )
-        # Before any request: the connection's one pacer, which every sweep and join on it shares. A
-        # connection that cannot be read keeps the sweep's own pacer: the first call reports the problem.
-        try:
-            settings = hook.settings
-        except Exception:  # reported by the sweep's first call, as before
-            settings = None
-        if settings is not None:
-            limiter.pacer = pacer_for(settings.conn_id, settings.rate_budget)
+        share_budget(limiter, hook)  # the connection's one pacer, which every sweep and join on it shares
         resumed = checkpoint.load() if checkpoint else {}
         self.resumed = frozenset(resumed)
         if checkpoint is not None:

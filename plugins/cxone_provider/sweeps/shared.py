@@ -9,10 +9,15 @@ broker_url`` names; a ``redis://`` URL on that Redis. The ``redis`` client is im
 from __future__ import annotations
 
 import threading
+from typing import TYPE_CHECKING
 
 from cxone_provider.exceptions import CxoneConfigError
 from cxone_provider.sweeps.budget import RedisBudget, budget_key
 from cxone_provider.sweeps.rate import RatePacer
+
+if TYPE_CHECKING:
+    from cxone_provider.hooks.cxone import CxoneHook
+    from cxone_provider.sweeps.pacing import AdaptiveLimiter
 
 _pacers: dict[tuple[str, str], RatePacer] = {}
 _lock = threading.Lock()
@@ -27,6 +32,19 @@ def pacer_for(conn_id: str, rate_budget: str = "process") -> RatePacer:
                 None if rate_budget == "process" else RedisBudget(_redis(rate_budget), budget_key(conn_id))
             )
         return pacer
+
+
+def share_budget(limiter: AdaptiveLimiter, hook: CxoneHook) -> None:
+    """Pace ``limiter`` (whose callbacks ``hook`` was made with) by the connection's one pacer.
+
+    Before any request. A connection that cannot be read keeps the limiter's own pacer: the hook's
+    first call reports the problem, as it would have.
+    """
+    try:
+        settings = hook.settings
+    except Exception:  # reported by the hook's first call
+        return
+    limiter.pacer = pacer_for(settings.conn_id, settings.rate_budget)
 
 
 def forget_pacers() -> None:
