@@ -220,7 +220,7 @@ def main() -> int:
     parser.add_argument("--sessions", type=int, default=2000)
     parser.add_argument("--latency-ms", type=float, default=20.0)
     parser.add_argument("--concurrency", type=int, default=32)
-    parser.add_argument("--rates", type=float, nargs="+", default=[10.0, 50.0, 200.0, 1000.0])
+    parser.add_argument("--rates", type=float, nargs="*", default=[10.0, 50.0, 200.0, 1000.0])
     parser.add_argument("--multi-rates", type=float, nargs="*", default=[50.0, 200.0])
     parser.add_argument("--kinds", nargs="+", default=["provider", "previous", "botocore", "ideal"])
     parser.add_argument("--previous-ref", default=PREVIOUS_REF)

@@ -17,7 +17,7 @@ import sys
 import time
 
 import pytest
-from conftest import joins_sent, keep_legacy_extensions, sandbox_with_live_sessions
+from conftest import fresh_dag, joins_sent, keep_legacy_extensions, sandbox_with_live_sessions
 
 from cxone_provider.exceptions import CxoneConfigError
 from cxone_provider.sweeps.budget import RedisBudget, budget_key
@@ -113,3 +113,14 @@ def test_a_rate_budget_that_is_no_redis_url_is_refused_naming_it(cxone_sandbox, 
     monkeypatch.setenv(*cxone_sandbox.connection_env("cxone_bad", rate_budget=value))
     with pytest.raises(CxoneConfigError, match=f"rate_budget.*{value}"):
         _ = CxoneHook("cxone_bad").settings
+
+
+@pytest.mark.usefixtures("legacy_sandbox_extensions", "airflow_db")
+def test_a_single_join_is_paced_by_its_connections_budget(cxone_sandbox, redis_url, monkeypatch):
+    client = redis.Redis.from_url(redis_url)
+    client.flushdb()
+    monkeypatch.setenv(*cxone_sandbox.connection_env(rate_budget=redis_url))
+    dag_run = fresh_dag("cxone_test_dags", "t_task_group").test()
+    assert dag_run.get_task_instance("join").state == "success"
+    # The join took its send from the connection's one schedule, where sweeps on it take theirs.
+    assert int(client.get(f"{budget_key('cxone_default')}:sends")) == len(joins_sent(cxone_sandbox)) == 1
