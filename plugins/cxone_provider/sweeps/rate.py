@@ -1,27 +1,24 @@
 """The rate a CXone connection is paced at: its tenant's limit, measured from the spacing of the 429s.
 
-Two controls, one per kind of trouble:
+A tenant's rate limit is a token bucket of requests per second shared by all its clients; one
+:class:`RatePacer` per CXone connection, shared by every sweep and join that uses it through a
+:mod:`~cxone_provider.sweeps.budget`, keeps to it. A 429 says the bucket was empty when that request
+arrived, and between two such moments the bucket let through exactly what it refilled. So the pacer
+counts the requests accepted between two 429s (by the order they were *sent*, which every process
+numbers in the budget) and divides by the time between them: that is the limit, to a token at each
+end. Phases:
 
-- **Concurrency** (:class:`AdaptiveLimiter`, one per sweep; additive increase, multiplicative decrease):
-  on a 503, or on a 429 while no rate limit is being kept to, the sweep sends fewer requests at once.
-- **Rate** (:class:`RatePacer`, one per CXone connection, shared by every sweep and join that uses it,
-  through a :mod:`~cxone_provider.sweeps.budget`): a tenant's rate limit is a token bucket of requests
-  per second shared by all its clients. A 429 says the bucket was empty when that request arrived, and
-  between two such moments the bucket let through exactly what it refilled. So the pacer counts the
-  requests accepted between two 429s (by the order they were *sent*, which every process numbers in
-  the budget) and divides by the time between them: that is the limit, to a token at each end. Phases:
-
-  1. *start*: the send rate ramps up from 20/s, doubling every 50 ms, so that the first 429 comes while
-     few requests are in the air (a full-width first burst is what cost earlier releases their 429s);
-  2. *hold*: on that first 429 nothing is sent for a quarter of a second, then the rate ramps again
-     (*measure*) until the second 429: the limit is measured between the two;
-  3. *paced*: sends are spaced at the limit less a margin of two tokens' worth of its uncertainty; what
-     that margin leaves in the bucket is taken back by a *drain*, sending at 1.25x the limit until the
-     next 429, which measures the limit again over a longer span (so the margin shrinks to 0.5 %). A
-     drain that finds far more than the margin left means the budget grew: the limit is raised.
-     More than 3 % of 429s (above the noise learnt) in a second while paced means the budget shrank
-     (another client): the limit becomes what was accepted; if slowing down did not end those 429s
-     they are noise (a sick node, a proxy), the rate goes back, and that share is no longer counted.
+1. *start*: the send rate ramps up from 20/s, doubling every 50 ms, so that the first 429 comes while
+   few requests are in the air (a full-width first burst is what cost earlier releases their 429s);
+2. *hold*: on that first 429 nothing is sent for a quarter of a second (by any process on the budget),
+   then the rate ramps again (*measure*) until the second 429: the limit is measured between the two;
+3. *paced*: sends are spaced at the limit less a margin of two tokens' worth of its uncertainty; what
+   that margin leaves in the bucket is taken back by a *drain*, sending at 1.25x the limit until the
+   next 429, which measures the limit again over a longer span (so the margin shrinks to 0.5 %). A
+   drain that finds far more than the margin left means the budget grew: the limit is raised.
+4. More than 3 % of 429s (above the noise learnt) in a second while paced means the budget shrank
+   (another client): the limit becomes what was accepted; if slowing down did not end those 429s
+   they are noise (a sick node, a proxy): unpaced again, and that share is no longer counted.
 
 Retry-After is honoured by the call that got it (:mod:`~cxone_provider.client.policy`); CXone sends it in
 whole seconds, which says little about a rate above one request a second, so the pacer does not read it.
@@ -118,7 +115,7 @@ class RatePacer:
         shared = self.budget.load_limit()
         if shared is not None:  # learnt once, by another sweep or process: not learnt again
             self.limit_found, self.samples = shared
-            self.phase = Phase.PACED
+            self.phase, self._drain_at = Phase.PACED, 0.0  # a drain soon measures it from here too
 
     # ------------------------------------------------------------------------------ sending
 
