@@ -34,8 +34,8 @@ class Budget(Protocol):
     #: other processes use it too: a limit may appear in it that this process did not learn
     shared: bool
 
-    def try_send(self, interval: float | None) -> tuple[float, int]:
-        """Take the next send if it is due: ``(0.0, its number)``; else ``(seconds to wait, 0)``.
+    def try_send(self, interval: float | None) -> tuple[float, int, int]:
+        """Take the next send if it is due: ``(0.0, its number, 429s so far)``; else ``(seconds to wait, 0, 0)``.
 
         :param interval: seconds between sends at the rate wanted; ``None``: unpaced.
         """
@@ -71,14 +71,14 @@ class LocalBudget:
         self._throttled = 0
         self._limit: tuple[float, int, float] | None = None
 
-    def try_send(self, interval: float | None) -> tuple[float, int]:
+    def try_send(self, interval: float | None) -> tuple[float, int, int]:
         with self._lock:
             now = self._clock()
             if self._next > now:
-                return self._next - now, 0
+                return self._next - now, 0, 0
             self._next = max(self._next, now) + (interval or 0.0)
             self._sends += 1
-            return 0.0, self._sends
+            return 0.0, self._sends, self._throttled
 
     def hold(self, seconds: float) -> None:
         with self._lock:
@@ -104,20 +104,20 @@ class LocalBudget:
 
 
 # GCRA on Redis's clock: KEYS[1] the next send time (s), KEYS[2] the send counter, KEYS[3] a drain's interval
-# (while one lasts, every paced process sends at it); ARGV[1] the interval (s).
-# Returns {wait in microseconds, the send's number}.
+# (while one lasts, every paced process sends at it), KEYS[4] the 429 counter; ARGV[1] the interval (s).
+# Returns {wait in microseconds, the send's number, the 429s so far}.
 _TRY_SEND = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local nxt = tonumber(redis.call('GET', KEYS[1]) or '0')
-if nxt > now then return {math.ceil((nxt - now) * 1000000), 0} end
+if nxt > now then return {math.ceil((nxt - now) * 1000000), 0, 0} end
 local interval = tonumber(ARGV[1])
 local drain = redis.call('GET', KEYS[3])
 if drain and interval > 0 then interval = math.min(interval, tonumber(drain)) end
 redis.call('SET', KEYS[1], tostring(math.max(nxt, now) + interval), 'EX', 3600)
 local n = redis.call('INCR', KEYS[2])
 redis.call('EXPIRE', KEYS[2], 3600)
-return {0, n}
+return {0, n, tonumber(redis.call('GET', KEYS[4]) or '0')}
 """
 # A hold: the next send time moves to at least now + ARGV[1] seconds, for every process.
 _HOLD = """
@@ -144,10 +144,10 @@ class RedisBudget:
         self._script = client.register_script(_TRY_SEND)
         self._hold = client.register_script(_HOLD)
 
-    def try_send(self, interval: float | None) -> tuple[float, int]:
-        keys = [f"{self.key}:next", f"{self.key}:sends", f"{self.key}:drain"]
-        wait_us, number = self._script(keys=keys, args=[interval or 0.0])
-        return int(wait_us) / 1e6, int(number)
+    def try_send(self, interval: float | None) -> tuple[float, int, int]:
+        keys = [f"{self.key}:next", f"{self.key}:sends", f"{self.key}:drain", f"{self.key}:throttled"]
+        wait_us, number, throttled = self._script(keys=keys, args=[interval or 0.0])
+        return int(wait_us) / 1e6, int(number), int(throttled)
 
     def hold(self, seconds: float) -> None:
         self._hold(keys=[f"{self.key}:next"], args=[seconds])

@@ -108,6 +108,7 @@ class RatePacer:
         self._phase_since = 0.0
         self._drain_at = float("inf")
         self._drain_deadline = float("inf")
+        self._drain_throttled: int | None = None
         self._look_at = 0.0  # when to look again for a limit another process learnt
         self._window: _Window | None = None
         self._verifying: float | None = None  # the share of 429s before a cut, while it is being checked
@@ -153,10 +154,16 @@ class RatePacer:
         with self._lock:
             self._advance(now)
             rate = self._rate(now)
-        wait, number = self.budget.try_send(None if rate is None else 1.0 / rate)
+        wait, number, throttled = self.budget.try_send(None if rate is None else 1.0 / rate)
         if number:
             with self._lock:
                 self._numbered = max(self._numbered, number)
+                if self.phase is Phase.DRAIN and self._span is not None:
+                    if self._drain_throttled is None:
+                        self._drain_throttled = throttled
+                    elif throttled > self._drain_throttled:
+                        # Another process's send met the empty bucket: the drain has ended, for all.
+                        self._measure(Mark(now, number, throttled), now)
         return wait, number
 
     def _adopt(self, shared: tuple[float, int] | None, now: float) -> None:
@@ -187,6 +194,7 @@ class RatePacer:
                 self._drain_at = now + 2.0  # another process is draining the budget for every one
                 return
             self._enter(Phase.DRAIN, now)
+            self._drain_throttled = None  # the budget's 429 count as the drain began
             self._drain_deadline = now + 2.0 * expected + 1.0
             self.drains += 1
         elif self.phase is Phase.DRAIN and self.limit_found is not None and now > self._drain_deadline:
