@@ -34,19 +34,14 @@ class Budget(Protocol):
     #: other processes use it too: a limit may appear in it that this process did not learn
     shared: bool
 
-    def try_send(self, interval: float | None) -> tuple[float, int, int]:
-        """Take the next send if it is due: ``(0.0, its number, 429s so far)``; else ``(seconds to wait, 0, 0)``.
+    def try_send(self, interval: float | None) -> tuple[float, int]:
+        """Take the next send if it is due: ``(0.0, its number)``; else ``(seconds to wait, 0)``.
 
         :param interval: seconds between sends at the rate wanted; ``None``: unpaced.
         """
 
     def hold(self, seconds: float) -> None:
         """Nobody sends for ``seconds`` (the bucket was found empty): the schedule's next send moves on."""
-
-    def drain(self, interval: float | None, seconds: float, *, renew: bool = False) -> bool:
-        """Every process on the budget sends ``interval`` apart for up to ``seconds`` (a drain), unless
-        another one is draining (``renew``: this one is, and goes on); whether this one drains.
-        ``interval`` ``None`` ends the drain."""
 
     def note_throttled(self) -> int:
         """Count one 429; the count of 429s so far."""
@@ -71,21 +66,18 @@ class LocalBudget:
         self._throttled = 0
         self._limit: tuple[float, int, float] | None = None
 
-    def try_send(self, interval: float | None) -> tuple[float, int, int]:
+    def try_send(self, interval: float | None) -> tuple[float, int]:
         with self._lock:
             now = self._clock()
             if self._next > now:
-                return self._next - now, 0, 0
+                return self._next - now, 0
             self._next = max(self._next, now) + (interval or 0.0)
             self._sends += 1
-            return 0.0, self._sends, self._throttled
+            return 0.0, self._sends
 
     def hold(self, seconds: float) -> None:
         with self._lock:
             self._next = max(self._next, self._clock() + seconds)
-
-    def drain(self, interval: float | None, seconds: float, *, renew: bool = False) -> bool:
-        return True  # one pacer per connection in a process: its own rate is the drain
 
     def note_throttled(self) -> int:
         with self._lock:
@@ -103,21 +95,17 @@ class LocalBudget:
             return self._limit[0], self._limit[1]
 
 
-# GCRA on Redis's clock: KEYS[1] the next send time (s), KEYS[2] the send counter, KEYS[3] a drain's interval
-# (while one lasts, every paced process sends at it), KEYS[4] the 429 counter; ARGV[1] the interval (s).
-# Returns {wait in microseconds, the send's number, the 429s so far}.
+# GCRA on Redis's clock: KEYS[1] the next send time (s), KEYS[2] the send counter; ARGV[1] the interval (s).
+# Returns {wait in microseconds, the send's number}.
 _TRY_SEND = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local nxt = tonumber(redis.call('GET', KEYS[1]) or '0')
-if nxt > now then return {math.ceil((nxt - now) * 1000000), 0, 0} end
-local interval = tonumber(ARGV[1])
-local drain = redis.call('GET', KEYS[3])
-if drain and interval > 0 then interval = math.min(interval, tonumber(drain)) end
-redis.call('SET', KEYS[1], tostring(math.max(nxt, now) + interval), 'EX', 3600)
+if nxt > now then return {math.ceil((nxt - now) * 1000000), 0} end
+redis.call('SET', KEYS[1], tostring(math.max(nxt, now) + tonumber(ARGV[1])), 'EX', 3600)
 local n = redis.call('INCR', KEYS[2])
 redis.call('EXPIRE', KEYS[2], 3600)
-return {0, n, tonumber(redis.call('GET', KEYS[4]) or '0')}
+return {0, n}
 """
 # A hold: the next send time moves to at least now + ARGV[1] seconds, for every process.
 _HOLD = """
@@ -144,21 +132,12 @@ class RedisBudget:
         self._script = client.register_script(_TRY_SEND)
         self._hold = client.register_script(_HOLD)
 
-    def try_send(self, interval: float | None) -> tuple[float, int, int]:
-        keys = [f"{self.key}:next", f"{self.key}:sends", f"{self.key}:drain", f"{self.key}:throttled"]
-        wait_us, number, throttled = self._script(keys=keys, args=[interval or 0.0])
-        return int(wait_us) / 1e6, int(number), int(throttled)
+    def try_send(self, interval: float | None) -> tuple[float, int]:
+        wait_us, number = self._script(keys=[f"{self.key}:next", f"{self.key}:sends"], args=[interval or 0.0])
+        return int(wait_us) / 1e6, int(number)
 
     def hold(self, seconds: float) -> None:
         self._hold(keys=[f"{self.key}:next"], args=[seconds])
-
-    def drain(self, interval: float | None, seconds: float, *, renew: bool = False) -> bool:
-        if interval is None:
-            self.client.delete(f"{self.key}:drain")
-            return True
-        ms = max(1, int(seconds * 1000))
-        done = self.client.set(f"{self.key}:drain", f"{interval:.9f}", px=ms, xx=renew, nx=not renew)
-        return bool(done)
 
     def note_throttled(self) -> int:
         pipe = self.client.pipeline()

@@ -108,7 +108,6 @@ class RatePacer:
         self._phase_since = 0.0
         self._drain_at = float("inf")
         self._drain_deadline = float("inf")
-        self._drain_throttled: int | None = None
         self._look_at = 0.0  # when to look again for a limit another process learnt
         self._window: _Window | None = None
         self._verifying: float | None = None  # the share of 429s before a cut, while it is being checked
@@ -146,24 +145,16 @@ class RatePacer:
 
     def try_send(self, now: float) -> tuple[float, int]:
         """``(0.0, the send's number)`` when a request may go now, else ``(seconds to wait, 0)``."""
-        if self.budget.shared and now >= self._look_at and self.phase is not Phase.DRAIN:
-            # Another process may have learnt the limit, or measured it again: take it.
-            learning = self.phase in (Phase.START, Phase.HOLD, Phase.MEASURE)
-            self._look_at = now + (0.0 if learning else 1.0)
+        if self.budget.shared and self.phase in (Phase.START, Phase.HOLD, Phase.MEASURE) and now >= self._look_at:
+            self._look_at = now + 0.25
             self._adopt(self.budget.load_limit(), now)
         with self._lock:
             self._advance(now)
             rate = self._rate(now)
-        wait, number, throttled = self.budget.try_send(None if rate is None else 1.0 / rate)
+        wait, number = self.budget.try_send(None if rate is None else 1.0 / rate)
         if number:
             with self._lock:
                 self._numbered = max(self._numbered, number)
-                if self.phase is Phase.DRAIN and self._span is not None:
-                    if self._drain_throttled is None:
-                        self._drain_throttled = throttled
-                    elif throttled > self._drain_throttled:
-                        # Another process's send met the empty bucket: the drain has ended, for all.
-                        self._measure(Mark(now, number, throttled), now)
         return wait, number
 
     def _adopt(self, shared: tuple[float, int] | None, now: float) -> None:
@@ -171,9 +162,7 @@ class RatePacer:
         if shared is None:
             return
         with self._lock:
-            if self.phase is Phase.PACED and self._verifying is None:
-                self.limit_found, self.samples = shared
-            elif self.phase in (Phase.START, Phase.HOLD, Phase.MEASURE):
+            if self.phase in (Phase.START, Phase.HOLD, Phase.MEASURE):
                 self.limit_found, self.samples = shared
                 self._enter(Phase.PACED, now)
                 self._span = self._last = None
@@ -189,12 +178,7 @@ class RatePacer:
             # Seconds to drain what the margin left, at the drain's excess rate; twice that and a second more
             # with no 429 means far more was left: the budget grew.
             expected = self.margin * paced_s / (self.drain_factor - 1.0)
-            interval = 1.0 / (self.drain_factor * self.limit_found)
-            if not self.budget.drain(interval, 2.0 * expected + 1.5):
-                self._drain_at = now + 2.0  # another process is draining the budget for every one
-                return
             self._enter(Phase.DRAIN, now)
-            self._drain_throttled = None  # the budget's 429 count as the drain began
             self._drain_deadline = now + 2.0 * expected + 1.0
             self.drains += 1
         elif self.phase is Phase.DRAIN and self.limit_found is not None and now > self._drain_deadline:
@@ -203,7 +187,6 @@ class RatePacer:
             self.samples = min(self.samples, 50)
             self._span = None
             self._drain_deadline = now + 0.5
-            self.budget.drain(1.0 / (self.drain_factor * self.limit_found), 1.0, renew=True)
 
     def _enter(self, phase: Phase, now: float) -> None:
         self.phase = phase
@@ -258,8 +241,6 @@ class RatePacer:
             self._last = mark
         self.limit_found, self.samples = max(limit, MIN_RATE), max(accepted, 1)
         self.budget.store_limit(self.limit_found, self.samples)
-        if self.phase is Phase.DRAIN:
-            self.budget.drain(None, 0.0)
         self._enter(Phase.PACED, now)
         # The next drain when the margin has left about drain_tokens in the bucket.
         self._drain_at = now + min(60.0, max(0.3, self.drain_tokens / (self.margin * self.limit_found)))
@@ -293,7 +274,6 @@ class RatePacer:
             accepted = sent * (1.0 - share) / (now - window.started)
             self._verifying = share
             self.limit_found, self.samples = max(accepted, MIN_RATE), 40
-            self.budget.store_limit(self.limit_found, self.samples)
             self.phase, self._span, self._drain_at = Phase.PACED, None, now + 2 * self.window_s
         elif self.phase is Phase.NOISY:
             self.noise_share = 0.8 * self.noise_share + 0.2 * share  # follows the noise as it changes
