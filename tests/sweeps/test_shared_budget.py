@@ -92,7 +92,9 @@ def test_sweeps_in_separate_processes_share_one_budget(live_sandbox, redis_url, 
     assert 50 <= limit <= 150  # learnt, and kept where every process reads it
     assert all(r["stats"]["rate_limit_found"] is not None for r in results)
     throttled = sum(e["status"] == 429 for e in joins)
-    assert throttled <= 0.05 * len(joins)  # few, first seconds included (bench-peers has the figure)
+    # Few, first seconds included: a 600-session run at R=100 lasts six seconds, most of it the processes'
+    # own first seconds; over 2,000 sessions bench-peers measures 2-2.5 %.
+    assert throttled <= 0.10 * len(joins)
 
 
 def test_a_limit_learnt_once_is_taken_by_the_next_process(redis_url):

@@ -259,9 +259,10 @@ class RatePacer:
         share = window.share
         if self._verifying is not None:
             share_before, self._verifying = self._verifying, None
-            if share >= share_before / 2:
+            if share >= share_before / 2 and not self.budget.shared:
                 # Slowing down did not end them: noise, not budget (a sick node, a proxy). Unpaced, and
                 # only a share above this noise counts from now on; a real budget shows again as one.
+                # Not on a shared budget: there the other processes did not slow down with this one.
                 self.noise_share = share
                 self.cuts_undone += 1
                 self.limit_found, self.samples, self.phase = None, 0, Phase.NOISY
