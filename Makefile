@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 # The newest Airflow we support, installed with the resolved set we test it with (docs/airflow-versions.md).
 NEWEST_CONSTRAINTS := constraints/apache-airflow-3.3.2.txt
 
-.PHONY: install lint test test-deps check-test-deps docs dist constraints test-floor test-versions sdk-contract demo bench bench-rate-limit bench-scale bench-ui bench-triggerer soak clean
+.PHONY: install lint test test-deps check-test-deps docs dist constraints test-floor test-versions sdk-contract demo bench bench-rate-limit bench-peers bench-scale bench-ui bench-triggerer soak clean
 
 $(STAMP): setup.cfg pyproject.toml $(NEWEST_CONSTRAINTS)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -91,6 +91,13 @@ bench: install
 # Issue 12's figures: pacing at a tenant's rate limit (beside the code before it), and a sweep's cost at scale.
 bench-rate-limit: install
 	$(PY) bench/bench_rate_limit.py
+
+# Issue 24's figures: the sweep's pacing beside botocore's adaptive limiter, a fixed bucket at the true
+# rate and the previous release, one run, one sandbox; then 2 and 4 sweeps sharing a Redis budget.
+# Needs redis-server (Debian's); writes bench-peers.json.
+bench-peers: install
+	$(PY) -m pip install --quiet -e ".[bench]"
+	$(PY) bench/bench_vs_peers.py
 
 bench-scale: install
 	$(PY) bench/bench_scale.py

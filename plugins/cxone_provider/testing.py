@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import requests
 
+from cxone_provider.sweeps.shared import forget_pacers
 from cxone_sandbox.process import SandboxError, SandboxProcess, die_with_parent
 from cxone_sandbox.replay import replay_connection
 from cxone_sandbox.seed import sandbox_connection
@@ -192,8 +193,12 @@ class SandboxServer(SandboxProcess):
         return dict(self._admin("GET", "state"))
 
     def reset(self) -> None:
-        """Back to the seed state and the starting faults, with an empty journal; tokens are revoked."""
+        """Back to the seed state and the starting faults, with an empty journal; tokens are revoked.
+
+        A reset tenant has a new rate budget: what this process's pacers learnt of the old one is forgotten.
+        """
         self._admin("POST", "reset")
+        forget_pacers()
 
     def set_agent_state(self, agent_id: int, state: str) -> dict[str, Any]:
         """Change an agent's state as the agent would (``PUT /_sandbox/agents/{agent_id}/state``).

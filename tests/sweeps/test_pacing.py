@@ -1,69 +1,128 @@
-"""The sweep's rate pacer: a budget is found and kept to, random 429s are not taken for one.
+"""The rate pacer: a tenant's budget is measured from the spacing of its 429s and kept to; noise is not a budget.
 
 The pacer is fed answers on a clock of its own (no HTTP, no sleeping), so each scenario is exact:
-``serve`` plays a tenant that accepts ``limit`` requests per second and answers 429 beyond it, plus
-a share of random 429s.
+:class:`Tenant` is a token bucket of ``limit`` requests per second (one second of burst, as the sandbox
+and many gateways keep), plus a share of random 429s.
 """
 
 from __future__ import annotations
 
 import random
 
-from cxone_provider.sweeps.pacing import RatePacer
+import pytest
+
+from cxone_provider.sweeps.budget import LocalBudget
+from cxone_provider.sweeps.rate import RatePacer
+from cxone_provider.sweeps.shared import pacer_for
 
 
-def serve(pacer: RatePacer, seconds: float, *, limit: float | None, noise: float = 0.0, demand: float = 400.0):
-    """Send as fast as the pacer lets (at most ``demand`` per second) for ``seconds``; (sent, 429s)."""
-    dice = random.Random(7)
-    now, sent, throttled, budget = serve.clock, 0, 0, serve.budget if limit else 0.0
-    step = 1.0 / demand
-    end = now + seconds
-    while now < end:
-        wait = pacer.wait_s(now)
-        now += max(wait, step)
-        pacer.sent(now, held=wait > 0)
-        budget = min(limit or 0.0, budget + (limit or 0.0) * max(wait, step))
-        over = limit is not None and budget < 1.0
-        if not over and limit is not None:
-            budget -= 1.0
-        status = 429 if over or dice.random() < noise else 200
-        throttled += status == 429
-        sent += 1
-        pacer.answered(status, now)
-    serve.clock, serve.budget = now, budget
-    return sent, throttled
+class Tenant:
+    """A token bucket and a clock; :meth:`serve` sends as fast as the pacers let it."""
+
+    def __init__(self, limit: float | None, noise: float = 0.0) -> None:
+        self.now = 1000.0
+        self.limit, self.noise = limit, noise
+        self.tokens = limit or 0.0
+        self.dice = random.Random(7)
+
+    def take(self) -> int:
+        if self.noise and self.dice.random() < self.noise:
+            return 429
+        if self.limit is None:
+            return 200
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            return 200
+        return 429
+
+    def serve(self, pacers: list[RatePacer], seconds: float, demand: float = 400.0) -> tuple[int, int, int]:
+        """Each pacer's client sends at most ``demand`` per second for ``seconds``: (sent, 429s, accepted)."""
+        sent = throttled = 0
+        step = 1.0 / demand
+        end = self.now + seconds
+        next_at = [self.now] * len(pacers)
+        while self.now < end:
+            which = min(range(len(pacers)), key=next_at.__getitem__)
+            now = max(self.now, next_at[which])
+            if self.limit is not None:
+                self.tokens = min(self.limit, self.tokens + self.limit * (now - self.now))
+            self.now = now
+            wait, number = pacers[which].try_send(now)
+            if not number:
+                next_at[which] = now + max(wait, 1e-4)
+                continue
+            status = self.take()
+            sent += 1
+            throttled += status == 429
+            pacers[which].answered(status, number, now, now)
+            next_at[which] = now + step
+        return sent, throttled, sent - throttled
 
 
-serve.clock = 1000.0  # the tenant's clock and bucket carry over from one call to the next
-serve.budget = 0.0
+@pytest.fixture
+def tenant_clock(monkeypatch):
+    """The pacer and its budget read the tenant's clock."""
+    holder: dict[str, Tenant] = {}
+
+    def make(limit: float | None, noise: float = 0.0, pacers: int = 1) -> tuple[Tenant, list[RatePacer]]:
+        tenant = Tenant(limit, noise)
+        budget = LocalBudget(clock=lambda: tenant.now)
+        monkeypatch.setattr("cxone_provider.sweeps.rate.time.monotonic", lambda: tenant.now)
+        holder["tenant"] = tenant
+        return tenant, [RatePacer(budget) for _ in range(pacers)]
+
+    return make
 
 
-def test_a_rate_limit_is_found_and_the_sweep_keeps_just_under_it():
-    pacer = RatePacer()
-    serve(pacer, 5, limit=50)
-    assert pacer.limit_found is not None
-    assert 45 <= pacer.limit_found <= 60
-    sent, throttled = serve(pacer, 30, limit=50)
-    assert throttled / sent <= 0.05  # under the limit, but for the probes
-    assert 0.9 * 50 <= sent / 30 <= 1.1 * 50  # at the limit, not under it
+@pytest.mark.parametrize("limit", [10, 50, 200])
+def test_a_rate_limit_is_measured_and_kept_to_from_the_first_seconds(tenant_clock, limit):
+    tenant, (pacer,) = tenant_clock(limit)
+    seconds = max(2000 / limit, 20)
+    sent, throttled, accepted = tenant.serve([pacer], seconds)
+    assert pacer.limit_found == pytest.approx(limit, rel=0.03)
+    assert throttled <= 0.01 * sent  # the first seconds included
+    assert accepted >= 0.97 * limit * seconds  # at the limit, not under it
 
 
-def test_random_429s_are_noise_not_a_budget():
-    pacer = RatePacer()
-    sent, _ = serve(pacer, 20, limit=None, noise=0.15, demand=300)
-    # Slowing down did not end them: the cuts were undone, no limit, the sweep is not slowed down.
-    assert pacer.limit_found is None
-    assert pacer.rate is None
-    assert pacer.cuts_undone >= 2
-    assert sent / 20 >= 0.9 * 300
+def test_random_429s_are_noise_not_a_budget(tenant_clock):
+    tenant, (pacer,) = tenant_clock(None, noise=0.15)
+    tenant.serve([pacer], 20, demand=300)
+    sent, _, _ = tenant.serve([pacer], 10, demand=300)
+    # Slowing down did not end them: no limit, the sweep is not slowed down.
+    assert pacer.figures()["rate_limit_found"] is None
+    assert pacer.cuts_undone >= 1
+    assert sent >= 0.9 * 300 * 10
 
 
-def test_a_freed_budget_is_found_again():
-    pacer = RatePacer()
-    serve(pacer, 8, limit=40)  # sharing the tenant's budget with another sweep
-    assert pacer.limit_found is not None
-    assert pacer.limit_found < 50
-    # The other sweep ended: after a few quiet seconds the rate grows by up to a fifth a second.
-    serve(pacer, 14, limit=200)
-    sent, _ = serve(pacer, 5, limit=200)
-    assert sent / 5 >= 0.8 * 200
+def test_a_budget_that_grows_is_found_again(tenant_clock):
+    tenant, (pacer,) = tenant_clock(40)
+    tenant.serve([pacer], 10)
+    assert pacer.limit_found == pytest.approx(40, rel=0.05)
+    tenant.limit = 200  # another client of the tenant stopped
+    tenant.serve([pacer], 15)
+    _, _, accepted = tenant.serve([pacer], 5)
+    assert accepted >= 0.8 * 200 * 5
+
+
+def test_a_budget_that_shrinks_is_kept_to(tenant_clock):
+    tenant, (pacer,) = tenant_clock(200)
+    tenant.serve([pacer], 5)
+    tenant.limit = 50  # another client started
+    tenant.serve([pacer], 5)
+    sent, throttled, _ = tenant.serve([pacer], 20)
+    assert pacer.limit_found == pytest.approx(50, rel=0.1)
+    assert throttled <= 0.02 * sent
+
+
+def test_two_sweeps_on_one_budget_share_the_limit_and_learn_it_once(tenant_clock):
+    tenant, pacers = tenant_clock(100, pacers=2)
+    sent, throttled, accepted = tenant.serve(pacers, 30)
+    assert accepted >= 0.95 * 100 * 30
+    assert throttled <= 0.01 * sent
+    late = RatePacer(pacers[0].budget)  # a third sweep starting later: the limit is known
+    assert late.limit_found == pytest.approx(100, rel=0.05)
+
+
+def test_sweeps_on_one_connection_in_one_process_share_one_pacer():
+    assert pacer_for("cxone_a") is pacer_for("cxone_a")
+    assert pacer_for("cxone_a") is not pacer_for("cxone_b")

@@ -125,6 +125,15 @@ CONNECTION_FIELDS: Final[tuple[ConnectionField, ...]] = (
         "(the bearer token goes there).",
     ),
     ConnectionField(
+        "rate_budget",
+        "Rate budget",
+        "text",
+        "Where the tenant's rate budget is shared: process (every sweep and join on this connection in one "
+        "process), celery-broker (every process, on the Celery broker's Redis), or a redis:// URL "
+        "(docs/pacing.md).",
+        default="process",
+    ),
+    ConnectionField(
         "condition_rules",
         "Condition rules (JSON)",
         "json",

@@ -51,6 +51,8 @@ class CxoneSettings:
     allowed_api_domains: tuple[str, ...] = ()
     #: the tenant's own readings of error answers (extra ``condition_rules``), tried before the table
     condition_rules: tuple[ConditionRule, ...] = ()
+    #: where the rate budget is shared (extra ``rate_budget``): ``process``, ``celery-broker`` or a Redis URL
+    rate_budget: str = "process"
 
     @classmethod
     def from_connection(cls, conn: Connection) -> CxoneSettings:
@@ -103,7 +105,16 @@ class CxoneSettings:
             verify_ssl=_verify_setting(given("verify_ssl"), fail),
             allowed_api_domains=_domains(given("allowed_api_domains"), fail),
             condition_rules=_condition_rules(given("condition_rules"), conn_id),
+            rate_budget=_rate_budget(given("rate_budget"), fail),
         )
+
+
+def _rate_budget(value: object, fail: Callable[[str, str], CxoneConfigError]) -> str:
+    text = str(value or "process").strip()
+    if text in ("process", "celery-broker") or text.startswith(("redis://", "rediss://", "unix://")):
+        return text
+    shown = text.rsplit("@", 1)[-1]  # a URL's password never reaches the message
+    raise fail("extra 'rate_budget'", f"must be process, celery-broker or a redis:// URL, got {shown!r}")
 
 
 def _condition_rules(raw: object, conn_id: str) -> tuple[ConditionRule, ...]:

@@ -23,6 +23,8 @@ from cxone_provider.operators.common import (
     resolve_security_user_value,
     security_user_source,
 )
+from cxone_provider.sweeps.pacing import AdaptiveLimiter
+from cxone_provider.sweeps.shared import share_budget
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -248,7 +250,15 @@ class JoinAgentSessionOperator(CxoneBaseOperator, BaseBranchOperator):
                 source,
             )
         # The connection comes from the SecurityUser unless cxone_conn_id overrides it.
-        hook = self.make_hook(connection_for(user, self.cxone_conn_id))
+        # One join, paced by the connection's one budget like every sweep on it.
+        limiter = AdaptiveLimiter(1, stop=self._stop_event)
+        hook = self.make_hook(
+            connection_for(user, self.cxone_conn_id),
+            attempt_gate=limiter.slot,
+            answer_listener=limiter.on_answer,
+            retry_listener=limiter.on_retry,
+        )
+        share_budget(limiter, hook)
         outcome = join_agent_session(hook, session_id, user.agent_id, condition_rules=self._rules)
         self.keep_run_facts("agent-sessions", {outcome.condition.value: 1})
         return outcome, user, source

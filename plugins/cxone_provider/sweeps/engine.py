@@ -26,6 +26,7 @@ from cxone_provider.metrics import count_outcomes, sweep_timer
 from cxone_provider.sweeps.pacing import AdaptiveLimiter
 from cxone_provider.sweeps.report import write_report
 from cxone_provider.sweeps.result import Item, SweepResult
+from cxone_provider.sweeps.shared import share_budget
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -112,6 +113,7 @@ class SweepEngine:
             answer_listener=limiter.on_answer,
             stop=self.stop,
         )
+        share_budget(limiter, hook)  # the connection's one pacer, which every sweep and join on it shares
         resumed = checkpoint.load() if checkpoint else {}
         self.resumed = frozenset(resumed)
         if checkpoint is not None:

@@ -1,0 +1,128 @@
+"""One rate budget per CXone connection, shared by sweeps in separate processes through Redis.
+
+Real processes, a real redis-server (Debian's, started on a free port) and the sandbox's token bucket:
+the tests check what the budget is for — every process numbers its sends on the one schedule, a limit
+learnt once is taken by the others, nothing is joined twice or skipped, and the 429s stay few. How close
+to the limit they get together is a benchmark figure (``make bench-peers``), not asserted here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+from conftest import fresh_dag, joins_sent, keep_legacy_extensions, sandbox_with_live_sessions
+
+from cxone_provider.exceptions import CxoneConfigError
+from cxone_provider.sweeps.budget import RedisBudget, budget_key
+from cxone_provider.sweeps.rate import Phase, RatePacer
+
+redis = pytest.importorskip("redis")
+
+SESSIONS = 600
+live_sandbox = sandbox_with_live_sessions(SESSIONS)
+# One sweep, in its own process as on its own Celery worker.
+SWEEP = """
+import json, sys
+from cxone_provider.operators.sweep import JoinAgentSessionsOperator
+ids = json.loads(sys.argv[1])
+result = JoinAgentSessionsOperator(
+    task_id="sweep", session_ids=ids, security_user={"agent_id": 1001, "conn_id": "cxone_shared"},
+    max_concurrency=16, progress_interval_s=3600, hook_params={"backoff_initial_s": 0.01},
+).execute(context={})
+print(json.dumps({"success": len(result["Success"]), "stats": result["stats"]}))
+"""
+
+
+@pytest.fixture(scope="module")
+def redis_url():
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.skip("redis-server is not installed (Debian package redis-server)")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+    )
+    url = f"redis://127.0.0.1:{port}/0"
+    client = redis.Redis.from_url(url)
+    for _ in range(200):
+        try:
+            client.ping()
+            break
+        except redis.ConnectionError:
+            time.sleep(0.05)
+    yield url
+    server.terminate()
+    server.wait(10)
+
+
+@pytest.mark.parametrize("sweeps", [2, 4])
+def test_sweeps_in_separate_processes_share_one_budget(live_sandbox, redis_url, monkeypatch, sweeps):
+    client = redis.Redis.from_url(redis_url)
+    client.flushdb()
+    live_sandbox.reset()
+    keep_legacy_extensions(live_sandbox, monkeypatch)
+    live_sandbox.set_faults(join_mode="session", error_body="legacy", rate_limit_rps=100, latency_ms=5)
+    name, value = live_sandbox.connection_env("cxone_shared", rate_budget=redis_url)
+    env = {**os.environ, name: value, "PYTHONWARNINGS": "ignore"}
+    ids = [f"sess-{5001 + n}" for n in range(SESSIONS)]
+    processes = [
+        subprocess.Popen([sys.executable, "-c", SWEEP, json.dumps(ids[n::sweeps])], stdout=subprocess.PIPE, env=env)
+        for n in range(sweeps)
+    ]
+    results = [json.loads(p.communicate(timeout=240)[0].decode().splitlines()[-1]) for p in processes]
+
+    assert sum(r["success"] for r in results) == SESSIONS
+    joins = joins_sent(live_sandbox)
+    accepted = [e["params"]["sessionId"] for e in joins if e["status"] != 429]
+    assert sorted(accepted) == sorted(ids)  # nothing skipped, nothing joined twice
+    # Every process numbered its sends on the one schedule: the shared counter saw every join request.
+    assert int(client.get(f"{budget_key('cxone_shared')}:sends")) == len(joins)
+    assert int(client.get(f"{budget_key('cxone_shared')}:throttled") or 0) == sum(e["status"] == 429 for e in joins)
+    limit = float(client.get(f"{budget_key('cxone_shared')}:limit").split()[0])
+    assert 50 <= limit <= 150  # learnt, and kept where every process reads it
+    assert all(r["stats"]["rate_limit_found"] is not None for r in results)
+    throttled = sum(e["status"] == 429 for e in joins)
+    # Few, first seconds included: a 600-session run at R=100 lasts six seconds, most of it the processes'
+    # own first seconds; over 2,000 sessions bench-peers measures 2-2.5 %.
+    assert throttled <= 0.10 * len(joins)
+
+
+def test_a_limit_learnt_once_is_taken_by_the_next_process(redis_url):
+    client = redis.Redis.from_url(redis_url)
+    client.flushdb()
+    RedisBudget(client, budget_key("cxone_x")).store_limit(120.0, 800)
+    pacer = RatePacer(RedisBudget(redis.Redis.from_url(redis_url), budget_key("cxone_x")))
+    assert pacer.phase is Phase.PACED  # no ramp, no 429s to find it again
+    assert pacer.limit_found == pytest.approx(120.0)
+    other = RatePacer(RedisBudget(client, budget_key("cxone_y")))
+    assert other.phase is Phase.START  # another connection's budget is its own
+
+
+@pytest.mark.parametrize("value", ["memcached://cache:11211", "redis-please"])
+def test_a_rate_budget_that_is_no_redis_url_is_refused_naming_it(cxone_sandbox, monkeypatch, value):
+    from cxone_provider.hooks.cxone import CxoneHook
+
+    monkeypatch.setenv(*cxone_sandbox.connection_env("cxone_bad", rate_budget=value))
+    with pytest.raises(CxoneConfigError, match=f"rate_budget.*{value}"):
+        _ = CxoneHook("cxone_bad").settings
+
+
+@pytest.mark.usefixtures("legacy_sandbox_extensions", "airflow_db")
+def test_a_single_join_is_paced_by_its_connections_budget(cxone_sandbox, redis_url, monkeypatch):
+    client = redis.Redis.from_url(redis_url)
+    client.flushdb()
+    monkeypatch.setenv(*cxone_sandbox.connection_env(rate_budget=redis_url))
+    dag_run = fresh_dag("cxone_test_dags", "t_task_group").test()
+    assert dag_run.get_task_instance("join").state == "success"
+    # The join took its send from the connection's one schedule, where sweeps on it take theirs.
+    assert int(client.get(f"{budget_key('cxone_default')}:sends")) == len(joins_sent(cxone_sandbox)) == 1
