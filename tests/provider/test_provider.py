@@ -54,6 +54,7 @@ def test_the_connection_form_names_every_field():
         "verify_ssl",
         "allowed_api_domains",
         "condition_rules",
+        "rate_budget",
     }
     widgets = manager.connection_form_widgets
     assert widgets["extra__cxone__client_secret"].field["schema"]["format"] == "password"
