@@ -1,7 +1,7 @@
 """Where a CXone connection's rate budget is kept: in this process, or on Redis for every process.
 
 A tenant's rate limit is one budget shared by every client of the tenant, so the sweeps and joins that use
-the same connection share one :class:`~cxone_provider.sweeps.pacing.RatePacer`, and that pacer keeps its
+the same connection share one :class:`~cxone_provider.sweeps.rate.RatePacer`, and that pacer keeps its
 send schedule and its counters in a budget:
 
 - :class:`LocalBudget` (the default): in this process; every sweep and join on the connection shares it.
