@@ -17,7 +17,7 @@ import sys
 import time
 
 import pytest
-from conftest import fresh_dag, joins_sent, keep_legacy_extensions, sandbox_with_live_sessions
+from conftest import fresh_dag, joins_sent, sandbox_with_live_sessions
 
 from cxone_provider.exceptions import CxoneConfigError
 from cxone_provider.sweeps.budget import RedisBudget, budget_key
@@ -31,9 +31,9 @@ live_sandbox = sandbox_with_live_sessions(SESSIONS)
 SWEEP = """
 import json, sys
 from cxone_provider.operators.sweep import JoinAgentSessionsOperator
-ids = json.loads(sys.argv[1])
+agents = json.loads(sys.argv[1])
 result = JoinAgentSessionsOperator(
-    task_id="sweep", session_ids=ids, security_user={"agent_id": 1001, "conn_id": "cxone_shared"},
+    task_id="sweep", agents=agents, cxone_conn_id="cxone_shared",
     max_concurrency=16, progress_interval_s=3600, hook_params={"backoff_initial_s": 0.01},
 ).execute(context={})
 print(json.dumps({"success": len(result["Success"]), "stats": result["stats"]}))
@@ -70,21 +70,21 @@ def test_sweeps_in_separate_processes_share_one_budget(live_sandbox, redis_url, 
     client = redis.Redis.from_url(redis_url)
     client.flushdb()
     live_sandbox.reset()
-    keep_legacy_extensions(live_sandbox, monkeypatch)
-    live_sandbox.set_faults(join_mode="session", error_body="legacy", rate_limit_rps=100, latency_ms=5)
+    live_sandbox.set_faults(rate_limit_rps=100, latency_ms=5)
     name, value = live_sandbox.connection_env("cxone_shared", rate_budget=redis_url)
     env = {**os.environ, name: value, "PYTHONWARNINGS": "ignore"}
-    ids = [f"sess-{5001 + n}" for n in range(SESSIONS)]
+    # CXone's published join: each agent joined as itself, expecting its own live session.
+    agents = [{"agent_id": 5001 + n, "session_id": f"sess-{5001 + n}"} for n in range(SESSIONS)]
     processes = [
-        subprocess.Popen([sys.executable, "-c", SWEEP, json.dumps(ids[n::sweeps])], stdout=subprocess.PIPE, env=env)
+        subprocess.Popen([sys.executable, "-c", SWEEP, json.dumps(agents[n::sweeps])], stdout=subprocess.PIPE, env=env)
         for n in range(sweeps)
     ]
     results = [json.loads(p.communicate(timeout=240)[0].decode().splitlines()[-1]) for p in processes]
 
     assert sum(r["success"] for r in results) == SESSIONS
     joins = joins_sent(live_sandbox)
-    accepted = [e["params"]["sessionId"] for e in joins if e["status"] != 429]
-    assert sorted(accepted) == sorted(ids)  # nothing skipped, nothing joined twice
+    accepted = [int(e["params"]["asAgentId"]) for e in joins if e["status"] != 429]
+    assert sorted(accepted) == [a["agent_id"] for a in agents]  # nothing skipped, nothing joined twice
     # Every process numbered its sends on the one schedule: the shared counter saw every join request.
     assert int(client.get(f"{budget_key('cxone_shared')}:sends")) == len(joins)
     assert int(client.get(f"{budget_key('cxone_shared')}:throttled") or 0) == sum(e["status"] == 429 for e in joins)
