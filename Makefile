@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 # The newest Airflow we support, installed with the resolved set we test it with (docs/airflow-versions.md).
 NEWEST_CONSTRAINTS := constraints/apache-airflow-3.3.2.txt
 
-.PHONY: install lint test test-deps check-test-deps docs dist constraints test-floor test-versions sdk-contract demo bench bench-rate-limit bench-peers bench-scale bench-ui bench-triggerer soak clean
+.PHONY: install lint test test-deps check-test-deps docs dist constraints test-floor test-versions sdk-contract demo bench bench-rate-limit bench-peers bench-handwired bench-scale bench-ui bench-triggerer soak clean
 
 $(STAMP): setup.cfg pyproject.toml $(NEWEST_CONSTRAINTS)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -98,6 +98,15 @@ bench-rate-limit: install
 bench-peers: install
 	$(PY) -m pip install --quiet -e ".[bench]"
 	$(PY) bench/bench_vs_peers.py
+
+# Issue 24's figures: the sweep beside HttpOperator + BranchPythonOperator per session, on a real scheduler
+# (LocalExecutor + PostgreSQL, Debian's postgresql). 1,000 sessions x 3 repeats take about an hour on 2 cores:
+# SESSIONS=200 REPEATS=1 for a quick look. Writes bench-handwired.json.
+SESSIONS ?= 1000
+REPEATS  ?= 3
+bench-handwired: install
+	$(PY) -m pip install --quiet -e ".[bench]"
+	$(PY) bench/bench_vs_handwired.py --sessions $(SESSIONS) --repeats $(REPEATS) --json bench-handwired.json
 
 bench-scale: install
 	$(PY) bench/bench_scale.py

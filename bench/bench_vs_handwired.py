@@ -19,7 +19,10 @@ Each repeat triggers both (alternately, with the sandbox reset before each run) 
 - ``joins``: join requests the sandbox's journal counted (the same N on both sides: nothing repeated);
 - ``TIs``: the run's task instances, and how many ran in a task process (EmptyOperators are marked by the
   scheduler without one, skipped ones not at all);
-- ``routed``: (hand-wired) sessions whose branch ran exactly one condition's task and skipped the rest;
+- ``routed``: (hand-wired) sessions whose branch ran exactly one condition's task and skipped the rest. On
+  Airflow 3.3.2 none are: a branch inside a mapped task group skips nothing, every condition's task runs
+  (apache/airflow issue 67265, open: NotPreviouslySkippedDep reads the branch's decision at map index -1).
+  The EmptyOperators cost no task process either way, so the wall time is what a working branch would take;
 - ``bearer in XCom``: whether any XCom of the run holds a token the sandbox issued (its ``sbx-at-`` prefix),
   read from the metadata DB.
 

@@ -9,7 +9,8 @@
 3. **check**, a task group mapped over them, per session: ``join`` (an ``HttpOperator`` on connection
    ``cxone_api``, the Agent API's base URL; any status is an answer, not a failure), then ``route`` (a
    ``BranchPythonOperator``) picks one ``EmptyOperator`` per result condition and skips the others for
-   that map index.
+   that map index. On Airflow 3.3.2 the skip does not happen: every condition's task runs for every session
+   (apache/airflow issue 67265: a branch inside a mapped task group; bench_vs_handwired.py counts it).
 """
 
 from __future__ import annotations
