@@ -54,6 +54,7 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests" / "e2e"))
+sys.path.insert(0, str(REPO / "bench"))
 
 from airflow_stack import (  # noqa: E402
     AirflowClient,
@@ -65,6 +66,7 @@ from airflow_stack import (  # noqa: E402
     start_airflow,
     start_postgres,
 )
+from bench_sweep import print_table  # noqa: E402
 
 from cxone_provider.testing import SandboxServer  # noqa: E402
 from cxone_sandbox.tokens import ACCESS_TOKEN_PREFIX  # noqa: E402
@@ -226,7 +228,7 @@ def summary(runs: list[Run], sessions: int) -> list[dict[str, Any]]:
     return rows
 
 
-def print_table(rows: list[dict[str, Any]]) -> None:
+def print_summary(rows: list[dict[str, Any]]) -> None:
     header = [
         "approach",
         "wall s (median)",
@@ -250,11 +252,7 @@ def print_table(rows: list[dict[str, Any]]) -> None:
         ]
         for row in rows
     ]
-    widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(header)]
-    print("  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)))
-    print("  ".join("-" * w for w in widths))
-    for row in cells:
-        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)))
+    print_table(header, cells)
 
 
 def main() -> int:
@@ -314,7 +312,7 @@ def main() -> int:
             shutil.rmtree(workdir, ignore_errors=True)
     rows = summary(runs, args.sessions)
     print()
-    print_table(rows)
+    print_summary(rows)
     provider, handwired = rows
     ratio = handwired["wall_s_median"] / provider["wall_s_median"]
     print(f"\nhand-wired / provider: {ratio:.1f}x (median wall seconds, {args.sessions} sessions)")
