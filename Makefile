@@ -100,7 +100,7 @@ bench-peers: install
 	$(PY) bench/bench_vs_peers.py
 
 # Issue 24's figures: the sweep beside HttpOperator + BranchPythonOperator per session, on a real scheduler
-# (LocalExecutor + PostgreSQL, Debian's postgresql). 1,000 sessions x 3 repeats take about an hour on 2 cores:
+# (LocalExecutor + PostgreSQL, Debian's postgresql). 1,000 sessions x 3 repeats take hours on 2 cores (docs/pacing.md):
 # SESSIONS=200 REPEATS=1 for a quick look. Writes bench-handwired.json.
 SESSIONS ?= 1000
 REPEATS  ?= 3
