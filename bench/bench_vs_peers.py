@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))
 
-from bench_rate_limit import SWEEP_SCRIPT, export_plugins  # noqa: E402
+from bench_rate_limit import export_plugins  # noqa: E402
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -50,17 +50,30 @@ if TYPE_CHECKING:
 #: the commit before this pacing: the previous release's sweep
 PREVIOUS_REF = "f36330e"
 JOIN_SUFFIX = "agent-sessions/join"
+# One sweep in its own process, as on its own worker: CXone's published join, each agent joined as itself
+# expecting its own live session (the provider's QA-sweep form).
+SWEEP_SCRIPT = """
+import json, sys, time
+from cxone_provider.operators.sweep import JoinAgentSessionsOperator
+agents = json.loads(sys.argv[1]); concurrency = int(sys.argv[2])
+operator = JoinAgentSessionsOperator(
+    task_id="sweep", agents=agents, max_concurrency=concurrency, progress_interval_s=3600,
+)
+started = time.monotonic()  # CLOCK_MONOTONIC: comparable between processes on one machine
+result = operator.execute(context={})
+print(json.dumps({"start": started, "end": time.monotonic(), "success": len(result["Success"])}))
+"""
 
 
-def peer_sweep(kind: str, ids: list[str], rate: float, concurrency: int) -> dict[str, Any]:
-    """A sweep of ``ids`` through the provider's hook, its attempts gated by a peer's limiter."""
+def peer_sweep(kind: str, agents: list[dict[str, Any]], rate: float, concurrency: int) -> dict[str, Any]:
+    """A sweep of ``agents`` through the provider's hook, its attempts gated by a peer's limiter."""
     from cxone_provider.hooks.cxone import CxoneHook
     from cxone_provider.operators.common import join_agent_session
 
     gate, listener = botocore_limiter() if kind == "botocore" else fixed_bucket(rate)
     hook = CxoneHook(pool_size=concurrency, attempt_gate=gate, answer_listener=listener)
     hook.access_token()
-    queue = iter(ids)
+    queue = iter(agents)
     lock = threading.Lock()
     success = 0
 
@@ -68,10 +81,10 @@ def peer_sweep(kind: str, ids: list[str], rate: float, concurrency: int) -> dict
         nonlocal success
         while True:
             with lock:
-                session_id = next(queue, None)
-            if session_id is None:
+                agent = next(queue, None)
+            if agent is None:
                 return
-            outcome = join_agent_session(hook, session_id, 1001)
+            outcome = join_agent_session(hook, agent["session_id"], agent["agent_id"])
             with lock:
                 success += outcome.condition == "Success"
 
@@ -135,18 +148,21 @@ def fixed_bucket(rate: float) -> tuple[Callable[[], Any], Callable[[int | None],
 
 
 def run(
-    sandbox: Any, kind: str, groups: list[list[str]], rate: float, args: argparse.Namespace, env: dict[str, str]
+    sandbox: Any,
+    kind: str,
+    groups: list[list[dict[str, Any]]],
+    rate: float,
+    args: argparse.Namespace,
+    env: dict[str, str],
 ) -> dict[str, Any]:
     """One run: a process per group at once; its row."""
     sandbox.reset()
-    from cxone_provider.testing import LEGACY_EXTENSIONS
-
-    sandbox.set_faults(**LEGACY_EXTENSIONS, latency_ms=args.latency_ms, rate_limit_rps=rate)
+    sandbox.set_faults(latency_ms=args.latency_ms, rate_limit_rps=rate)
     if kind in ("provider", "previous"):
-        commands = [[sys.executable, "-c", SWEEP_SCRIPT, json.dumps(ids), str(args.concurrency)] for ids in groups]
+        commands = [[sys.executable, "-c", SWEEP_SCRIPT, json.dumps(g), str(args.concurrency)] for g in groups]
     else:
         peer = [sys.executable, __file__, "--peer", kind, "--rate", str(rate), "--concurrency", str(args.concurrency)]
-        commands = [[*peer, "--ids", json.dumps(ids)] for ids in groups]
+        commands = [[*peer, "--agents", json.dumps(g)] for g in groups]
     processes = [
         subprocess.Popen(c, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env) for c in commands
     ]
@@ -167,7 +183,7 @@ def run(
         "each_of_R": [round(e, 3) for e in each],
         "requests": len(joins),
         "share_429": round(sum(e["status"] == 429 for e in joins) / max(1, len(joins)), 4),
-        "joined_twice": len(accepted) - len({e["params"].get("sessionId") for e in accepted}),
+        "joined_twice": len(accepted) - len({e["params"].get("asAgentId") for e in accepted}),
     }
 
 
@@ -227,21 +243,20 @@ def main() -> int:
     parser.add_argument("--json", default="bench-peers.json", help="where the rows are written")
     parser.add_argument("--peer", help=argparse.SUPPRESS)
     parser.add_argument("--rate", type=float, help=argparse.SUPPRESS)
-    parser.add_argument("--ids", help=argparse.SUPPRESS)
+    parser.add_argument("--agents", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.peer:  # one peer's sweep, in its own process
-        print(json.dumps(peer_sweep(args.peer, json.loads(args.ids), args.rate, args.concurrency)))
+        print(json.dumps(peer_sweep(args.peer, json.loads(args.agents), args.rate, args.concurrency)))
         return 0
 
-    from cxone_provider.testing import LEGACY_EXTENSIONS, SandboxServer
+    from cxone_provider.testing import SandboxServer
 
-    ids = [f"sess-{5001 + n}" for n in range(args.sessions)]
+    # The sandbox's seeded live agents 5001…, each with its session sess-5001…
+    agents = [{"agent_id": 5001 + n, "session_id": f"sess-{5001 + n}"} for n in range(args.sessions)]
     rows: list[dict[str, Any]] = []
     with (
         tempfile.TemporaryDirectory() as scratch,
-        SandboxServer(
-            live_sessions=len(ids), faults=LEGACY_EXTENSIONS, settings={"journal_size": 40 * args.sessions}
-        ) as sandbox,
+        SandboxServer(live_sessions=len(agents), settings={"journal_size": 40 * args.sessions}) as sandbox,
         redis_server() as redis_url,
     ):
         base = {**os.environ, "PYTHONWARNINGS": "ignore"}
@@ -251,7 +266,7 @@ def main() -> int:
         print(f"{args.sessions} sessions, {args.latency_ms:g} ms, {args.concurrency} workers, {os.cpu_count()} CPUs")
         for rate in args.rates:
             for kind in args.kinds:
-                rows.append(run(sandbox, kind, [ids], rate, args, envs[kind]))
+                rows.append(run(sandbox, kind, [agents], rate, args, envs[kind]))
                 print_table(rows[-1:])
         for rate in args.multi_rates:
             for budget, sweeps in (("redis", 2), ("redis", 4), ("process", 2)):
@@ -259,7 +274,7 @@ def main() -> int:
                     **base,
                     name: sandbox.connection_env(rate_budget=redis_url if budget == "redis" else "process")[1],
                 }
-                groups = [ids[n::sweeps] for n in range(sweeps)]
+                groups = [agents[n::sweeps] for n in range(sweeps)]
                 row = run(sandbox, "provider", groups, rate, args, env)
                 row["kind"] = f"provider, budget {budget}"
                 rows.append(row)

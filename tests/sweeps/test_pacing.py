@@ -47,7 +47,7 @@ class Tenant:
             if self.limit is not None:
                 self.tokens = min(self.limit, self.tokens + self.limit * (now - self.now))
             self.now = now
-            wait, number = pacers[which].try_send(now)
+            wait, number, _ = pacers[which].try_send(now)
             if not number:
                 next_at[which] = now + max(wait, 1e-4)
                 continue
@@ -121,6 +121,22 @@ def test_two_sweeps_on_one_budget_share_the_limit_and_learn_it_once(tenant_clock
     assert throttled <= 0.01 * sent
     late = RatePacer(pacers[0].budget)  # a third sweep starting later: the limit is known
     assert late.limit_found == pytest.approx(100, rel=0.05)
+
+
+@pytest.mark.parametrize("limit", [50, 200])
+@pytest.mark.parametrize("processes", [2, 4])
+def test_pacers_of_several_processes_learn_once_and_drain_together(tenant_clock, limit, processes):
+    # One pacer per process on one budget (what RedisBudget gives them), each process able to send at
+    # twice its share: they find the limit once, keep to it together, and a drain costs one 429, not one
+    # per process.
+    tenant, pacers = tenant_clock(limit, pacers=processes)
+    seconds = 40
+    sent, throttled, accepted = tenant.serve(pacers, seconds, demand=2.0 * limit / processes)
+    assert accepted >= 0.95 * limit * seconds
+    assert throttled <= 0.01 * sent  # the first seconds included
+    assert all(p.limit_found == pytest.approx(limit, rel=0.03) for p in pacers)
+    assert sum(p.drains for p in pacers) >= 3  # drains happened, and each cost about one 429
+    assert throttled <= 8 + sum(p.drains for p in pacers)
 
 
 def test_sweeps_on_one_connection_in_one_process_share_one_pacer():

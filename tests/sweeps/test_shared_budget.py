@@ -20,7 +20,7 @@ import pytest
 from conftest import fresh_dag, joins_sent, sandbox_with_live_sessions
 
 from cxone_provider.exceptions import CxoneConfigError
-from cxone_provider.sweeps.budget import RedisBudget, budget_key
+from cxone_provider.sweeps.budget import Learnt, RedisBudget, budget_key
 from cxone_provider.sweeps.rate import Phase, RatePacer
 
 redis = pytest.importorskip("redis")
@@ -92,15 +92,15 @@ def test_sweeps_in_separate_processes_share_one_budget(live_sandbox, redis_url, 
     assert 50 <= limit <= 150  # learnt, and kept where every process reads it
     assert all(r["stats"]["rate_limit_found"] is not None for r in results)
     throttled = sum(e["status"] == 429 for e in joins)
-    # Few, first seconds included: a 600-session run at R=100 lasts six seconds, most of it the processes'
-    # own first seconds; over 2,000 sessions bench-peers measures 2-2.5 %.
-    assert throttled <= 0.10 * len(joins)
+    # Few, first seconds included (one process finds the limit, the others follow it; a drain is one for
+    # all): bench-peers measures 0.1-0.7 % over 2,000 sessions; the bound leaves room for a loaded machine.
+    assert throttled <= 0.05 * len(joins)
 
 
 def test_a_limit_learnt_once_is_taken_by_the_next_process(redis_url):
     client = redis.Redis.from_url(redis_url)
     client.flushdb()
-    RedisBudget(client, budget_key("cxone_x")).store_limit(120.0, 800)
+    RedisBudget(client, budget_key("cxone_x")).store_limit(Learnt(120.0, 800))
     pacer = RatePacer(RedisBudget(redis.Redis.from_url(redis_url), budget_key("cxone_x")))
     assert pacer.phase is Phase.PACED  # no ramp, no 429s to find it again
     assert pacer.limit_found == pytest.approx(120.0)

@@ -8,18 +8,23 @@ send schedule and its counters in a budget:
 - :class:`RedisBudget`: on Redis (the Celery broker's, or any), so that sweeps on several workers and
   machines share it. The schedule is GCRA (the generic cell rate algorithm, as redis-cell and
   go-redis/redis_rate run it) in one Lua script, which Redis runs atomically on its own clock; the
-  counters are ``INCR``; the limit learnt is a hash with an expiry. Nothing else is coordinated.
+  counters are ``INCR``; the limit learnt is a string with an expiry; a drain is a key set with ``NX``
+  and an expiry. Nothing else is coordinated.
 
-A budget hands out send times (:meth:`try_send`) and numbers each send, counts 429s (:meth:`note_throttled`)
-and keeps the limit learnt (:meth:`store_limit`, :meth:`load_limit`), so that the pacer measures the
-accepted rate of every process, not only its own, and a limit learnt once is not learnt again.
+A budget hands out send times (:meth:`try_send`), numbers each send and stamps it with the budget's clock
+(so that the send times of every process compare), counts 429s (:meth:`note_throttled`), keeps the limit
+learnt with the two empty moments it was last measured between (:meth:`store_limit`, :meth:`load_limit`),
+and runs the *drain* (:meth:`begin_drain`): one at a time for everyone on the budget, ended by the first
+429 to a send made during it, whoever sent it. So the pacers measure the accepted rate of every process,
+a limit learnt once is not learnt again, and a drain costs one 429 however many processes share it.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Protocol
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -28,29 +33,92 @@ if TYPE_CHECKING:
 LIMIT_TTL_S = 600
 
 
+@dataclass(frozen=True)
+class Mark:
+    """A moment the bucket was empty: a 429's send time (the budget's clock), its send number, and the
+    429s counted by then."""
+
+    at: float
+    number: int
+    throttled: int
+
+    def dump(self) -> str:
+        return f"{self.at:.6f}:{self.number}:{self.throttled}"
+
+    @classmethod
+    def load(cls, text: str) -> Mark | None:
+        if text == "-":
+            return None
+        at, number, throttled = text.split(":")
+        return cls(float(at), int(number), int(throttled))
+
+
+@dataclass(frozen=True)
+class Learnt:
+    """A limit learnt: requests per second, the accepted requests it was measured over, and the span's
+    first and last empty moments (where the next measurement, by any pacer on the budget, starts)."""
+
+    limit: float
+    samples: int
+    span: Mark | None = None
+    last: Mark | None = None
+
+    def dump(self) -> str:
+        marks = (m.dump() if m else "-" for m in (self.span, self.last))
+        return f"{self.limit:.6f} {self.samples} {' '.join(marks)}"
+
+    @classmethod
+    def load(cls, text: str) -> Learnt:
+        limit, samples, *marks = text.split()
+        span, last = (Mark.load(m) for m in marks) if len(marks) == 2 else (None, None)
+        return cls(float(limit), int(samples), span, last)
+
+
+class Send(NamedTuple):
+    """A budget's answer to :meth:`Budget.try_send`."""
+
+    wait: float  # seconds until a send is due; 0.0: this one may go
+    number: int  # the send's number on the budget; 0: not sent
+    at: float  # the budget's clock when it was taken
+    draining: bool  # a drain is on: every pacer on the budget sends at its rate
+    throttled: int  # the 429s counted so far, by every pacer on the budget
+
+
 class Budget(Protocol):
-    """A connection's send schedule, its counters and the limit learnt (see the module docstring)."""
+    """A connection's send schedule, its counters, the limit learnt and the drain (module docstring)."""
 
     #: other processes use it too: a limit may appear in it that this process did not learn
     shared: bool
 
-    def try_send(self, interval: float | None) -> tuple[float, int]:
-        """Take the next send if it is due: ``(0.0, its number)``; else ``(seconds to wait, 0)``.
+    def try_send(self, interval: float | None) -> Send:
+        """Take the next send if it is due.
 
-        :param interval: seconds between sends at the rate wanted; ``None``: unpaced.
+        :param interval: seconds between sends at the rate wanted; ``None``: unpaced. While a drain is
+            on, the drain's (shorter) interval is used instead.
         """
 
     def hold(self, seconds: float) -> None:
         """Nobody sends for ``seconds`` (the bucket was found empty): the schedule's next send moves on."""
 
-    def note_throttled(self) -> int:
-        """Count one 429; the count of 429s so far."""
+    def note_throttled(self, number: int) -> tuple[int, bool]:
+        """Count one 429, to send ``number``: the count of 429s so far, and whether it ended the drain (it
+        was sent during one; the caller measures the limit and stores it)."""
 
-    def store_limit(self, limit: float, samples: int) -> None:
-        """Keep the limit learnt and how many accepted requests it was measured over."""
+    def begin_drain(self, interval: float, seconds: float) -> bool:
+        """Start a drain at ``interval`` for at most ``seconds``, unless one is on or the next is not due
+        yet; whether this call started it."""
 
-    def load_limit(self) -> tuple[float, int] | None:
-        """The limit learnt by anyone and its samples; ``None`` when none is known."""
+    def store_limit(self, learnt: Learnt, *, next_drain_s: float | None = None) -> None:
+        """Keep the limit learnt, for every pacer on the budget; no drain begins for ``next_drain_s``."""
+
+    def load_limit(self) -> Learnt | None:
+        """The limit learnt by anyone; ``None`` when none is known."""
+
+    def store_span(self, mark: Mark) -> None:
+        """A measurement starts at ``mark`` (the first 429): whoever gets the next one can finish it."""
+
+    def load_span(self) -> Mark | None:
+        """Where the measurement under way started; ``None``: none is."""
 
 
 class LocalBudget:
@@ -64,48 +132,93 @@ class LocalBudget:
         self._next = float("-inf")  # the theoretical time of the next send (GCRA's TAT)
         self._sends = 0
         self._throttled = 0
-        self._limit: tuple[float, int, float] | None = None
+        self._limit: tuple[Learnt, float] | None = None
+        self._span: Mark | None = None
+        # The drain on: its interval, when it expires, the last send number before it.
+        self._drain: tuple[float, float, int] | None = None
+        self._next_drain = float("-inf")
 
-    def try_send(self, interval: float | None) -> tuple[float, int]:
+    def try_send(self, interval: float | None) -> Send:
         with self._lock:
             now = self._clock()
+            drain = self._draining(now)
             if self._next > now:
-                return self._next - now, 0
-            self._next = max(self._next, now) + (interval or 0.0)
+                return Send(self._next - now, 0, now, drain is not None, self._throttled)
+            if interval and drain is not None:
+                interval = min(interval, drain[0])
+            interval = interval or 0.0
+            # A send taken late (its sender polled after its time) keeps its slot, up to one interval:
+            # otherwise every poll's lateness is lost, and several processes polling send under the rate.
+            self._next = max(self._next, now - interval) + interval
             self._sends += 1
-            return 0.0, self._sends
+            return Send(0.0, self._sends, now, drain is not None, self._throttled)
+
+    def _draining(self, now: float) -> tuple[float, float, int] | None:
+        if self._drain is not None and now >= self._drain[1]:
+            self._drain = None
+        return self._drain
 
     def hold(self, seconds: float) -> None:
         with self._lock:
             self._next = max(self._next, self._clock() + seconds)
 
-    def note_throttled(self) -> int:
+    def note_throttled(self, number: int) -> tuple[int, bool]:
         with self._lock:
             self._throttled += 1
-            return self._throttled
+            drain = self._draining(self._clock())
+            ended = drain is not None and number > drain[2]
+            if ended:
+                self._drain = None
+            return self._throttled, ended
 
-    def store_limit(self, limit: float, samples: int) -> None:
+    def begin_drain(self, interval: float, seconds: float) -> bool:
         with self._lock:
-            self._limit = (limit, samples, self._clock())
+            now = self._clock()
+            if self._draining(now) is not None or now < self._next_drain:
+                return False
+            self._drain = (interval, now + seconds, self._sends)
+            return True
 
-    def load_limit(self) -> tuple[float, int] | None:
+    def store_limit(self, learnt: Learnt, *, next_drain_s: float | None = None) -> None:
         with self._lock:
-            if self._limit is None or self._clock() - self._limit[2] > LIMIT_TTL_S:
+            now = self._clock()
+            self._limit = (learnt, now)
+            if next_drain_s is not None:
+                self._next_drain = now + next_drain_s
+
+    def load_limit(self) -> Learnt | None:
+        with self._lock:
+            if self._limit is None or self._clock() - self._limit[1] > LIMIT_TTL_S:
                 return None
-            return self._limit[0], self._limit[1]
+            return self._limit[0]
+
+    def store_span(self, mark: Mark) -> None:
+        with self._lock:
+            self._span = mark
+
+    def load_span(self) -> Mark | None:
+        with self._lock:
+            return self._span
 
 
-# GCRA on Redis's clock: KEYS[1] the next send time (s), KEYS[2] the send counter; ARGV[1] the interval (s).
-# Returns {wait in microseconds, the send's number}.
+# GCRA on Redis's clock: KEYS[1] the next send time (s), KEYS[2] the send counter, KEYS[3] the drain, KEYS[4]
+# the 429 counter; ARGV[1] the interval (s). Returns {wait in µs, the send's number, Redis's time in µs,
+# draining 0/1, the 429s}.
 _TRY_SEND = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local stamp = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local drain = redis.call('GET', KEYS[3])
+local draining = drain and 1 or 0
+local throttled = tonumber(redis.call('GET', KEYS[4]) or '0')
 local nxt = tonumber(redis.call('GET', KEYS[1]) or '0')
-if nxt > now then return {math.ceil((nxt - now) * 1000000), 0} end
-redis.call('SET', KEYS[1], tostring(math.max(nxt, now) + tonumber(ARGV[1])), 'EX', 3600)
+if nxt > now then return {math.ceil((nxt - now) * 1000000), 0, stamp, draining, throttled} end
+local interval = tonumber(ARGV[1])
+if drain and interval > 0 then interval = math.min(interval, tonumber(string.match(drain, '^%S+'))) end
+redis.call('SET', KEYS[1], tostring(math.max(nxt, now - interval) + interval), 'EX', 3600)
 local n = redis.call('INCR', KEYS[2])
 redis.call('EXPIRE', KEYS[2], 3600)
-return {0, n}
+return {0, n, stamp, draining, throttled}
 """
 # A hold: the next send time moves to at least now + ARGV[1] seconds, for every process.
 _HOLD = """
@@ -113,6 +226,26 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local nxt = tonumber(redis.call('GET', KEYS[1]) or '0')
 redis.call('SET', KEYS[1], tostring(math.max(nxt, now + tonumber(ARGV[1]))), 'EX', 3600)
+return 1
+"""
+# A 429 to send ARGV[1]: KEYS[1] the 429 counter; it ends the drain KEYS[2] when sent during it (its number
+# above the drain's first). Returns {the count, ended 0/1}.
+_THROTTLED = """
+local n = redis.call('INCR', KEYS[1])
+redis.call('EXPIRE', KEYS[1], 3600)
+local drain = redis.call('GET', KEYS[2])
+if drain and tonumber(ARGV[1]) > tonumber(string.match(drain, '%S+$')) then
+  redis.call('DEL', KEYS[2])
+  return {n, 1}
+end
+return {n, 0}
+"""
+# A drain at ARGV[1] s between sends for ARGV[2] ms, in KEYS[1], unless one is on or KEYS[3] (the next drain
+# is not due yet) is set; its value ends with the last send number before it (KEYS[2], the send counter).
+_BEGIN_DRAIN = """
+if redis.call('EXISTS', KEYS[1]) == 1 or redis.call('EXISTS', KEYS[3]) == 1 then return 0 end
+local first = redis.call('GET', KEYS[2]) or '0'
+redis.call('SET', KEYS[1], ARGV[1] .. ' ' .. first, 'PX', ARGV[2])
 return 1
 """
 
@@ -129,31 +262,46 @@ class RedisBudget:
     def __init__(self, client: Any, key: str) -> None:
         self.client = client
         self.key = key
-        self._script = client.register_script(_TRY_SEND)
+        self._try_send = client.register_script(_TRY_SEND)
         self._hold = client.register_script(_HOLD)
+        self._throttled = client.register_script(_THROTTLED)
+        self._begin_drain = client.register_script(_BEGIN_DRAIN)
 
-    def try_send(self, interval: float | None) -> tuple[float, int]:
-        wait_us, number = self._script(keys=[f"{self.key}:next", f"{self.key}:sends"], args=[interval or 0.0])
-        return int(wait_us) / 1e6, int(number)
+    def try_send(self, interval: float | None) -> Send:
+        keys = [f"{self.key}:next", f"{self.key}:sends", f"{self.key}:drain", f"{self.key}:throttled"]
+        wait_us, number, stamp_us, draining, throttled = self._try_send(keys=keys, args=[interval or 0.0])
+        return Send(int(wait_us) / 1e6, int(number), int(stamp_us) / 1e6, bool(draining), int(throttled))
 
     def hold(self, seconds: float) -> None:
         self._hold(keys=[f"{self.key}:next"], args=[seconds])
 
-    def note_throttled(self) -> int:
+    def note_throttled(self, number: int) -> tuple[int, bool]:
+        count, ended = self._throttled(keys=[f"{self.key}:throttled", f"{self.key}:drain"], args=[number])
+        return int(count), bool(ended)
+
+    def begin_drain(self, interval: float, seconds: float) -> bool:
+        keys = [f"{self.key}:drain", f"{self.key}:sends", f"{self.key}:drain-later"]
+        return bool(self._begin_drain(keys=keys, args=[repr(interval), max(1, round(seconds * 1000))]))
+
+    def store_limit(self, learnt: Learnt, *, next_drain_s: float | None = None) -> None:
         pipe = self.client.pipeline()
-        pipe.incr(f"{self.key}:throttled")
-        pipe.expire(f"{self.key}:throttled", 3600)
-        return int(pipe.execute()[0])
+        pipe.set(f"{self.key}:limit", learnt.dump(), ex=LIMIT_TTL_S)
+        if next_drain_s is not None:
+            pipe.set(f"{self.key}:drain-later", "1", px=max(1, round(next_drain_s * 1000)))
+        pipe.execute()
 
-    def store_limit(self, limit: float, samples: int) -> None:
-        self.client.set(f"{self.key}:limit", f"{limit:.6f} {samples}", ex=LIMIT_TTL_S)
-
-    def load_limit(self) -> tuple[float, int] | None:
+    def load_limit(self) -> Learnt | None:
         raw = self.client.get(f"{self.key}:limit")
         if not raw:
             return None
-        limit, samples = (raw.decode() if isinstance(raw, bytes) else str(raw)).split()
-        return float(limit), int(samples)
+        return Learnt.load(raw.decode() if isinstance(raw, bytes) else str(raw))
+
+    def store_span(self, mark: Mark) -> None:
+        self.client.set(f"{self.key}:span", mark.dump(), ex=60)
+
+    def load_span(self) -> Mark | None:
+        raw = self.client.get(f"{self.key}:span")
+        return Mark.load(raw.decode() if isinstance(raw, bytes) else str(raw)) if raw else None
 
 
 def budget_key(conn_id: str) -> str:

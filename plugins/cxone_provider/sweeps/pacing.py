@@ -105,9 +105,9 @@ class AdaptiveLimiter:
                 while True:
                     if self.stop.is_set():
                         raise CxoneStopped("stopped while waiting for the send rate")
-                    wait, number = self.pacer.try_send(time.monotonic())
+                    wait, number, sent_at = self.pacer.try_send(time.monotonic())
                     if number:
-                        self._sent.send = (number, time.monotonic())
+                        self._sent.send = (number, sent_at)
                         break
                     self.stop.wait(min(wait, 0.05))
             yield

@@ -11,11 +11,16 @@ end. Phases:
 1. *start*: the send rate ramps up from 20/s, doubling every 50 ms, so that the first 429 comes while
    few requests are in the air (a full-width first burst is what cost earlier releases their 429s);
 2. *hold*: on that first 429 nothing is sent for a quarter of a second (by any process on the budget),
-   then the rate ramps again (*measure*) until the second 429: the limit is measured between the two;
+   then the rate ramps again (*measure*) until the second 429: the limit is measured between the two.
+   The other processes on the budget see the first 429 counted and *follow*: they hold too, ramp beside
+   the measuring one (one schedule: together at its rate), and whoever gets the second 429 measures;
 3. *paced*: sends are spaced at the limit less a margin of two tokens' worth of its uncertainty; what
    that margin leaves in the bucket is taken back by a *drain*, sending at 1.25x the limit until the
    next 429, which measures the limit again over a longer span (so the margin shrinks to 0.5 %). A
-   drain that finds far more than the margin left means the budget grew: the limit is raised.
+   drain that finds far more than the margin left means the budget grew: the limit is raised. A drain
+   is the budget's, not a pacer's: one at a time for every process on it, all at its rate, ended by
+   the first 429 to a send made during it (whoever made it measures), so it costs one 429, not one
+   per process.
 4. More than 3 % of 429s (above the noise learnt) in a second while paced means the budget shrank
    (another client): the limit becomes what was accepted; if slowing down did not end those 429s
    they are noise (a sick node, a proxy): unpaced again, and that share is no longer counted.
@@ -34,7 +39,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-from cxone_provider.sweeps.budget import Budget, LocalBudget
+from cxone_provider.sweeps.budget import Budget, Learnt, LocalBudget, Mark
 
 TOO_MANY_REQUESTS = 429
 #: the slowest the pacer ever sends, requests per second: a window of nothing but 429s is no reason to stop
@@ -50,15 +55,7 @@ class Phase(enum.Enum):
     PACED = "paced"
     DRAIN = "drain"
     NOISY = "noisy"  # random 429s, no budget: unpaced, only a clear excess is looked at
-
-
-@dataclass(frozen=True)
-class Mark:
-    """A moment the bucket was empty: a 429's send time, its send number, and the 429s counted by then."""
-
-    at: float
-    number: int
-    throttled: int
+    FOLLOW = "follow"  # another pacer on the budget is measuring the limit: ramp beside it, then wait for it
 
 
 @dataclass
@@ -90,6 +87,8 @@ class RatePacer:
     drain_tokens = 5.0
     window_s = 1.0
     over_limit_share = 0.03
+    #: a follower whose measuring pacer stored no limit by then starts again itself
+    follow_s = 5.0
 
     def __init__(self, budget: Budget | None = None) -> None:
         self.budget: Budget = budget if budget is not None else LocalBudget()
@@ -108,14 +107,19 @@ class RatePacer:
         self._phase_since = 0.0
         self._drain_at = float("inf")
         self._drain_deadline = float("inf")
+        self._drain_every = 1.0  # seconds from one drain to the next, from the last measurement
         self._look_at = 0.0  # when to look again for a limit another process learnt
         self._window: _Window | None = None
         self._verifying: float | None = None  # the share of 429s before a cut, while it is being checked
         self._numbered = 0  # the last send number this process handed out
+        self._throttled_before: int | None = None  # the budget's 429s when this pacer first sent
+        self._own_429s = 0  # 429s to this pacer's sends: the budget's others are other processes'
+        self._follow_from: int | None = None  # following: the budget's 429s when the ramp began
+        self._follow_done = False  # following: the next 429 came (the measuring pacer has its limit)
         shared = self.budget.load_limit()
         if shared is not None:  # learnt once, by another sweep or process: not learnt again
-            self.limit_found, self.samples = shared
-            self.phase, self._drain_at = Phase.PACED, 0.0  # a drain soon measures it from here too
+            self.limit_found, self.samples = shared.limit, shared.samples
+            self.phase, self._drain_at = Phase.PACED, 0.0  # a drain (the budget's) measures it again
 
     # ------------------------------------------------------------------------------ sending
 
@@ -131,7 +135,7 @@ class RatePacer:
             return self._rate(time.monotonic())
 
     def _rate(self, now: float) -> float | None:
-        if self.phase in (Phase.START, Phase.MEASURE):
+        if self.phase in (Phase.START, Phase.MEASURE, Phase.FOLLOW):
             started, base, doubling = self._ramp or (now, self.start_rate, self.start_doubling_s)
             if self._ramp is None:
                 self._ramp = (now, base, doubling)
@@ -143,50 +147,106 @@ class RatePacer:
             return max(MIN_RATE, self.drain_factor * self.limit_found)
         return max(MIN_RATE, (1.0 - self.margin) * self.limit_found)
 
-    def try_send(self, now: float) -> tuple[float, int]:
-        """``(0.0, the send's number)`` when a request may go now, else ``(seconds to wait, 0)``."""
-        if self.budget.shared and self.phase in (Phase.START, Phase.HOLD, Phase.MEASURE) and now >= self._look_at:
+    def try_send(self, now: float) -> tuple[float, int, float]:
+        """``(0.0, the send's number, its time on the budget's clock)`` when a request may go now, else
+        ``(seconds to wait, 0, …)``."""
+        # While the first limit is being found, on every send: whichever pacer finishes the measurement,
+        # the others stop ramping as soon as it is stored.
+        finding = self.limit_found is None and self.phase in (Phase.FOLLOW, Phase.MEASURE)
+        if finding or (self.phase is not Phase.NOISY and now >= self._look_at):
             self._look_at = now + 0.25
             self._adopt(self.budget.load_limit(), now)
         with self._lock:
             self._advance(now)
+            if self.phase is Phase.FOLLOW and (now < self._hold_until or self._follow_done):
+                return min(0.05, max(self._look_at, self._hold_until) - now), 0, 0.0
             rate = self._rate(now)
-        wait, number = self.budget.try_send(None if rate is None else 1.0 / rate)
-        if number:
-            with self._lock:
-                self._numbered = max(self._numbered, number)
-        return wait, number
+        send = self.budget.try_send(None if rate is None else 1.0 / rate)
+        with self._lock:
+            self._numbered = max(self._numbered, send.number)
+            if self._throttled_before is None:
+                self._throttled_before = send.throttled
+            if self.phase is Phase.DRAIN and not send.draining:
+                self._drain_over(now)
+            elif self.phase is Phase.START and send.throttled > self._throttled_before + self._own_429s:
+                # Another pacer on the budget found it empty and is measuring it: hold, then ramp beside it
+                # as it ramps (one schedule: together at its rate) until the next 429, which finishes the
+                # measurement whoever gets it; then wait for the limit.
+                self._enter(Phase.FOLLOW, now)
+                self._hold_until = now + self.hold_s
+                self._ramp = (self._hold_until, self.start_rate, self.measure_doubling_s)
+                self._follow_from, self._follow_done = None, False
+            elif self.phase is Phase.FOLLOW:  # ramping beside the measuring pacer (its hold is over)
+                if self._follow_from is None:
+                    self._follow_from = send.throttled
+                self._follow_done = send.throttled > self._follow_from
+        return send.wait, send.number, send.at
 
-    def _adopt(self, shared: tuple[float, int] | None, now: float) -> None:
-        """Another process has learnt the limit while this one was finding it: take it, not learn it again."""
+    def _adopt(self, shared: Learnt | None, now: float) -> None:
+        """Another pacer on the budget has learnt the limit, or measured it again: take it, not learn it again."""
         if shared is None:
             return
         with self._lock:
-            if self.phase in (Phase.START, Phase.HOLD, Phase.MEASURE):
-                self.limit_found, self.samples = shared
+            if self.phase in (Phase.START, Phase.HOLD, Phase.MEASURE, Phase.FOLLOW):
+                if self.limit_found is not None:
+                    return  # measuring a budget that grew: what is stored is what it grew from
                 self._enter(Phase.PACED, now)
-                self._span = self._last = None
                 self._drain_at = now + 1.0
+            elif self.phase is not Phase.PACED:
+                return
+            self.limit_found, self.samples = shared.limit, shared.samples
+
+    def _drain_over(self, now: float) -> None:
+        """The drain this pacer began is over: a 429 to another's send ended it (that pacer measured), or
+        it ran its time with none (the budget grew: a quarter more, and drain again)."""
+        if now < self._drain_deadline:
+            learnt = self.budget.load_limit()
+            if learnt is not None:
+                self.limit_found, self.samples = learnt.limit, learnt.samples
+            self._enter(Phase.PACED, now)
+            self._drain_at = now + self._drain_every
+            return
+        if self.limit_found is None:
+            return
+        self.limit_found *= self.drain_factor
+        self.samples = min(self.samples, 50)
+        self._span = self._last = None  # measured afresh from the next 429
+        self.budget.store_limit(Learnt(self.limit_found, self.samples))
+        self._begin_drain(now, 0.5)
 
     def _advance(self, now: float) -> None:
         """The moves that time makes: a hold ends, a drain starts, a drain that lasts means more budget."""
-        if self.phase is Phase.HOLD and now >= self._hold_until:
+        if self.phase is Phase.FOLLOW and now >= self._phase_since + self.follow_s:
+            self._enter(Phase.START, now)  # the measurement was not finished: find the limit here
+            self._ramp, self._throttled_before, self._own_429s = None, None, 0
+        elif self.phase is Phase.MEASURE and now >= self._phase_since + self.follow_s:
+            # No 429 came: this pacer alone cannot empty the bucket while the others keep to a limit.
+            if self.limit_found is None:
+                self._enter(Phase.START, now)
+                self._ramp = None
+            else:
+                self._enter(Phase.PACED, now)
+                self._drain_at = now
+        elif self.phase is Phase.HOLD and now >= self._hold_until:
             self._enter(Phase.MEASURE, now)
             self._ramp = (now, self.start_rate, self.measure_doubling_s)
         elif self.phase is Phase.PACED and now >= self._drain_at and self.limit_found is not None:
-            paced_s = now - (self._last.at if self._last else now)
-            # Seconds to drain what the margin left, at the drain's excess rate; twice that and a second more
-            # with no 429 means far more was left: the budget grew.
-            expected = self.margin * paced_s / (self.drain_factor - 1.0)
-            self._enter(Phase.DRAIN, now)
-            self._drain_deadline = now + 2.0 * expected + 1.0
-            self.drains += 1
-        elif self.phase is Phase.DRAIN and self.limit_found is not None and now > self._drain_deadline:
-            # The budget grew (another client stopped): a quarter more every half second until a 429.
-            self.limit_found *= self.drain_factor
-            self.samples = min(self.samples, 50)
-            self._span = None
-            self._drain_deadline = now + 0.5
+            # Seconds to drain what the margin left since the last measurement, at the drain's excess rate;
+            # twice that and a second more with no 429 means far more was left: the budget grew.
+            expected = self.margin * (now - self._phase_since) / (self.drain_factor - 1.0)
+            if not self._begin_drain(now, 2.0 * expected + 1.0):
+                self._drain_at = now + 0.5  # another process's drain is on, or the next is not due yet
+
+    def _begin_drain(self, now: float, seconds: float) -> bool:
+        if self.limit_found is None:
+            return False
+        # The budget's drain outlives this deadline a little (it is set after): past it, no drain means none.
+        self._drain_deadline = now + seconds
+        if not self.budget.begin_drain(1.0 / (self.drain_factor * self.limit_found), seconds):
+            return False
+        self._enter(Phase.DRAIN, now)
+        self.drains += 1
+        return True
 
     def _enter(self, phase: Phase, now: float) -> None:
         self.phase = phase
@@ -199,16 +259,36 @@ class RatePacer:
         """One attempt's answer: ``status`` (``None``: none came) to send ``number``, sent at ``sent_at``."""
         if status is None:
             return  # no answer says nothing about the budget
-        throttled = self.budget.note_throttled() if status == TOO_MANY_REQUESTS else None
+        if status == TOO_MANY_REQUESTS:
+            with self._lock:  # counted before the budget counts it: never taken for another process's 429
+                self._own_429s += 1
+        throttled, ended_drain = self.budget.note_throttled(number) if status == TOO_MANY_REQUESTS else (None, False)
         with self._lock:
-            self._count(status, now)
-            if throttled is None or number <= self._first_number:
-                return  # an answer, or a 429 to a send from before the phase began (stale)
+            self._count(status, number, now)
+            if throttled is None:
+                return
             mark = Mark(sent_at, number, throttled)
-            if self.phase is Phase.START:
+            if ended_drain and self.phase is not Phase.NOISY:  # whoever began it: measure from the last marks
+                learnt = self.budget.load_limit()
+                if learnt is not None:
+                    self.limit_found, self.samples = learnt.limit, learnt.samples
+                    self._span, self._last = learnt.span, learnt.last
+                if self._span is None or self._last is None:  # the budget grew: a span from here
+                    self._span = self._last = mark
+                    self._hold(now)
+                else:
+                    self._measure(mark, now, drained=True)
+            elif number <= self._first_number or self.phase is Phase.DRAIN:
+                return  # a 429 to a send from before the phase (or the drain) began: stale
+            elif self.phase is Phase.START:
                 self._span = self._last = mark
                 self._hold(now)
-            elif self.phase in (Phase.MEASURE, Phase.DRAIN):
+            elif self.phase is Phase.FOLLOW:  # the next empty moment: finish the measurement another began
+                span = self.budget.load_span()
+                if span is not None and span.number < number:
+                    self._span = self._last = span
+                    self._measure(mark, now)
+            elif self.phase is Phase.MEASURE:
                 if self._span is None:
                     self._span = self._last = mark
                     self._hold(now)
@@ -219,8 +299,10 @@ class RatePacer:
         self._enter(Phase.HOLD, now)
         self._hold_until = now + self.hold_s
         self.budget.hold(self.hold_s)  # on the budget: every sweep and process on it holds
+        if self._span is not None:
+            self.budget.store_span(self._span)
 
-    def _measure(self, mark: Mark, now: float) -> None:
+    def _measure(self, mark: Mark, now: float, *, drained: bool = False) -> None:
         """The limit from the requests accepted between the span's start and ``mark`` (both empty moments)."""
         if self._span is None or self._last is None:
             return
@@ -233,23 +315,27 @@ class RatePacer:
         else:
             accepted = long[0]
         previous = self.limit_found
-        if self.phase is Phase.DRAIN and previous and limit < previous * (0.98 - 2.0 / max(accepted, 1)):
+        if drained and previous and limit < previous * (0.98 - 2.0 / max(accepted, 1)):
             # A drain ended sooner than the margin explains: a random 429, or a smaller budget. Only the
             # windows' check (which tells the two apart) lowers a limit; keep it and drain again later.
             limit, accepted = previous, self.samples
         else:
             self._last = mark
         self.limit_found, self.samples = max(limit, MIN_RATE), max(accepted, 1)
-        self.budget.store_limit(self.limit_found, self.samples)
-        self._enter(Phase.PACED, now)
         # The next drain when the margin has left about drain_tokens in the bucket.
-        self._drain_at = now + min(60.0, max(0.3, self.drain_tokens / (self.margin * self.limit_found)))
+        self._drain_every = min(60.0, max(0.3, self.drain_tokens / (self.margin * self.limit_found)))
+        learnt = Learnt(self.limit_found, self.samples, self._span, self._last)
+        self.budget.store_limit(learnt, next_drain_s=self._drain_every)
+        self._enter(Phase.PACED, now)
+        self._drain_at = now + self._drain_every
 
-    def _count(self, status: int, now: float) -> None:
+    def _count(self, status: int, number: int, now: float) -> None:
         """Windows of a second: while paced or noisy, a clear excess of 429s is a smaller budget or noise."""
         if self.phase not in (Phase.PACED, Phase.DRAIN, Phase.NOISY):
             self._window = None
             return
+        if number <= self._first_number:
+            return  # sent before the phase began (a start's last burst): says nothing of its rate
         window = self._window = self._window or _Window(now, self._numbered)
         window.answered += 1
         window.throttled += status == TOO_MANY_REQUESTS
@@ -275,7 +361,8 @@ class RatePacer:
             accepted = sent * (1.0 - share) / (now - window.started)
             self._verifying = share
             self.limit_found, self.samples = max(accepted, MIN_RATE), 40
-            self.phase, self._span, self._drain_at = Phase.PACED, None, now + 2 * self.window_s
+            self.phase, self._span, self._last, self._drain_at = Phase.PACED, None, None, now + 2 * self.window_s
+            self.budget.store_limit(Learnt(self.limit_found, self.samples))  # for every pacer on the budget
         elif self.phase is Phase.NOISY:
             self.noise_share = 0.8 * self.noise_share + 0.2 * share  # follows the noise as it changes
 
