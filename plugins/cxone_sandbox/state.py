@@ -77,6 +77,7 @@ class SandboxState(TokenRules, AgentStatesListing, SessionEvents):
             for a in seed.get("agents", [])
         }
         self.session_timeout_s: float = DEFAULT_SESSION_TIMEOUT_S
+        self.expiry_scan_after = float("-inf")
         self.sessions: dict[str, Session] = {}
         self.session_ids: dict[str, str] = {}
         # The agent's current login; an agent has at most one active session, as in CXone.
