@@ -249,6 +249,8 @@ def main() -> int:
         print(json.dumps(peer_sweep(args.peer, json.loads(args.agents), args.rate, args.concurrency)))
         return 0
 
+    import redis
+
     from cxone_provider.testing import SandboxServer
 
     # The sandbox's seeded live agents 5001…, each with its session sess-5001…
@@ -275,6 +277,8 @@ def main() -> int:
                     name: sandbox.connection_env(rate_budget=redis_url if budget == "redis" else "process")[1],
                 }
                 groups = [agents[n::sweeps] for n in range(sweeps)]
+                # Each run is a tenant of its own: nothing learnt in the run before (at another R) is kept.
+                redis.Redis.from_url(redis_url).flushdb()
                 row = run(sandbox, "provider", groups, rate, args, env)
                 row["kind"] = f"provider, budget {budget}"
                 rows.append(row)

@@ -120,6 +120,7 @@ class RatePacer:
         if shared is not None:  # learnt once, by another sweep or process: not learnt again
             self.limit_found, self.samples = shared.limit, shared.samples
             self.phase, self._drain_at = Phase.PACED, 0.0  # a drain (the budget's) measures it again
+            self._phase_since = time.monotonic()
 
     # ------------------------------------------------------------------------------ sending
 
@@ -208,11 +209,16 @@ class RatePacer:
             return
         if self.limit_found is None:
             return
+        # The others keep to what was measured (safe) while this pacer's drains raise it a quarter at a
+        # time (every process drains at the drain's rate); the 429 that ends one starts a measurement.
+        stored = self.budget.load_limit()
+        self.budget.store_limit(Learnt(stored.limit if stored else self.limit_found, 50), next_drain_s=0.0)
         self.limit_found *= self.drain_factor
         self.samples = min(self.samples, 50)
         self._span = self._last = None  # measured afresh from the next 429
-        self.budget.store_limit(Learnt(self.limit_found, self.samples))
-        self._begin_drain(now, 0.5)
+        if not self._begin_drain(now, 0.5):  # another process began one first: it goes on from here
+            self._enter(Phase.PACED, now)
+            self._drain_at = now + 0.5
 
     def _advance(self, now: float) -> None:
         """The moves that time makes: a hold ends, a drain starts, a drain that lasts means more budget."""
@@ -233,7 +239,7 @@ class RatePacer:
         elif self.phase is Phase.PACED and now >= self._drain_at and self.limit_found is not None:
             # Seconds to drain what the margin left since the last measurement, at the drain's excess rate;
             # twice that and a second more with no 429 means far more was left: the budget grew.
-            expected = self.margin * (now - self._phase_since) / (self.drain_factor - 1.0)
+            expected = min(30.0, self.margin * (now - self._phase_since) / (self.drain_factor - 1.0))
             if not self._begin_drain(now, 2.0 * expected + 1.0):
                 self._drain_at = now + 0.5  # another process's drain is on, or the next is not due yet
 
@@ -273,7 +279,7 @@ class RatePacer:
                 if learnt is not None:
                     self.limit_found, self.samples = learnt.limit, learnt.samples
                     self._span, self._last = learnt.span, learnt.last
-                if self._span is None or self._last is None:  # the budget grew: a span from here
+                if self._span is None or self._last is None:  # the budget grew: measured afresh from here
                     self._span = self._last = mark
                     self._hold(now)
                 else:
@@ -321,10 +327,13 @@ class RatePacer:
             limit, accepted = previous, self.samples
         else:
             self._last = mark
-        self.limit_found, self.samples = max(limit, MIN_RATE), max(accepted, 1)
+        self._paced_from(now, Learnt(max(limit, MIN_RATE), max(accepted, 1), self._span, self._last))
+
+    def _paced_from(self, now: float, learnt: Learnt) -> None:
+        """Keep to ``learnt`` (stored for every pacer on the budget) until the next drain."""
+        self.limit_found, self.samples = learnt.limit, learnt.samples
         # The next drain when the margin has left about drain_tokens in the bucket.
         self._drain_every = min(60.0, max(0.3, self.drain_tokens / (self.margin * self.limit_found)))
-        learnt = Learnt(self.limit_found, self.samples, self._span, self._last)
         self.budget.store_limit(learnt, next_drain_s=self._drain_every)
         self._enter(Phase.PACED, now)
         self._drain_at = now + self._drain_every
