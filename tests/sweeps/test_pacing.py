@@ -7,6 +7,7 @@ and many gateways keep), plus a share of random 429s.
 
 from __future__ import annotations
 
+import heapq
 import random
 
 import pytest
@@ -59,13 +60,55 @@ class Tenant:
         return sent, throttled, sent - throttled
 
 
+class FarTenant(Tenant):
+    """A tenant across a network: each request reaches the bucket up to ``jitter`` seconds after it was
+    sent, and its answer comes back ``latency`` plus up to ``jitter`` later, so answers cross."""
+
+    def __init__(self, limit: float, seed: int, jitter: float = 0.02, latency: float = 0.02) -> None:
+        super().__init__(limit)
+        self.jitter, self.latency, self.dice = jitter, latency, random.Random(seed)
+
+    def serve(self, pacers: list[RatePacer], seconds: float, demand: float = 400.0) -> tuple[int, int, int]:
+        sent = throttled = 0
+        end, filled, order = self.now + seconds, self.now, 0
+        events: list[tuple[float, int, str, int, tuple[float, ...]]] = [
+            (self.now, n, "send", n, ()) for n in range(len(pacers))
+        ]
+        while events:
+            at, _, kind, which, data = heapq.heappop(events)
+            if kind == "send" and at > end:
+                continue
+            self.now, order = at, order + len(pacers)
+            if kind == "send":
+                wait, number, sent_at = pacers[which].try_send(at)
+                if number:
+                    sent += 1
+                    arrives = at + self.dice.uniform(0, self.jitter)
+                    heapq.heappush(events, (arrives, order, "arrive", which, (number, sent_at)))
+                heapq.heappush(
+                    events, (at + (1.0 / demand if number else max(wait, 1e-4)), order + 1, "send", which, ())
+                )
+            elif kind == "arrive":
+                self.tokens, filled = min(self.limit, self.tokens + self.limit * (at - filled)), at
+                status = self.take()
+                throttled += status == 429
+                answered = at + self.latency + self.dice.uniform(0, self.jitter)
+                heapq.heappush(events, (answered, order, "answer", which, (status, *data)))
+            else:
+                status, number, sent_at = data
+                pacers[which].answered(int(status), int(number), sent_at, at)
+        return sent, throttled, sent - throttled
+
+
 @pytest.fixture
 def tenant_clock(monkeypatch):
     """The pacer and its budget read the tenant's clock."""
     holder: dict[str, Tenant] = {}
 
-    def make(limit: float | None, noise: float = 0.0, pacers: int = 1) -> tuple[Tenant, list[RatePacer]]:
-        tenant = Tenant(limit, noise)
+    def make(
+        limit: float | None, noise: float = 0.0, pacers: int = 1, network_seed: int | None = None
+    ) -> tuple[Tenant, list[RatePacer]]:
+        tenant = FarTenant(limit, seed=network_seed) if network_seed is not None and limit else Tenant(limit, noise)
         budget = LocalBudget(clock=lambda: tenant.now)
         monkeypatch.setattr("cxone_provider.sweeps.rate.time.monotonic", lambda: tenant.now)
         holder["tenant"] = tenant
@@ -142,3 +185,18 @@ def test_pacers_of_several_processes_learn_once_and_drain_together(tenant_clock,
 def test_sweeps_on_one_connection_in_one_process_share_one_pacer():
     assert pacer_for("cxone_a") is pacer_for("cxone_a")
     assert pacer_for("cxone_a") is not pacer_for("cxone_b")
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+@pytest.mark.parametrize("processes", [1, 2, 4])
+def test_the_limit_is_found_and_kept_to_when_answers_cross(tenant_clock, processes, seed):
+    # Requests reach the bucket up to 20 ms after they were sent and their answers come back 20-40 ms
+    # later, so 429s come back out of the order of their sends: counted by the send they refused, the
+    # limit is still measured to a few tokens, and the other processes' drains are not taken for a
+    # smaller budget (each process is one pacer on a shared budget, as on Redis).
+    tenant, pacers = tenant_clock(200, pacers=processes, network_seed=seed)
+    pacers[0].budget.shared = processes > 1
+    sent, throttled, accepted = tenant.serve(pacers, 30, demand=2.0 * 200 / processes)
+    assert all(p.limit_found == pytest.approx(200, rel=0.03) for p in pacers)
+    assert throttled <= 0.01 * sent
+    assert accepted >= 0.95 * 200 * 30

@@ -12,7 +12,8 @@ send schedule and its counters in a budget:
   and an expiry. Nothing else is coordinated.
 
 A budget hands out send times (:meth:`try_send`), numbers each send and stamps it with the budget's clock
-(so that the send times of every process compare), counts 429s (:meth:`note_throttled`), keeps the limit
+(so that the send times of every process compare), counts 429s by the number of the send they refused
+(:meth:`note_throttled`, :meth:`refused_between`: answers come back out of the order of their sends), keeps the limit
 learnt with the two empty moments it was last measured between (:meth:`store_limit`, :meth:`load_limit`),
 and runs the *drain* (:meth:`begin_drain`): one at a time for everyone on the budget, ended by the first
 429 to a send made during it, whoever sent it. So the pacers measure the accepted rate of every process,
@@ -21,36 +22,21 @@ a limit learnt once is not learnt again, and a drain costs one 429 however many 
 
 from __future__ import annotations
 
+import bisect
 import threading
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
+
+from cxone_provider.sweeps.marks import Mark
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
 #: how long a learnt limit is kept without being confirmed again (a tenant's limit can change)
 LIMIT_TTL_S = 600
-
-
-@dataclass(frozen=True)
-class Mark:
-    """A moment the bucket was empty: a 429's send time (the budget's clock), its send number, and the
-    429s counted by then."""
-
-    at: float
-    number: int
-    throttled: int
-
-    def dump(self) -> str:
-        return f"{self.at:.6f}:{self.number}:{self.throttled}"
-
-    @classmethod
-    def load(cls, text: str) -> Mark | None:
-        if text == "-":
-            return None
-        at, number, throttled = text.split(":")
-        return cls(float(at), int(number), int(throttled))
+#: the send numbers of the last this many 429s are kept, to count them between two empty moments
+REFUSED_KEPT = 10_000
 
 
 @dataclass(frozen=True)
@@ -82,6 +68,7 @@ class Send(NamedTuple):
     at: float  # the budget's clock when it was taken
     draining: bool  # a drain is on: every pacer on the budget sends at its rate
     throttled: int  # the 429s counted so far, by every pacer on the budget
+    limit_stored: bool = False  # a limit is stored (:meth:`Budget.load_limit` has one)
 
 
 class Budget(Protocol):
@@ -103,6 +90,10 @@ class Budget(Protocol):
     def note_throttled(self, number: int) -> tuple[int, bool]:
         """Count one 429, to send ``number``: the count of 429s so far, and whether it ended the drain (it
         was sent during one; the caller measures the limit and stores it)."""
+
+    def refused_between(self, first: int, last: int) -> int:
+        """The 429s to sends numbered between ``first`` and ``last`` (neither counted), in whatever order
+        their answers came."""
 
     def begin_drain(self, interval: float, seconds: float) -> bool:
         """Start a drain at ``interval`` for at most ``seconds``, unless one is on or the next is not due
@@ -132,6 +123,7 @@ class LocalBudget:
         self._next = float("-inf")  # the theoretical time of the next send (GCRA's TAT)
         self._sends = 0
         self._throttled = 0
+        self._refused: list[int] = []  # the send numbers of the 429s, in order
         self._limit: tuple[Learnt, float] | None = None
         self._span: Mark | None = None
         # The drain on: its interval, when it expires, the last send number before it.
@@ -143,7 +135,7 @@ class LocalBudget:
             now = self._clock()
             drain = self._draining(now)
             if self._next > now:
-                return Send(self._next - now, 0, now, drain is not None, self._throttled)
+                return Send(self._next - now, 0, now, drain is not None, self._throttled, self._limit is not None)
             if interval and drain is not None:
                 interval = min(interval, drain[0])
             interval = interval or 0.0
@@ -151,7 +143,7 @@ class LocalBudget:
             # otherwise every poll's lateness is lost, and several processes polling send under the rate.
             self._next = max(self._next, now - interval) + interval
             self._sends += 1
-            return Send(0.0, self._sends, now, drain is not None, self._throttled)
+            return Send(0.0, self._sends, now, drain is not None, self._throttled, self._limit is not None)
 
     def _draining(self, now: float) -> tuple[float, float, int] | None:
         if self._drain is not None and now >= self._drain[1]:
@@ -165,11 +157,18 @@ class LocalBudget:
     def note_throttled(self, number: int) -> tuple[int, bool]:
         with self._lock:
             self._throttled += 1
+            bisect.insort(self._refused, number)
+            if len(self._refused) > 2 * REFUSED_KEPT:
+                del self._refused[:REFUSED_KEPT]
             drain = self._draining(self._clock())
             ended = drain is not None and number > drain[2]
             if ended:
                 self._drain = None
             return self._throttled, ended
+
+    def refused_between(self, first: int, last: int) -> int:
+        with self._lock:
+            return bisect.bisect_left(self._refused, last) - bisect.bisect_right(self._refused, first)
 
     def begin_drain(self, interval: float, seconds: float) -> bool:
         with self._lock:
@@ -202,8 +201,8 @@ class LocalBudget:
 
 
 # GCRA on Redis's clock: KEYS[1] the next send time (s), KEYS[2] the send counter, KEYS[3] the drain, KEYS[4]
-# the 429 counter; ARGV[1] the interval (s). Returns {wait in µs, the send's number, Redis's time in µs,
-# draining 0/1, the 429s}.
+# the 429 counter, KEYS[5] the limit; ARGV[1] the interval (s). Returns {wait in µs, the send's number,
+# Redis's time in µs, draining 0/1, the 429s, a limit stored 0/1}.
 _TRY_SEND = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
@@ -211,14 +210,15 @@ local stamp = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local drain = redis.call('GET', KEYS[3])
 local draining = drain and 1 or 0
 local throttled = tonumber(redis.call('GET', KEYS[4]) or '0')
+local stored = redis.call('EXISTS', KEYS[5])
 local nxt = tonumber(redis.call('GET', KEYS[1]) or '0')
-if nxt > now then return {math.ceil((nxt - now) * 1000000), 0, stamp, draining, throttled} end
+if nxt > now then return {math.ceil((nxt - now) * 1000000), 0, stamp, draining, throttled, stored} end
 local interval = tonumber(ARGV[1])
 if drain and interval > 0 then interval = math.min(interval, tonumber(string.match(drain, '^%S+'))) end
 redis.call('SET', KEYS[1], tostring(math.max(nxt, now - interval) + interval), 'EX', 3600)
 local n = redis.call('INCR', KEYS[2])
 redis.call('EXPIRE', KEYS[2], 3600)
-return {0, n, stamp, draining, throttled}
+return {0, n, stamp, draining, throttled, stored}
 """
 # A hold: the next send time moves to at least now + ARGV[1] seconds, for every process.
 _HOLD = """
@@ -228,11 +228,15 @@ local nxt = tonumber(redis.call('GET', KEYS[1]) or '0')
 redis.call('SET', KEYS[1], tostring(math.max(nxt, now + tonumber(ARGV[1]))), 'EX', 3600)
 return 1
 """
-# A 429 to send ARGV[1]: KEYS[1] the 429 counter; it ends the drain KEYS[2] when sent during it (its number
-# above the drain's first). Returns {the count, ended 0/1}.
+# A 429 to send ARGV[1]: KEYS[1] the 429 counter, KEYS[3] the refused send numbers (a sorted set, the last
+# ARGV[2] kept); it ends the drain KEYS[2] when sent during it (its number above the drain's first). Returns
+# {the count, ended 0/1}.
 _THROTTLED = """
 local n = redis.call('INCR', KEYS[1])
 redis.call('EXPIRE', KEYS[1], 3600)
+redis.call('ZADD', KEYS[3], ARGV[1], ARGV[1])
+redis.call('ZREMRANGEBYRANK', KEYS[3], 0, -1 - tonumber(ARGV[2]))
+redis.call('EXPIRE', KEYS[3], 3600)
 local drain = redis.call('GET', KEYS[2])
 if drain and tonumber(ARGV[1]) > tonumber(string.match(drain, '%S+$')) then
   redis.call('DEL', KEYS[2])
@@ -268,16 +272,20 @@ class RedisBudget:
         self._begin_drain = client.register_script(_BEGIN_DRAIN)
 
     def try_send(self, interval: float | None) -> Send:
-        keys = [f"{self.key}:next", f"{self.key}:sends", f"{self.key}:drain", f"{self.key}:throttled"]
-        wait_us, number, stamp_us, draining, throttled = self._try_send(keys=keys, args=[interval or 0.0])
-        return Send(int(wait_us) / 1e6, int(number), int(stamp_us) / 1e6, bool(draining), int(throttled))
+        keys = [f"{self.key}:{name}" for name in ("next", "sends", "drain", "throttled", "limit")]
+        wait_us, number, stamp_us, draining, throttled, stored = self._try_send(keys=keys, args=[interval or 0.0])
+        return Send(int(wait_us) / 1e6, int(number), int(stamp_us) / 1e6, bool(draining), int(throttled), bool(stored))
 
     def hold(self, seconds: float) -> None:
         self._hold(keys=[f"{self.key}:next"], args=[seconds])
 
     def note_throttled(self, number: int) -> tuple[int, bool]:
-        count, ended = self._throttled(keys=[f"{self.key}:throttled", f"{self.key}:drain"], args=[number])
+        keys = [f"{self.key}:throttled", f"{self.key}:drain", f"{self.key}:refused"]
+        count, ended = self._throttled(keys=keys, args=[number, REFUSED_KEPT])
         return int(count), bool(ended)
+
+    def refused_between(self, first: int, last: int) -> int:
+        return int(self.client.zcount(f"{self.key}:refused", f"({first}", f"({last}"))
 
     def begin_drain(self, interval: float, seconds: float) -> bool:
         keys = [f"{self.key}:drain", f"{self.key}:sends", f"{self.key}:drain-later"]

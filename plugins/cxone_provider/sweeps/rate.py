@@ -1,34 +1,29 @@
 """The rate a CXone connection is paced at: its tenant's limit, measured from the spacing of the 429s.
 
 A tenant's rate limit is a token bucket of requests per second shared by all its clients; one
-:class:`RatePacer` per CXone connection, shared by every sweep and join that uses it through a
+:class:`RatePacer` per CXone connection, shared by every sweep and join on it through a
 :mod:`~cxone_provider.sweeps.budget`, keeps to it. A 429 says the bucket was empty when that request
-arrived, and between two such moments the bucket let through exactly what it refilled. So the pacer
-counts the requests accepted between two 429s (by the order they were *sent*, which every process
-numbers in the budget) and divides by the time between them: that is the limit, to a token at each
-end. Phases:
+arrived, and between two such moments it let through exactly what it refilled: the requests accepted
+between two 429s (by the order they were *sent*, numbered by the budget for every process), divided by
+the time between them, are the limit. Phases (``docs/pacing.md`` has the rule and the figures):
 
-1. *start*: the send rate ramps up from 20/s, doubling every 50 ms, so that the first 429 comes while
-   few requests are in the air (a full-width first burst is what cost earlier releases their 429s);
-2. *hold*: on that first 429 nothing is sent for a quarter of a second (by any process on the budget),
-   then the rate ramps again (*measure*) until the second 429: the limit is measured between the two.
-   The other processes on the budget see the first 429 counted and *follow*: they hold too, ramp beside
-   the measuring one (one schedule: together at its rate), and whoever gets the second 429 measures;
-3. *paced*: sends are spaced at the limit less a margin of two tokens' worth of its uncertainty; what
-   that margin leaves in the bucket is taken back by a *drain*, sending at 1.25x the limit until the
-   next 429, which measures the limit again over a longer span (so the margin shrinks to 0.5 %). A
-   drain that finds far more than the margin left means the budget grew: the limit is raised. A drain
-   is the budget's, not a pacer's: one at a time for every process on it, all at its rate, ended by
-   the first 429 to a send made during it (whoever made it measures), so it costs one 429, not one
-   per process.
-4. More than 3 % of 429s (above the noise learnt) in a second while paced means the budget shrank
-   (another client): the limit becomes what was accepted; if slowing down did not end those 429s
-   they are noise (a sick node, a proxy): unpaced again, and that share is no longer counted.
+1. *start*: the rate ramps up from 20/s, doubling every 50 ms, so that few requests are in the air
+   when the first 429 comes;
+2. *hold*: on it nothing is sent for a quarter of a second (by any process on the budget), then the
+   rate ramps again (*measure*) until the second 429, and the limit is measured between the two. The
+   other processes see the first 429 counted and *follow*: they hold, ramp beside the measuring one
+   (one schedule), and whoever gets the second 429 measures;
+3. *paced*: at the limit less a margin of two tokens' worth of its uncertainty. What the margin leaves
+   in the bucket a *drain* takes back (1.25x the limit until the next 429, which measures again over a
+   longer span); one that finds far more means the budget grew. A drain is the budget's: one at a
+   time, every process at its rate, ended by the first 429 to a send made during it: one 429 in all.
+4. More than 3 % of 429s (above the noise learnt) in a second while paced means the budget shrank:
+   the limit becomes what was accepted; if slowing down did not end them they are noise (a sick node,
+   a proxy): unpaced again, and that share is no longer counted.
 
-Retry-After is honoured by the call that got it (:mod:`~cxone_provider.client.policy`); CXone sends it in
-whole seconds, which says little about a rate above one request a second, so the pacer does not read it.
-CXone publishes no rate-limit headers (``X-RateLimit-*``, ``RateLimit-*``); none are read.
-``docs/pacing.md`` has the figures.
+Retry-After is honoured by the call that got it (:mod:`~cxone_provider.client.policy`), not read here: CXone
+sends whole seconds, too coarse above a request a second. CXone publishes no rate-limit headers
+(``X-RateLimit-*``, ``RateLimit-*``): none are read. ``docs/pacing.md`` has the figures.
 """
 
 from __future__ import annotations
@@ -39,7 +34,8 @@ import threading
 import time
 from dataclasses import dataclass
 
-from cxone_provider.sweeps.budget import Budget, Learnt, LocalBudget, Mark
+from cxone_provider.sweeps.budget import Budget, Learnt, LocalBudget
+from cxone_provider.sweeps.marks import Mark, accepted_between, limit_between
 
 TOO_MANY_REQUESTS = 429
 #: the slowest the pacer ever sends, requests per second: a window of nothing but 429s is no reason to stop
@@ -71,9 +67,8 @@ class _Window:
 
 
 class RatePacer:
-    """Finds a tenant's rate limit from the spacing of its 429s and sends just under it (module docstring).
-
-    Thread-safe: one pacer serves every sweep and join of a connection.
+    """Finds a tenant's rate limit from the spacing of its 429s and sends just under it (module docstring);
+    thread-safe: one pacer serves every sweep and join of a connection.
 
     :param budget: where the schedule, the counters and the limit learnt live; default: this process.
     """
@@ -108,10 +103,12 @@ class RatePacer:
         self._drain_at = float("inf")
         self._drain_deadline = float("inf")
         self._drain_every = 1.0  # seconds from one drain to the next, from the last measurement
+        self._recount_at = float("inf")  # when to count the last measurement's 429s again
         self._look_at = 0.0  # when to look again for a limit another process learnt
         self._window: _Window | None = None
         self._verifying: float | None = None  # the share of 429s before a cut, while it is being checked
         self._numbered = 0  # the last send number this process handed out
+        self._limit_stored = False  # the budget had a limit stored at the last send
         self._throttled_before: int | None = None  # the budget's 429s when this pacer first sent
         self._own_429s = 0  # 429s to this pacer's sends: the budget's others are other processes'
         self._follow_from: int | None = None  # following: the budget's 429s when the ramp began
@@ -151,9 +148,8 @@ class RatePacer:
     def try_send(self, now: float) -> tuple[float, int, float]:
         """``(0.0, the send's number, its time on the budget's clock)`` when a request may go now, else
         ``(seconds to wait, 0, …)``."""
-        # While the first limit is being found, on every send: whichever pacer finishes the measurement,
-        # the others stop ramping as soon as it is stored.
-        finding = self.limit_found is None and self.phase in (Phase.FOLLOW, Phase.MEASURE)
+        # Finding the first limit: as soon as any pacer stores it, the others stop ramping.
+        finding = self.limit_found is None and self.phase in (Phase.FOLLOW, Phase.MEASURE) and self._limit_stored
         if finding or (self.phase is not Phase.NOISY and now >= self._look_at):
             self._look_at = now + 0.25
             self._adopt(self.budget.load_limit(), now)
@@ -164,7 +160,7 @@ class RatePacer:
             rate = self._rate(now)
         send = self.budget.try_send(None if rate is None else 1.0 / rate)
         with self._lock:
-            self._numbered = max(self._numbered, send.number)
+            self._numbered, self._limit_stored = max(self._numbered, send.number), send.limit_stored
             if self._throttled_before is None:
                 self._throttled_before = send.throttled
             if self.phase is Phase.DRAIN and not send.draining:
@@ -222,26 +218,30 @@ class RatePacer:
 
     def _advance(self, now: float) -> None:
         """The moves that time makes: a hold ends, a drain starts, a drain that lasts means more budget."""
-        if self.phase is Phase.FOLLOW and now >= self._phase_since + self.follow_s:
-            self._enter(Phase.START, now)  # the measurement was not finished: find the limit here
-            self._ramp, self._throttled_before, self._own_429s = None, None, 0
-        elif self.phase is Phase.MEASURE and now >= self._phase_since + self.follow_s:
-            # No 429 came: this pacer alone cannot empty the bucket while the others keep to a limit.
+        if self.phase in (Phase.FOLLOW, Phase.MEASURE) and now >= self._phase_since + self.follow_s:
+            # The measurement was not finished (a follower's), or no 429 came: this pacer alone cannot
+            # empty the bucket while the others keep to a limit. Find the limit here, or drain.
             if self.limit_found is None:
-                self._enter(Phase.START, now)
-                self._ramp = None
+                self._start_again(now)
             else:
                 self._enter(Phase.PACED, now)
                 self._drain_at = now
         elif self.phase is Phase.HOLD and now >= self._hold_until:
             self._enter(Phase.MEASURE, now)
             self._ramp = (now, self.start_rate, self.measure_doubling_s)
+        elif self.phase is Phase.PACED and now >= self._recount_at:
+            self._recount()
         elif self.phase is Phase.PACED and now >= self._drain_at and self.limit_found is not None:
             # Seconds to drain what the margin left since the last measurement, at the drain's excess rate;
             # twice that and a second more with no 429 means far more was left: the budget grew.
             expected = min(30.0, self.margin * (now - self._phase_since) / (self.drain_factor - 1.0))
             if not self._begin_drain(now, 2.0 * expected + 1.0):
                 self._drain_at = now + 0.5  # another process's drain is on, or the next is not due yet
+
+    def _start_again(self, now: float) -> None:
+        """Ramp from the start, counting the 429s other processes get from here (not from the first send)."""
+        self._enter(Phase.START, now)
+        self._ramp, self._throttled_before, self._own_429s = None, None, 0
 
     def _begin_drain(self, now: float, seconds: float) -> bool:
         if self.limit_found is None:
@@ -273,7 +273,7 @@ class RatePacer:
             self._count(status, number, now)
             if throttled is None:
                 return
-            mark = Mark(sent_at, number, throttled)
+            mark = Mark(sent_at, number)
             if ended_drain and self.phase is not Phase.NOISY:  # whoever began it: measure from the last marks
                 learnt = self.budget.load_limit()
                 if learnt is not None:
@@ -312,22 +312,26 @@ class RatePacer:
         """The limit from the requests accepted between the span's start and ``mark`` (both empty moments)."""
         if self._span is None or self._last is None:
             return
-        short = _accepted(self._last, mark)
-        long = _accepted(self._span, mark)
-        limit = long[0] / max(long[1], 1e-3)
-        if long[0] <= short[0] or abs(limit - short[0] / max(short[1], 1e-3)) * short[1] > 3.0 + 0.05 * short[0]:
-            # The two spans disagree beyond a few tokens: the budget changed; measure from the last mark.
-            self._span, limit, accepted = self._last, short[0] / max(short[1], 1e-3), short[0]
-        else:
-            accepted = long[0]
+        limit, accepted, self._span = limit_between(self._span, self._last, mark, self.budget.refused_between)
         previous = self.limit_found
         if drained and previous and limit < previous * (0.98 - 2.0 / max(accepted, 1)):
             # A drain ended sooner than the margin explains: a random 429, or a smaller budget. Only the
             # windows' check (which tells the two apart) lowers a limit; keep it and drain again later.
             limit, accepted = previous, self.samples
         else:
-            self._last = mark
+            self._last, self._recount_at = mark, now + self.hold_s
         self._paced_from(now, Learnt(max(limit, MIN_RATE), max(accepted, 1), self._span, self._last))
+
+    def _recount(self) -> None:
+        """The last measurement once the 429s to its last sends are in (answers cross: some come after the
+        429 that ended it, and a measurement that missed them found a limit too high)."""
+        self._recount_at = float("inf")
+        if self._span is None or self._last is None or self.limit_found is None:
+            return
+        accepted, seconds = accepted_between(self._span, self._last, self.budget.refused_between)
+        if accepted < self.samples:
+            self.limit_found, self.samples = max(accepted / max(seconds, 1e-3), MIN_RATE), max(accepted, 1)
+            self.budget.store_limit(Learnt(self.limit_found, self.samples, self._span, self._last))
 
     def _paced_from(self, now: float, learnt: Learnt) -> None:
         """Keep to ``learnt`` (stored for every pacer on the budget) until the next drain."""
@@ -340,7 +344,9 @@ class RatePacer:
 
     def _count(self, status: int, number: int, now: float) -> None:
         """Windows of a second: while paced or noisy, a clear excess of 429s is a smaller budget or noise."""
-        if self.phase not in (Phase.PACED, Phase.DRAIN, Phase.NOISY):
+        if self.phase is Phase.DRAIN:
+            return  # a drain looks for a 429 (every process's ends with some): not a smaller budget
+        if self.phase not in (Phase.PACED, Phase.NOISY):
             self._window = None
             return
         if number <= self._first_number:
@@ -368,6 +374,7 @@ class RatePacer:
             # What the budget accepted from every process: their sends (numbered) less this window's share.
             sent = max(self._numbered - window.first_number, window.answered)
             accepted = sent * (1.0 - share) / (now - window.started)
+            accepted = min(accepted, self.limit_found or accepted)  # answers late in a window: never a raise
             self._verifying = share
             self.limit_found, self.samples = max(accepted, MIN_RATE), 40
             self.phase, self._span, self._last, self._drain_at = Phase.PACED, None, None, now + 2 * self.window_s
@@ -391,10 +398,3 @@ class RatePacer:
                 "rate_drains": self.drains,
                 "pacing_phase": self.phase.value,
             }
-
-
-def _accepted(start: Mark, end: Mark) -> tuple[int, float]:
-    """Requests accepted between two empty moments (sent between them, less their 429s), and the seconds."""
-    sent = end.number - start.number - 1
-    refused = end.throttled - start.throttled - 1
-    return max(0, sent - refused), end.at - start.at
