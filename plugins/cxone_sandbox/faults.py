@@ -216,7 +216,8 @@ class Faults:
     session_timeout_s: float = setting(
         DEFAULT_SESSION_TIMEOUT_S,
         "seconds after which a session its client must keep alive by polling get-next-event, and does "
-        "not, ends (seeded sessions: once a client has polled them)",
+        "not, ends (seeded sessions: once a client has polled them); precise to min(1 s, a tenth of the "
+        "time-out): idle sessions are looked for on Agent API calls and GET /_sandbox/state, at most that often",
         group="tenant",
         metavar="S",
         positive=True,

@@ -250,7 +250,9 @@ def test_a_tenant_that_ignores_session_id_never_gives_success(cxone_sandbox, mak
 
 
 @pytest.mark.usefixtures("legacy_sandbox_extensions")
-def test_in_session_mode_the_join_names_the_session_asked_for(cxone_sandbox, make_hook):
+def test_the_join_mode_session_extension_joins_the_session_asked_for(cxone_sandbox, make_hook):
+    """The sandbox's ``join_mode=session`` extension, not CXone's published join: agent 2009 joins another
+    agent's session by its id (what the deprecated ``session_ids=`` sweep form relies on)."""
     hook = make_hook()
     cxone_sandbox.set_faults(join_mode="session")
     hook.start_agent_session(as_agent_id=2009, station_id="station-1")
@@ -258,13 +260,12 @@ def test_in_session_mode_the_join_names_the_session_asked_for(cxone_sandbox, mak
     assert (outcome.condition, outcome.message) == (C.SUCCESS, "joined")
 
 
-@pytest.mark.usefixtures("legacy_sandbox_extensions")
 def test_join_is_idempotent(cxone_sandbox, make_hook):
     hook = make_hook()
-    assert join_agent_session(hook, "sess-2002", 1001).condition is C.SUCCESS
-    assert join_agent_session(hook, "sess-2002", 1001).condition is C.SUCCESS
+    assert join_agent_session(hook, "sess-2002", 2002).condition is C.SUCCESS
+    assert join_agent_session(hook, "sess-2002", 2002).condition is C.SUCCESS
     joins = [tuple(pair) for pair in cxone_sandbox.state()["joins"]]
-    assert joins.count(("sess-2002", 1001)) == 1
+    assert joins.count(("sess-2002", 2002)) == 1
 
 
 def test_session_id_is_url_encoded(cxone_sandbox, make_hook):
@@ -333,12 +334,12 @@ def test_429_with_retry_after_is_honoured(cxone_sandbox, make_hook):
 
 
 @pytest.mark.parametrize("fault", ["rate_429_retry_after", "rate_429_no_retry_after", "rate_503", "rate_drop"])
-@pytest.mark.usefixtures("legacy_sandbox_extensions")
 def test_transient_faults_are_retried_until_success(cxone_sandbox, make_hook, fault):
     hook = make_hook(hook_kwargs={"max_attempts": 10})
     hook.access_token()
     cxone_sandbox.set_faults(**{fault: 0.5}, retry_after_s=0, random_seed=11)
-    outcomes = [join_agent_session(hook, f"sess-200{n}", 1001) for n in range(1, 7)]
+    # As CXone publishes the join: each agent 2001 … 2006 joined as itself, expecting its own session.
+    outcomes = [join_agent_session(hook, f"sess-200{n}", 2000 + n) for n in range(1, 7)]
     assert [o.condition for o in outcomes] == [C.SUCCESS] * 6
     joins = _calls(cxone_sandbox, "agent-sessions/join")
     faulted = [e for e in joins if e["fault"]]
@@ -346,8 +347,8 @@ def test_transient_faults_are_retried_until_success(cxone_sandbox, make_hook, fa
     # Every attempt the journal shows is counted; nothing was sent that the outcome does not explain.
     assert sum(o.attempts for o in outcomes) == len(joins)
     assert len(joins) - len(faulted) == 6
-    assert sorted(session for session, _agent in cxone_sandbox.state()["joins"]) == [
-        f"sess-200{n}" for n in range(1, 7)
+    assert sorted(tuple(pair) for pair in cxone_sandbox.state()["joins"]) == [
+        (f"sess-200{n}", 2000 + n) for n in range(1, 7)
     ]
     assert {e["fault"] for e in faulted} <= {"429_retry_after", "429", "503", "drop"}
 
@@ -458,7 +459,6 @@ def test_a_join_that_could_not_be_sent_counts_its_attempts(cxone_sandbox, make_h
 # --- token life cycle -----------------------------------------------------------------------------------
 
 
-@pytest.mark.usefixtures("legacy_sandbox_extensions")
 def test_token_is_renewed_before_it_expires(cxone_sandbox, make_hook):
     cxone_sandbox.set_faults(token_lifetime_s=2)
     hook = make_hook()
@@ -473,13 +473,11 @@ def test_token_is_renewed_before_it_expires(cxone_sandbox, make_hook):
     assert not [e for e in cxone_sandbox.journal() if e["status"] == 401]
 
 
-@pytest.mark.usefixtures("legacy_sandbox_extensions")
 def test_a_401_renews_once_and_retries_once(cxone_sandbox, make_hook):
     hook = make_hook()
     hook.get_agent(1001)
     cxone_sandbox.reset()  # revokes every token the sandbox issued (and puts the faults back)
-    cxone_sandbox.set_faults()  # the extensions again
-    assert join_agent_session(hook, "sess-2001", 1001).condition is C.SUCCESS
+    assert join_agent_session(hook, "sess-2001", 2001).condition is C.SUCCESS
     statuses = [(e["path"].rsplit("/", 1)[-1], e["status"]) for e in cxone_sandbox.journal()]
     assert statuses == [("join", 401), ("token", 200), ("join", 202)]
 

@@ -1,7 +1,8 @@
-"""Resumable sweeps: a sweep stopped halfway is retried and joins only the sessions it had not finished.
+"""Resumable sweeps: a sweep stopped halfway is retried and joins only the agents it had not finished.
 
-Real HTTP against a sandbox with live sessions; the task instance is the few fields a checkpoint is
-keyed by (what Airflow's runtime task instance carries), so the same "task" can be tried twice.
+Real HTTP against a sandbox with live sessions, on CXone's published join (the sandbox's defaults): each
+(agent, expected session) item is joined as its own agent. The task instance is the few fields a
+checkpoint is keyed by (what Airflow's runtime task instance carries), so the same "task" can be tried twice.
 """
 
 from __future__ import annotations
@@ -24,8 +25,10 @@ if TYPE_CHECKING:
     from cxone_provider.testing import SandboxServer
 
 LIVE = 300
-USER = {"agent_id": 1001, "conn_id": "cxone_resume"}
-SESSIONS = [f"sess-{5001 + n}" for n in range(LIVE)]
+CONN_ID = "cxone_resume"
+#: The generated agents 5001… and the live session each is expected to be in.
+AGENT_IDS = [5001 + n for n in range(LIVE)]
+ITEMS = [{"agent_id": agent, "session_id": f"sess-{agent}"} for agent in AGENT_IDS]
 
 
 @dataclass
@@ -47,24 +50,26 @@ live_sandbox = sandbox_with_live_sessions(LIVE)
 
 @pytest.fixture
 def sandbox(live_sandbox, monkeypatch):
-    # One SecurityUser joins many agents' sessions by id: the sandbox's join_mode=session extension.
-    return fresh_sandbox(live_sandbox, monkeypatch, "cxone_resume", legacy=True)
+    return fresh_sandbox(live_sandbox, monkeypatch, CONN_ID)
 
 
-def operator(tmp_path, session_ids=SESSIONS, **kwargs) -> JoinAgentSessionsOperator:
+def operator(tmp_path, items=ITEMS, **kwargs) -> JoinAgentSessionsOperator:
     kwargs.setdefault("hook_params", FAST)
+    kwargs.setdefault("cxone_conn_id", CONN_ID)
     return JoinAgentSessionsOperator(
         task_id="sweep",
-        session_ids=session_ids,
-        security_user=USER,
+        agents=items,
         checkpoint_path=str(tmp_path / "checkpoints"),
         progress_interval_s=0.2,
         **kwargs,
     )
 
 
-def joins(sandbox: SandboxServer) -> Counter[str]:
-    return Counter(e["params"]["sessionId"] for e in sandbox.journal() if e["path"].endswith("agent-sessions/join"))
+def joins(sandbox: SandboxServer) -> Counter[int]:
+    """Join requests sent, by the agent joined as; each names the session its item expects."""
+    sent = [e["params"] for e in sandbox.journal() if e["path"].endswith("agent-sessions/join")]
+    assert all(p["sessionId"] == f"sess-{p['asAgentId']}" for p in sent), sent
+    return Counter(int(p["asAgentId"]) for p in sent)
 
 
 def stopped_halfway(sandbox: SandboxServer, tmp_path, ti: TaskInstance) -> int:
@@ -100,10 +105,13 @@ def test_a_retried_sweep_joins_only_what_it_had_not_finished(sandbox, tmp_path, 
 
     result = operator(tmp_path).execute(context={"ti": ti})
 
-    assert result["Success"] == SESSIONS  # the same shape and order as an uninterrupted sweep
-    assert [o["session_id"] for o in read_report(result)] == SESSIONS
+    assert result["Success"] == AGENT_IDS  # the same shape and order as an uninterrupted sweep
+    assert result["live_sessions"] == {str(i["agent_id"]): i["session_id"] for i in ITEMS}
+    assert [(o["agent_id"], o["session_id"]) for o in read_report(result)] == [
+        (i["agent_id"], i["session_id"]) for i in ITEMS
+    ]
     sent = joins(sandbox)
-    assert sorted(sent) == sorted(SESSIONS)  # none missing
+    assert sorted(sent) == AGENT_IDS  # none missing
     # Joined twice: at most the sessions in flight when it stopped (4 workers), never a finished one.
     assert sum(sent.values()) - LIVE <= 4
     assert result["stats"]["resumed"] >= sent_before - 4
@@ -116,41 +124,34 @@ def test_a_checkpoint_from_another_input_list_is_not_reused(sandbox, tmp_path, c
     ti = TaskInstance()
     stopped_halfway(sandbox, tmp_path, ti)
     sandbox.clear_journal()
-    other = SESSIONS[:100]
-    result = operator(tmp_path, session_ids=other).execute(context={"ti": ti})
-    assert result["Success"] == other
+    result = operator(tmp_path, items=ITEMS[:100]).execute(context={"ti": ti})
+    assert result["Success"] == AGENT_IDS[:100]
     assert result["stats"]["resumed"] == 0
-    assert sorted(joins(sandbox)) == sorted(other)
+    assert sorted(joins(sandbox)) == AGENT_IDS[:100]
     output = "".join(capfd.readouterr()) + caplog.text
     assert "made from a different list of sessions" in output
     assert "not reused, starting over" in output
 
 
-def test_a_checkpoint_of_another_security_user_is_not_reused(sandbox, tmp_path, monkeypatch):
+def test_a_checkpoint_made_through_another_connection_is_not_reused(sandbox, tmp_path, monkeypatch):
     ti = TaskInstance(run_id="manual__3")
-    operator(tmp_path, session_ids=SESSIONS[:30], keep_checkpoint=True).execute(context={"ti": ti})
+    operator(tmp_path, items=ITEMS[:30], keep_checkpoint=True).execute(context={"ti": ti})
     sandbox.clear_journal()
-    # Another SecurityUser: agent 1001 through 1002's key, which may not impersonate it.
+    # Another access key: 1002's, which may not impersonate the agents: what it finds is its own.
     monkeypatch.setenv(*sandbox.connection_env("cxone_noimp", key="SANDBOX-NOIMP-KEY"))
-    other_user = JoinAgentSessionsOperator(
-        task_id="sweep",
-        session_ids=SESSIONS[:30],
-        security_user={"agent_id": 1001, "conn_id": "cxone_noimp"},
-        checkpoint_path=str(tmp_path / "checkpoints"),
-        hook_params=FAST,
-    )
-    result = other_user.execute(context={"ti": ti})
+    result = operator(tmp_path, items=ITEMS[:30], cxone_conn_id="cxone_noimp").execute(context={"ti": ti})
     assert result["stats"].get("resumed", 0) == 0
-    assert result["ImpersonateNotEnabled"] == SESSIONS[:30]  # asked again, as the other agent
+    assert result["ImpersonateNotEnabled"] == AGENT_IDS[:30]  # asked again, through the other key
     assert joins(sandbox)
 
 
 def test_a_kept_checkpoint_makes_a_cleared_task_send_nothing_again(sandbox, tmp_path):
     ti = TaskInstance(run_id="manual__2")
-    operator(tmp_path, session_ids=SESSIONS[:50], keep_checkpoint=True).execute(context={"ti": ti})
+    operator(tmp_path, items=ITEMS[:50], keep_checkpoint=True).execute(context={"ti": ti})
     sandbox.clear_journal()
-    again = operator(tmp_path, session_ids=SESSIONS[:50]).execute(context={"ti": ti})
-    assert again["Success"] == SESSIONS[:50]
+    again = operator(tmp_path, items=ITEMS[:50]).execute(context={"ti": ti})
+    assert again["Success"] == AGENT_IDS[:50]
+    assert again["live_sessions"] == {str(i["agent_id"]): i["session_id"] for i in ITEMS[:50]}
     assert again["stats"]["resumed"] == 50
     assert joins(sandbox) == Counter()
 
@@ -182,11 +183,11 @@ def test_on_kill_stops_joins_waiting_to_retry_and_workers_waiting_for_a_slot(san
 
 def test_mapped_sweeps_keep_apart(sandbox, tmp_path):
     first, second = TaskInstance(map_index=0), TaskInstance(map_index=1)
-    operator(tmp_path, session_ids=SESSIONS[:20], keep_checkpoint=True).execute(context={"ti": first})
+    operator(tmp_path, items=ITEMS[:20], keep_checkpoint=True).execute(context={"ti": first})
     sandbox.clear_journal()
-    result = operator(tmp_path, session_ids=SESSIONS[20:40]).execute(context={"ti": second})
+    result = operator(tmp_path, items=ITEMS[20:40]).execute(context={"ti": second})
     assert result["stats"]["resumed"] == 0
-    assert sorted(joins(sandbox)) == sorted(SESSIONS[20:40])
+    assert sorted(joins(sandbox)) == AGENT_IDS[20:40]
 
 
 # --- issue 26: a deadline for the whole sweep; keys that cannot be shared ---------------------------------------
@@ -201,7 +202,7 @@ def test_a_deadline_ends_the_sweep_and_every_session_not_joined_is_default(sandb
     joined = result["Success"]
     assert 0 < len(joined) < LIVE
     # nothing silently dropped: every session is in one list, those sent are those reported joined
-    assert sorted(joined + result["Default"]) == sorted(SESSIONS)
+    assert sorted(joined + result["Default"]) == AGENT_IDS
     assert set(joins(sandbox)) == set(joined)
     late = [outcome for outcome in result["outcomes"] if outcome["condition"] == "Default"]
     assert len(late) == LIVE - len(joined)
@@ -211,10 +212,10 @@ def test_a_deadline_ends_the_sweep_and_every_session_not_joined_is_default(sandb
 
 
 def test_a_sweep_within_its_deadline_is_not_cut(sandbox, tmp_path):
-    result = operator(tmp_path, session_ids=SESSIONS[:20], deadline_s=60).execute(
+    result = operator(tmp_path, items=ITEMS[:20], deadline_s=60).execute(
         context={"ti": TaskInstance(run_id="manual__roomy")}
     )
-    assert result["Success"] == SESSIONS[:20]
+    assert result["Success"] == AGENT_IDS[:20]
     assert result["stats"]["deadline_passed"] is False
 
 
@@ -238,7 +239,7 @@ def test_a_key_part_that_two_dags_could_share_is_refused_before_any_request(sand
     """``<root>/qa/../sweep__-1`` is ``<root>/sweep__-1``: every DAG's sweep task would share it."""
     from cxone_provider.compat import AirflowFailException
 
-    sweep = operator(tmp_path, session_ids=SESSIONS[:3], report_path=str(tmp_path / "reports"))
+    sweep = operator(tmp_path, items=ITEMS[:3], report_path=str(tmp_path / "reports"))
     with pytest.raises(AirflowFailException, match=re.escape(names)):
         sweep.execute(context={"ti": ti})
     assert sandbox.journal() == []
@@ -252,7 +253,7 @@ def test_a_root_folder_that_climbs_out_of_itself_is_refused(sandbox, tmp_path, f
 
     roots = {"report_path": str(tmp_path / "reports"), "checkpoint_path": str(tmp_path / "checkpoints")}
     roots[field] = str(tmp_path / "a" / ".." / ".." / "b")
-    sweep = JoinAgentSessionsOperator(task_id="sweep", session_ids=SESSIONS[:3], security_user=USER, **roots)
+    sweep = JoinAgentSessionsOperator(task_id="sweep", agents=ITEMS[:3], cxone_conn_id=CONN_ID, **roots)
     with pytest.raises(AirflowFailException, match=re.escape("'..' part")):
         sweep.execute(context={"ti": TaskInstance(run_id="manual__climb")})
     assert sandbox.journal() == []

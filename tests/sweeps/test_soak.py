@@ -1,5 +1,8 @@
-"""Fault soak: a 2,000-session sweep through rate limits, 5xx, dropped connections, slow answers and
+"""Fault soak: a 2,000-agent sweep through rate limits, 5xx, dropped connections, slow answers and
 tokens expiring mid-run, checked against the sandbox's own journal.
+
+On CXone's published join (the sandbox's defaults): each (agent, expected session) item is joined as
+its own agent through one access key.
 
 Every assertion holds for any interleaving of the sweep's threads: the dice are seeded, but which
 session meets which fault depends on the order requests reach the sandbox, so nothing here counts
@@ -22,7 +25,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from conftest import keep_legacy_extensions
 
 from cxone_provider.domain.conditions import JoinCondition
 from cxone_provider.sweeps.report import read_report
@@ -34,7 +36,6 @@ if TYPE_CHECKING:
 SESSIONS = 2000
 REPORTS = Path(tempfile.mkdtemp(prefix="cxone-soak-reports-"))
 CONN_ID = "cxone_soak"
-SECURITY_USER = {"agent_id": 1001, "conn_id": CONN_ID}
 TOKEN_LIFETIME_S = SOAK_FAULTS["token_lifetime_s"]
 # The hook renews a token when 90% of its lifetime has passed.
 RENEW_AFTER_S = TOKEN_LIFETIME_S * 0.9
@@ -72,16 +73,20 @@ def soak_sandbox() -> Iterator[SandboxServer]:
 @pytest.fixture
 def sandbox(soak_sandbox: SandboxServer, monkeypatch: pytest.MonkeyPatch) -> SandboxServer:
     soak_sandbox.reset()  # back to the seed and to FAULTS, dice re-seeded, journal empty
-    # One SecurityUser joins many agents' sessions by id: the sandbox's join_mode=session extension.
-    keep_legacy_extensions(soak_sandbox, monkeypatch)
     soak_sandbox.set_faults(**FAULTS)
     name, value = soak_sandbox.connection_env(CONN_ID)
     monkeypatch.setenv(name, value)
     return soak_sandbox
 
 
-def live_ids(count: int = SESSIONS) -> list[str]:
-    return [f"sess-{5001 + n}" for n in range(count)]
+def live_agents(count: int = SESSIONS) -> list[int]:
+    """The generated agents 5001…, each logged in with session ``sess-<agent id>``."""
+    return [5001 + n for n in range(count)]
+
+
+def items(agent_ids: list[int]) -> list[dict[str, Any]]:
+    """Each agent with the live session it is expected to be in."""
+    return [{"agent_id": agent, "session_id": f"sess-{agent}"} for agent in agent_ids]
 
 
 # The sweep runs in a process of its own, as Airflow runs a task: not in the test session's process,
@@ -94,11 +99,11 @@ print("RESULT " + json.dumps(result))
 """
 
 
-def sweep(session_ids: list[str], hook_params: dict[str, Any]) -> dict[str, Any]:
+def sweep(agent_ids: list[int], hook_params: dict[str, Any]) -> dict[str, Any]:
     arguments = {
-        "session_ids": session_ids,
+        "agents": items(agent_ids),
         "report_path": str(REPORTS / f"soak-{time.monotonic_ns()}"),
-        "security_user": SECURITY_USER,
+        "cxone_conn_id": CONN_ID,
         "max_concurrency": MAX_CONCURRENCY,
         "progress_interval_s": 3600,
         "hook_params": hook_params,
@@ -129,26 +134,28 @@ def check_accounting(
     result: dict[str, Any],
     journal: list[dict[str, Any]],
     state: dict[str, Any],
-    session_ids: list[str],
+    agent_ids: list[int],
     max_attempts: int,
 ) -> None:
     """The invariants of a faulted sweep over live sessions, from its result and the sandbox's journal."""
-    # Exactly one terminal condition each: every id in exactly one list, nothing lost, nothing added.
-    listed = Counter(s for condition in JoinCondition for s in result[condition.value])
-    assert sorted(listed) == sorted(session_ids)
+    # Exactly one terminal condition each: every agent in exactly one list, nothing lost, nothing added.
+    listed = Counter(a for condition in JoinCondition for a in result[condition.value])
+    assert sorted(listed) == sorted(agent_ids)
     assert set(listed.values()) == {1}
     every = read_report(result)
-    assert [o["session_id"] for o in every] == session_ids
-    outcomes = {o["session_id"]: o for o in every}
+    assert [(o["agent_id"], o["session_id"]) for o in every] == [(a, f"sess-{a}") for a in agent_ids]
+    outcomes = {o["agent_id"]: o for o in every}
     for condition in JoinCondition:
-        assert all(outcomes[s]["condition"] == condition.value for s in result[condition.value])
-    # Live sessions and a valid security user: the faults can only make a join Success or Default.
+        assert all(outcomes[a]["condition"] == condition.value for a in result[condition.value])
+    # Live sessions and a key that may impersonate every agent: the faults can only make a join Success or Default.
     assert set(listed) == set(result["Success"]) | set(result["Default"])
+    assert result["live_sessions"] == {str(a): f"sess-{a}" for a in result["Success"]}
 
-    # The journal holds the token and discovery requests, and joins, nothing else.
+    # The journal holds the token and discovery requests, and joins, nothing else; each join is as its
+    # agent, naming the session that agent is expected to be in.
     joins = [e for e in journal if e["path"].endswith(JOIN_SUFFIX)]
     assert {e["path"] for e in journal} - {e["path"] for e in joins} <= {TOKEN_PATH, DISCOVERY_PATH}
-    assert all(e["method"] == "POST" and e["params"]["asAgentId"] == "1001" for e in joins)
+    assert all(e["method"] == "POST" and e["params"]["sessionId"] == f"sess-{e['params']['asAgentId']}" for e in joins)
     for entry in joins:
         if entry["fault"] in RETRY_REASON:  # the sandbox answered each fault as its name says
             assert entry["status"] == FAULT_STATUS[entry["fault"]], entry
@@ -156,14 +163,14 @@ def check_accounting(
     # outlasts a request in flight here (the 200 ms slow-down included) by a wide margin.
     assert [e for e in joins if e["status"] == 401] == []
 
-    by_session: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    by_agent: dict[int, list[dict[str, Any]]] = defaultdict(list)
     for entry in sorted(joins, key=lambda e: e["seq"]):
-        by_session[entry["params"]["sessionId"]].append(entry)
-    assert set(by_session) <= set(session_ids)
+        by_agent[int(entry["params"]["asAgentId"])].append(entry)
+    assert set(by_agent) <= set(agent_ids)
     join_calls = {s["session_id"]: s["join_calls"] for s in state["sessions"]}
     exhausted: Counter[str] = Counter()  # retry reasons of final attempts, which are not retried
-    for session_id in session_ids:
-        sent, outcome = by_session[session_id], outcomes[session_id]
+    for agent_id in agent_ids:
+        sent, outcome = by_agent[agent_id], outcomes[agent_id]
         faulted = [e for e in sent if e["fault"] in RETRY_REASON]
         assert outcome["attempts"] == len(sent), (outcome, sent)
         if outcome["condition"] == "Success":
@@ -172,7 +179,7 @@ def check_accounting(
             assert sent[-1]["fault"] not in RETRY_REASON, sent
             assert sent[-1]["status"] == 202, sent
             assert (outcome["status_code"], outcome["message"]) == (202, "joined")
-            assert join_calls[session_id] == 1
+            assert join_calls[f"sess-{agent_id}"] == 1
         else:
             # Default only when the retry budget was spent, each attempt on a fault, and it says so.
             assert outcome["attempts"] == max_attempts, outcome
@@ -181,11 +188,12 @@ def check_accounting(
             assert outcome["status_code"] == FAULT_STATUS[last], (outcome, sent)
             cause = "no answer from CXone after" if last == "drop" else "gave up after"
             assert f"{cause} {max_attempts}" in outcome["message"], outcome
-            assert join_calls[session_id] == 0
+            assert join_calls[f"sess-{agent_id}"] == 0
             exhausted[RETRY_REASON[last]] += 1
-    # Every success really joined, as the security user, and nothing else was joined.
-    swept = [(session, agent) for session, agent in state["joins"] if session in outcomes]
-    assert sorted(swept) == sorted((session, 1001) for session in result["Success"])
+    # Every success really joined its agent's own session, as that agent, and no swept session was
+    # joined otherwise.
+    swept = [(session, agent) for session, agent in state["joins"] if agent in outcomes]
+    assert sorted(swept) == sorted((f"sess-{agent}", agent) for agent in result["Success"])
 
     # The retry counters are the journal's faults by kind, less the final attempts of the Defaults.
     faults = Counter(RETRY_REASON[e["fault"]] for e in joins if e["fault"] in RETRY_REASON)
@@ -195,10 +203,10 @@ def check_accounting(
 
 
 def test_soak_accounts_for_every_session_through_faults_and_token_expiry(sandbox: SandboxServer) -> None:
-    session_ids = live_ids()
-    result = sweep(session_ids, HOOK_PARAMS)
+    agent_ids = live_agents()
+    result = sweep(agent_ids, HOOK_PARAMS)
     journal, state = settled_journal(sandbox), sandbox.state()
-    check_accounting(result, journal, state, session_ids, MAX_ATTEMPTS)
+    check_accounting(result, journal, state, agent_ids, MAX_ATTEMPTS)
 
     # Each fault of the mix really happened (the dice are seeded: the counts barely move).
     joins = [e for e in journal if e["path"].endswith(JOIN_SUFFIX)]
@@ -240,7 +248,7 @@ def test_soak_accounts_for_every_session_through_faults_and_token_expiry(sandbox
 
 
 def test_default_only_when_the_retries_are_exhausted(sandbox: SandboxServer) -> None:
-    """Faults so frequent that many sessions run out of attempts: those, and only those, are Default."""
+    """Faults so frequent that many agents' joins run out of attempts: those, and only those, are Default."""
     sandbox.set_faults(
         rate_429_no_retry_after=0.25,
         rate_503=0.25,
@@ -249,9 +257,9 @@ def test_default_only_when_the_retries_are_exhausted(sandbox: SandboxServer) -> 
         slow_ms=50,
         random_seed=66,
     )
-    session_ids = live_ids(300)
-    # Three attempts at 60% failures: about one session in five is Default, and most are not.
-    result = sweep(session_ids, {"backoff_initial_s": 0.005, "backoff_max_s": 0.02, "max_attempts": 3})
-    check_accounting(result, settled_journal(sandbox), sandbox.state(), session_ids, 3)
+    agent_ids = live_agents(300)
+    # Three attempts at 60% failures: about one agent in five is Default, and most are not.
+    result = sweep(agent_ids, {"backoff_initial_s": 0.005, "backoff_max_s": 0.02, "max_attempts": 3})
+    check_accounting(result, settled_journal(sandbox), sandbox.state(), agent_ids, 3)
     assert 10 < len(result["Default"]) < 150
     assert len(result["Success"]) > 150
