@@ -105,6 +105,10 @@ class Budget(Protocol):
     def load_limit(self) -> Learnt | None:
         """The limit learnt by anyone; ``None`` when none is known."""
 
+    def claim_measurement(self, seconds: float) -> bool:
+        """This pacer finds the limit (its first 429 was the budget's first), unless another claimed it in
+        the last ``seconds`` and stored no limit since."""
+
     def store_span(self, mark: Mark) -> None:
         """A measurement starts at ``mark`` (the first 429): whoever gets the next one can finish it."""
 
@@ -126,6 +130,7 @@ class LocalBudget:
         self._refused: list[int] = []  # the send numbers of the 429s, in order
         self._limit: tuple[Learnt, float] | None = None
         self._span: Mark | None = None
+        self._measuring_until = float("-inf")
         # The drain on: its interval, when it expires, the last send number before it.
         self._drain: tuple[float, float, int] | None = None
         self._next_drain = float("-inf")
@@ -181,7 +186,7 @@ class LocalBudget:
     def store_limit(self, learnt: Learnt, *, next_drain_s: float | None = None) -> None:
         with self._lock:
             now = self._clock()
-            self._limit = (learnt, now)
+            self._limit, self._measuring_until = (learnt, now), float("-inf")
             if next_drain_s is not None:
                 self._next_drain = now + next_drain_s
 
@@ -190,6 +195,14 @@ class LocalBudget:
             if self._limit is None or self._clock() - self._limit[1] > LIMIT_TTL_S:
                 return None
             return self._limit[0]
+
+    def claim_measurement(self, seconds: float) -> bool:
+        with self._lock:
+            now = self._clock()
+            if now < self._measuring_until:
+                return False
+            self._measuring_until = now + seconds
+            return True
 
     def store_span(self, mark: Mark) -> None:
         with self._lock:
@@ -294,6 +307,7 @@ class RedisBudget:
     def store_limit(self, learnt: Learnt, *, next_drain_s: float | None = None) -> None:
         pipe = self.client.pipeline()
         pipe.set(f"{self.key}:limit", learnt.dump(), ex=LIMIT_TTL_S)
+        pipe.delete(f"{self.key}:measuring")
         if next_drain_s is not None:
             pipe.set(f"{self.key}:drain-later", "1", px=max(1, round(next_drain_s * 1000)))
         pipe.execute()
@@ -303,6 +317,9 @@ class RedisBudget:
         if not raw:
             return None
         return Learnt.load(raw.decode() if isinstance(raw, bytes) else str(raw))
+
+    def claim_measurement(self, seconds: float) -> bool:
+        return bool(self.client.set(f"{self.key}:measuring", "1", nx=True, px=max(1, round(seconds * 1000))))
 
     def store_span(self, mark: Mark) -> None:
         self.client.set(f"{self.key}:span", mark.dump(), ex=60)

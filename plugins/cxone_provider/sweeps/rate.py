@@ -29,12 +29,11 @@ sends whole seconds, too coarse above a request a second. CXone publishes no rat
 from __future__ import annotations
 
 import enum
-import math
 import threading
 import time
-from dataclasses import dataclass
 
 from cxone_provider.sweeps.budget import Budget, Learnt, LocalBudget
+from cxone_provider.sweeps.excess import Cut, ExcessWatch, Noise
 from cxone_provider.sweeps.marks import Mark, accepted_between, limit_between
 
 TOO_MANY_REQUESTS = 429
@@ -54,18 +53,6 @@ class Phase(enum.Enum):
     FOLLOW = "follow"  # another pacer on the budget is measuring the limit: ramp beside it, then wait for it
 
 
-@dataclass
-class _Window:
-    started: float
-    first_number: int  # the budget's send count when it started: sends of every process are numbered
-    answered: int = 0
-    throttled: int = 0
-
-    @property
-    def share(self) -> float:
-        return self.throttled / self.answered if self.answered else 0.0
-
-
 class RatePacer:
     """Finds a tenant's rate limit from the spacing of its 429s and sends just under it (module docstring);
     thread-safe: one pacer serves every sweep and join of a connection.
@@ -80,8 +67,6 @@ class RatePacer:
     drain_factor = 1.25
     #: tokens the margin may leave in the bucket before a drain takes them back
     drain_tokens = 5.0
-    window_s = 1.0
-    over_limit_share = 0.03
     #: a follower whose measuring pacer stored no limit by then starts again itself
     follow_s = 5.0
 
@@ -91,7 +76,7 @@ class RatePacer:
         self.phase = Phase.START
         self.limit_found: float | None = None
         self.samples = 0  # accepted requests the limit was measured over
-        self.noise_share = 0.0
+        self.excess = ExcessWatch()
         self.cuts_undone = 0
         self.drains = 0
         self._ramp: tuple[float, float, float] | None = None  # started, from rate, doubling seconds
@@ -105,10 +90,9 @@ class RatePacer:
         self._drain_every = 1.0  # seconds from one drain to the next, from the last measurement
         self._recount_at = float("inf")  # when to count the last measurement's 429s again
         self._look_at = 0.0  # when to look again for a limit another process learnt
-        self._window: _Window | None = None
-        self._verifying: float | None = None  # the share of 429s before a cut, while it is being checked
         self._numbered = 0  # the last send number this process handed out
         self._limit_stored = False  # the budget had a limit stored at the last send
+        self._drain_sends_to = 0  # the last send this process made while the budget drained
         self._throttled_before: int | None = None  # the budget's 429s when this pacer first sent
         self._own_429s = 0  # 429s to this pacer's sends: the budget's others are other processes'
         self._follow_from: int | None = None  # following: the budget's 429s when the ramp began
@@ -161,23 +145,27 @@ class RatePacer:
         send = self.budget.try_send(None if rate is None else 1.0 / rate)
         with self._lock:
             self._numbered, self._limit_stored = max(self._numbered, send.number), send.limit_stored
+            if send.draining:
+                self._drain_sends_to = self._numbered
             if self._throttled_before is None:
                 self._throttled_before = send.throttled
             if self.phase is Phase.DRAIN and not send.draining:
                 self._drain_over(now)
             elif self.phase is Phase.START and send.throttled > self._throttled_before + self._own_429s:
-                # Another pacer on the budget found it empty and is measuring it: hold, then ramp beside it
-                # as it ramps (one schedule: together at its rate) until the next 429, which finishes the
-                # measurement whoever gets it; then wait for the limit.
-                self._enter(Phase.FOLLOW, now)
-                self._hold_until = now + self.hold_s
-                self._ramp = (self._hold_until, self.start_rate, self.measure_doubling_s)
-                self._follow_from, self._follow_done = None, False
+                self._follow(now)  # another pacer on the budget found it empty and is measuring it
             elif self.phase is Phase.FOLLOW:  # ramping beside the measuring pacer (its hold is over)
                 if self._follow_from is None:
                     self._follow_from = send.throttled
                 self._follow_done = send.throttled > self._follow_from
         return send.wait, send.number, send.at
+
+    def _follow(self, now: float) -> None:
+        """Hold, then ramp beside the measuring pacer as it ramps (one schedule: together at its rate) until
+        the next 429, which finishes the measurement whoever gets it; then wait for the limit."""
+        self._enter(Phase.FOLLOW, now)
+        self._hold_until = now + self.hold_s
+        self._ramp = (self._hold_until, self.start_rate, self.measure_doubling_s)
+        self._follow_from, self._follow_done = None, False
 
     def _adopt(self, shared: Learnt | None, now: float) -> None:
         """Another pacer on the budget has learnt the limit, or measured it again: take it, not learn it again."""
@@ -286,6 +274,8 @@ class RatePacer:
                     self._measure(mark, now, drained=True)
             elif number <= self._first_number or self.phase is Phase.DRAIN:
                 return  # a 429 to a send from before the phase (or the drain) began: stale
+            elif self.phase is Phase.START and not self.budget.claim_measurement(self.follow_s):
+                self._follow(now)  # several met the empty bucket at once: one measures, the others follow
             elif self.phase is Phase.START:
                 self._span = self._last = mark
                 self._hold(now)
@@ -310,8 +300,8 @@ class RatePacer:
 
     def _measure(self, mark: Mark, now: float, *, drained: bool = False) -> None:
         """The limit from the requests accepted between the span's start and ``mark`` (both empty moments)."""
-        if self._span is None or self._last is None:
-            return
+        if self._span is None or self._last is None or mark.at - self._span.at < self.hold_s:
+            return  # a 429 of the burst that began the span (sent before this process saw it): not the next
         limit, accepted, self._span = limit_between(self._span, self._last, mark, self.budget.refused_between)
         previous = self.limit_found
         if drained and previous and limit < previous * (0.98 - 2.0 / max(accepted, 1)):
@@ -343,44 +333,27 @@ class RatePacer:
         self._drain_at = now + self._drain_every
 
     def _count(self, status: int, number: int, now: float) -> None:
-        """Windows of a second: while paced or noisy, a clear excess of 429s is a smaller budget or noise."""
-        if self.phase is Phase.DRAIN:
-            return  # a drain looks for a 429 (every process's ends with some): not a smaller budget
+        """While paced or noisy, the windows' check (:mod:`~cxone_provider.sweeps.excess`)."""
+        if number <= self._drain_sends_to:
+            return  # sent during a drain, which looks for a 429 (and ends with a few): not a smaller budget
         if self.phase not in (Phase.PACED, Phase.NOISY):
-            self._window = None
+            self.excess.reset()
             return
         if number <= self._first_number:
             return  # sent before the phase began (a start's last burst): says nothing of its rate
-        window = self._window = self._window or _Window(now, self._numbered)
-        window.answered += 1
-        window.throttled += status == TOO_MANY_REQUESTS
-        if now - window.started < self.window_s or window.answered < 10:
-            return
-        self._window = _Window(now, self._numbered)
-        share = window.share
-        if self._verifying is not None:
-            share_before, self._verifying = self._verifying, None
-            if share >= share_before / 2 and not self.budget.shared:
-                # Slowing down did not end them: noise, not budget (a sick node, a proxy). Unpaced, and
-                # only a share above this noise counts from now on; a real budget shows again as one.
-                # Not on a shared budget: there the other processes did not slow down with this one.
-                self.noise_share = share
-                self.cuts_undone += 1
-                self.limit_found, self.samples, self.phase = None, 0, Phase.NOISY
-            return
-        # Over the noise by more than chance: three standard deviations of the window's share, and 3 %.
-        spread = 3.0 * math.sqrt(self.noise_share * (1.0 - self.noise_share) / window.answered)
-        if window.throttled >= 3 and share > self.noise_share + self.over_limit_share + spread:
-            # What the budget accepted from every process: their sends (numbered) less this window's share.
-            sent = max(self._numbered - window.first_number, window.answered)
-            accepted = sent * (1.0 - share) / (now - window.started)
-            accepted = min(accepted, self.limit_found or accepted)  # answers late in a window: never a raise
-            self._verifying = share
+        verdict = self.excess.hear(status == TOO_MANY_REQUESTS, now, self._numbered, noisy=self.phase is Phase.NOISY)
+        if isinstance(verdict, Noise) and not self.budget.shared:
+            # Unpaced, and only a share above this noise counts from now on; a real budget shows again as
+            # one. Not on a shared budget: there the other processes did not slow down with this one.
+            self.excess.noise_share = verdict.share
+            self.cuts_undone += 1
+            self.limit_found, self.samples, self.phase = None, 0, Phase.NOISY
+        elif isinstance(verdict, Cut):
+            accepted = min(verdict.accepted, self.limit_found or verdict.accepted)  # answers come late: no raise
             self.limit_found, self.samples = max(accepted, MIN_RATE), 40
-            self.phase, self._span, self._last, self._drain_at = Phase.PACED, None, None, now + 2 * self.window_s
+            self.phase, self._span, self._last = Phase.PACED, None, None
+            self._drain_at = now + 2 * self.excess.window_s
             self.budget.store_limit(Learnt(self.limit_found, self.samples))  # for every pacer on the budget
-        elif self.phase is Phase.NOISY:
-            self.noise_share = 0.8 * self.noise_share + 0.2 * share  # follows the noise as it changes
 
     @property
     def knows_a_limit(self) -> bool:
