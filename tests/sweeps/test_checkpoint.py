@@ -7,6 +7,7 @@ checkpoint is keyed by (what Airflow's runtime task instance carries), so the sa
 
 from __future__ import annotations
 
+import hashlib
 import re
 import threading
 import time
@@ -118,6 +119,15 @@ def test_a_retried_sweep_joins_only_what_it_had_not_finished(sandbox, tmp_path, 
     output = "".join(capfd.readouterr()) + caplog.text
     assert f"{result['stats']['resumed']} of {LIVE} session(s) resumed from earlier tries" in output
     assert not (tmp_path / "checkpoints").joinpath("qa", "manual__1", "sweep__-1").exists()  # removed when done
+
+
+def test_the_checkpoint_keeps_the_fingerprint_earlier_releases_wrote(sandbox, tmp_path):
+    # A task retried after an upgrade resumes its checkpoint: the input's fingerprint is still the SHA-256
+    # of its keys joined by newlines (now hashed as they come, no longer from a list of them all).
+    stopped_halfway(sandbox, tmp_path, TaskInstance())
+    marker = tmp_path / "checkpoints" / "qa" / "manual__1" / "sweep__-1" / "input.sha256"
+    keys = ["agent 1001 via cxone_resume", *SESSIONS]
+    assert marker.read_text().strip() == hashlib.sha256("\n".join(keys).encode()).hexdigest()
 
 
 def test_a_checkpoint_from_another_input_list_is_not_reused(sandbox, tmp_path, caplog, capfd):

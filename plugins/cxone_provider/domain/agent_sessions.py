@@ -32,7 +32,8 @@ _AGENT_KEYS = ("agent_id", "agentId", "AgentId")
 _SESSION_KEYS = ("session_id", "sessionId", "SessionId")
 
 
-@dataclass(frozen=True)
+# slots: a sweep of 100,000 agents holds 100,000 items for its whole run (a __dict__ each was ~10 MiB).
+@dataclass(frozen=True, slots=True)
 class AgentSessionItem:
     """One item of a sweep.
 

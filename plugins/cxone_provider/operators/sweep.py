@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import warnings
 from functools import partial
+from itertools import chain
 from typing import TYPE_CHECKING, Any
 
 from airflow.exceptions import AirflowProviderDeprecationWarning
@@ -44,7 +45,7 @@ from cxone_provider.sweeps.report import report_location
 from cxone_provider.sweeps.result import distinct_sessions
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping, Sequence
+    from collections.abc import Callable, Iterable, Mapping, Sequence
 
     from airflow.sdk import Context
 
@@ -210,7 +211,9 @@ class JoinAgentSessionsOperator(CxoneBaseOperator):
             jobs: list[tuple[str, Any]] = [(item.key, item) for item in items]
             conn_id = self.cxone_conn_id or CxoneHook.default_conn_name
             # The checkpoint is of this input: these items, joined through this connection.
-            fingerprint = [f"agents via {conn_id}"] + [f"{i.key} {i.session_id or ''}" for i in items]
+            fingerprint: Iterable[str] = chain(
+                [f"agents via {conn_id}"], (f"{i.key} {i.session_id or ''}" for i in items)
+            )
             joiner: Callable[[CxoneHook, Any], JoinOutcome] = partial(_join_item, rules=self._rules)
         else:
             jobs, duplicates = distinct_sessions(as_list("session_ids", self.session_ids) or [])
@@ -220,7 +223,7 @@ class JoinAgentSessionsOperator(CxoneBaseOperator):
                 outcomes = [JoinOutcome(rejected.condition, key, message=rejected.message) for key, _ in jobs]
                 return engine.result(outcomes, duplicates, {"requests": 0}).to_xcom()
             conn_id = connection_for(user, self.cxone_conn_id)
-            fingerprint = [f"agent {user.agent_id} via {conn_id}"] + [key for key, _ in jobs]
+            fingerprint = chain([f"agent {user.agent_id} via {conn_id}"], (key for key, _ in jobs))
             joiner = _session_joiner(user.agent_id, self._rules)
 
         checkpoint = SweepCheckpoint.for_task(self.checkpoint_path, context, fingerprint, self.log)

@@ -22,6 +22,7 @@ from cxone_provider.sweeps.storage import task_instance_path
 
 if TYPE_CHECKING:
     import logging
+    from collections.abc import Iterable
     from typing import IO
 
     from airflow.sdk import Context, ObjectStoragePath
@@ -29,6 +30,14 @@ if TYPE_CHECKING:
 FINGERPRINT_FILE = "input.sha256"
 #: outcomes per part on an object store, which cannot append to an object
 REMOTE_BATCH = 200
+
+
+def fingerprint_of(session_keys: Iterable[str]) -> str:
+    """The SHA-256 of the keys joined by newlines, hashed as they come: a list of 100,000 keys is never built."""
+    digest = hashlib.sha256()
+    for number, key in enumerate(session_keys):
+        digest.update(f"\n{key}".encode() if number else key.encode())
+    return digest.hexdigest()
 
 
 class SweepCheckpoint:
@@ -40,9 +49,9 @@ class SweepCheckpoint:
     :param log: where resumption and reuse decisions are logged.
     """
 
-    def __init__(self, folder: ObjectStoragePath, session_keys: list[str], log: logging.Logger | Any) -> None:
+    def __init__(self, folder: ObjectStoragePath, session_keys: Iterable[str], log: logging.Logger | Any) -> None:
         self.folder = folder
-        self.fingerprint = hashlib.sha256("\n".join(session_keys).encode()).hexdigest()
+        self.fingerprint = fingerprint_of(session_keys)
         self.log = log
         self._local = folder.protocol in ("", "file", "local")
         self._out: IO[str] | None = None
@@ -51,7 +60,7 @@ class SweepCheckpoint:
 
     @classmethod
     def for_task(
-        cls, root: str | None, context: Context, session_keys: list[str], log: logging.Logger | Any
+        cls, root: str | None, context: Context, session_keys: Iterable[str], log: logging.Logger | Any
     ) -> SweepCheckpoint | None:
         """The checkpoint of the task instance in ``context``; ``None`` outside a task run."""
         folder = task_instance_path(root, "cxone_checkpoints", context)

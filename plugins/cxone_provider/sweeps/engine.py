@@ -13,7 +13,7 @@ import logging
 import threading
 import time
 from collections import Counter
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from cxone_provider.compat import AirflowException
 from cxone_provider.domain.agent_sessions import AgentSessionItem
@@ -197,10 +197,12 @@ class SweepEngine:
         # hundreds of joins a second on a GIL. One stop event ends them all: a stop request, or a
         # worker's failure.
         stop = self.stop
-        queue = iter([item for item in items if item[0] not in earlier])
+        # Each outcome goes to its item's place: no dict by key nor copy of the items beside the list
+        # (a sweep of 100,000 holds them all until it ends).
+        queue = ((n, key, value) for n, (key, value) in enumerate(items) if key not in earlier)
         lock = threading.Lock()
         finished = threading.Event()
-        results: dict[str, JoinOutcome] = {}
+        slots: list[JoinOutcome | None] = [None] * len(items)
         counts: Counter[str] = Counter()
         failures: list[BaseException] = []
         workers_left = min(self.max_concurrency, len(items) - len(earlier))
@@ -214,11 +216,11 @@ class SweepEngine:
                     if item is None:
                         return
                     try:
-                        outcome = join(*item)
+                        outcome = join(item[1], item[2])
                     except CxoneStopped:
                         return  # stopping: the item is not finished, the checkpoint does not have it
                     with lock:
-                        results[item[0]] = outcome
+                        slots[item[0]] = outcome
                         counts[outcome.condition.value] += 1
                         if record is not None:
                             record(outcome)
@@ -235,20 +237,22 @@ class SweepEngine:
             finished.set()
         for number in range(workers_left):
             threading.Thread(target=worker, name=f"cxone-sweep-{number}", daemon=True).start()
-        deadline_passed = self._wait_for_workers(finished, started, len(items), lock, results, counts, limiter)
+        deadline_passed = self._wait_for_workers(finished, started, len(items), lock, counts, limiter)
         if failures:
             raise failures[0]
-        if deadline_passed:
-            # Nothing silently dropped: every item not joined by the deadline is reported as such.
-            for key, value in items:
-                if key not in results and key not in earlier:
-                    results[key] = _past_deadline(key, value, self.deadline_s)
-        if len(results) + len(earlier) < len(items):
-            raise SweepStopped(f"sweep stopped after {len(results) + len(earlier)} of {len(items)} session(s)")
+        joined, requests = sum(counts.values()), sum(o.attempts for o in slots if o is not None)
+        for n, (key, value) in enumerate(items):
+            if slots[n] is None and key in earlier:
+                slots[n] = earlier[key]
+            elif slots[n] is None and deadline_passed:
+                # Nothing silently dropped: every item not joined by the deadline is reported as such.
+                slots[n], joined = _past_deadline(key, value, self.deadline_s), joined + 1
+        if joined + len(earlier) < len(items):
+            raise SweepStopped(f"sweep stopped after {joined + len(earlier)} of {len(items)} session(s)")
         elapsed = time.monotonic() - started
-        outcomes = [results.get(key) or earlier[key] for key, _ in items]
+        outcomes = cast("list[JoinOutcome]", slots)  # every place filled: checked just above
         stats: dict[str, Any] = {
-            "requests": sum(o.attempts for o in results.values()),
+            "requests": requests,
             "resumed": len(earlier),
             "retries": dict(limiter.retries),
             "token_requests": hook.token_requests,
@@ -258,11 +262,11 @@ class SweepEngine:
             "concurrency_decreases": limiter.decreases,
             **limiter.figures(),
             "elapsed_s": round(elapsed, 3),
-            "joins_per_s": round(len(results) / elapsed, 1) if elapsed > 0 else None,
+            "joins_per_s": round(joined / elapsed, 1) if elapsed > 0 else None,
             "stopped_early": verdict[0].condition.value if verdict else None,
             "deadline_passed": deadline_passed,
         }
-        self._log_progress(len(results), len(items), elapsed, counts, limiter)
+        self._log_progress(joined, len(items), elapsed, counts, limiter)
         return self.result(outcomes, duplicates, stats)
 
     def result(self, outcomes: list[JoinOutcome], duplicates: list[str], stats: dict[str, Any]) -> SweepResult:
@@ -284,7 +288,6 @@ class SweepEngine:
         started: float,
         total: int,
         lock: threading.Lock,
-        results: dict[str, JoinOutcome],
         counts: Counter[str],
         limiter: AdaptiveLimiter,
     ) -> bool:
@@ -309,7 +312,7 @@ class SweepEngine:
             if now >= next_progress:  # a sweep stalled in backoff still reports
                 next_progress = now + self.progress_interval_s
                 with lock:
-                    done, snapshot = len(results), Counter(counts)
+                    done, snapshot = sum(counts.values()), Counter(counts)
                 self._log_progress(done, total, now - started, snapshot, limiter)
 
     def _log_progress(
