@@ -126,7 +126,7 @@ def test_the_checkpoint_keeps_the_fingerprint_earlier_releases_wrote(sandbox, tm
     # of its keys joined by newlines (now hashed as they come, no longer from a list of them all).
     stopped_halfway(sandbox, tmp_path, TaskInstance())
     marker = tmp_path / "checkpoints" / "qa" / "manual__1" / "sweep__-1" / "input.sha256"
-    keys = ["agent 1001 via cxone_resume", *SESSIONS]
+    keys = ["agents via cxone_resume", *(f"{item['agent_id']} {item['session_id']}" for item in ITEMS)]
     assert marker.read_text().strip() == hashlib.sha256("\n".join(keys).encode()).hexdigest()
 
 

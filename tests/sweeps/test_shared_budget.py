@@ -20,7 +20,7 @@ import pytest
 from conftest import fresh_dag, joins_sent, sandbox_with_live_sessions
 
 from cxone_provider.exceptions import CxoneConfigError
-from cxone_provider.sweeps.budget import Learnt, RedisBudget, budget_key
+from cxone_provider.sweeps.budget import Learnt, LocalBudget, RedisBudget, budget_key
 from cxone_provider.sweeps.rate import Phase, RatePacer
 
 redis = pytest.importorskip("redis")
@@ -108,6 +108,29 @@ def test_a_limit_learnt_once_is_taken_by_the_next_process(redis_url):
     assert pacer.limit_found == pytest.approx(120.0)
     other = RatePacer(RedisBudget(client, budget_key("cxone_y")))
     assert other.phase is Phase.START  # another connection's budget is its own
+
+
+@pytest.mark.parametrize("where", ["redis", "process"])
+def test_a_budget_counts_429s_by_the_send_they_refused_and_runs_one_measurement(redis_url, where):
+    # Two processes' views of one budget (on Redis), or one process's: answers cross, so a 429 is counted by
+    # the number of the send it refused, whoever heard it and whenever; and one measurement at a time.
+    client = redis.Redis.from_url(redis_url)
+    client.flushdb()
+    if where == "redis":
+        first, second = (RedisBudget(redis.Redis.from_url(redis_url), budget_key("cxone_x")) for _ in range(2))
+    else:
+        first = second = LocalBudget()
+    numbers = [(first if n % 2 else second).try_send(None).number for n in range(10)]
+    assert numbers == list(range(1, 11))  # one numbering for every process
+    for refused in (7, 3, 9):  # answers in another order than their sends
+        (second if refused == 3 else first).note_throttled(refused)
+    assert second.refused_between(2, 8) == 2
+    assert first.refused_between(3, 9) == 1  # neither end counted
+    assert first.refused_between(9, 11) == 0
+    assert first.claim_measurement(5.0)
+    assert not second.claim_measurement(5.0)  # the other process follows
+    second.store_limit(Learnt(50.0, 100))  # the measurement is over: the next may start
+    assert first.claim_measurement(5.0)
 
 
 @pytest.mark.parametrize("value", ["memcached://cache:11211", "redis-please"])
