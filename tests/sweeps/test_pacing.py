@@ -106,9 +106,12 @@ def tenant_clock(monkeypatch):
     holder: dict[str, Tenant] = {}
 
     def make(
-        limit: float | None, noise: float = 0.0, pacers: int = 1, network_seed: int | None = None
+        limit: float | None, noise: float = 0.0, pacers: int = 1, network_seed: int | None = None, latency: float = 0.02
     ) -> tuple[Tenant, list[RatePacer]]:
-        tenant = FarTenant(limit, seed=network_seed) if network_seed is not None and limit else Tenant(limit, noise)
+        if network_seed is not None and limit:
+            tenant: Tenant = FarTenant(limit, seed=network_seed, latency=latency)
+        else:
+            tenant = Tenant(limit, noise)
         budget = LocalBudget(clock=lambda: tenant.now)
         monkeypatch.setattr("cxone_provider.sweeps.rate.time.monotonic", lambda: tenant.now)
         holder["tenant"] = tenant
@@ -200,3 +203,13 @@ def test_the_limit_is_found_and_kept_to_when_answers_cross(tenant_clock, process
     assert all(p.limit_found == pytest.approx(200, rel=0.03) for p in pacers)
     assert throttled <= 0.01 * sent
     assert accepted >= 0.95 * 200 * 30
+
+
+def test_followers_learn_the_limit_when_answers_take_longer_than_the_hold(tenant_clock):
+    # Answers 0.3 s away, longer than the hold: 429s to sends from before it still come in while the other
+    # process ramps to measure, and they are not the 429 that ends the measurement (taken for it, the
+    # follower stopped sending, the bucket never emptied and no limit was learnt in ten seconds).
+    tenant, pacers = tenant_clock(200, pacers=2, network_seed=1, latency=0.3)
+    pacers[0].budget.shared = True
+    tenant.serve(pacers, 10, demand=200)
+    assert all(p.limit_found == pytest.approx(200, rel=0.05) for p in pacers)

@@ -9,7 +9,8 @@ send schedule and its counters in a budget:
   machines share it. The schedule is GCRA (the generic cell rate algorithm, as redis-cell and
   go-redis/redis_rate run it) in one Lua script, which Redis runs atomically on its own clock; the
   counters are ``INCR``; the limit learnt is a string with an expiry; a drain is a key set with ``NX``
-  and an expiry. Nothing else is coordinated.
+  and an expiry; the 429s' send numbers are a sorted set, and a measurement under way a key set with ``NX``.
+  Nothing else is coordinated.
 
 A budget hands out send times (:meth:`try_send`), numbers each send and stamps it with the budget's clock
 (so that the send times of every process compare), counts 429s by the number of the send they refused
@@ -35,7 +36,8 @@ if TYPE_CHECKING:
 
 #: how long a learnt limit is kept without being confirmed again (a tenant's limit can change)
 LIMIT_TTL_S = 600
-#: the send numbers of the last this many 429s are kept, to count them between two empty moments
+#: the send numbers of the (highest-numbered) 429s kept, at least this many, to count them between two empty
+#: moments (``marks.LONGEST_SPAN`` keeps a measurement within them)
 REFUSED_KEPT = 10_000
 
 
@@ -140,7 +142,7 @@ class LocalBudget:
             now = self._clock()
             drain = self._draining(now)
             if self._next > now:
-                return Send(self._next - now, 0, now, drain is not None, self._throttled, self._limit is not None)
+                return Send(self._next - now, 0, now, drain is not None, self._throttled, self._stored(now))
             if interval and drain is not None:
                 interval = min(interval, drain[0])
             interval = interval or 0.0
@@ -148,7 +150,10 @@ class LocalBudget:
             # otherwise every poll's lateness is lost, and several processes polling send under the rate.
             self._next = max(self._next, now - interval) + interval
             self._sends += 1
-            return Send(0.0, self._sends, now, drain is not None, self._throttled, self._limit is not None)
+            return Send(0.0, self._sends, now, drain is not None, self._throttled, self._stored(now))
+
+    def _stored(self, now: float) -> bool:
+        return self._limit is not None and now - self._limit[1] <= LIMIT_TTL_S
 
     def _draining(self, now: float) -> tuple[float, float, int] | None:
         if self._drain is not None and now >= self._drain[1]:

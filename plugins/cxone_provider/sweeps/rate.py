@@ -17,8 +17,9 @@ the time between them, are the limit. Phases (``docs/pacing.md`` has the rule an
    in the bucket a *drain* takes back (1.25x the limit until the next 429, which measures again over a
    longer span); one that finds far more means the budget grew. A drain is the budget's: one at a
    time, every process at its rate, ended by the first 429 to a send made during it: one 429 in all.
-4. More than 3 % of 429s (above the noise learnt) in a second while paced means the budget shrank:
-   the limit becomes what was accepted; if slowing down did not end them they are noise (a sick node,
+4. More than 3 % of 429s (above the noise learnt) in a second while paced, not counting answers to
+   sends made during a drain, means the budget shrank: the limit becomes what was accepted (never more
+   than it was); if slowing down did not end them they are noise (a sick node,
    a proxy): unpaced again, and that share is no longer counted.
 
 Retry-After is honoured by the call that got it (:mod:`~cxone_provider.client.policy`), not read here: CXone
@@ -89,14 +90,16 @@ class RatePacer:
         self._drain_deadline = float("inf")
         self._drain_every = 1.0  # seconds from one drain to the next, from the last measurement
         self._recount_at = float("inf")  # when to count the last measurement's 429s again
+        self._measured = 0  # the accepted requests of this pacer's last measurement
         self._look_at = 0.0  # when to look again for a limit another process learnt
         self._numbered = 0  # the last send number this process handed out
         self._limit_stored = False  # the budget had a limit stored at the last send
         self._drain_sends_to = 0  # the last send this process made while the budget drained
         self._throttled_before: int | None = None  # the budget's 429s when this pacer first sent
         self._own_429s = 0  # 429s to this pacer's sends: the budget's others are other processes'
-        self._follow_from: int | None = None  # following: the budget's 429s when the ramp began
+        self._follow_from: int | None = None  # following: the first send number of its ramp
         self._follow_done = False  # following: the next 429 came (the measuring pacer has its limit)
+        self._throttled_seen = 0  # following: the budget's 429 count at the last send
         shared = self.budget.load_limit()
         if shared is not None:  # learnt once, by another sweep or process: not learnt again
             self.limit_found, self.samples = shared.limit, shared.samples
@@ -132,8 +135,9 @@ class RatePacer:
     def try_send(self, now: float) -> tuple[float, int, float]:
         """``(0.0, the send's number, its time on the budget's clock)`` when a request may go now, else
         ``(seconds to wait, 0, …)``."""
-        # Finding the first limit: as soon as any pacer stores it, the others stop ramping.
-        finding = self.limit_found is None and self.phase in (Phase.FOLLOW, Phase.MEASURE) and self._limit_stored
+        # Finding the first limit: when the budget says one is stored (or a follower waits for it), take it.
+        waiting = self._limit_stored or self._follow_done
+        finding = self.limit_found is None and self.phase in (Phase.FOLLOW, Phase.MEASURE) and waiting
         if finding or (self.phase is not Phase.NOISY and now >= self._look_at):
             self._look_at = now + 0.25
             self._adopt(self.budget.load_limit(), now)
@@ -154,9 +158,15 @@ class RatePacer:
             elif self.phase is Phase.START and send.throttled > self._throttled_before + self._own_429s:
                 self._follow(now)  # another pacer on the budget found it empty and is measuring it
             elif self.phase is Phase.FOLLOW:  # ramping beside the measuring pacer (its hold is over)
+                # Done when a send of the ramp is refused: 429s to sends from before it (answers that
+                # come late) say nothing of this measurement.
                 if self._follow_from is None:
-                    self._follow_from = send.throttled
-                self._follow_done = send.throttled > self._follow_from
+                    self._follow_from = send.number - 1
+                self._follow_done = self._follow_done or (
+                    send.throttled > self._throttled_seen
+                    and self.budget.refused_between(self._follow_from, send.number) > 0
+                )
+                self._throttled_seen = send.throttled
         return send.wait, send.number, send.at
 
     def _follow(self, now: float) -> None:
@@ -165,7 +175,7 @@ class RatePacer:
         self._enter(Phase.FOLLOW, now)
         self._hold_until = now + self.hold_s
         self._ramp = (self._hold_until, self.start_rate, self.measure_doubling_s)
-        self._follow_from, self._follow_done = None, False
+        self._follow_from, self._follow_done, self._throttled_seen = None, False, 0
 
     def _adopt(self, shared: Learnt | None, now: float) -> None:
         """Another pacer on the budget has learnt the limit, or measured it again: take it, not learn it again."""
@@ -309,7 +319,7 @@ class RatePacer:
             # windows' check (which tells the two apart) lowers a limit; keep it and drain again later.
             limit, accepted = previous, self.samples
         else:
-            self._last, self._recount_at = mark, now + self.hold_s
+            self._last, self._recount_at, self._measured = mark, now + self.hold_s, max(accepted, 1)
         self._paced_from(now, Learnt(max(limit, MIN_RATE), max(accepted, 1), self._span, self._last))
 
     def _recount(self) -> None:
@@ -319,8 +329,9 @@ class RatePacer:
         if self._span is None or self._last is None or self.limit_found is None:
             return
         accepted, seconds = accepted_between(self._span, self._last, self.budget.refused_between)
-        if accepted < self.samples:
-            self.limit_found, self.samples = max(accepted / max(seconds, 1e-3), MIN_RATE), max(accepted, 1)
+        limit = max(accepted / max(seconds, 1e-3), MIN_RATE)
+        if accepted < self._measured and limit < self.limit_found:  # only lower, and only its own measurement
+            self.limit_found, self.samples = limit, max(accepted, 1)
             self.budget.store_limit(Learnt(self.limit_found, self.samples, self._span, self._last))
 
     def _paced_from(self, now: float, learnt: Learnt) -> None:
