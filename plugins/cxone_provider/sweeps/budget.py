@@ -29,16 +29,13 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
-from cxone_provider.sweeps.marks import Mark
+from cxone_provider.sweeps.marks import REFUSED_KEPT, Mark
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
 #: how long a learnt limit is kept without being confirmed again (a tenant's limit can change)
 LIMIT_TTL_S = 600
-#: the send numbers of the (highest-numbered) 429s kept, at least this many, to count them between two empty
-#: moments (``marks.LONGEST_SPAN`` keeps a measurement within them)
-REFUSED_KEPT = 10_000
 
 
 @dataclass(frozen=True)
@@ -197,9 +194,7 @@ class LocalBudget:
 
     def load_limit(self) -> Learnt | None:
         with self._lock:
-            if self._limit is None or self._clock() - self._limit[1] > LIMIT_TTL_S:
-                return None
-            return self._limit[0]
+            return self._limit[0] if self._limit is not None and self._stored(self._clock()) else None
 
     def claim_measurement(self, seconds: float) -> bool:
         with self._lock:

@@ -15,9 +15,11 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-#: the longest span measured over, in sends: the budget keeps the numbers of the last 10,000 429s only, so a
-#: longer span could count fewer 429s than it had (this one could, only at more than 20 % of 429s)
-LONGEST_SPAN = 50_000
+#: the send numbers of the (highest-numbered) 429s a budget keeps, at least this many, to count them
+REFUSED_KEPT = 10_000
+#: the longest span measured over, in sends: a longer one could count fewer 429s than it had, as the budget
+#: keeps only :data:`REFUSED_KEPT` of them (this one could, only at more than 20 % of 429s)
+LONGEST_SPAN = 5 * REFUSED_KEPT
 
 
 @dataclass(frozen=True)
@@ -61,7 +63,12 @@ def limit_between(
         span = last
     short, short_s = accepted_between(last, mark, refused_between)
     long, long_s = accepted_between(span, mark, refused_between)
-    limit, short_limit = long / max(long_s, 1e-3), short / max(short_s, 1e-3)
+    limit, short_limit = per_second(long, long_s), per_second(short, short_s)
     if long <= short or abs(limit - short_limit) * short_s > 3.0 + 0.05 * short:
         return short_limit, short, last
     return limit, long, span
+
+
+def per_second(count: int, seconds: float) -> float:
+    """``count`` over ``seconds`` (a span of a millisecond at least: two 429s can share a clock tick)."""
+    return count / max(seconds, 1e-3)

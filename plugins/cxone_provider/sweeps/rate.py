@@ -19,8 +19,8 @@ the time between them, are the limit. Phases (``docs/pacing.md`` has the rule an
    time, every process at its rate, ended by the first 429 to a send made during it: one 429 in all.
 4. More than 3 % of 429s (above the noise learnt) in a second while paced, not counting answers to
    sends made during a drain, means the budget shrank: the limit becomes what was accepted (never more
-   than it was); if slowing down did not end them they are noise (a sick node,
-   a proxy): unpaced again, and that share is no longer counted.
+   than it was); if slowing down did not end them they are noise (a sick node, a proxy): unpaced again,
+   and that share is no longer counted.
 
 Retry-After is honoured by the call that got it (:mod:`~cxone_provider.client.policy`), not read here: CXone
 sends whole seconds, too coarse above a request a second. CXone publishes no rate-limit headers
@@ -35,7 +35,7 @@ import time
 
 from cxone_provider.sweeps.budget import Budget, Learnt, LocalBudget
 from cxone_provider.sweeps.excess import Cut, ExcessWatch, Noise
-from cxone_provider.sweeps.marks import Mark, accepted_between, limit_between
+from cxone_provider.sweeps.marks import Mark, accepted_between, limit_between, per_second
 
 TOO_MANY_REQUESTS = 429
 #: the slowest the pacer ever sends, requests per second: a window of nothing but 429s is no reason to stop
@@ -329,7 +329,7 @@ class RatePacer:
         if self._span is None or self._last is None or self.limit_found is None:
             return
         accepted, seconds = accepted_between(self._span, self._last, self.budget.refused_between)
-        limit = max(accepted / max(seconds, 1e-3), MIN_RATE)
+        limit = max(per_second(accepted, seconds), MIN_RATE)
         if accepted < self._measured and limit < self.limit_found:  # only lower, and only its own measurement
             self.limit_found, self.samples = limit, max(accepted, 1)
             self.budget.store_limit(Learnt(self.limit_found, self.samples, self._span, self._last))
