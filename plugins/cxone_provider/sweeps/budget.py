@@ -330,5 +330,6 @@ class RedisBudget:
 
 
 def budget_key(conn_id: str) -> str:
-    """The Redis key prefix of a connection's budget."""
-    return f"cxone:rate-budget:{conn_id}"
+    """The Redis key prefix of a connection's budget. The connection id is its hash tag: a Lua script's
+    keys must share one slot on a Redis that shards (Cluster, or a proxy in front of one)."""
+    return f"cxone:rate-budget:{{{conn_id}}}"

@@ -13,7 +13,8 @@ the time between them, are the limit. Phases (``docs/pacing.md`` has the rule an
    rate ramps again (*measure*) until the second 429, and the limit is measured between the two. The
    other processes see the first 429 counted and *follow*: they hold, ramp beside the measuring one
    (one schedule), and whoever gets the second 429 measures;
-3. *paced*: at the limit less a margin of two tokens' worth of its uncertainty. What the margin leaves
+3. *paced*: after a few tokens' pause (a measurement left the bucket empty), at the limit less a margin
+   of two tokens' worth of its uncertainty. What the margin leaves
    in the bucket a *drain* takes back (1.25x the limit until the next 429, which measures again over a
    longer span); one that finds far more means the budget grew. A drain is the budget's: one at a
    time, every process at its rate, ended by the first 429 to a send made during it: one 429 in all.
@@ -68,6 +69,9 @@ class RatePacer:
     drain_factor = 1.25
     #: tokens the margin may leave in the bucket before a drain takes them back
     drain_tokens = 5.0
+    #: a measurement ends with the bucket empty: nothing is sent for this many tokens' time (0.1 s at most),
+    #: so requests that reach it bunched (a network's jitter) find some; the next drain takes them back
+    cushion_tokens = 3.0
     #: a follower whose measuring pacer stored no limit by then starts again itself
     follow_s = 5.0
 
@@ -266,6 +270,9 @@ class RatePacer:
         if status == TOO_MANY_REQUESTS:
             with self._lock:  # counted before the budget counts it: never taken for another process's 429
                 self._own_429s += 1
+                first_empty = self.phase is Phase.START and number > self._first_number
+            if first_empty:  # every request sent until the hold is refused: hold before the bookkeeping
+                self.budget.hold(self.hold_s)
         throttled, ended_drain = self.budget.note_throttled(number) if status == TOO_MANY_REQUESTS else (None, False)
         with self._lock:
             self._count(status, number, now)
@@ -337,6 +344,7 @@ class RatePacer:
     def _paced_from(self, now: float, learnt: Learnt) -> None:
         """Keep to ``learnt`` (stored for every pacer on the budget) until the next drain."""
         self.limit_found, self.samples = learnt.limit, learnt.samples
+        self.budget.hold(min(self.cushion_tokens / learnt.limit, 0.1))
         # The next drain when the margin has left about drain_tokens in the bucket.
         self._drain_every = min(60.0, max(0.3, self.drain_tokens / (self.margin * self.limit_found)))
         self.budget.store_limit(learnt, next_drain_s=self._drain_every)
