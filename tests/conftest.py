@@ -93,9 +93,10 @@ def airflow_db() -> Path:
     return AIRFLOW_HOME
 
 
-#: The sandbox's extensions of CXone's published behaviour that older provider tests rely on: joining a
-#: session by its id (``join_mode="session"``), ``sessionId`` in ``agents/states`` rows, and the
-#: ``{"error", "error_description"}`` body the provider's conditions were read from. Not CXone's defaults.
+#: The sandbox's extensions of CXone's published behaviour: joining a session by its id
+#: (``join_mode="session"``), ``sessionId`` in ``agents/states`` rows, and the old ``{"error",
+#: "error_description"}`` error body. Not CXone's defaults: for tests of the extensions themselves, of a
+#: deprecated form built on them (the sweep's ``session_ids=``), and of DAGs not yet moved off them.
 LEGACY_SANDBOX_EXTENSIONS: dict[str, Any] = dict(LEGACY_EXTENSIONS)
 
 

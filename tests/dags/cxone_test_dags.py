@@ -78,7 +78,8 @@ with _dag("t_task_group"):
 
 @task
 def pick_session() -> str:
-    return "sess-2003"
+    # Agent 1001's live session (the seed's): CXone's join attaches an agent to its own session only.
+    return "sess-1001"
 
 
 @task
@@ -106,7 +107,7 @@ def _templating_joins() -> None:
         )
         << session
     )
-    SetSecurityUserOperator(task_id="set_security_user", agent_id=1001) >> JoinAgentSessionOperator(
+    SetSecurityUserOperator(task_id="set_security_user", agent_id=2004) >> JoinAgentSessionOperator(
         task_id="default_user", session_id="sess-2004"
     )
 

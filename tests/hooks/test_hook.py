@@ -104,7 +104,6 @@ def test_test_connection_reports_success_and_failure(cxone_sandbox, make_hook, m
 # --- the Agent API ----------------------------------------------------------------------------------
 
 
-@pytest.mark.usefixtures("legacy_sandbox_extensions")
 def test_get_agent_and_unknown_agent(make_hook):
     hook = make_hook()
     agent = hook.get_agent(1001)
@@ -113,15 +112,17 @@ def test_get_agent_and_unknown_agent(make_hook):
     with pytest.raises(CxoneApiError, match="9999") as unknown:
         hook.get_agent(9999)
     assert unknown.value.http_status == 404
-    assert unknown.value.response.error == "InvalidAgentId"
+    # CXone names the error in the icStatusDescription header, with no body: the error carries its text.
+    assert unknown.value.response.status_description == "InvalidAgentId"
+    assert str(unknown.value).endswith(": InvalidAgentId")
 
 
-@pytest.mark.usefixtures("legacy_sandbox_extensions")
-def test_agent_states_list_live_sessions(make_hook):
+def test_agent_states_tell_logged_in_agents_from_logged_out_ones(make_hook):
     states = {s["agentId"]: s for s in make_hook().get_agent_states()}
-    assert states[2001]["sessionId"] == "sess-2001"
-    assert states[2009].get("sessionId") is None
-    assert states[2009]["agentStateName"] == "LoggedOut"
+    assert (states[2001]["agentStateName"], states[2001]["stationId"]) == ("Available", 7001)
+    assert states[2001]["sessionStartTime"] is not None
+    assert (states[2009]["agentStateName"], states[2009]["sessionStartTime"]) == ("LoggedOut", None)
+    assert all("sessionId" not in row for row in states.values())  # CXone's rows name no session
 
 
 def test_agent_states_follow_every_page(cxone_sandbox, make_hook):
@@ -133,17 +134,20 @@ def test_agent_states_follow_every_page(cxone_sandbox, make_hook):
     assert pages[0]["params"] == {"top": "5", "skip": "0"}
 
 
-@pytest.mark.usefixtures("legacy_sandbox_extensions")
 def test_start_and_end_a_session(cxone_sandbox, make_hook):
     hook = make_hook()
     session_id = hook.start_agent_session(as_agent_id=2009, station_id="station-9")
     states = {s["agentId"]: s for s in hook.get_agent_states()}
-    assert states[2009]["sessionId"] == session_id
-    assert join_agent_session(hook, session_id, 1001).condition is C.SUCCESS
+    assert (states[2009]["agentStateName"], states[2009]["stationId"]) == ("Available", "station-9")
+    # Joined as its own agent, the started session is that agent's live one.
+    assert join_agent_session(hook, session_id, 2009).condition is C.SUCCESS
     hook.end_agent_session(session_id, force_logoff=True)
     (end_call,) = [e for e in cxone_sandbox.journal() if e["method"] == "DELETE"]
     assert end_call["params"] == {"forceLogoff": "true"}
-    assert join_agent_session(hook, session_id, 1001).condition is C.INVALID_AGENT_SESSION
+    ended = join_agent_session(hook, session_id, 2009)
+    assert (ended.condition, ended.status_code) == (C.INVALID_AGENT_SESSION, 404)
+    states = {s["agentId"]: s for s in hook.get_agent_states()}
+    assert states[2009]["agentStateName"] == "LoggedOut"
 
 
 def test_coach_barge_take_over_send_no_target_unless_given(cxone_sandbox, make_hook):
@@ -170,12 +174,12 @@ def test_supervise_actions(cxone_sandbox, make_hook, action):
     assert call["status"] == 202
 
 
-@pytest.mark.usefixtures("legacy_sandbox_extensions")
 def test_supervise_an_ended_session_raises(make_hook):
     with pytest.raises(CxoneApiError) as ended:
         make_hook().monitor("sess-2007", target_agent_id=2007)
     assert ended.value.http_status == 409
-    assert ended.value.response.error == "InvalidAgentSession"
+    assert ended.value.response.status_description == "InvalidAgentSession"  # CXone's header, no body
+    assert ended.value.response.body is None
 
 
 # --- join: one test per row of the table the sandbox serves ----------------------------------------
@@ -184,14 +188,16 @@ def test_supervise_an_ended_session_raises(make_hook):
 @pytest.mark.parametrize(
     ("agent_id", "session_id", "condition", "status"),
     [
-        pytest.param(1001, "sess-2001", C.SUCCESS, 202, id="Success"),
+        pytest.param(1001, "sess-1001", C.SUCCESS, 202, id="Success-the-key-users-own"),
+        pytest.param(2001, "sess-2001", C.SUCCESS, 202, id="Success-impersonated"),
         pytest.param(1003, "sess-2001", C.INVALID_SECURITY_USER, 403, id="InvalidSecurityUser-inactive"),
         pytest.param(9999, "sess-2001", C.INVALID_AGENT_ID, 404, id="InvalidAgentId-unknown"),
-        pytest.param(1001, "sess-2007", C.INVALID_AGENT_SESSION, 409, id="InvalidAgentSession-ended"),
-        pytest.param(1001, "no-such-session", C.INVALID_AGENT_SESSION, 404, id="InvalidAgentSession-unknown"),
+        pytest.param(2007, "sess-2007", C.INVALID_AGENT_SESSION, 404, id="InvalidAgentSession-ended"),
+        pytest.param(2009, "sess-2009", C.INVALID_AGENT_SESSION, 404, id="InvalidAgentSession-not-logged-in"),
+        # CXone attaches the SecurityUser to its own live session: another agent's is never joined.
+        pytest.param(1001, "sess-2001", C.INVALID_AGENT_SESSION, 202, id="InvalidAgentSession-another-agents"),
     ],
 )
-@pytest.mark.usefixtures("legacy_sandbox_extensions")
 def test_join_rows(cxone_sandbox, make_hook, agent_id, session_id, condition, status):
     outcome = join_agent_session(make_hook(), session_id, agent_id)
     assert outcome.condition is condition
@@ -202,10 +208,9 @@ def test_join_rows(cxone_sandbox, make_hook, agent_id, session_id, condition, st
     assert call["params"] == {"asAgentId": str(agent_id), "sessionId": session_id}
 
 
-@pytest.mark.usefixtures("legacy_sandbox_extensions")
 def test_join_impersonate_not_enabled_is_the_key_users(cxone_sandbox, make_hook):
-    # Impersonation belongs to the connection's key user: 1002's key acting as agent 1001.
-    outcome = join_agent_session(make_hook(key="SANDBOX-NOIMP-KEY"), "sess-2001", 1001)
+    # Impersonation belongs to the connection's key user: 1002's key acting as agent 1001 (on its own session).
+    outcome = join_agent_session(make_hook(key="SANDBOX-NOIMP-KEY"), "sess-1001", 1001)
     assert (outcome.condition, outcome.status_code, outcome.attempts) == (C.IMPERSONATE_NOT_ENABLED, 403, 1)
 
 
@@ -235,8 +240,6 @@ def test_a_wrong_api_url_is_default_route_not_found_and_not_retried(cxone_sandbo
 def test_a_tenant_that_ignores_session_id_never_gives_success(cxone_sandbox, make_hook):
     """The published join (the sandbox's default) attaches asAgentId to that agent's own session."""
     hook = make_hook()
-    # The provider still reads its conditions from the legacy error body (until it reads icStatusDescription).
-    cxone_sandbox.set_faults(error_body="legacy")
     no_session = join_agent_session(hook, "sess-2001", 2009)
     assert (no_session.condition, no_session.status_code) == (C.INVALID_AGENT_SESSION, 404)
     own = hook.start_agent_session(as_agent_id=2009, station_id="station-1")

@@ -28,6 +28,11 @@ def joins_sent(sandbox):
     return [e for e in sandbox.journal() if e["path"].endswith("agent-sessions/join")]
 
 
+#: The live session of agent 1001, the test DAGs' SecurityUser, in the sandbox's seed: CXone's join attaches
+#: the SecurityUser to its own live session, so this is the one a join as 1001 succeeds for.
+OWN_SESSION = "sess-1001"
+
+
 # --- routing -----------------------------------------------------------------------------------------
 
 
@@ -37,53 +42,49 @@ def test_rule_1_the_conditions_own_entry(cxone_sandbox):
     assert states["on_success"] == states["on_default"] == "skipped"
 
 
-@pytest.mark.usefixtures("legacy_sandbox_extensions")
 def test_rule_1_success(cxone_sandbox):
-    _, states = run(fresh_dag("cxone_test_dags", "t_rules_1_2"))
+    _, states = run(fresh_dag("cxone_test_dags", "t_rules_1_2"), session_id=OWN_SESSION)
     assert states["on_success"] == "success"
     assert states["on_invalid_session"] == states["on_default"] == "skipped"
 
 
-@pytest.mark.usefixtures("legacy_sandbox_extensions")
 def test_rule_2_default_when_the_condition_has_no_branch(cxone_sandbox, monkeypatch):
     # Impersonation belongs to the connection's key user: 1002's key acting as the SecurityUser 1001.
     monkeypatch.setenv(*cxone_sandbox.connection_env(key="SANDBOX-NOIMP-KEY"))
-    dag_run, states = run(fresh_dag("cxone_test_dags", "t_rules_1_2"), agent_id=1001)
+    dag_run, states = run(fresh_dag("cxone_test_dags", "t_rules_1_2"), agent_id=1001, session_id=OWN_SESSION)
     assert outcome_of(dag_run)["condition"] == "ImpersonateNotEnabled"
     assert states["on_default"] == "success"
     assert states["on_success"] == states["on_invalid_session"] == "skipped"
 
 
-@pytest.mark.usefixtures("legacy_sandbox_extensions")
 def test_rule_3_success_runs_every_direct_downstream_task(cxone_sandbox):
-    _, states = run(fresh_dag("cxone_test_dags", "t_rule_3"))
+    _, states = run(fresh_dag("cxone_test_dags", "t_rule_3"), session_id=OWN_SESSION)
     assert states == {"join": "success", "work_a": "success", "work_b": "success"}
 
 
 @reads_task_output
-@pytest.mark.usefixtures("legacy_sandbox_extensions")
 def test_rule_3_other_conditions_fail_the_task_loudly(cxone_sandbox, capfd):
-    dag_run, states = run(fresh_dag("cxone_test_dags", "t_rule_3"), session_id="sess-2007")
+    # Agent 2007's session has ended; CXone says so in its icStatusDescription header, in NICE's wording.
+    cxone_sandbox.set_faults(status_description="sentence")
+    dag_run, states = run(fresh_dag("cxone_test_dags", "t_rule_3"), agent_id=2007, session_id="sess-2007")
     assert states == {"join": "failed", "work_a": "upstream_failed", "work_b": "upstream_failed"}
     assert dag_run.state == "failed"
     output = "".join(capfd.readouterr())
     assert "ended in InvalidAgentSession for session_id 'sess-2007'" in output
-    assert "Session sess-2007 has ended" in output
+    assert "Invalid agent session Id." in output  # the API's own message
     # the outcome is kept for reports even though the task failed
     assert outcome_of(dag_run)["condition"] == "InvalidAgentSession"
 
 
-@pytest.mark.usefixtures("legacy_sandbox_extensions")
 def test_rule_3_success_follows_every_direct_downstream_task_even_failure_branches(cxone_sandbox):
-    _, states = run(fresh_dag("cxone_test_dags", "t_rule_3_claimed"))
+    _, states = run(fresh_dag("cxone_test_dags", "t_rule_3_claimed"), session_id=OWN_SESSION)
     assert states == {"join": "success", "work": "success", "alert": "success"}
-    _, states = run(fresh_dag("cxone_test_dags", "t_rule_3_claimed"), session_id="sess-2008")
+    _, states = run(fresh_dag("cxone_test_dags", "t_rule_3_claimed"), agent_id=2008, session_id="sess-2008")  # ended
     assert states == {"join": "success", "work": "skipped", "alert": "success"}
 
 
-@pytest.mark.usefixtures("legacy_sandbox_extensions")
 def test_task_group_as_a_branch_target(cxone_sandbox):
-    _, states = run(fresh_dag("cxone_test_dags", "t_task_group"))
+    _, states = run(fresh_dag("cxone_test_dags", "t_task_group"), session_id=OWN_SESSION)
     assert states == {
         "join": "success",
         "supervise.first": "success",
@@ -107,15 +108,16 @@ def test_default_after_exhausted_retries_follows_default(cxone_sandbox):
 
 
 @pytest.mark.parametrize("dag_id", ["t_templating_plain", "t_templating_native"])
-@pytest.mark.usefixtures("legacy_sandbox_extensions")
 def test_templated_inputs(cxone_sandbox, dag_id):
-    dag_run, states = run(fresh_dag("cxone_test_dags", dag_id))
+    dag_run, states = run(fresh_dag("cxone_test_dags", dag_id), session_id=OWN_SESSION)
     joins = ("xcomarg_inputs", "pulled_user", "pulled_session", "default_user")
     assert all(states[t] == "success" for t in joins), states
-    sent = {(e["params"]["asAgentId"], e["params"]["sessionId"]) for e in joins_sent(cxone_sandbox)}
-    assert sent == {("1001", "sess-2003"), ("1001", "sess-2001"), ("1001", "sess-2004")}
+    # Success needs the rendered agent's own live session to be the rendered session: a value rendered
+    # wrong (or not at all) in any join is another condition.
     for task_id in joins:
         assert outcome_of(dag_run, task_id)["condition"] == "Success", task_id
+    sent = sorted((e["params"]["asAgentId"], e["params"]["sessionId"]) for e in joins_sent(cxone_sandbox))
+    assert sent == [("1001", OWN_SESSION)] * 3 + [("2004", "sess-2004")]
 
 
 def test_rendered_fields_hold_no_secret(cxone_sandbox):
@@ -324,11 +326,10 @@ def test_the_nearest_set_security_user_wins_and_an_explicit_one_needs_no_default
 
 
 @reads_task_output
-@pytest.mark.usefixtures("legacy_sandbox_extensions")
 def test_the_join_logs_one_line_with_everything(cxone_sandbox, capfd, caplog):
-    run(fresh_dag("cxone_test_dags", "t_rules_1_2"))
+    run(fresh_dag("cxone_test_dags", "t_rules_1_2"), session_id=OWN_SESSION)
     output = "".join(capfd.readouterr()) + caplog.text
-    (line,) = [row for row in output.splitlines() if "Join Agent Session 'sess-2001' as agent 1001" in row]
+    (line,) = [row for row in output.splitlines() if f"Join Agent Session '{OWN_SESSION}' as agent 1001" in row]
     assert "(from set_security_user): Success (HTTP 202, 1 attempt, " in line
     assert "→ on_success (own branch)" in line
 

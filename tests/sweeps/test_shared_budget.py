@@ -150,12 +150,15 @@ def test_a_rate_budget_that_is_no_redis_url_is_refused_naming_it(cxone_sandbox, 
         _ = CxoneHook("cxone_bad").settings
 
 
-@pytest.mark.usefixtures("legacy_sandbox_extensions", "airflow_db")
+@pytest.mark.usefixtures("airflow_db")
 def test_a_single_join_is_paced_by_its_connections_budget(cxone_sandbox, redis_url, monkeypatch):
     client = redis.Redis.from_url(redis_url)
     client.flushdb()
     monkeypatch.setenv(*cxone_sandbox.connection_env(rate_budget=redis_url))
-    dag_run = fresh_dag("cxone_test_dags", "t_task_group").test()
-    assert dag_run.get_task_instance("join").state == "success"
+    # Agent 1001 (the DAG's SecurityUser) joined to its own live session, as CXone's join does.
+    dag_run = fresh_dag("cxone_test_dags", "t_task_group").test(run_conf={"session_id": "sess-1001"})
+    join = dag_run.get_task_instance("join")
+    assert join.state == "success"
+    assert join.xcom_pull(task_ids="join")["condition"] == "Success"
     # The join took its send from the connection's one schedule, where sweeps on it take theirs.
     assert int(client.get(f"{budget_key('cxone_default')}:sends")) == len(joins_sent(cxone_sandbox)) == 1
