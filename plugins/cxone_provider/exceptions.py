@@ -63,8 +63,9 @@ class CxoneApiError(CxoneError):
     token renewal). ``response.status_code`` is ``None`` when no answer arrived."""
 
     def __init__(self, response: ApiResponse, action: str) -> None:
-        status = describe_status(response.status_code)
-        super().__init__(f"CXone {action} failed ({status}, {response.error or 'error'}): {response.message}")
+        # CXone's Agent API errors carry no body, so usually no error name: the message (its header) says it.
+        named = f", {response.error}" if response.error else ""
+        super().__init__(f"CXone {action} failed ({describe_status(response.status_code)}{named}): {response.message}")
         self.response = response
         self.http_status = response.status_code
 

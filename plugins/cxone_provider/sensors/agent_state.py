@@ -2,8 +2,8 @@
 
 A supervised-session DAG is scheduled at shift start; the agent logs in when they log in. The sensor
 reads ``GET agents/states`` (every page) until the agent's row shows one of ``states``, and returns that
-row, so a downstream join can template ``session_id`` from it where the tenant's rows carry a
-``sessionId`` (the sandbox's do).
+row. CXone's rows carry no session id: a downstream join as that agent leaves ``session_id`` empty, and
+CXone's answer names the agent's live session.
 """
 
 from __future__ import annotations
@@ -49,8 +49,9 @@ class AgentStateSensor(CxoneTaskMixin, BaseSensorOperator):
     """Wait until a CXone agent is in one of ``states``; return the agent's ``agents/states`` row.
 
     The XCom ``return_value`` is the row as CXone lists it (``agentId``, ``agentStateName``,
-    ``teamId``…, plus ``sessionId`` where the tenant's rows carry one), e.g.
-    ``session_id="{{ ti.xcom_pull(task_ids='wait_for_agent')['sessionId'] }}"`` on a join.
+    ``stationId``, ``sessionStartTime``…), e.g.
+    ``security_user="{{ ti.xcom_pull(task_ids='wait_for_agent')['agentId'] }}"`` on a join whose
+    ``session_id`` is left empty (the agent's own live session).
 
     With ``deferrable=True`` (the default follows ``[operators] default_deferrable``) the sensor
     checks once, then hands the wait to Airflow's triggerer
