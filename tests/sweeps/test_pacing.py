@@ -209,15 +209,15 @@ def test_the_limit_is_found_and_kept_to_when_answers_cross(tenant_clock, process
 def test_once_the_limit_is_known_a_drain_costs_a_429_or_two_on_a_jittery_network(tenant_clock, seed):
     # A drain (and a measurement) ends with the bucket empty; requests that then reach it bunched by the
     # network's jitter would be refused one by one while the pacer keeps just under the limit, unless it
-    # lets a few tokens gather first. (Without that: 20-25 429s in these 30 s, over three a drain.)
+    # lets a few tokens gather first. (Without that: 3.2-4 429s a drain over these 60 s; with it, about 2.)
     tenant, (pacer,) = tenant_clock(200, network_seed=seed)
     tenant.serve([pacer], 5, demand=400)
     drains_before = pacer.drains
-    _, throttled, accepted = tenant.serve([pacer], 30, demand=400)
+    _, throttled, accepted = tenant.serve([pacer], 60, demand=400)
     drains = pacer.drains - drains_before
-    assert drains >= 3
-    assert throttled <= 2.5 * drains
-    assert accepted >= 0.98 * 200 * 30  # the tokens let gather are taken back by the next drain
+    assert drains >= 6
+    assert throttled <= 2.75 * drains
+    assert accepted >= 0.98 * 200 * 60  # the tokens let gather are taken back by the next drain
 
 
 def test_followers_learn_the_limit_when_answers_take_longer_than_the_hold(tenant_clock):

@@ -289,6 +289,13 @@ class RatePacer:
                     self._hold(now)
                 else:
                     self._measure(mark, now, drained=True)
+            elif self.phase is Phase.HOLD:
+                if self._span is not None and number > self._span.number:
+                    # A later 429 of the burst that began the span: the bucket was empty then too, and fewer
+                    # of the burst's sends come after it (a busy client sends some late, and they were
+                    # accepted before the bucket emptied: counted, they made the limit 10-20 % too high).
+                    self._span = self._last = mark
+                    self.budget.store_span(mark)
             elif number <= self._first_number or self.phase is Phase.DRAIN:
                 return  # a 429 to a send from before the phase (or the drain) began: stale
             elif self.phase is Phase.START and not self.budget.claim_measurement(self.follow_s):
