@@ -260,6 +260,9 @@ def test_a_busy_client_that_sends_some_requests_late_does_not_overestimate_the_f
         first.append(budget.stored[0])
     assert max(first) <= 1.06 * 200
     assert 0.9 * 200 <= statistics.median(first) <= 200
+    # The other way round, requests numbered before the burst's last 429 take refilled tokens uncounted: low
+    # is safe (no 429s) and the first drain finds the tokens left, but not far off.
+    assert min(first) >= 0.8 * 200
 
 
 def test_followers_learn_the_limit_when_answers_take_longer_than_the_hold(tenant_clock):

@@ -9,10 +9,10 @@ the time between them, are the limit. Phases (``docs/pacing.md`` has the rule an
 
 1. *start*: the rate ramps up from 20/s, doubling every 50 ms, so that few requests are in the air
    when the first 429 comes;
-2. *hold*: on it nothing is sent for a quarter of a second (by any process on the budget), then the
-   rate ramps again (*measure*) until the second 429, and the limit is measured between the two. The
-   other processes see the first 429 counted and *follow*: they hold, ramp beside the measuring one
-   (one schedule), and whoever gets the second 429 measures;
+2. *hold*: on it nothing is sent for a quarter of a second (by any process on the budget), then the rate
+   ramps again (*measure*) until the second 429; the limit is measured from the last 429 of the first
+   burst to it. The other processes see the first 429 counted and *follow*: they hold, ramp beside the
+   measuring one (one schedule), and whoever gets the second 429 measures;
 3. *paced*: after a few tokens' pause (a measurement left the bucket empty), at the limit less a margin
    of two tokens' worth of its uncertainty. What the margin leaves
    in the bucket a *drain* takes back (1.25x the limit until the next 429, which measures again over a
