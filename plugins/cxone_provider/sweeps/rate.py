@@ -271,7 +271,7 @@ class RatePacer:
             with self._lock:  # counted before the budget counts it: never taken for another process's 429
                 self._own_429s += 1
                 first_empty = self.phase is Phase.START and number > self._first_number
-            if first_empty:  # every request sent until the hold is refused: hold before the bookkeeping
+            if first_empty:  # nearly every request sent until the hold is refused: hold before the bookkeeping
                 self.budget.hold(self.hold_s)
         throttled, ended_drain = self.budget.note_throttled(number) if status == TOO_MANY_REQUESTS else (None, False)
         with self._lock:
