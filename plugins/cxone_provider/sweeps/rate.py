@@ -7,17 +7,17 @@ arrived, and between two such moments it let through exactly what it refilled: t
 between two 429s (by the order they were *sent*, numbered by the budget for every process), divided by
 the time between them, are the limit. Phases (``docs/pacing.md`` has the rule and the figures):
 
-1. *start*: the rate ramps up from 20/s, doubling every 50 ms, so that few requests are in the air
-   when the first 429 comes;
+1. *start*: the rate ramps up from 20/s, doubling every 50 ms (slower once answers slow down:
+   :mod:`~cxone_provider.sweeps.ramp`), so that few requests are in the air when the first 429 comes;
 2. *hold*: on it nothing is sent for a quarter of a second (by any process on the budget), then the rate
    ramps again (*measure*) until the second 429; the limit is measured from the last 429 of the first
    burst to it. The other processes see the first 429 counted and *follow*: they hold, ramp beside the
    measuring one (one schedule), and whoever gets the second 429 measures;
 3. *paced*: after a few tokens' pause (a measurement left the bucket empty), at the limit less a margin
-   of two tokens' worth of its uncertainty. What the margin leaves
-   in the bucket a *drain* takes back (1.25x the limit until the next 429, which measures again over a
-   longer span); one that finds far more means the budget grew. A drain is the budget's: one at a
-   time, every process at its rate, ended by the first 429 to a send made during it: one 429 in all.
+   of two tokens' worth of its uncertainty. What the margin leaves in the bucket a *drain* takes back
+   (1.25x the limit until the next 429, which measures again over a longer span); one that finds far
+   more means the budget grew. A drain is the budget's: one at a time, every process at its rate, ended
+   by the first 429 to a send made during it: one 429 in all.
 4. More than 3 % of 429s (above the noise learnt) in a second while paced, not counting answers to
    sends made during a drain, means the budget shrank: the limit becomes what was accepted (never more
    than it was); if slowing down did not end them they are noise (a sick node, a proxy): unpaced again,
@@ -25,7 +25,7 @@ the time between them, are the limit. Phases (``docs/pacing.md`` has the rule an
 
 Retry-After is honoured by the call that got it (:mod:`~cxone_provider.client.policy`), not read here: CXone
 sends whole seconds, too coarse above a request a second. CXone publishes no rate-limit headers
-(``X-RateLimit-*``, ``RateLimit-*``): none are read. ``docs/pacing.md`` has the figures.
+(``X-RateLimit-*``, ``RateLimit-*``): none are read.
 """
 
 from __future__ import annotations
@@ -37,12 +37,11 @@ import time
 from cxone_provider.sweeps.budget import Budget, Learnt, LocalBudget
 from cxone_provider.sweeps.excess import Cut, ExcessWatch, Noise
 from cxone_provider.sweeps.marks import Mark, accepted_between, limit_between, per_second
+from cxone_provider.sweeps.ramp import Ramp
 
 TOO_MANY_REQUESTS = 429
 #: the slowest the pacer ever sends, requests per second: a window of nothing but 429s is no reason to stop
 MIN_RATE = 1.0
-#: above this the start ramp stops pacing: the client's own speed is the limit
-RAMP_CEILING = 4000.0
 
 
 class Phase(enum.Enum):
@@ -53,6 +52,9 @@ class Phase(enum.Enum):
     DRAIN = "drain"
     NOISY = "noisy"  # random 429s, no budget: unpaced, only a clear excess is looked at
     FOLLOW = "follow"  # another pacer on the budget is measuring the limit: ramp beside it, then wait for it
+
+
+RAMPS = frozenset({Phase.START, Phase.MEASURE, Phase.FOLLOW})  # the phases that look for the limit
 
 
 class RatePacer:
@@ -84,7 +86,7 @@ class RatePacer:
         self.excess = ExcessWatch()
         self.cuts_undone = 0
         self.drains = 0
-        self._ramp: tuple[float, float, float] | None = None  # started, from rate, doubling seconds
+        self._ramp: Ramp | None = None  # while looking for the limit (start, measure, follow)
         self._hold_until = float("-inf")
         self._first_number = 0  # 429s of sends numbered up to this are from before the phase: stale
         self._span: Mark | None = None  # where the current measuring span starts
@@ -124,12 +126,10 @@ class RatePacer:
             return self._rate(time.monotonic())
 
     def _rate(self, now: float) -> float | None:
-        if self.phase in (Phase.START, Phase.MEASURE, Phase.FOLLOW):
-            started, base, doubling = self._ramp or (now, self.start_rate, self.start_doubling_s)
+        if self.phase in RAMPS:
             if self._ramp is None:
-                self._ramp = (now, base, doubling)
-            rate = base * 2 ** min((now - started) / doubling, 20.0)
-            return None if rate >= RAMP_CEILING else rate
+                self._ramp = Ramp(now, self.start_rate, self.start_doubling_s)
+            return self._ramp.rate(now)
         if self.phase is Phase.NOISY or self.limit_found is None:
             return None
         if self.phase is Phase.DRAIN:
@@ -155,6 +155,8 @@ class RatePacer:
             self._numbered, self._limit_stored = max(self._numbered, send.number), send.limit_stored
             if send.draining:
                 self._drain_sends_to = self._numbered
+            if send.number and self.phase in RAMPS and self._ramp is not None:
+                self._ramp.sent(send.number, now)
             if self._throttled_before is None:
                 self._throttled_before = send.throttled
             if self.phase is Phase.DRAIN and not send.draining:
@@ -178,7 +180,7 @@ class RatePacer:
         the next 429, which finishes the measurement whoever gets it; then wait for the limit."""
         self._enter(Phase.FOLLOW, now)
         self._hold_until = now + self.hold_s
-        self._ramp = (self._hold_until, self.start_rate, self.measure_doubling_s)
+        self._ramp = Ramp(self._hold_until, self.start_rate, self.measure_doubling_s)
         self._follow_from, self._follow_done, self._throttled_seen = None, False, 0
 
     def _adopt(self, shared: Learnt | None, now: float) -> None:
@@ -186,7 +188,7 @@ class RatePacer:
         if shared is None:
             return
         with self._lock:
-            if self.phase in (Phase.START, Phase.HOLD, Phase.MEASURE, Phase.FOLLOW):
+            if self.phase in RAMPS or self.phase is Phase.HOLD:
                 if self.limit_found is not None:
                     return  # measuring a budget that grew: what is stored is what it grew from
                 self._enter(Phase.PACED, now)
@@ -223,14 +225,15 @@ class RatePacer:
         if self.phase in (Phase.FOLLOW, Phase.MEASURE) and now >= self._phase_since + self.follow_s:
             # The measurement was not finished (a follower's), or no 429 came: this pacer alone cannot
             # empty the bucket while the others keep to a limit. Find the limit here, or drain.
-            if self.limit_found is None:
-                self._start_again(now)
+            if self.limit_found is None:  # from the start, counting the 429s other processes get from here
+                self._enter(Phase.START, now)
+                self._throttled_before, self._own_429s = None, 0
             else:
                 self._enter(Phase.PACED, now)
                 self._drain_at = now
         elif self.phase is Phase.HOLD and now >= self._hold_until:
             self._enter(Phase.MEASURE, now)
-            self._ramp = (now, self.start_rate, self.measure_doubling_s)
+            self._ramp = Ramp(now, self.start_rate, self.measure_doubling_s)
         elif self.phase is Phase.PACED and now >= self._recount_at:
             self._recount()
         elif self.phase is Phase.PACED and now >= self._drain_at and self.limit_found is not None:
@@ -239,11 +242,6 @@ class RatePacer:
             expected = min(30.0, self.margin * (now - self._phase_since) / (self.drain_factor - 1.0))
             if not self._begin_drain(now, 2.0 * expected + 1.0):
                 self._drain_at = now + 0.5  # another process's drain is on, or the next is not due yet
-
-    def _start_again(self, now: float) -> None:
-        """Ramp from the start, counting the 429s other processes get from here (not from the first send)."""
-        self._enter(Phase.START, now)
-        self._ramp, self._throttled_before, self._own_429s = None, None, 0
 
     def _begin_drain(self, now: float, seconds: float) -> bool:
         if self.limit_found is None:
@@ -260,20 +258,23 @@ class RatePacer:
         self.phase = phase
         self._phase_since = now
         self._first_number = self._numbered
+        self._ramp = None  # a phase that ramps starts its own
 
     # ------------------------------------------------------------------------------ hearing
 
     def answered(self, status: int | None, number: int, sent_at: float, now: float) -> None:
         """One attempt's answer: ``status`` (``None``: none came) to send ``number``, sent at ``sent_at``."""
+        refused = status == TOO_MANY_REQUESTS
+        with self._lock:
+            if self._ramp is not None:  # accepted answers that slow down slow the ramp
+                self._ramp.answered(number, status is not None and not refused, now)
+            self._own_429s += refused  # counted before the budget counts it: never taken for another process's
+            first_empty = refused and self.phase is Phase.START and number > self._first_number
         if status is None:
             return  # no answer says nothing about the budget
-        if status == TOO_MANY_REQUESTS:
-            with self._lock:  # counted before the budget counts it: never taken for another process's 429
-                self._own_429s += 1
-                first_empty = self.phase is Phase.START and number > self._first_number
-            if first_empty:  # nearly every request sent until the hold is refused: hold before the bookkeeping
-                self.budget.hold(self.hold_s)
-        throttled, ended_drain = self.budget.note_throttled(number) if status == TOO_MANY_REQUESTS else (None, False)
+        if first_empty:  # nearly every request sent until the hold is refused: hold before the bookkeeping
+            self.budget.hold(self.hold_s)
+        throttled, ended_drain = self.budget.note_throttled(number) if refused else (None, False)
         with self._lock:
             self._count(status, number, now)
             if throttled is None:
