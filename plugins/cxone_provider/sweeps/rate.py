@@ -7,8 +7,8 @@ arrived, and between two such moments it let through exactly what it refilled: t
 between two 429s (by the order they were *sent*, numbered by the budget for every process), divided by
 the time between them, are the limit. Phases (``docs/pacing.md`` has the rule and the figures):
 
-1. *start*: the rate ramps up from 20/s, doubling every 50 ms (slower once answers slow down:
-   :mod:`~cxone_provider.sweeps.ramp`), so that few requests are in the air when the first 429 comes;
+1. *start*: the rate ramps up from 20/s, doubling every 50 ms (from half what was served, slower, once
+   answers slow down: :mod:`~cxone_provider.sweeps.ramp`), so few requests are in the air at the first 429;
 2. *hold*: on it nothing is sent for a quarter of a second (by any process on the budget), then the rate
    ramps again (*measure*) until the second 429; the limit is measured from the last 429 of the first
    burst to it. The other processes see the first 429 counted and *follow*: they hold, ramp beside the
@@ -128,7 +128,7 @@ class RatePacer:
     def _rate(self, now: float) -> float | None:
         if self.phase in RAMPS:
             if self._ramp is None:
-                self._ramp = Ramp(now, self.start_rate, self.start_doubling_s)
+                self._ramp = Ramp(now, self.start_rate, self.start_doubling_s, watches=True)
             return self._ramp.rate(now)
         if self.phase is Phase.NOISY or self.limit_found is None:
             return None
@@ -267,7 +267,7 @@ class RatePacer:
         refused = status == TOO_MANY_REQUESTS
         with self._lock:
             if self._ramp is not None:  # accepted answers that slow down slow the ramp
-                self._ramp.answered(number, status is not None and not refused, now)
+                self._ramp.answered(number, status is not None and 200 <= status < 300, now)
             self._own_429s += refused  # counted before the budget counts it: never taken for another process's
             first_empty = refused and self.phase is Phase.START and number > self._first_number
         if status is None:
