@@ -39,6 +39,7 @@ class Ramp:
         self.slowed = False
         self._sent: dict[int, float] = {}  # sends awaiting their answer: number -> when
         self._first: list[float] = []  # the first answer times, heard while the rate was low
+        self._calm = self._rise = 0.0  # their fastest, and how much slower a queue is: set once they are in
         self._recent: deque[tuple[float, int, float]] = deque(maxlen=self.recent)  # answer time, number, heard
 
     def rate(self, now: float) -> float | None:
@@ -60,18 +61,19 @@ class Ramp:
             return
         if len(self._first) < self.recent:
             self._first.append(now - sent)
+            if len(self._first) == self.recent:
+                self._calm = min(self._first)
+                self._rise = max(self.least_rise_s, self._calm / 8, 2 * (statistics.median(self._first) - self._calm))
             return
         self._recent.append((now - sent, number, now))
         # Like with like: the fastest of the last few against the fastest of the first few.
-        calm = min(self._first)
-        rise = max(self.least_rise_s, calm / 8, 2 * (statistics.median(self._first) - calm))
-        if len(self._recent) < self.recent or min(seconds for seconds, _, _ in self._recent) <= calm + rise:
+        if len(self._recent) < self.recent or min(seconds for seconds, _, _ in self._recent) <= self._calm + self._rise:
             return
         # Served: every process's sends (numbered by the budget) between the first and last of these
         # answers, over the time between them; answers heard together (a clump) tell no rate.
         _, first, since = min(self._recent, key=lambda answer: answer[1])
         _, last, until = max(self._recent, key=lambda answer: answer[1])
-        if until - since < rise or last <= first:
+        if until - since < self._rise or last <= first:
             return
         rate = min(self.rate(now) or RAMP_CEILING, self.queued_share * (last - first) / (until - since))
         self.started, self.base, self.doubling_s = now, max(self.base, rate), self.queued_doubling_s
